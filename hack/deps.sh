@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need: Debian packages and the pinned nvml.h.
+# Idempotent: when everything is present it only checks, in about a second.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+packages=(
+  cmake ninja-build g++ pkg-config ccache
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcli11-dev libcpp-httplib-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
+  python3 python3-pip
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# nvml.h: a CUDA toolkit's copy is not used on purpose, so that every build
+# compiles against the same pinned header.
+if [ ! -f "$NVML_INCLUDE_DIR/nvml.h" ]; then
+  log "fetching nvml.h from nvidia-nvml-dev==$NVML_DEV_VERSION"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 --python-version 3.11 \
+    -d "$tmp" "nvidia-nvml-dev==$NVML_DEV_VERSION"
+  whl=$(ls "$tmp"/nvidia_nvml_dev-*.whl)
+  echo "$NVML_DEV_SHA256  $whl" | sha256sum -c --quiet - ||
+    die "nvidia-nvml-dev wheel checksum mismatch: expected $NVML_DEV_SHA256"
+  mkdir -p "$NVML_INCLUDE_DIR"
+  python3 - "$whl" "$NVML_INCLUDE_DIR" <<'PY'
+import sys, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    names = [n for n in z.namelist() if n.endswith("/include/nvml.h")]
+    if not names:
+        sys.exit("nvml.h not found in " + whl)
+    with z.open(names[0]) as src, open(out + "/nvml.h", "wb") as dst:
+        dst.write(src.read())
+PY
+fi
+echo "$NVML_INCLUDE_DIR"

@@ -1,0 +1,15 @@
+# Shared helpers for the scripts in hack/. Source it; it defines functions only.
+# shellcheck shell=bash
+
+# Where heavy, version-keyed downloads and builds live, outside the repo.
+GDP_CACHE="${GDP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-device-plugin}"
+
+# The pinned NVML header: NVIDIA's PyPI package nvidia-nvml-dev.
+NVML_DEV_VERSION="13.0.87"
+NVML_DEV_SHA256="082871368275cf6620fc900f55d8eaf2563b263a38a00a5168e9650bce963ba1"
+NVML_INCLUDE_DIR="$GDP_CACHE/nvml-dev-$NVML_DEV_VERSION/include"
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }

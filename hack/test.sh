@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds with sanitizers and runs every unit, integration and (bounded) fuzz test.
+#   hack/test.sh          AddressSanitizer + UBSan (what `make test` and CI run)
+#   hack/test.sh tsan     ThreadSanitizer
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+preset="${1:-asan}"
+cd "$(repo_root)"
+extra=()
+if [ "$preset" = asan ]; then
+  # Fuzz targets need clang; they are built first and run as ctest tests.
+  hack/build.sh fuzz
+  extra+=("-DGDP_FUZZ_BIN_DIR=$PWD/build/fuzz/fuzz")
+fi
+hack/build.sh "$preset" "${extra[@]}"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+cd "build/$preset"
+ctest --output-on-failure -j"$(nproc)" --timeout 300

@@ -1,0 +1,103 @@
+// Config: the daemon's whole configuration as a plain value.
+//
+// Sources, highest precedence first: command-line flags, environment
+// variables, the YAML file (`version: v1`), built-in defaults. Decoding is
+// strict (an unknown field or a wrong type is an error naming the field path,
+// e.g. `flags.plugin.deviceIDStrategy`), and Validate() reports every problem
+// at once. docs/configuration.md lists every field with its default.
+//
+// A Config is immutable once loaded; the daemon shares it as
+// std::shared_ptr<const Config> and swaps in a new one on a valid reload.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace gdp::config {
+
+enum class MigStrategy { kNone, kSingle, kMixed };
+enum class DeviceIdStrategy { kUuid, kIndex };
+enum class DeviceListStrategy { kEnvvar, kVolumeMounts, kCdiAnnotations, kCdiCri };
+
+struct HealthConfig {
+  bool enabled = true;
+  // XIDs that are application faults, not device faults: never mark a GPU unhealthy.
+  std::vector<unsigned> ignored_xids = {13, 31, 43, 45, 68, 109};
+  // How long a GPU made unhealthy by an XID must stay quiet (and answer NVML
+  // normally) before it is healthy again. Zero: never recover without a restart.
+  std::chrono::seconds recovery_quiet_period{300};
+  // How often devices are probed for being lost or recovered.
+  std::chrono::milliseconds probe_interval{5000};
+};
+
+struct Config {
+  std::string version = "v1";
+
+  // --- flags ---
+  MigStrategy mig_strategy = MigStrategy::kNone;
+  bool fail_on_init_error = true;
+  // Host path of the driver root: where libnvidia-ml.so.1 and /dev/nvidia* live
+  // on the host ("/" for a host-installed driver, /run/nvidia/driver for a
+  // containerised one). Used in DeviceSpecs and CDI specs handed to the runtime.
+  std::string driver_root = "/";
+  // Where this process sees the driver root (a DaemonSet mounts the host's
+  // driver root here). Empty: same as driver_root.
+  std::string container_driver_root;
+  // Explicit path of libnvidia-ml.so.1; overrides the search under the driver root.
+  std::string nvml_library;
+  // Driver older than 450 or CUDA driver older than 10.0: refuse to start
+  // (true) or only warn (false).
+  bool require_minimum_versions = true;
+
+  // --- flags.plugin ---
+  bool pass_device_specs = true;
+  std::vector<DeviceListStrategy> device_list_strategy = {DeviceListStrategy::kEnvvar};
+  DeviceIdStrategy device_id_strategy = DeviceIdStrategy::kUuid;
+  std::string plugin_directory = "/var/lib/kubelet/device-plugins";
+  std::string resource_name = "nvidia.com/gpu";
+
+  // --- health ---
+  HealthConfig health;
+
+  // --- metrics (also serves /healthz and /readyz) ---
+  std::string metrics_bind_address = "0.0.0.0";
+  int metrics_port = 9101;  // 0: pick a free port (tests)
+
+  // --- log ---
+  std::string log_level = "info";   // debug|info|warn|error
+  std::string log_format = "text";  // text|json
+
+  // Where the daemon actually finds the driver root.
+  const std::string& EffectiveDriverRoot() const {
+    return container_driver_root.empty() ? driver_root : container_driver_root;
+  }
+};
+
+// Where a setting came from; flags and environment are applied as overrides on
+// top of the file, by field path.
+struct Override {
+  std::string path;   // field path in the YAML document, e.g. "flags.migStrategy"
+  std::string value;  // the raw text, decoded as the field's YAML type
+  std::string source; // for messages: "--mig-strategy" or "MIG_STRATEGY"
+};
+
+// Decodes a YAML document strictly and applies overrides. Returns
+// InvalidArgument listing every problem (unknown fields, wrong types,
+// validation failures), one per line, each naming its field path.
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
+                                   const std::vector<Override>& overrides = {});
+
+// All validation problems of a decoded config, each naming its field; empty when valid.
+std::vector<std::string> Validate(const Config& config);
+
+// Canonical names, as written in YAML.
+const char* ToString(MigStrategy s);
+const char* ToString(DeviceIdStrategy s);
+const char* ToString(DeviceListStrategy s);
+
+}  // namespace gdp::config

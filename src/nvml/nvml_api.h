@@ -1,0 +1,95 @@
+// NvmlApi: the NVML seam. One virtual method per NVML entry point the project
+// calls, with the C signature kept (handles, out-parameters, nvmlReturn_t) so
+// that NVML's semantics stay visible and a GoogleMock (tests/mocks/mock_nvml.h)
+// can stand in for the library.
+//
+// DlNvml (dl_nvml.h) implements it over dlopen'ed libnvidia-ml.so.1: each entry
+// point is resolved on first use, newer versioned symbols first, and a symbol
+// the driver lacks answers NVML_ERROR_FUNCTION_NOT_FOUND rather than crashing.
+// Conversion of nvmlReturn_t into absl::Status happens once, in NvmlStatus().
+//
+// Thread-safety: NVML itself is thread-safe; implementations must be too.
+#pragma once
+
+#include <nvml.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace gdp::nvml {
+
+class NvmlApi {
+ public:
+  virtual ~NvmlApi() = default;
+
+  // Library lifetime.
+  virtual nvmlReturn_t Init() = 0;      // nvmlInit_v2, falling back to nvmlInit
+  virtual nvmlReturn_t Shutdown() = 0;  // nvmlShutdown
+  virtual std::string ErrorString(nvmlReturn_t r) = 0;
+
+  // System.
+  virtual nvmlReturn_t SystemGetDriverVersion(char* version, unsigned int length) = 0;
+  virtual nvmlReturn_t SystemGetNVMLVersion(char* version, unsigned int length) = 0;
+  virtual nvmlReturn_t SystemGetCudaDriverVersion(int* version) = 0;  // _v2, then v1
+
+  // Device enumeration and identity.
+  virtual nvmlReturn_t DeviceGetCount(unsigned int* count) = 0;  // _v2, then v1
+  virtual nvmlReturn_t DeviceGetHandleByIndex(unsigned int index, nvmlDevice_t* device) = 0;
+  virtual nvmlReturn_t DeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) = 0;
+  virtual nvmlReturn_t DeviceGetUUID(nvmlDevice_t device, char* uuid, unsigned int length) = 0;
+  virtual nvmlReturn_t DeviceGetName(nvmlDevice_t device, char* name, unsigned int length) = 0;
+  virtual nvmlReturn_t DeviceGetBrand(nvmlDevice_t device, nvmlBrandType_t* brand) = 0;
+  virtual nvmlReturn_t DeviceGetIndex(nvmlDevice_t device, unsigned int* index) = 0;
+  virtual nvmlReturn_t DeviceGetMinorNumber(nvmlDevice_t device, unsigned int* minor) = 0;
+  virtual nvmlReturn_t DeviceGetArchitecture(nvmlDevice_t device,
+                                             nvmlDeviceArchitecture_t* arch) = 0;
+  virtual nvmlReturn_t DeviceGetCudaComputeCapability(nvmlDevice_t device, int* major,
+                                                      int* minor) = 0;
+  virtual nvmlReturn_t DeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) = 0;
+  // _v3, then _v2, then v1.
+  virtual nvmlReturn_t DeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t* pci) = 0;
+  virtual nvmlReturn_t DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node) = 0;
+
+  // Topology.
+  virtual nvmlReturn_t DeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
+                                                       nvmlGpuTopologyLevel_t* level) = 0;
+  virtual nvmlReturn_t DeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                            nvmlEnableState_t* active) = 0;
+  virtual nvmlReturn_t DeviceGetNvLinkRemotePciInfo(nvmlDevice_t device, unsigned int link,
+                                                    nvmlPciInfo_t* pci) = 0;  // _v2, then v1
+
+  // MIG.
+  virtual nvmlReturn_t DeviceGetMigMode(nvmlDevice_t device, unsigned int* current,
+                                        unsigned int* pending) = 0;
+  virtual nvmlReturn_t DeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int* count) = 0;
+  virtual nvmlReturn_t DeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                       nvmlDevice_t* mig) = 0;
+  virtual nvmlReturn_t DeviceGetGpuInstanceId(nvmlDevice_t mig, unsigned int* id) = 0;
+  virtual nvmlReturn_t DeviceGetComputeInstanceId(nvmlDevice_t mig, unsigned int* id) = 0;
+  virtual nvmlReturn_t DeviceGetAttributes(nvmlDevice_t device,
+                                           nvmlDeviceAttributes_t* attrs) = 0;  // _v2, then v1
+
+  // Events (health).
+  virtual nvmlReturn_t DeviceGetSupportedEventTypes(nvmlDevice_t device,
+                                                    unsigned long long* types) = 0;
+  virtual nvmlReturn_t EventSetCreate(nvmlEventSet_t* set) = 0;
+  virtual nvmlReturn_t DeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
+                                            nvmlEventSet_t set) = 0;
+  // _v2, then v1.
+  virtual nvmlReturn_t EventSetWait(nvmlEventSet_t set, nvmlEventData_t* data,
+                                    unsigned int timeout_ms) = 0;
+  virtual nvmlReturn_t EventSetFree(nvmlEventSet_t set) = 0;
+};
+
+// Converts an NVML return code into a Status whose message names the call:
+// NvmlStatus(api, r, "nvmlDeviceGetUUID", "GPU 3") ->
+//   "nvmlDeviceGetUUID(GPU 3): GPU is lost (NVML_ERROR_GPU_IS_LOST)".
+// NVML_SUCCESS becomes OkStatus.
+absl::Status NvmlStatus(NvmlApi& api, nvmlReturn_t r, const std::string& call,
+                        const std::string& subject = "");
+
+// The symbolic name of a return code, e.g. "NVML_ERROR_GPU_IS_LOST".
+const char* ReturnCodeName(nvmlReturn_t r);
+
+}  // namespace gdp::nvml
