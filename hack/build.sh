@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Configures and builds one preset (release, asan, tsan, fuzz) under build/<preset>.
+# Configures (once) and builds one preset under build/<preset>.
+#   hack/build.sh PRESET [TARGET...]     presets: release, asan, tsan, fuzz
+# Extra cmake cache settings can be passed in GDP_CMAKE_ARGS.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 preset="${1:-release}"
 shift || true
 cd "$(repo_root)"
-hack/deps.sh >/dev/null
 nvml_dir=$(hack/deps.sh)
 export CCACHE_BASEDIR="$PWD" CCACHE_DIR="${CCACHE_DIR:-$GDP_CACHE/ccache}"
-if [ ! -f "build/$preset/build.ninja" ]; then
-  cmake --preset "$preset" -DNVML_INCLUDE_DIR="$nvml_dir" "$@" >/dev/null
-fi
-cmake --build "build/$preset" -j"$(nproc)"
+# shellcheck disable=SC2086
+cmake --preset "$preset" -DNVML_INCLUDE_DIR="$nvml_dir" ${GDP_CMAKE_ARGS:-} >/dev/null
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "build/$preset" -j"$(nproc)" "${targets[@]}"

@@ -1,0 +1,77 @@
+// Daemon: owns every component of gpu-device-plugin, starts them in order,
+// stops them in reverse, and is the only place that decides the process exits.
+//
+//   config ─▶ http (/healthz, /readyz) ─▶ NVML (dlopen, init; retried when
+//   failOnInitError is false) ─▶ inventory + version checks ─▶ resources ─▶
+//   plugin manager (gRPC servers, registration, kubelet watch) ─▶ health monitor
+//   ─▶ config watcher (file changes, SIGHUP)
+//
+// Threading: Run() is called on one thread (main) and runs the daemon's event
+// loop there; every reaction that changes the set of components (reload, NVML
+// retry, stop) happens on that thread. RequestStop() and RequestReload() may
+// be called from any thread (the signal thread). Health changes go straight
+// from the monitor's thread to the plugin manager, which is thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "src/common/clock.h"
+#include "src/common/filesystem.h"
+#include "src/config/config.h"
+
+namespace gdp::daemon {
+
+struct DaemonOptions {
+  std::string config_file;                  // empty: defaults + overrides only
+  std::vector<config::Override> overrides;  // flags and environment, highest first
+  const FileSystem* fs = &PosixFileSystem::Get();
+  Clock* clock = &RealClock::Get();
+};
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitInitFailed = 1;   // NVML / driver / versions
+inline constexpr int kExitBadConfig = 2;    // invalid configuration at start
+inline constexpr int kExitServeFailed = 3;  // cannot listen (port taken, plugin dir missing)
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Starts everything and serves until RequestStop(); returns the exit code.
+  int Run();
+
+  // Thread-safe.
+  void RequestStop();
+  void RequestReload();
+
+ private:
+  struct Components;
+  enum class Event { kNone, kStop, kReload };
+
+  // All run on the Run() thread.
+  bool StartNvml();
+  void ApplyConfig(std::shared_ptr<const config::Config> next);
+  void StopAll();
+
+  DaemonOptions options_;
+  std::unique_ptr<Components> c_;
+  int exit_code_ = kExitOk;  // set when a fatal condition ends Run()
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool reload_requested_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const config::Config> pending_config_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace gdp::daemon

@@ -1,0 +1,57 @@
+#include "src/metrics/http_server.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/log.h"
+
+namespace gdp::metrics {
+
+HttpServer::HttpServer(std::string bind_address, int port)
+    : bind_address_(std::move(bind_address)), port_(port), server_(std::make_unique<httplib::Server>()) {
+  // Two workers: scrapes and probes are cheap, and a node daemon should not
+  // park a thread per core.
+  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server_->set_read_timeout(std::chrono::seconds(5));
+  server_->set_write_timeout(std::chrono::seconds(5));
+  server_->set_keep_alive_timeout(5);
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Handle(const std::string& path, Handler handler) {
+  server_->Get(path, [handler = std::move(handler)](const httplib::Request&, httplib::Response& res) {
+    HttpResponse r = handler();
+    res.status = r.status;
+    res.set_content(r.body, r.content_type.c_str());
+  });
+}
+
+absl::Status HttpServer::Start() {
+  int port = port_;
+  if (port == 0) {
+    port = server_->bind_to_any_port(bind_address_);
+    if (port < 0) port = 0;
+  } else if (!server_->bind_to_port(bind_address_, port)) {
+    port = 0;
+  }
+  if (port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", bind_address_, ":", port_,
+        ": address in use or not available; choose another with --metrics-port / "
+        "--metrics-bind-address"));
+  }
+  bound_port_ = port;
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  log::Info("http endpoint listening", {{"address", bind_address_}, {"port", bound_port_}});
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+}  // namespace gdp::metrics
