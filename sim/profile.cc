@@ -126,6 +126,12 @@ uint64_t Fnv1a(std::string_view s, uint64_t seed) {
     h ^= c;
     h *= 1099511628211ULL;
   }
+  // splitmix64 finaliser: keys differing in one character get unrelated ids.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
   return h;
 }
 
