@@ -15,10 +15,12 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sim/profile.h"
 #include "sim/root.h"
 #include "sim/state.h"
@@ -43,7 +45,7 @@ bool ParseUint(const std::string& s, uint64_t* out) {
 // "40GiB", "512MiB", "1024" (MiB) -> bytes.
 bool ParseBytes(const std::string& s, uint64_t* out) {
   static const std::vector<std::pair<std::string, uint64_t>> kUnits = {
-      {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30}, {"TiB", 1ULL << 40},
+      {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30},   {"TiB", 1ULL << 40},
       {"KB", 1000ULL},     {"MB", 1000000ULL},  {"GB", 1000000000ULL}, {"B", 1}};
   for (const auto& [unit, mult] : kUnits) {
     if (s.size() > unit.size() && s.compare(s.size() - unit.size(), unit.size(), unit) == 0) {
@@ -77,9 +79,9 @@ absl::StatusOr<Session> OpenRoot(const std::string& root) {
   if (!st.ok()) return st.status();
   s.state = std::move(*st);
   if (s.state->num_gpus() != s.profile.gpus.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "state ", StatePath(root), " does not match profile ", s.profile.name,
-        "; recreate the root with `gpusim root`"));
+    return absl::FailedPreconditionError(absl::StrCat("state ", StatePath(root),
+                                                      " does not match profile ", s.profile.name,
+                                                      "; recreate the root with `gpusim root`"));
   }
   return s;
 }
@@ -105,6 +107,13 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
       return absl::InvalidArgumentError(absl::StrCat("'", kv, "' is not KEY=VALUE"));
     }
     std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+    static const std::set<std::string> kKeys = {"util",      "mem-util",      "temp",
+                                                "power",     "mem-used",      "sm-clock",
+                                                "mem-clock", "ecc-corrected", "ecc-uncorrected"};
+    if (!kKeys.count(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown key '", key, "'; known: ", absl::StrJoin(kKeys, ", ")));
+    }
     uint64_t v = 0;
     auto bad = [&](const std::string& want) {
       return absl::InvalidArgumentError(
@@ -147,11 +156,6 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
       } else {
         out.push_back([v](Telemetry& t) { t.ecc_uncorrected = v; });
       }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown key '", key,
-          "'; known: util, mem-util, temp, power, mem-used, sm-clock, mem-clock, "
-          "ecc-corrected, ecc-uncorrected"));
     }
   }
   return out;
@@ -211,9 +215,10 @@ int Main(int argc, char** argv) {
   auto* cmd_recover = app.add_subcommand("recover", "bring a lost GPU back");
   cmd_recover->add_option("--gpu", gpu, "GPU index")->required();
   std::vector<std::string> settings;
-  auto* cmd_set = app.add_subcommand("set", "set telemetry: util= mem-util= temp= power= (W) "
-                                            "mem-used= sm-clock= mem-clock= ecc-corrected= "
-                                            "ecc-uncorrected=");
+  auto* cmd_set = app.add_subcommand("set",
+                                     "set telemetry: util= mem-util= temp= power= (W) "
+                                     "mem-used= sm-clock= mem-clock= ecc-corrected= "
+                                     "ecc-uncorrected=");
   cmd_set->add_option("--gpu", gpu, "GPU index")->required();
   cmd_set->add_option("settings", settings, "KEY=VALUE ...")->required();
   auto* cmd_show = app.add_subcommand("show", "print the simulated GPUs and their state");

@@ -49,7 +49,7 @@ struct nvmlDevice_st {
 struct nvmlEventSet_st {
   std::mutex mu;
   std::map<const nvmlDevice_st*, unsigned long long> registered;  // guarded by mu
-  uint64_t seen = 0;                                               // guarded by mu
+  uint64_t seen = 0;                                              // guarded by mu
 };
 
 namespace {
@@ -59,7 +59,8 @@ using gdp::sim::SharedState;
 
 constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
 constexpr unsigned long long kSupportedEvents = nvmlEventTypeXidCriticalError;
-constexpr unsigned long long kEccEvents = nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
+constexpr unsigned long long kEccEvents =
+    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
 
 struct Generation {
   Profile profile;
@@ -71,10 +72,10 @@ struct Generation {
 };
 
 std::mutex g_mu;
-int g_refcount = 0;                                     // guarded by g_mu
-std::shared_ptr<Generation> g_current;                  // guarded by g_mu
-std::vector<std::shared_ptr<Generation>> g_generations; // guarded by g_mu; never shrinks
-std::set<nvmlEventSet_st*> g_event_sets;                // guarded by g_mu
+int g_refcount = 0;                                      // guarded by g_mu
+std::shared_ptr<Generation> g_current;                   // guarded by g_mu
+std::vector<std::shared_ptr<Generation>> g_generations;  // guarded by g_mu; never shrinks
+std::set<nvmlEventSet_st*> g_event_sets;                 // guarded by g_mu
 
 // Where this library lives: dladdr on one of its own symbols.
 std::string FindRoot() {
@@ -203,18 +204,18 @@ void FillPci(unsigned domain, unsigned bus, unsigned dev, uint32_t device_id, ui
 }  // namespace
 
 // Resolve ctx and a device handle, then check the out-pointers, then health.
-#define SIM_ENTER(ctx)                                              \
-  Ctx ctx;                                                          \
+#define SIM_ENTER(ctx) \
+  Ctx ctx;             \
   if (nvmlReturn_t r_ = Enter(&ctx); r_ != NVML_SUCCESS) return r_
-#define SIM_DEVICE(ctx, handle, d)                                              \
-  SIM_ENTER(ctx);                                                               \
-  const nvmlDevice_st* d = nullptr;                                             \
+#define SIM_DEVICE(ctx, handle, d)  \
+  SIM_ENTER(ctx);                   \
+  const nvmlDevice_st* d = nullptr; \
   if (nvmlReturn_t r_ = ctx.Device(handle, &d); r_ != NVML_SUCCESS) return r_
-#define SIM_NONNULL(...)                                                        \
-  do {                                                                          \
-    const void* ptrs_[] = {__VA_ARGS__};                                        \
-    for (const void* p_ : ptrs_)                                                \
-      if (p_ == nullptr) return NVML_ERROR_INVALID_ARGUMENT;                    \
+#define SIM_NONNULL(...)                                     \
+  do {                                                       \
+    const void* ptrs_[] = {__VA_ARGS__};                     \
+    for (const void* p_ : ptrs_)                             \
+      if (p_ == nullptr) return NVML_ERROR_INVALID_ARGUMENT; \
   } while (0)
 #define SIM_ALIVE(ctx, d) \
   if (ctx.Lost(d)) return NVML_ERROR_GPU_IS_LOST
@@ -239,38 +240,70 @@ SIM_EXPORT nvmlReturn_t nvmlShutdown(void) {
 
 SIM_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
   switch (result) {
-    case NVML_SUCCESS: return "Success";
-    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
-    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
-    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
-    case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
-    case NVML_ERROR_ALREADY_INITIALIZED: return "Already Initialized";
-    case NVML_ERROR_NOT_FOUND: return "Not Found";
-    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
-    case NVML_ERROR_INSUFFICIENT_POWER: return "Insufficient External Power";
-    case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
-    case NVML_ERROR_TIMEOUT: return "Timeout";
-    case NVML_ERROR_IRQ_ISSUE: return "Interrupt request issue";
-    case NVML_ERROR_LIBRARY_NOT_FOUND: return "NVML Shared Library Not Found";
-    case NVML_ERROR_FUNCTION_NOT_FOUND: return "Function Not Found";
-    case NVML_ERROR_CORRUPTED_INFOROM: return "Corrupted infoROM";
-    case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
-    case NVML_ERROR_RESET_REQUIRED: return "GPU requires restart";
-    case NVML_ERROR_OPERATING_SYSTEM: return "The operating system has blocked the request.";
-    case NVML_ERROR_LIB_RM_VERSION_MISMATCH: return "RM has detected an NVML/RM version mismatch.";
-    case NVML_ERROR_IN_USE: return "In use by another client";
-    case NVML_ERROR_MEMORY: return "Insufficient Memory";
-    case NVML_ERROR_NO_DATA: return "No data";
-    case NVML_ERROR_VGPU_ECC_NOT_SUPPORTED: return "Not supported when ECC is enabled";
-    case NVML_ERROR_INSUFFICIENT_RESOURCES: return "Insufficient resources";
-    case NVML_ERROR_FREQ_NOT_SUPPORTED: return "Frequency not supported";
-    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Version mismatch in argument";
-    case NVML_ERROR_DEPRECATED: return "Deprecated";
-    case NVML_ERROR_NOT_READY: return "Not ready";
-    case NVML_ERROR_GPU_NOT_FOUND: return "GPU not found";
-    case NVML_ERROR_INVALID_STATE: return "Invalid state";
-    case NVML_ERROR_RESET_TYPE_NOT_SUPPORTED: return "Reset type not supported";
-    case NVML_ERROR_UNKNOWN: return "Unknown Error";
+    case NVML_SUCCESS:
+      return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+      return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+      return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+      return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION:
+      return "Insufficient Permissions";
+    case NVML_ERROR_ALREADY_INITIALIZED:
+      return "Already Initialized";
+    case NVML_ERROR_NOT_FOUND:
+      return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+      return "Insufficient Size";
+    case NVML_ERROR_INSUFFICIENT_POWER:
+      return "Insufficient External Power";
+    case NVML_ERROR_DRIVER_NOT_LOADED:
+      return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT:
+      return "Timeout";
+    case NVML_ERROR_IRQ_ISSUE:
+      return "Interrupt request issue";
+    case NVML_ERROR_LIBRARY_NOT_FOUND:
+      return "NVML Shared Library Not Found";
+    case NVML_ERROR_FUNCTION_NOT_FOUND:
+      return "Function Not Found";
+    case NVML_ERROR_CORRUPTED_INFOROM:
+      return "Corrupted infoROM";
+    case NVML_ERROR_GPU_IS_LOST:
+      return "GPU is lost";
+    case NVML_ERROR_RESET_REQUIRED:
+      return "GPU requires restart";
+    case NVML_ERROR_OPERATING_SYSTEM:
+      return "The operating system has blocked the request.";
+    case NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+      return "RM has detected an NVML/RM version mismatch.";
+    case NVML_ERROR_IN_USE:
+      return "In use by another client";
+    case NVML_ERROR_MEMORY:
+      return "Insufficient Memory";
+    case NVML_ERROR_NO_DATA:
+      return "No data";
+    case NVML_ERROR_VGPU_ECC_NOT_SUPPORTED:
+      return "Not supported when ECC is enabled";
+    case NVML_ERROR_INSUFFICIENT_RESOURCES:
+      return "Insufficient resources";
+    case NVML_ERROR_FREQ_NOT_SUPPORTED:
+      return "Frequency not supported";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+      return "Version mismatch in argument";
+    case NVML_ERROR_DEPRECATED:
+      return "Deprecated";
+    case NVML_ERROR_NOT_READY:
+      return "Not ready";
+    case NVML_ERROR_GPU_NOT_FOUND:
+      return "GPU not found";
+    case NVML_ERROR_INVALID_STATE:
+      return "Invalid state";
+    case NVML_ERROR_RESET_TYPE_NOT_SUPPORTED:
+      return "Reset type not supported";
+    case NVML_ERROR_UNKNOWN:
+      return "Unknown Error";
   }
   return "Unknown Error";
 }
@@ -388,7 +421,8 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name, unsig
   return CopyString(s, name, length);
 }
 
-SIM_EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char* serial, unsigned int length) {
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char* serial,
+                                            unsigned int length) {
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(serial);
   SIM_ALIVE(c, d);

@@ -91,10 +91,10 @@ class Fields {
   std::set<std::string> used_;
 };
 
-#define SIM_RETURN_IF_ERROR(expr)      \
-  do {                                 \
-    absl::Status _st = (expr);         \
-    if (!_st.ok()) return _st;         \
+#define SIM_RETURN_IF_ERROR(expr) \
+  do {                            \
+    absl::Status _st = (expr);    \
+    if (!_st.ok()) return _st;    \
   } while (0)
 
 struct MigProfileSpec {
@@ -109,12 +109,15 @@ struct Model {
 };
 
 absl::StatusOr<unsigned> ParseArchitecture(const std::string& s) {
-  static const std::map<std::string, unsigned> kArch = {
-      {"kepler", NVML_DEVICE_ARCH_KEPLER}, {"maxwell", NVML_DEVICE_ARCH_MAXWELL},
-      {"pascal", NVML_DEVICE_ARCH_PASCAL}, {"volta", NVML_DEVICE_ARCH_VOLTA},
-      {"turing", NVML_DEVICE_ARCH_TURING}, {"ampere", NVML_DEVICE_ARCH_AMPERE},
-      {"ada", NVML_DEVICE_ARCH_ADA},       {"hopper", NVML_DEVICE_ARCH_HOPPER},
-      {"blackwell", NVML_DEVICE_ARCH_BLACKWELL}};
+  static const std::map<std::string, unsigned> kArch = {{"kepler", NVML_DEVICE_ARCH_KEPLER},
+                                                        {"maxwell", NVML_DEVICE_ARCH_MAXWELL},
+                                                        {"pascal", NVML_DEVICE_ARCH_PASCAL},
+                                                        {"volta", NVML_DEVICE_ARCH_VOLTA},
+                                                        {"turing", NVML_DEVICE_ARCH_TURING},
+                                                        {"ampere", NVML_DEVICE_ARCH_AMPERE},
+                                                        {"ada", NVML_DEVICE_ARCH_ADA},
+                                                        {"hopper", NVML_DEVICE_ARCH_HOPPER},
+                                                        {"blackwell", NVML_DEVICE_ARCH_BLACKWELL}};
   auto it = kArch.find(s);
   if (it == kArch.end()) return absl::InvalidArgumentError("unknown architecture");
   return it->second;
@@ -160,8 +163,8 @@ absl::Status ParseModel(const YAML::Node& node, const std::string& path, const s
   GpuSpec& g = m->gpu;
   SIM_RETURN_IF_ERROR(f.String("name", &g.name, true));
   SIM_RETURN_IF_ERROR(f.String("brand", &g.brand, true));
-  static const std::set<std::string> kBrands = {"nvidia", "tesla", "geforce", "quadro",
-                                                "titan", "nvidia_rtx"};
+  static const std::set<std::string> kBrands = {"nvidia", "tesla", "geforce",
+                                                "quadro", "titan", "nvidia_rtx"};
   if (!kBrands.count(g.brand)) {
     return f.Error(f.Path("brand"), absl::StrCat("must be one of ", absl::StrJoin(kBrands, ", "),
                                                  ", got '", g.brand, "'"));
@@ -173,8 +176,8 @@ absl::Status ParseModel(const YAML::Node& node, const std::string& path, const s
   g.architecture = *a;
   SIM_RETURN_IF_ERROR(f.String("computeCapability", &cc, true));
   char tail = 0;
-  if (std::sscanf(cc.c_str(), "%d.%d%c", &g.cc_major, &g.cc_minor, &tail) != 2 ||
-      g.cc_major < 1 || g.cc_minor < 0) {
+  if (std::sscanf(cc.c_str(), "%d.%d%c", &g.cc_major, &g.cc_minor, &tail) != 2 || g.cc_major < 1 ||
+      g.cc_minor < 0) {
     return f.Error(f.Path("computeCapability"), absl::StrCat("must look like 9.0, got '", cc, "'"));
   }
   SIM_RETURN_IF_ERROR(f.Uint("memoryMiB", &g.memory_mib, true));
@@ -227,8 +230,9 @@ absl::Status ParseModel(const YAML::Node& node, const std::string& path, const s
   return f.CheckAllUsed();
 }
 
-absl::Status ParseGpu(const YAML::Node& node, size_t index, const std::map<std::string, Model>& models,
-                      const std::string& profile_name, const std::string& src, GpuSpec* out) {
+absl::Status ParseGpu(const YAML::Node& node, size_t index,
+                      const std::map<std::string, Model>& models, const std::string& profile_name,
+                      const std::string& src, GpuSpec* out) {
   std::string path = absl::StrCat("gpus[", index, "]");
   Fields f(node, path, src);
   SIM_RETURN_IF_ERROR(f.CheckMap());
@@ -243,7 +247,8 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index, const std::map<std::
   std::string bus_id;
   SIM_RETURN_IF_ERROR(f.String("busId", &bus_id, true));
   if (!ParseBusId(bus_id, &out->domain, &out->bus, &out->device)) {
-    return f.Error(f.Path("busId"), absl::StrCat("must look like 0000:18:00.0, got '", bus_id, "'"));
+    return f.Error(f.Path("busId"),
+                   absl::StrCat("must look like 0000:18:00.0, got '", bus_id, "'"));
   }
   SIM_RETURN_IF_ERROR(f.Uint("numaNode", &out->numa_node, true));
   unsigned sw = 0;
@@ -271,9 +276,9 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index, const std::map<std::
       std::string pname = mig[j].IsScalar() ? mig[j].Scalar() : "";
       auto p = model.mig_profiles.find(pname);
       if (p == model.mig_profiles.end()) {
-        return f.Error(absl::StrCat(path, ".mig[", j, "]"),
-                       absl::StrCat("names unknown MIG profile '", pname, "' for model '",
-                                    model_name, "'"));
+        return f.Error(
+            absl::StrCat(path, ".mig[", j, "]"),
+            absl::StrCat("names unknown MIG profile '", pname, "' for model '", model_name, "'"));
       }
       slices += p->second.slices;
       MigDeviceSpec d;
@@ -287,10 +292,10 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index, const std::map<std::
       out->mig_devices.push_back(d);
     }
     if (slices > 7 || out->mig_devices.size() > out->max_mig_devices) {
-      return f.Error(f.Path("mig"), absl::StrCat("uses ", slices, " slices in ",
-                                                 out->mig_devices.size(),
-                                                 " instances; a GPU has 7 slices and at most ",
-                                                 out->max_mig_devices, " MIG devices"));
+      return f.Error(f.Path("mig"),
+                     absl::StrCat("uses ", slices, " slices in ", out->mig_devices.size(),
+                                  " instances; a GPU has 7 slices and at most ",
+                                  out->max_mig_devices, " MIG devices"));
     }
   }
   return f.CheckAllUsed();
@@ -306,7 +311,8 @@ absl::Status ValidateDriverVersion(const std::string& v) {
   std::vector<std::string> parts = absl::StrSplit(v, '.');
   bool ok = parts.size() >= 2 && parts.size() <= 3;
   for (const auto& p : parts) {
-    ok = ok && !p.empty() && std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
+    ok = ok && !p.empty() &&
+         std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
   }
   if (!ok) {
     return absl::InvalidArgumentError(
@@ -418,9 +424,9 @@ absl::StatusOr<Profile> BuiltinProfile(const std::string& name) {
 }
 
 absl::StatusOr<Profile> LoadProfile(const std::string& name_or_path) {
-  bool is_path = name_or_path.find('/') != std::string::npos ||
-                 (name_or_path.size() > 5 &&
-                  name_or_path.compare(name_or_path.size() - 5, 5, ".yaml") == 0);
+  bool is_path =
+      name_or_path.find('/') != std::string::npos ||
+      (name_or_path.size() > 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".yaml") == 0);
   if (!is_path) return BuiltinProfile(name_or_path);
   std::ifstream in(name_or_path);
   if (!in) {

@@ -24,7 +24,7 @@ struct MigDeviceSpec {
   std::string profile;  // e.g. "1g.10gb"
   unsigned gpu_instance_id = 0;
   unsigned compute_instance_id = 0;
-  unsigned slices = 0;          // GPU instance slice count
+  unsigned slices = 0;  // GPU instance slice count
   unsigned multiprocessors = 0;
   uint64_t memory_mib = 0;
   std::string uuid;  // MIG-xxxxxxxx-...
@@ -32,14 +32,14 @@ struct MigDeviceSpec {
 
 struct GpuSpec {
   // Model.
-  std::string name;     // "NVIDIA H100 80GB HBM3"
-  std::string brand;    // "nvidia", "tesla", "geforce", "quadro"
+  std::string name;           // "NVIDIA H100 80GB HBM3"
+  std::string brand;          // "nvidia", "tesla", "geforce", "quadro"
   unsigned architecture = 0;  // NVML_DEVICE_ARCH_*
   int cc_major = 0;
   int cc_minor = 0;
   uint64_t memory_mib = 0;
   uint64_t bar1_mib = 0;
-  uint32_t pci_device_id = 0;     // (device << 16) | vendor, e.g. 0x233010DE
+  uint32_t pci_device_id = 0;  // (device << 16) | vendor, e.g. 0x233010DE
   uint32_t pci_subsystem_id = 0;
   unsigned multiprocessors = 0;
   unsigned copy_engines = 0;
@@ -51,18 +51,18 @@ struct GpuSpec {
   unsigned idle_power_w = 0;
   unsigned max_sm_clock_mhz = 0;
   unsigned max_mem_clock_mhz = 0;
-  bool ecc = false;           // ECC supported (and enabled)
+  bool ecc = false;  // ECC supported (and enabled)
   bool mig_capable = false;
   unsigned max_mig_devices = 0;  // 7 on A100/H100
   unsigned nvlinks = 0;          // active NVLinks (0: none)
   unsigned nvlink_version = 0;
 
   // Placement in this machine.
-  std::string uuid;     // GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx
+  std::string uuid;  // GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx
   std::string serial;
   unsigned domain = 0, bus = 0, device = 0;  // PCI address
   unsigned numa_node = 0;
-  int pcie_switch = -1;  // GPUs with the same switch id share a PCIe switch
+  int pcie_switch = -1;                       // GPUs with the same switch id share a PCIe switch
   std::vector<std::string> nvswitch_bus_ids;  // remote end of the links (round robin)
 
   bool mig_enabled = false;
@@ -72,7 +72,7 @@ struct GpuSpec {
 struct Profile {
   std::string name;
   std::string description;
-  std::string source;  // "built-in dgx-h100" or a file path, for messages
+  std::string source;           // "built-in dgx-h100" or a file path, for messages
   std::string driver_version;   // "550.54.15"
   int cuda_driver_version = 0;  // 12040
   std::vector<GpuSpec> gpus;

@@ -20,8 +20,8 @@ using ::testing::HasSubstr;
 
 TEST(ProfileTest, EveryBuiltinProfileParses) {
   auto names = BuiltinProfileNames();
-  EXPECT_THAT(names, ElementsAre("a100-mig", "dgx-a100", "dgx-h100", "geforce", "h100-mig",
-                                 "mixed", "t4x4"));
+  EXPECT_THAT(names, ElementsAre("a100-mig", "dgx-a100", "dgx-h100", "geforce", "h100-mig", "mixed",
+                                 "t4x4"));
   for (const auto& name : names) {
     auto p = BuiltinProfile(name);
     ASSERT_TRUE(p.ok()) << p.status();

@@ -81,9 +81,9 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Map(const std::string&
   struct stat st {};
   if (fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) != sizeof(File)) {
     close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(
-        "simulator state ", path, " is not a state file of this gpusim version (size ",
-        st.st_size, ", want ", sizeof(File), "); recreate it with `gpusim root`"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("simulator state ", path, " is not a state file of this gpusim version (size ",
+                     st.st_size, ", want ", sizeof(File), "); recreate it with `gpusim root`"));
   }
   void* p = mmap(nullptr, sizeof(File), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
@@ -159,10 +159,9 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std
   auto state = Map(path, fd);
   if (!state.ok()) return state;
   if ((*state)->num_gpus() != profile.gpus.size()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("simulator state ", path, " holds ", (*state)->num_gpus(),
-                     " GPUs but profile ", profile.name, " has ", profile.gpus.size(),
-                     "; recreate the root with `gpusim root`"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "simulator state ", path, " holds ", (*state)->num_gpus(), " GPUs but profile ",
+        profile.name, " has ", profile.gpus.size(), "; recreate the root with `gpusim root`"));
   }
   return state;
 }

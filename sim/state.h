@@ -36,17 +36,17 @@ inline constexpr unsigned kEventRing = 1024;
 // What `gpusim set` can change, per physical GPU.
 struct Telemetry {
   bool lost = false;
-  unsigned util_gpu = 0;       // %
-  unsigned util_mem = 0;       // %
-  unsigned temp_c = 0;         // degrees C
-  unsigned power_mw = 0;       // milliwatts
+  unsigned util_gpu = 0;  // %
+  unsigned util_mem = 0;  // %
+  unsigned temp_c = 0;    // degrees C
+  unsigned power_mw = 0;  // milliwatts
   uint64_t mem_used_bytes = 0;
-  uint64_t energy_mj = 0;      // total energy since the state was created
-  uint64_t sm_clock_mhz = 0;   // current clocks
+  uint64_t energy_mj = 0;     // total energy since the state was created
+  uint64_t sm_clock_mhz = 0;  // current clocks
   uint64_t mem_clock_mhz = 0;
   uint64_t ecc_corrected = 0;  // volatile = aggregate in the simulator
   uint64_t ecc_uncorrected = 0;
-  uint64_t xid_count = 0;      // XIDs injected so far
+  uint64_t xid_count = 0;  // XIDs injected so far
   unsigned last_xid = 0;
 };
 
@@ -90,11 +90,12 @@ class SharedState {
 
   const std::string& path() const { return path_; }
 
- // The layout of the mapped file; defined in state.cc.
+  // The layout of the mapped file; defined in state.cc.
   struct File;
 
  private:
-  SharedState(std::string path, int fd, File* file) : path_(std::move(path)), fd_(fd), file_(file) {}
+  SharedState(std::string path, int fd, File* file)
+      : path_(std::move(path)), fd_(fd), file_(file) {}
   static absl::StatusOr<std::unique_ptr<SharedState>> Map(const std::string& path, int fd);
 
   std::string path_;
