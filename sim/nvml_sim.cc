@@ -1,0 +1,1070 @@
+// The simulator's NVML entry points: a drop-in libnvidia-ml.so.1.
+//
+// Every exported function has the C signature nvml.h declares and returns an
+// nvmlReturn_t; no exception crosses the C ABI. The library's lifetime is
+// reference-counted like real NVML's: the first nvmlInit loads the profile
+// named by the driver root's config and maps the shared state, the matching
+// last nvmlShutdown drops them. Device handles are pointers into a Generation
+// (one per first-init); generations are kept for the life of the process so a
+// stale handle is rejected (NVML_ERROR_INVALID_ARGUMENT), never dereferenced
+// as freed memory.
+//
+// Check order, as the real library: initialised, handle valid, pointers
+// non-NULL, then the GPU's health (a lost GPU answers NVML_ERROR_GPU_IS_LOST).
+//
+// Thread-safety: all entry points are thread-safe. The global state is guarded
+// by g_mu; a call holds a shared_ptr to the current Generation, which is
+// immutable apart from its SharedState (which locks itself).
+#include <dlfcn.h>
+#include <nvml.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "sim/profile.h"
+#include "sim/root.h"
+#include "sim/state.h"
+
+#define SIM_EXPORT extern "C" __attribute__((visibility("default")))
+
+// The opaque handle types nvml.h forward-declares.
+struct nvmlDevice_st {
+  unsigned gpu = 0;  // physical index
+  const gdp::sim::GpuSpec* spec = nullptr;
+  const gdp::sim::MigDeviceSpec* mig = nullptr;  // null for a full GPU
+  nvmlDevice_st* parent = nullptr;               // the full GPU of a MIG device
+  unsigned mig_index = 0;
+};
+
+struct nvmlEventSet_st {
+  std::mutex mu;
+  std::map<const nvmlDevice_st*, unsigned long long> registered;  // guarded by mu
+  uint64_t seen = 0;                                              // guarded by mu
+};
+
+namespace {
+using gdp::sim::GpuSpec;
+using gdp::sim::Profile;
+using gdp::sim::SharedState;
+
+constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
+constexpr unsigned long long kSupportedEvents = nvmlEventTypeXidCriticalError;
+constexpr unsigned long long kEccEvents =
+    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
+
+struct Generation {
+  Profile profile;
+  std::string root;
+  std::unique_ptr<SharedState> state;
+  std::vector<std::unique_ptr<nvmlDevice_st>> gpus;
+  std::vector<std::vector<std::unique_ptr<nvmlDevice_st>>> migs;  // per GPU
+  std::unordered_set<const nvmlDevice_st*> valid;
+};
+
+std::mutex g_mu;
+int g_refcount = 0;                                      // guarded by g_mu
+std::shared_ptr<Generation> g_current;                   // guarded by g_mu
+std::vector<std::shared_ptr<Generation>> g_generations;  // guarded by g_mu; never shrinks
+std::set<nvmlEventSet_st*> g_event_sets;                 // guarded by g_mu
+
+// Where this library lives: dladdr on one of its own symbols.
+std::string FindRoot() {
+  if (const char* env = std::getenv(gdp::sim::kRootEnv); env != nullptr && *env != '\0') return env;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&FindRoot), &info) != 0 && info.dli_fname != nullptr) {
+    char resolved[PATH_MAX];
+    std::string path = info.dli_fname;
+    // Keep the path as loaded (a symlink farm is a root too); fall back to the real path.
+    std::string root = gdp::sim::RootFromLibraryPath(path);
+    if (root.empty() && realpath(path.c_str(), resolved) != nullptr) {
+      root = gdp::sim::RootFromLibraryPath(resolved);
+    }
+    return root;
+  }
+  return "";
+}
+
+void Complain(const std::string& what) {
+  std::fprintf(stderr, "gpusim libnvidia-ml: %s\n", what.c_str());
+}
+
+nvmlReturn_t Load(std::shared_ptr<Generation>* out) {
+  auto gen = std::make_shared<Generation>();
+  gen->root = FindRoot();
+  if (gen->root.empty()) {
+    Complain(std::string("cannot find the driver root: the library is not installed as <root>/") +
+             gdp::sim::kLibraryRelPath + " and $" + gdp::sim::kRootEnv + " is not set");
+    return NVML_ERROR_DRIVER_NOT_LOADED;
+  }
+  auto profile = gdp::sim::LoadRootProfile(gen->root);
+  if (!profile.ok()) {
+    Complain(std::string(profile.status().message()));
+    return NVML_ERROR_DRIVER_NOT_LOADED;
+  }
+  gen->profile = std::move(*profile);
+  auto state = SharedState::OpenOrCreate(gdp::sim::StatePath(gen->root), gen->profile);
+  if (!state.ok()) {
+    Complain(std::string(state.status().message()));
+    return NVML_ERROR_DRIVER_NOT_LOADED;
+  }
+  gen->state = std::move(*state);
+  for (unsigned i = 0; i < gen->profile.gpus.size(); ++i) {
+    const GpuSpec& g = gen->profile.gpus[i];
+    auto d = std::make_unique<nvmlDevice_st>();
+    d->gpu = i;
+    d->spec = &g;
+    gen->valid.insert(d.get());
+    std::vector<std::unique_ptr<nvmlDevice_st>> migs;
+    for (unsigned j = 0; j < g.mig_devices.size(); ++j) {
+      auto m = std::make_unique<nvmlDevice_st>();
+      m->gpu = i;
+      m->spec = &g;
+      m->mig = &g.mig_devices[j];
+      m->parent = d.get();
+      m->mig_index = j;
+      gen->valid.insert(m.get());
+      migs.push_back(std::move(m));
+    }
+    gen->gpus.push_back(std::move(d));
+    gen->migs.push_back(std::move(migs));
+  }
+  *out = std::move(gen);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t DoInit() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_refcount == 0) {
+    std::shared_ptr<Generation> gen;
+    nvmlReturn_t r;
+    try {
+      r = Load(&gen);
+    } catch (const std::exception& e) {
+      Complain(std::string("initialisation failed: ") + e.what());
+      r = NVML_ERROR_UNKNOWN;
+    }
+    if (r != NVML_SUCCESS) return r;
+    g_current = gen;
+    g_generations.push_back(gen);
+  }
+  ++g_refcount;
+  return NVML_SUCCESS;
+}
+
+// The per-call context: the generation this call works on.
+struct Ctx {
+  std::shared_ptr<Generation> gen;
+
+  // Resolves a device handle: one of this generation's, else INVALID_ARGUMENT.
+  nvmlReturn_t Device(nvmlDevice_t h, const nvmlDevice_st** d) const {
+    if (h == nullptr || !gen->valid.count(h)) return NVML_ERROR_INVALID_ARGUMENT;
+    *d = h;
+    return NVML_SUCCESS;
+  }
+  bool Lost(const nvmlDevice_st* d) const { return gen->state->Read(d->gpu).lost; }
+};
+
+nvmlReturn_t Enter(Ctx* c) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_refcount == 0 || !g_current) return NVML_ERROR_UNINITIALIZED;
+  c->gen = g_current;
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t CopyString(const std::string& s, char* dst, unsigned int length) {
+  if (dst == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (length < s.size() + 1) return NVML_ERROR_INSUFFICIENT_SIZE;
+  std::memcpy(dst, s.c_str(), s.size() + 1);
+  return NVML_SUCCESS;
+}
+
+void FillPci(unsigned domain, unsigned bus, unsigned dev, uint32_t device_id, uint32_t subsys,
+             nvmlPciInfo_t* pci) {
+  std::memset(pci, 0, sizeof(*pci));
+  pci->domain = domain;
+  pci->bus = bus;
+  pci->device = dev;
+  pci->pciDeviceId = device_id;
+  pci->pciSubSystemId = subsys;
+  std::snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, NVML_DEVICE_PCI_BUS_ID_LEGACY_FMT,
+                domain & 0xffff, bus, dev);
+  std::snprintf(pci->busId, sizeof pci->busId, NVML_DEVICE_PCI_BUS_ID_FMT, domain, bus, dev);
+}
+
+}  // namespace
+
+// Resolve ctx and a device handle, then check the out-pointers, then health.
+#define SIM_ENTER(ctx) \
+  Ctx ctx;             \
+  if (nvmlReturn_t r_ = Enter(&ctx); r_ != NVML_SUCCESS) return r_
+#define SIM_DEVICE(ctx, handle, d)  \
+  SIM_ENTER(ctx);                   \
+  const nvmlDevice_st* d = nullptr; \
+  if (nvmlReturn_t r_ = ctx.Device(handle, &d); r_ != NVML_SUCCESS) return r_
+#define SIM_NONNULL(...)                                     \
+  do {                                                       \
+    const void* ptrs_[] = {__VA_ARGS__};                     \
+    for (const void* p_ : ptrs_)                             \
+      if (p_ == nullptr) return NVML_ERROR_INVALID_ARGUMENT; \
+  } while (0)
+#define SIM_ALIVE(ctx, d) \
+  if (ctx.Lost(d)) return NVML_ERROR_GPU_IS_LOST
+
+// ---------------------------------------------------------------- lifetime
+
+SIM_EXPORT nvmlReturn_t nvmlInit_v2(void) { return DoInit(); }
+SIM_EXPORT nvmlReturn_t nvmlInit(void) { return DoInit(); }
+SIM_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+  if ((flags & ~(NVML_INIT_FLAG_NO_GPUS | NVML_INIT_FLAG_NO_ATTACH)) != 0) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  return DoInit();
+}
+
+SIM_EXPORT nvmlReturn_t nvmlShutdown(void) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_refcount == 0) return NVML_ERROR_UNINITIALIZED;
+  if (--g_refcount == 0) g_current.reset();
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
+  switch (result) {
+    case NVML_SUCCESS:
+      return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+      return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+      return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+      return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION:
+      return "Insufficient Permissions";
+    case NVML_ERROR_ALREADY_INITIALIZED:
+      return "Already Initialized";
+    case NVML_ERROR_NOT_FOUND:
+      return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+      return "Insufficient Size";
+    case NVML_ERROR_INSUFFICIENT_POWER:
+      return "Insufficient External Power";
+    case NVML_ERROR_DRIVER_NOT_LOADED:
+      return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT:
+      return "Timeout";
+    case NVML_ERROR_IRQ_ISSUE:
+      return "Interrupt request issue";
+    case NVML_ERROR_LIBRARY_NOT_FOUND:
+      return "NVML Shared Library Not Found";
+    case NVML_ERROR_FUNCTION_NOT_FOUND:
+      return "Function Not Found";
+    case NVML_ERROR_CORRUPTED_INFOROM:
+      return "Corrupted infoROM";
+    case NVML_ERROR_GPU_IS_LOST:
+      return "GPU is lost";
+    case NVML_ERROR_RESET_REQUIRED:
+      return "GPU requires restart";
+    case NVML_ERROR_OPERATING_SYSTEM:
+      return "The operating system has blocked the request.";
+    case NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+      return "RM has detected an NVML/RM version mismatch.";
+    case NVML_ERROR_IN_USE:
+      return "In use by another client";
+    case NVML_ERROR_MEMORY:
+      return "Insufficient Memory";
+    case NVML_ERROR_NO_DATA:
+      return "No data";
+    case NVML_ERROR_VGPU_ECC_NOT_SUPPORTED:
+      return "Not supported when ECC is enabled";
+    case NVML_ERROR_INSUFFICIENT_RESOURCES:
+      return "Insufficient resources";
+    case NVML_ERROR_FREQ_NOT_SUPPORTED:
+      return "Frequency not supported";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+      return "Version mismatch in argument";
+    case NVML_ERROR_DEPRECATED:
+      return "Deprecated";
+    case NVML_ERROR_NOT_READY:
+      return "Not ready";
+    case NVML_ERROR_GPU_NOT_FOUND:
+      return "GPU not found";
+    case NVML_ERROR_INVALID_STATE:
+      return "Invalid state";
+    case NVML_ERROR_RESET_TYPE_NOT_SUPPORTED:
+      return "Reset type not supported";
+    case NVML_ERROR_UNKNOWN:
+      return "Unknown Error";
+  }
+  return "Unknown Error";
+}
+
+// ---------------------------------------------------------------- system
+
+SIM_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version, unsigned int length) {
+  SIM_ENTER(c);
+  return CopyString(c.gen->profile.driver_version, version, length);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char* version, unsigned int length) {
+  SIM_ENTER(c);
+  return CopyString(c.gen->profile.NvmlVersion(), version, length);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* v) {
+  SIM_ENTER(c);
+  SIM_NONNULL(v);
+  *v = c.gen->profile.cuda_driver_version;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* v) {
+  return nvmlSystemGetCudaDriverVersion(v);
+}
+
+// ---------------------------------------------------------------- enumeration
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* count) {
+  SIM_ENTER(c);
+  SIM_NONNULL(count);
+  *count = static_cast<unsigned>(c.gen->gpus.size());
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int* count) {
+  return nvmlDeviceGetCount_v2(count);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t* device) {
+  SIM_ENTER(c);
+  SIM_NONNULL(device);
+  if (index >= c.gen->gpus.size()) return NVML_ERROR_INVALID_ARGUMENT;
+  *device = c.gen->gpus[index].get();
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t* device) {
+  return nvmlDeviceGetHandleByIndex_v2(index, device);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
+  SIM_ENTER(c);
+  SIM_NONNULL(uuid, device);
+  for (size_t i = 0; i < c.gen->gpus.size(); ++i) {
+    if (c.gen->gpus[i]->spec->uuid == uuid) {
+      *device = c.gen->gpus[i].get();
+      return NVML_SUCCESS;
+    }
+    for (const auto& m : c.gen->migs[i]) {
+      if (m->mig->uuid == uuid) {
+        *device = m.get();
+        return NVML_SUCCESS;
+      }
+    }
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* device) {
+  SIM_ENTER(c);
+  SIM_NONNULL(bus_id, device);
+  unsigned domain = 0, bus = 0, dev = 0, fn = 0;
+  char tail = 0;
+  int n = std::sscanf(bus_id, "%x:%x:%x.%x%c", &domain, &bus, &dev, &fn, &tail);
+  if (n != 4) {
+    domain = 0;
+    n = std::sscanf(bus_id, "%x:%x.%x%c", &bus, &dev, &fn, &tail);
+    if (n != 3) return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  for (const auto& g : c.gen->gpus) {
+    if (g->spec->domain == domain && g->spec->bus == bus && g->spec->device == dev && fn == 0) {
+      *device = g.get();
+      return NVML_SUCCESS;
+    }
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char* bus_id, nvmlDevice_t* device) {
+  return nvmlDeviceGetHandleByPciBusId_v2(bus_id, device);
+}
+
+// ---------------------------------------------------------------- identity
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int* index) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(index);
+  if (d->mig != nullptr) return NVML_ERROR_NOT_SUPPORTED;
+  *index = d->gpu;  // answered even for a lost GPU: the index is the driver's, not the GPU's
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid, unsigned int length) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(uuid);
+  SIM_ALIVE(c, d);
+  return CopyString(d->mig ? d->mig->uuid : d->spec->uuid, uuid, length);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name, unsigned int length) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(name);
+  SIM_ALIVE(c, d);
+  std::string s = d->spec->name;
+  if (d->mig) s += " MIG " + d->mig->profile;
+  return CopyString(s, name, length);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t device, char* serial,
+                                            unsigned int length) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(serial);
+  SIM_ALIVE(c, d);
+  if (d->spec->brand == "geforce") return NVML_ERROR_NOT_SUPPORTED;
+  return CopyString(d->spec->serial, serial, length);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetBrand(nvmlDevice_t device, nvmlBrandType_t* type) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(type);
+  SIM_ALIVE(c, d);
+  static const std::map<std::string, nvmlBrandType_t> kBrands = {
+      {"nvidia", NVML_BRAND_NVIDIA},   {"tesla", NVML_BRAND_TESLA},
+      {"geforce", NVML_BRAND_GEFORCE}, {"quadro", NVML_BRAND_QUADRO},
+      {"titan", NVML_BRAND_TITAN},     {"nvidia_rtx", NVML_BRAND_NVIDIA_RTX}};
+  auto it = kBrands.find(d->spec->brand);
+  *type = it == kBrands.end() ? NVML_BRAND_UNKNOWN : it->second;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned int* minor) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(minor);
+  SIM_ALIVE(c, d);
+  if (d->mig != nullptr) return NVML_ERROR_NOT_SUPPORTED;
+  *minor = d->gpu;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetArchitecture(nvmlDevice_t device,
+                                                  nvmlDeviceArchitecture_t* arch) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(arch);
+  SIM_ALIVE(c, d);
+  *arch = d->spec->architecture;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int* major,
+                                                           int* minor) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(major, minor);
+  SIM_ALIVE(c, d);
+  *major = d->spec->cc_major;
+  *minor = d->spec->cc_minor;
+  return NVML_SUCCESS;
+}
+
+// ---------------------------------------------------------------- memory, PCI, NUMA
+
+namespace {
+void MemoryOf(const Ctx& c, const nvmlDevice_st* d, unsigned long long* total,
+              unsigned long long* used) {
+  if (d->mig) {
+    *total = d->mig->memory_mib * kMiB;
+    *used = 0;
+    return;
+  }
+  *total = d->spec->memory_mib * kMiB;
+  *used = std::min<unsigned long long>(c.gen->state->Read(d->gpu).mem_used_bytes, *total);
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(memory);
+  SIM_ALIVE(c, d);
+  MemoryOf(c, d, &memory->total, &memory->used);
+  memory->free = memory->total - memory->used;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(memory);
+  if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  SIM_ALIVE(c, d);
+  MemoryOf(c, d, &memory->total, &memory->used);
+  memory->reserved = 0;
+  memory->free = memory->total - memory->used;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t device, nvmlBAR1Memory_t* bar1) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(bar1);
+  SIM_ALIVE(c, d);
+  if (d->spec->bar1_mib == 0) return NVML_ERROR_NOT_SUPPORTED;
+  bar1->bar1Total = d->spec->bar1_mib * kMiB;
+  bar1->bar1Used = 2 * kMiB;
+  bar1->bar1Free = bar1->bar1Total - bar1->bar1Used;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t* pci) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(pci);
+  SIM_ALIVE(c, d);
+  const GpuSpec& g = *d->spec;
+  FillPci(g.domain, g.bus, g.device, g.pci_device_id, g.pci_subsystem_id, pci);
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t device, nvmlPciInfo_t* pci) {
+  return nvmlDeviceGetPciInfo_v3(device, pci);
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t* pci) {
+  return nvmlDeviceGetPciInfo_v3(device, pci);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(node);
+  SIM_ALIVE(c, d);
+  *node = d->spec->numa_node;
+  return NVML_SUCCESS;
+}
+
+namespace {
+// The simulated host has kCpusPerNode logical CPUs per NUMA node, node n
+// holding CPUs [n*kCpusPerNode, (n+1)*kCpusPerNode).
+constexpr unsigned kCpusPerNode = 32;
+constexpr unsigned kBitsPerWord = sizeof(unsigned long) * 8;
+
+nvmlReturn_t SetBits(unsigned first, unsigned count, unsigned int size, unsigned long* set) {
+  if (size == 0) return NVML_ERROR_INVALID_ARGUMENT;
+  std::memset(set, 0, size * sizeof(unsigned long));
+  for (unsigned b = first; b < first + count; ++b) {
+    if (b / kBitsPerWord < size) set[b / kBitsPerWord] |= 1UL << (b % kBitsPerWord);
+  }
+  return NVML_SUCCESS;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCpuAffinity(nvmlDevice_t device, unsigned int size,
+                                                 unsigned long* set) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(set);
+  SIM_ALIVE(c, d);
+  return SetBits(d->spec->numa_node * kCpusPerNode, kCpusPerNode, size, set);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCpuAffinityWithinScope(nvmlDevice_t device, unsigned int size,
+                                                            unsigned long* set,
+                                                            nvmlAffinityScope_t scope) {
+  if (scope != NVML_AFFINITY_SCOPE_NODE && scope != NVML_AFFINITY_SCOPE_SOCKET) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  return nvmlDeviceGetCpuAffinity(device, size, set);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryAffinity(nvmlDevice_t device, unsigned int size,
+                                                    unsigned long* set, nvmlAffinityScope_t scope) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(set);
+  if (scope != NVML_AFFINITY_SCOPE_NODE && scope != NVML_AFFINITY_SCOPE_SOCKET) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  SIM_ALIVE(c, d);
+  return SetBits(d->spec->numa_node, 1, size, set);
+}
+
+// ---------------------------------------------------------------- topology, NVLink
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
+                                                            nvmlGpuTopologyLevel_t* level) {
+  SIM_ENTER(c);
+  const nvmlDevice_st *da = nullptr, *db = nullptr;
+  if (c.Device(a, &da) != NVML_SUCCESS || c.Device(b, &db) != NVML_SUCCESS) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  SIM_NONNULL(level);
+  if (da->mig || db->mig) return NVML_ERROR_NOT_SUPPORTED;
+  SIM_ALIVE(c, da);
+  SIM_ALIVE(c, db);
+  const GpuSpec &x = *da->spec, &y = *db->spec;
+  if (da == db) {
+    *level = NVML_TOPOLOGY_INTERNAL;
+  } else if (x.pcie_switch >= 0 && x.pcie_switch == y.pcie_switch) {
+    *level = NVML_TOPOLOGY_SINGLE;
+  } else if (x.numa_node == y.numa_node) {
+    *level = NVML_TOPOLOGY_NODE;
+  } else {
+    *level = NVML_TOPOLOGY_SYSTEM;
+  }
+  return NVML_SUCCESS;
+}
+
+namespace {
+nvmlReturn_t CheckLink(const nvmlDevice_st* d, unsigned link) {
+  if (d->mig) return NVML_ERROR_NOT_SUPPORTED;
+  if (d->spec->nvlinks == 0) return NVML_ERROR_NOT_SUPPORTED;
+  if (link >= NVML_NVLINK_MAX_LINKS) return NVML_ERROR_INVALID_ARGUMENT;
+  return NVML_SUCCESS;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
+                                                 nvmlEnableState_t* active) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(active);
+  SIM_ALIVE(c, d);
+  if (nvmlReturn_t r = CheckLink(d, link); r != NVML_SUCCESS) return r;
+  *active = link < d->spec->nvlinks ? NVML_FEATURE_ENABLED : NVML_FEATURE_DISABLED;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkVersion(nvmlDevice_t device, unsigned int link,
+                                                   unsigned int* version) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(version);
+  SIM_ALIVE(c, d);
+  if (nvmlReturn_t r = CheckLink(d, link); r != NVML_SUCCESS) return r;
+  if (link >= d->spec->nvlinks) return NVML_ERROR_NOT_SUPPORTED;
+  *version = d->spec->nvlink_version;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkCapability(nvmlDevice_t device, unsigned int link,
+                                                      nvmlNvLinkCapability_t capability,
+                                                      unsigned int* result) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(result);
+  SIM_ALIVE(c, d);
+  if (nvmlReturn_t r = CheckLink(d, link); r != NVML_SUCCESS) return r;
+  if (capability >= NVML_NVLINK_CAP_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  bool active = link < d->spec->nvlinks;
+  // An NVSwitch system: peer-to-peer and atomics yes; SLI bridge and NVLink
+  // to a CPU (IBM NPU) no.
+  switch (capability) {
+    case NVML_NVLINK_CAP_P2P_SUPPORTED:
+    case NVML_NVLINK_CAP_P2P_ATOMICS:
+    case NVML_NVLINK_CAP_VALID:
+      *result = active ? 1 : 0;
+      break;
+    default:
+      *result = 0;
+  }
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link,
+                                                            nvmlPciInfo_t* pci) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(pci);
+  SIM_ALIVE(c, d);
+  if (nvmlReturn_t r = CheckLink(d, link); r != NVML_SUCCESS) return r;
+  if (link >= d->spec->nvlinks) return NVML_ERROR_NOT_SUPPORTED;
+  const auto& sw = d->spec->nvswitch_bus_ids;
+  unsigned domain = 0, bus = 0, dev = 0;
+  std::sscanf(sw[link % sw.size()].c_str(), "%x:%x:%x", &domain, &bus, &dev);
+  // NVSwitch PCI ids: third generation (A100 systems) 0x1AF1, fourth (H100) 0x22A3.
+  uint32_t id = d->spec->architecture == NVML_DEVICE_ARCH_HOPPER ? 0x22A310DE : 0x1AF110DE;
+  FillPci(domain, bus, dev, id, 0, pci);
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo(nvmlDevice_t device, unsigned int link,
+                                                         nvmlPciInfo_t* pci) {
+  return nvmlDeviceGetNvLinkRemotePciInfo_v2(device, link, pci);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetNvLinkRemoteDeviceType(nvmlDevice_t device, unsigned int link,
+                                                            nvmlIntNvLinkDeviceType_t* type) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(type);
+  SIM_ALIVE(c, d);
+  if (nvmlReturn_t r = CheckLink(d, link); r != NVML_SUCCESS) return r;
+  if (link >= d->spec->nvlinks) return NVML_ERROR_NOT_SUPPORTED;
+  *type = NVML_NVLINK_DEVICE_TYPE_SWITCH;
+  return NVML_SUCCESS;
+}
+
+// ---------------------------------------------------------------- MIG
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int* current,
+                                             unsigned int* pending) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(current, pending);
+  SIM_ALIVE(c, d);
+  if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
+  *current = *pending = d->spec->mig_enabled ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int* count) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(count);
+  SIM_ALIVE(c, d);
+  if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
+  *count = d->spec->max_mig_devices;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                            nvmlDevice_t* mig) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(mig);
+  SIM_ALIVE(c, d);
+  if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
+  if (index >= d->spec->max_mig_devices) return NVML_ERROR_INVALID_ARGUMENT;
+  const auto& migs = c.gen->migs[d->gpu];
+  if (index >= migs.size()) return NVML_ERROR_NOT_FOUND;
+  *mig = migs[index].get();
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned int* is_mig) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(is_mig);
+  *is_mig = d->mig != nullptr ? 1 : 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int* id) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(id);
+  SIM_ALIVE(c, d);
+  if (!d->mig) return NVML_ERROR_NOT_SUPPORTED;
+  *id = d->mig->gpu_instance_id;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetComputeInstanceId(nvmlDevice_t device, unsigned int* id) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(id);
+  SIM_ALIVE(c, d);
+  if (!d->mig) return NVML_ERROR_NOT_SUPPORTED;
+  *id = d->mig->compute_instance_id;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t mig,
+                                                                     nvmlDevice_t* device) {
+  SIM_DEVICE(c, mig, d);
+  SIM_NONNULL(device);
+  if (!d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  *device = d->parent;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device,
+                                                   nvmlDeviceAttributes_t* attrs) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(attrs);
+  SIM_ALIVE(c, d);
+  std::memset(attrs, 0, sizeof(*attrs));
+  const GpuSpec& g = *d->spec;
+  if (d->mig) {
+    // Engines are split between GPU instances by slices, as the hardware does.
+    unsigned s = d->mig->slices;
+    attrs->multiprocessorCount = d->mig->multiprocessors;
+    attrs->sharedCopyEngineCount = std::max(1u, g.copy_engines * s / 7);
+    attrs->sharedDecoderCount = g.decoders * s / 7;
+    attrs->sharedEncoderCount = g.encoders * s / 7;
+    attrs->sharedJpegCount = g.jpeg * s / 7;
+    attrs->sharedOfaCount = s == 7 ? g.ofa : 0;
+    attrs->gpuInstanceSliceCount = s;
+    attrs->computeInstanceSliceCount = s;
+    attrs->memorySizeMB = d->mig->memory_mib;
+  } else {
+    attrs->multiprocessorCount = g.multiprocessors;
+    attrs->sharedCopyEngineCount = g.copy_engines;
+    attrs->sharedDecoderCount = g.decoders;
+    attrs->sharedEncoderCount = g.encoders;
+    attrs->sharedJpegCount = g.jpeg;
+    attrs->sharedOfaCount = g.ofa;
+    attrs->gpuInstanceSliceCount = g.mig_capable ? 7 : 0;
+    attrs->computeInstanceSliceCount = g.mig_capable ? 7 : 0;
+    attrs->memorySizeMB = g.memory_mib;
+  }
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes(nvmlDevice_t device, nvmlDeviceAttributes_t* a) {
+  return nvmlDeviceGetAttributes_v2(device, a);
+}
+
+// ---------------------------------------------------------------- events
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
+                                                         unsigned long long* types) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(types);
+  SIM_ALIVE(c, d);
+  *types = kSupportedEvents | (d->spec->ecc ? kEccEvents : 0);
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t* set) {
+  SIM_ENTER(c);
+  SIM_NONNULL(set);
+  auto* s = new nvmlEventSet_st;
+  s->seen = c.gen->state->EventCount();  // only events from now on
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_event_sets.insert(s);
+  *set = s;
+  return NVML_SUCCESS;
+}
+
+namespace {
+bool LiveSet(nvmlEventSet_t set) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return set != nullptr && g_event_sets.count(set) > 0;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
+                                                 nvmlEventSet_t set) {
+  SIM_DEVICE(c, device, d);
+  if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  unsigned long long supported = kSupportedEvents | (d->spec->ecc ? kEccEvents : 0);
+  if ((types & ~supported) != 0) return NVML_ERROR_NOT_SUPPORTED;
+  std::lock_guard<std::mutex> lock(set->mu);
+  set->registered[d] |= types;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t* data,
+                                            unsigned int timeout_ms) {
+  SIM_ENTER(c);
+  if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_NONNULL(data);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  const SharedState& state = *c.gen->state;
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(set->mu);
+      gdp::sim::XidEvent ev;
+      while (state.NextEvent(set->seen, &ev)) {
+        set->seen = ev.seq;
+        if (ev.gpu >= c.gen->gpus.size()) continue;
+        // A registration on the GPU, or on one of its MIG devices, receives it.
+        const nvmlDevice_st* target = nullptr;
+        const nvmlDevice_st* gpu = c.gen->gpus[ev.gpu].get();
+        auto it = set->registered.find(gpu);
+        if (it != set->registered.end() && (it->second & nvmlEventTypeXidCriticalError)) {
+          target = gpu;
+        } else {
+          for (const auto& m : c.gen->migs[ev.gpu]) {
+            auto mi = set->registered.find(m.get());
+            if (mi != set->registered.end() && (mi->second & nvmlEventTypeXidCriticalError)) {
+              target = m.get();
+              break;
+            }
+          }
+        }
+        if (target == nullptr) continue;
+        data->device = const_cast<nvmlDevice_t>(target);
+        data->eventType = nvmlEventTypeXidCriticalError;
+        data->eventData = ev.xid;
+        data->gpuInstanceId = target->mig ? target->mig->gpu_instance_id : 0xFFFFFFFFu;
+        data->computeInstanceId = target->mig ? target->mig->compute_instance_id : 0xFFFFFFFFu;
+        return NVML_SUCCESS;
+      }
+      seen = set->seen;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return NVML_ERROR_TIMEOUT;
+    state.WaitForEvent(seen, deadline - now);
+  }
+}
+SIM_EXPORT nvmlReturn_t nvmlEventSetWait(nvmlEventSet_t set, nvmlEventData_t* data,
+                                         unsigned int timeout_ms) {
+  return nvmlEventSetWait_v2(set, data, timeout_ms);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
+  SIM_ENTER(c);
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (set == nullptr || g_event_sets.erase(set) == 0) return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  delete set;
+  return NVML_SUCCESS;
+}
+
+// ---------------------------------------------------------------- telemetry
+
+namespace {
+// Telemetry of the physical GPU behind `d`; MIG devices answer NOT_SUPPORTED
+// for per-GPU sensors, as real MIG devices do.
+#define SIM_TELEMETRY(c, device, d, ...) \
+  SIM_DEVICE(c, device, d);              \
+  SIM_NONNULL(__VA_ARGS__);              \
+  SIM_ALIVE(c, d);                       \
+  if (d->mig) return NVML_ERROR_NOT_SUPPORTED
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
+                                                      nvmlUtilization_t* util) {
+  SIM_TELEMETRY(c, device, d, util);
+  auto t = c.gen->state->Read(d->gpu);
+  util->gpu = t.util_gpu;
+  util->memory = t.util_mem;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device,
+                                                 nvmlTemperatureSensors_t sensor,
+                                                 unsigned int* temp) {
+  SIM_TELEMETRY(c, device, d, temp);
+  if (sensor != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
+  *temp = c.gen->state->Read(d->gpu).temp_c;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int* power) {
+  SIM_TELEMETRY(c, device, d, power);
+  *power = c.gen->state->Read(d->gpu).power_mw;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device,
+                                                          unsigned int* limit) {
+  SIM_TELEMETRY(c, device, d, limit);
+  *limit = d->spec->power_limit_w * 1000;
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int* limit) {
+  return nvmlDeviceGetPowerManagementLimit(device, limit);
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t device,
+                                                                 unsigned int* limit) {
+  return nvmlDeviceGetPowerManagementLimit(device, limit);
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device,
+                                                            unsigned long long* energy) {
+  SIM_TELEMETRY(c, device, d, energy);
+  // Energy counters arrived with Volta.
+  if (d->spec->architecture < NVML_DEVICE_ARCH_VOLTA) return NVML_ERROR_NOT_SUPPORTED;
+  *energy = c.gen->state->Read(d->gpu).energy_mj;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                               unsigned int* clock) {
+  SIM_TELEMETRY(c, device, d, clock);
+  auto t = c.gen->state->Read(d->gpu);
+  switch (type) {
+    case NVML_CLOCK_GRAPHICS:
+    case NVML_CLOCK_SM:
+      *clock = static_cast<unsigned>(t.sm_clock_mhz);
+      return NVML_SUCCESS;
+    case NVML_CLOCK_MEM:
+      *clock = static_cast<unsigned>(t.mem_clock_mhz);
+      return NVML_SUCCESS;
+    case NVML_CLOCK_VIDEO:
+      *clock = static_cast<unsigned>(t.sm_clock_mhz * 9 / 10);
+      return NVML_SUCCESS;
+    default:
+      return NVML_ERROR_INVALID_ARGUMENT;
+  }
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetMaxClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                                  unsigned int* clock) {
+  SIM_TELEMETRY(c, device, d, clock);
+  switch (type) {
+    case NVML_CLOCK_GRAPHICS:
+    case NVML_CLOCK_SM:
+      *clock = d->spec->max_sm_clock_mhz;
+      return NVML_SUCCESS;
+    case NVML_CLOCK_MEM:
+      *clock = d->spec->max_mem_clock_mhz;
+      return NVML_SUCCESS;
+    case NVML_CLOCK_VIDEO:
+      *clock = d->spec->max_sm_clock_mhz * 9 / 10;
+      return NVML_SUCCESS;
+    default:
+      return NVML_ERROR_INVALID_ARGUMENT;
+  }
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableState_t* current,
+                                             nvmlEnableState_t* pending) {
+  SIM_TELEMETRY(c, device, d, current, pending);
+  if (!d->spec->ecc) return NVML_ERROR_NOT_SUPPORTED;
+  *current = *pending = NVML_FEATURE_ENABLED;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device,
+                                                    nvmlMemoryErrorType_t error_type,
+                                                    nvmlEccCounterType_t counter_type,
+                                                    unsigned long long* count) {
+  SIM_TELEMETRY(c, device, d, count);
+  if (!d->spec->ecc) return NVML_ERROR_NOT_SUPPORTED;
+  if (counter_type != NVML_VOLATILE_ECC && counter_type != NVML_AGGREGATE_ECC) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  auto t = c.gen->state->Read(d->gpu);
+  switch (error_type) {
+    case NVML_MEMORY_ERROR_TYPE_CORRECTED:
+      *count = t.ecc_corrected;
+      return NVML_SUCCESS;
+    case NVML_MEMORY_ERROR_TYPE_UNCORRECTED:
+      *count = t.ecc_uncorrected;
+      return NVML_SUCCESS;
+    default:
+      return NVML_ERROR_INVALID_ARGUMENT;
+  }
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device,
+                                                  nvmlPageRetirementCause_t cause,
+                                                  unsigned int* count, unsigned long long* addrs) {
+  SIM_TELEMETRY(c, device, d, count);
+  // Page retirement is Kepler-to-Volta (and Turing); Ampere and later remap rows instead.
+  if (!d->spec->ecc || d->spec->architecture >= NVML_DEVICE_ARCH_AMPERE) {
+    return NVML_ERROR_NOT_SUPPORTED;
+  }
+  if (cause >= NVML_PAGE_RETIREMENT_CAUSE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  (void)addrs;
+  *count = 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetRemappedRows(nvmlDevice_t device, unsigned int* corr,
+                                                  unsigned int* unc, unsigned int* pending,
+                                                  unsigned int* failure) {
+  SIM_TELEMETRY(c, device, d, corr, unc, pending, failure);
+  if (!d->spec->ecc || d->spec->architecture < NVML_DEVICE_ARCH_AMPERE) {
+    return NVML_ERROR_NOT_SUPPORTED;
+  }
+  *corr = *unc = *pending = *failure = 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                                unsigned int* count,
+                                                                nvmlProcessInfo_t* infos) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(count);
+  SIM_ALIVE(c, d);
+  (void)infos;  // the simulator runs no processes on its GPUs
+  *count = 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t* mode) {
+  SIM_TELEMETRY(c, device, d, mode);
+  *mode = NVML_FEATURE_ENABLED;
+  return NVML_SUCCESS;
+}

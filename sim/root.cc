@@ -1,0 +1,232 @@
+#include "sim/root.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "sim/state.h"
+
+namespace gdp::sim {
+namespace fs = std::filesystem;
+
+std::string ConfigPath(const std::string& root) { return root + "/etc/gpusim/config.yaml"; }
+std::string StatePath(const std::string& root) { return root + "/run/gpusim/state"; }
+std::string LibraryPath(const std::string& root) { return root + "/" + kLibraryRelPath; }
+
+std::string RootFromLibraryPath(const std::string& library_path) {
+  std::string suffix = std::string("/") + kLibraryRelPath;
+  if (library_path.size() < suffix.size() ||
+      library_path.compare(library_path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return "";
+  }
+  std::string root = library_path.substr(0, library_path.size() - suffix.size());
+  return root.empty() ? "/" : root;
+}
+
+absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
+  std::string path = ConfigPath(root);
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read simulator config ", path, ": ",
+                                            std::strerror(errno),
+                                            "; lay out the driver root with `gpusim root`"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  RootConfig c;
+  try {
+    YAML::Node n = YAML::Load(ss.str());
+    if (!n.IsMap()) return absl::InvalidArgumentError(path + ": must be a YAML mapping");
+    for (const auto& kv : n) {
+      std::string key = kv.first.Scalar();
+      if (key == "profile") {
+        c.profile = kv.second.as<std::string>();
+      } else if (key == "driverVersion") {
+        c.driver_version = kv.second.as<std::string>();
+      } else if (key == "cudaDriverVersion") {
+        c.cuda_driver_version = kv.second.as<int>();
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": field '", key, "' is not a known field"));
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+  if (c.profile.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": field 'profile' is required"));
+  }
+  return c;
+}
+
+absl::Status WriteConfig(const std::string& root, const RootConfig& c) {
+  std::string path = ConfigPath(root);
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "profile" << YAML::Value << c.profile;
+  if (!c.driver_version.empty()) {
+    out << YAML::Key << "driverVersion" << YAML::Value << YAML::DoubleQuoted << c.driver_version;
+  }
+  if (c.cuda_driver_version != 0) {
+    out << YAML::Key << "cudaDriverVersion" << YAML::Value << c.cuda_driver_version;
+  }
+  out << YAML::EndMap;
+  std::ofstream f(path, std::ios::trunc);
+  f << "# Written by `gpusim root`: the profile this driver root simulates.\n"
+    << out.c_str() << "\n";
+  if (!f.flush()) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Profile> LoadRootProfile(const std::string& root) {
+  auto c = ReadConfig(root);
+  if (!c.ok()) return c.status();
+  std::string name = c->profile;
+  bool is_path = name.find('/') != std::string::npos || name.ends_with(".yaml");
+  if (is_path && name[0] != '/') name = root + "/etc/gpusim/" + name;
+  auto p = LoadProfile(name);
+  if (!p.ok()) return p.status();
+  if (!c->driver_version.empty()) {
+    if (auto st = ValidateDriverVersion(c->driver_version); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(ConfigPath(root), ": ", st.message()));
+    }
+    p->driver_version = c->driver_version;
+  }
+  if (c->cuda_driver_version != 0) {
+    if (auto st = ValidateCudaVersion(c->cuda_driver_version); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(ConfigPath(root), ": ", st.message()));
+    }
+    p->cuda_driver_version = c->cuda_driver_version;
+  }
+  return p;
+}
+
+namespace {
+// As in /proc/driver/nvidia-caps/mig-minors: 1 config, 2 monitor, then for
+// GPU g, GPU instance i: access 3 + 135g + 9i, compute instance c: that + 1 + c.
+unsigned GiMinor(unsigned gpu, unsigned gi) { return 3 + 135 * gpu + 9 * gi; }
+unsigned CiMinor(unsigned gpu, unsigned gi, unsigned ci) { return GiMinor(gpu, gi) + 1 + ci; }
+}  // namespace
+
+std::vector<DeviceNode> DeviceNodes(const Profile& profile) {
+  std::vector<DeviceNode> nodes;
+  for (unsigned i = 0; i < profile.gpus.size(); ++i) {
+    nodes.push_back({absl::StrCat("dev/nvidia", i), kNvidiaMajor, i});
+  }
+  nodes.push_back({"dev/nvidiactl", kNvidiaMajor, 255});
+  nodes.push_back({"dev/nvidia-modeset", kNvidiaMajor, 254});
+  nodes.push_back({"dev/nvidia-uvm", kUvmMajor, 0});
+  nodes.push_back({"dev/nvidia-uvm-tools", kUvmMajor, 1});
+  bool any_mig = false;
+  for (unsigned i = 0; i < profile.gpus.size(); ++i) {
+    for (const auto& m : profile.gpus[i].mig_devices) {
+      any_mig = true;
+      unsigned gi = GiMinor(i, m.gpu_instance_id);
+      unsigned ci = CiMinor(i, m.gpu_instance_id, m.compute_instance_id);
+      nodes.push_back({absl::StrCat("dev/nvidia-caps/nvidia-cap", gi), kCapsMajor, gi});
+      nodes.push_back({absl::StrCat("dev/nvidia-caps/nvidia-cap", ci), kCapsMajor, ci});
+    }
+  }
+  if (any_mig) {
+    nodes.push_back({"dev/nvidia-caps/nvidia-cap1", kCapsMajor, 1});
+    nodes.push_back({"dev/nvidia-caps/nvidia-cap2", kCapsMajor, 2});
+  }
+  return nodes;
+}
+
+std::string MigMinorsFile(const Profile& profile) {
+  std::string out = "config 1\nmonitor 2\n";
+  for (unsigned g = 0; g < profile.gpus.size(); ++g) {
+    for (unsigned gi = 0; gi < 15; ++gi) {
+      absl::StrAppend(&out, "gpu", g, "/gi", gi, "/access ", GiMinor(g, gi), "\n");
+      for (unsigned ci = 0; ci < 8; ++ci) {
+        absl::StrAppend(&out, "gpu", g, "/gi", gi, "/ci", ci, "/access ", CiMinor(g, gi, ci), "\n");
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOptions& o) {
+  // Validate everything before touching the root.
+  auto profile = LoadProfile(o.config.profile);
+  if (!profile.ok()) return profile.status();
+  if (!o.config.driver_version.empty()) {
+    if (auto st = ValidateDriverVersion(o.config.driver_version); !st.ok()) return st;
+    profile->driver_version = o.config.driver_version;
+  }
+  if (o.config.cuda_driver_version != 0) {
+    if (auto st = ValidateCudaVersion(o.config.cuda_driver_version); !st.ok()) return st;
+    profile->cuda_driver_version = o.config.cuda_driver_version;
+  }
+  std::error_code ec;
+  if (!fs::is_regular_file(o.library, ec)) {
+    return absl::NotFoundError(absl::StrCat("simulator library ", o.library,
+                                            " not found; build the nvidia-ml target or pass "
+                                            "--library"));
+  }
+  bool can_mknod = geteuid() == 0;
+  if (!can_mknod && !o.allow_regular_files) {
+    return absl::PermissionDeniedError(
+        "creating the /dev/nvidia* character devices needs root (CAP_MKNOD); run as root, or "
+        "pass --no-mknod to create empty regular files in their place");
+  }
+
+  fs::create_directories(root + "/usr/lib/x86_64-linux-gnu", ec);
+  fs::create_directories(root + "/dev/nvidia-caps", ec);
+  fs::create_directories(root + "/proc/driver/nvidia-caps", ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", root, ": ", ec.message()));
+
+  std::string lib = LibraryPath(root);
+  std::string tmp = lib + ".tmp";
+  fs::copy_file(o.library, tmp, fs::copy_options::overwrite_existing, ec);
+  if (!ec) fs::rename(tmp, lib, ec);  // atomic: a process mapping the old one keeps it
+  if (ec) return absl::InternalError(absl::StrCat("cannot install ", lib, ": ", ec.message()));
+
+  RootConfig config = o.config;
+  bool is_path = config.profile.find('/') != std::string::npos || config.profile.ends_with(".yaml");
+  if (is_path) {
+    fs::copy_file(config.profile, root + "/etc/gpusim/profile.yaml",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot copy profile: ", ec.message()));
+    config.profile = "profile.yaml";
+  }
+  if (auto st = WriteConfig(root, config); !st.ok()) return st;
+  if (auto st = SharedState::Reset(StatePath(root), *profile); !st.ok()) return st;
+  {
+    std::ofstream f(root + "/proc/driver/nvidia-caps/mig-minors", std::ios::trunc);
+    f << MigMinorsFile(*profile);
+  }
+
+  // Replace the whole dev tree: a previous profile may have had more GPUs.
+  for (const auto& entry : fs::directory_iterator(root + "/dev", ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("nvidia", 0) == 0) fs::remove_all(entry.path(), ec);
+  }
+  fs::create_directories(root + "/dev/nvidia-caps", ec);
+  LayoutResult result;
+  result.char_devices = can_mknod;
+  for (const auto& n : DeviceNodes(*profile)) {
+    std::string path = root + "/" + n.path;
+    int rc = can_mknod ? mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor))
+                       : (std::ofstream(path).good() ? 0 : -1);
+    if (rc != 0 && errno != EEXIST) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create device node ", path, ": ", std::strerror(errno)));
+    }
+    if (can_mknod) chmod(path.c_str(), 0666);
+    result.nodes++;
+  }
+  return result;
+}
+
+}  // namespace gdp::sim

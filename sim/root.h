@@ -1,0 +1,78 @@
+// The driver root: the directory tree the simulator lives in, laid out like a
+// real driver installation so that the daemon is pointed at it exactly as at
+// a containerised driver (its driver-root setting).
+//
+//   <root>/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1   the simulator library
+//   <root>/etc/gpusim/config.yaml                       profile + version overrides
+//   <root>/run/gpusim/state                             shared mutable state (state.h)
+//   <root>/dev/nvidia0..N-1, nvidiactl, nvidia-modeset, nvidia-uvm,
+//   nvidia-uvm-tools, nvidia-caps/nvidia-cap*           device nodes
+//   <root>/proc/driver/nvidia-caps/mig-minors            MIG capability minors
+//
+// The library finds its root from its own path (RootFromLibraryPath), or from
+// $GPUSIM_ROOT when set. Functions here are reentrant and thread-safe.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "sim/profile.h"
+
+namespace gdp::sim {
+
+inline constexpr char kLibraryRelPath[] = "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1";
+inline constexpr char kRootEnv[] = "GPUSIM_ROOT";
+// Majors for the nodes whose major is dynamic on a real system (read from
+// /proc/devices there). Documented in docs/simulator.md.
+inline constexpr unsigned kNvidiaMajor = 195;
+inline constexpr unsigned kUvmMajor = 510;
+inline constexpr unsigned kCapsMajor = 511;
+
+struct RootConfig {
+  std::string profile;          // built-in name, or a path (relative to etc/gpusim/)
+  std::string driver_version;   // empty: the profile's
+  int cuda_driver_version = 0;  // 0: the profile's
+};
+
+std::string ConfigPath(const std::string& root);
+std::string StatePath(const std::string& root);
+std::string LibraryPath(const std::string& root);
+
+// "/x/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1" -> "/x"; "/usr/lib/..." -> "/";
+// empty when the library is not installed under a driver root.
+std::string RootFromLibraryPath(const std::string& library_path);
+
+absl::StatusOr<RootConfig> ReadConfig(const std::string& root);
+absl::Status WriteConfig(const std::string& root, const RootConfig& config);
+
+// Reads the config and loads its profile with the version overrides applied.
+absl::StatusOr<Profile> LoadRootProfile(const std::string& root);
+
+// A device node to create: path relative to the root, major, minor.
+struct DeviceNode {
+  std::string path;
+  unsigned major = 0;
+  unsigned minor = 0;
+};
+// The nodes a real driver would create for `profile`, MIG capabilities included.
+std::vector<DeviceNode> DeviceNodes(const Profile& profile);
+// The lines of /proc/driver/nvidia-caps/mig-minors for the GPUs of `profile`.
+std::string MigMinorsFile(const Profile& profile);
+
+struct LayoutOptions {
+  std::string library;  // the built libnvidia-ml.so.1 to copy into the root
+  RootConfig config;
+  // mknod needs CAP_MKNOD; without it the call fails unless this is set, in
+  // which case empty regular files stand in for the nodes (and it is said so).
+  bool allow_regular_files = false;
+};
+struct LayoutResult {
+  bool char_devices = false;  // real character devices were created
+  size_t nodes = 0;
+};
+// Lays out `root` for the profile named by options.config: validates first, so
+// that bad input changes nothing.
+absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOptions& options);
+
+}  // namespace gdp::sim

@@ -1,0 +1,237 @@
+#include "sim/state.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+
+namespace gdp::sim {
+
+namespace {
+constexpr uint64_t kMagic = 0x315f4d4953555047ULL;  // "GPUSIM_1"
+constexpr uint32_t kVersion = 1;
+
+uint64_t NowNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+struct FileLock {
+  FileLock(int fd, int op) : fd_(fd) {
+    while (flock(fd_, op) != 0 && errno == EINTR) {
+    }
+  }
+  ~FileLock() { flock(fd_, LOCK_UN); }
+  int fd_;
+};
+}  // namespace
+
+struct SharedState::File {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t num_gpus;
+  uint32_t futex_word;  // low 32 bits of event_count, changed only with the lock held
+  uint32_t reserved;
+  uint64_t event_count;
+  struct Gpu {
+    Telemetry t;
+    uint64_t energy_ts_ns;  // when t.energy_mj was last brought up to date
+  } gpus[kMaxGpus];
+  XidEvent ring[kEventRing];
+};
+
+namespace {
+
+void InitFile(SharedState::File* f, const Profile& profile) {
+  std::memset(static_cast<void*>(f), 0, sizeof(*f));
+  f->magic = kMagic;
+  f->version = kVersion;
+  f->num_gpus = static_cast<uint32_t>(profile.gpus.size());
+  uint64_t now = NowNs();
+  for (size_t i = 0; i < profile.gpus.size(); ++i) {
+    const GpuSpec& g = profile.gpus[i];
+    Telemetry& t = f->gpus[i].t;
+    t.temp_c = 34;
+    t.power_mw = g.idle_power_w * 1000;
+    t.sm_clock_mhz = 345;  // idle clocks
+    t.mem_clock_mhz = g.max_mem_clock_mhz;
+    f->gpus[i].energy_ts_ns = now;
+  }
+}
+}  // namespace
+
+SharedState::~SharedState() {
+  munmap(file_, sizeof(File));
+  close(fd_);
+}
+
+absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Map(const std::string& path, int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) != sizeof(File)) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("simulator state ", path, " is not a state file of this gpusim version (size ",
+                     st.st_size, ", want ", sizeof(File), "); recreate it with `gpusim root`"));
+  }
+  void* p = mmap(nullptr, sizeof(File), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("mmap ", path, ": ", std::strerror(e)));
+  }
+  auto* f = static_cast<File*>(p);
+  if (f->magic != kMagic || f->version != kVersion || f->num_gpus > kMaxGpus) {
+    munmap(p, sizeof(File));
+    close(fd);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "simulator state ", path, " has a bad header; recreate it with `gpusim root`"));
+  }
+  return std::unique_ptr<SharedState>(new SharedState(path, fd, f));
+}
+
+absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Open(const std::string& path) {
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(absl::StrCat("cannot open simulator state ", path, ": ",
+                                            std::strerror(errno),
+                                            "; lay out the driver root with `gpusim root`"));
+  }
+  return Map(path, fd);
+}
+
+absl::Status SharedState::Reset(const std::string& path, const Profile& profile) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create simulator state ", path, ": ", std::strerror(errno)));
+  }
+  fchmod(fd, 0666);  // the daemon and the injector may run as different users
+  {
+    FileLock lock(fd, LOCK_EX);
+    File f;
+    InitFile(&f, profile);
+    if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
+      int e = errno;
+      close(fd);
+      return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(e)));
+    }
+  }
+  close(fd);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std::string& path,
+                                                                       const Profile& profile) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open simulator state ", path, ": ", std::strerror(errno)));
+  }
+  {
+    FileLock lock(fd, LOCK_EX);
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && st.st_size == 0) {
+      File f;
+      InitFile(&f, profile);
+      if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
+        int e = errno;
+        close(fd);
+        return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(e)));
+      }
+    }
+  }
+  auto state = Map(path, fd);
+  if (!state.ok()) return state;
+  if ((*state)->num_gpus() != profile.gpus.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "simulator state ", path, " holds ", (*state)->num_gpus(), " GPUs but profile ",
+        profile.name, " has ", profile.gpus.size(), "; recreate the root with `gpusim root`"));
+  }
+  return state;
+}
+
+unsigned SharedState::num_gpus() const { return file_->num_gpus; }
+
+Telemetry SharedState::Read(unsigned gpu) const {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_SH);
+  const File::Gpu& s = file_->gpus[gpu];
+  Telemetry t = s.t;
+  uint64_t now = NowNs();
+  if (now > s.energy_ts_ns && !t.lost) {
+    t.energy_mj += static_cast<uint64_t>(t.power_mw) * (now - s.energy_ts_ns) / 1000000000ULL;
+  }
+  return t;
+}
+
+void SharedState::Update(unsigned gpu, const std::function<void(Telemetry&)>& fn) {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_EX);
+  File::Gpu& s = file_->gpus[gpu];
+  uint64_t now = NowNs();
+  if (now > s.energy_ts_ns && !s.t.lost) {
+    s.t.energy_mj += static_cast<uint64_t>(s.t.power_mw) * (now - s.energy_ts_ns) / 1000000000ULL;
+  }
+  s.energy_ts_ns = now;
+  fn(s.t);
+}
+
+void SharedState::InjectXid(unsigned gpu, unsigned xid) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    FileLock lock(fd_, LOCK_EX);
+    uint64_t seq = file_->event_count + 1;
+    file_->ring[seq % kEventRing] = XidEvent{seq, gpu, xid};
+    file_->gpus[gpu].t.xid_count++;
+    file_->gpus[gpu].t.last_xid = xid;
+    __atomic_store_n(&file_->event_count, seq, __ATOMIC_RELEASE);
+    __atomic_store_n(&file_->futex_word, static_cast<uint32_t>(seq), __ATOMIC_RELEASE);
+  }
+  syscall(SYS_futex, &file_->futex_word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+uint64_t SharedState::EventCount() const {
+  return __atomic_load_n(&file_->event_count, __ATOMIC_ACQUIRE);
+}
+
+bool SharedState::NextEvent(uint64_t after, XidEvent* out) const {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_SH);
+  uint64_t count = file_->event_count;
+  if (count <= after) return false;
+  uint64_t oldest = count >= kEventRing ? count - kEventRing + 1 : 1;
+  uint64_t seq = after + 1 < oldest ? oldest : after + 1;  // overrun: skip what was dropped
+  *out = file_->ring[seq % kEventRing];
+  return true;
+}
+
+void SharedState::WaitForEvent(uint64_t seen, std::chrono::nanoseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    uint32_t word = __atomic_load_n(&file_->futex_word, __ATOMIC_ACQUIRE);
+    if (EventCount() > seen) return;
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+    syscall(SYS_futex, &file_->futex_word, FUTEX_WAIT, word, &ts, nullptr, 0);
+  }
+}
+
+}  // namespace gdp::sim
