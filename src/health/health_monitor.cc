@@ -51,7 +51,7 @@ absl::Status HealthMonitor::Start() {
   // Measured here, not on the new thread, so the first probe is due one
   // interval after Start() returns whatever the thread's scheduling.
   next_probe_ = clock_.Now() + options_.probe_interval;
-  thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
+  thread_ = std::jthread([this](const std::stop_token& stop) { Run(stop); });
   return absl::OkStatus();
 }
 
@@ -97,12 +97,12 @@ void HealthMonitor::MarkLost(const std::string& uuid) {
   Emit(std::move(event));
 }
 
-void HealthMonitor::SleepFor(std::stop_token stop, std::chrono::milliseconds d) {
+void HealthMonitor::SleepFor(const std::stop_token& stop, std::chrono::milliseconds d) {
   std::unique_lock lock(sleep_mu_);
   sleep_cv_.wait_for(lock, stop, d, [] { return false; });
 }
 
-void HealthMonitor::Run(std::stop_token stop) {
+void HealthMonitor::Run(const std::stop_token& stop) {
   log::Info("health monitor started",
             {{"gpus", uuids_.size()},
              {"probe_interval_ms", options_.probe_interval.count()},

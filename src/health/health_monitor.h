@@ -113,7 +113,7 @@ class HealthMonitor {
  private:
   enum class SetState { kNone, kReady, kUnsupported };
 
-  void Run(std::stop_token stop);
+  void Run(const std::stop_token& stop);
   // Creates the event set and registers every GPU; returns the new state.
   SetState SetUp();
   void TearDown();
@@ -121,7 +121,7 @@ class HealthMonitor {
   void ProbeAll();
   void ProbeIfDue();
   void OnWaitError(nvmlReturn_t r, int consecutive);
-  void SleepFor(std::stop_token stop, std::chrono::milliseconds d);
+  void SleepFor(const std::stop_token& stop, std::chrono::milliseconds d);
 
   // Each applies one input to the tracker and delivers the transition, if any.
   void Emit(std::optional<HealthEvent> event);

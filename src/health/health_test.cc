@@ -30,7 +30,6 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::_;
 using ::testing::AnyNumber;
-using ::testing::AtLeast;
 using ::testing::DoAll;
 using ::testing::HasSubstr;
 using ::testing::Invoke;
@@ -184,7 +183,7 @@ const TrackerCase kTrackerCases[] = {
      true},
     {"ZeroQuietPeriodNeverRecovers",
      {{Input::kXid, 79, Expect::kUnhealthy, "XID 79"},
-      {Input::kAdvance, 10 * 24 * 3600},
+      {Input::kAdvance, 10ULL * 24 * 3600},
       {Input::kProbeOk}},
      false,
      seconds(0)},
@@ -256,11 +255,12 @@ TEST(TrackerUnknownDeviceTest, IsIgnored) {
 constexpr int kGpus = 4;
 constexpr auto kDeadline = seconds(10);
 
-nvmlDevice_t Handle(int i) {
-  return reinterpret_cast<nvmlDevice_t>(static_cast<uintptr_t>(0x1000 + 0x10 * i));
-}
+// Opaque handles, as NVML's are: distinct addresses nobody dereferences.
+char handle_storage[kGpus];
+char set_storage;
+nvmlDevice_t Handle(int i) { return reinterpret_cast<nvmlDevice_t>(&handle_storage[i]); }
 std::string Uuid(int i) { return "GPU-" + std::to_string(i); }
-const nvmlEventSet_t kSet = reinterpret_cast<nvmlEventSet_t>(static_cast<uintptr_t>(0xE000));
+const nvmlEventSet_t kSet = reinterpret_cast<nvmlEventSet_t>(&set_storage);
 constexpr unsigned long long kXidAndEcc =
     nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError;
 
@@ -282,7 +282,7 @@ class EventScript {
   void Push(nvmlReturn_t r, nvmlEventData_t data = {}) {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back({r, data});
+      queue_.emplace_back(r, data);
     }
     cv_.notify_all();
   }
@@ -599,8 +599,8 @@ TEST_F(MonitorTest, EventWithoutDeviceAppliesToEveryGpuAndRecovers) {
   EXPECT_EQ(monitor->Stats().unattributed_events, 1u);
 
   clock_.Advance(options_.quiet_period);
-  events = listener_.WaitFor(2 * kGpus);
-  ASSERT_EQ(events.size(), static_cast<size_t>(2 * kGpus));
+  events = listener_.WaitFor(size_t{2} * kGpus);
+  ASSERT_EQ(events.size(), size_t{2} * kGpus);
   for (int i = 0; i < kGpus; ++i) {
     EXPECT_EQ(events[kGpus + i].uuid, Uuid(i));
     EXPECT_TRUE(events[kGpus + i].healthy);
