@@ -1,0 +1,163 @@
+// HealthMonitor: watches the GPUs of an Inventory through NVML and reports
+// every change of their health to a HealthListener.
+//
+// It owns one thread (std::jthread), started by Start() and joined by Stop()
+// or the destructor. On that thread it
+//   - creates an NVML event set and registers every GPU for
+//     nvmlEventTypeXidCriticalError, plus nvmlEventTypeDoubleBitEccError where
+//     nvmlDeviceGetSupportedEventTypes says the GPU has it. A GPU that supports
+//     neither, or whose registration fails, is logged and only probed; one whose
+//     registration answers NVML_ERROR_GPU_IS_LOST (or that NVML no longer
+//     finds by UUID) is marked lost;
+//   - waits on the set (nvmlEventSetWait, HealthOptions::wait_timeout at a
+//     time, so Stop() takes at most about that long) and feeds each event to a
+//     HealthTracker (health_tracker.h holds the rules: ignored XIDs, quiet
+//     period, recovery);
+//   - every probe_interval probes every GPU (nvmlDeviceGetHandleByUUID, then
+//     nvmlDeviceGetMemoryInfo): NVML_ERROR_GPU_IS_LOST, or a UUID NVML no
+//     longer finds, marks it lost; a normal answer lets it recover. A lost GPU
+//     that comes back gets a fresh event set, since its old registration is
+//     gone with its old handle.
+//
+// Error policy. A wait that times out is normal. Any other wait error is
+// counted, logged (the first of a run, then at most once per
+// error_log_interval), and followed by a backoff; after
+// recreate_event_set_after consecutive errors the set is freed and created
+// again. Wait errors never change a device's health: only the probes decide
+// that (NVML_ERROR_GPU_IS_LOST from the wait triggers an immediate probe).
+// If NVML has no event support at all (nvmlEventSetCreate answers
+// NVML_ERROR_NOT_SUPPORTED) the monitor only probes.
+//
+// Events without a device. An XID or ECC event whose device handle is NULL,
+// or a handle the monitor did not register, cannot be attributed: NVML uses
+// it for errors that concern the whole system. It is applied to every GPU,
+// under the same rules as any other (ignored XIDs stay ignored, and the GPUs
+// recover after the quiet period).
+//
+// MIG: events are attributed to the parent GPU (the whole GPU is marked).
+//
+// Thread-safety: Start(), Stop() and the destructor from one owning thread;
+// Devices() and Stats() from any thread. The listener is called on the
+// monitor's thread only, one call at a time, and must not call Stop().
+#pragma once
+
+#include <nvml.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "src/common/clock.h"
+#include "src/health/health_options.h"
+#include "src/health/health_tracker.h"
+#include "src/nvml/inventory.h"
+#include "src/nvml/nvml_api.h"
+
+namespace gdp::health {
+
+// Receives health changes. Owned by the user; must outlive the monitor's
+// thread (until Stop() returns). Called on the monitor's thread.
+class HealthListener {
+ public:
+  virtual ~HealthListener() = default;
+  virtual void OnHealthChanged(const HealthEvent& event) = 0;
+};
+
+// A snapshot of the monitor's counters, for metrics. All monotonic.
+struct HealthStats {
+  uint64_t events = 0;               // events nvmlEventSetWait delivered
+  uint64_t ecc_events = 0;           // double-bit ECC events among them
+  uint64_t unattributed_events = 0;  // events with a NULL or unknown device
+  uint64_t wait_errors = 0;          // waits failed other than by timeout, and failed set creations
+  uint64_t event_set_recreations = 0;           // sets freed and created again after errors
+  uint64_t registration_failures = 0;           // GPUs whose event registration failed
+  uint64_t probes = 0;                          // device probes
+  uint64_t probe_failures = 0;                  // probes NVML did not answer normally
+  uint64_t transitions = 0;                     // HealthEvents delivered to the listener
+  std::map<unsigned long long, uint64_t> xids;  // XID events by code, ignored ones included
+};
+
+class HealthMonitor {
+ public:
+  // Watches the GPUs of `inventory` (full GPUs; MIG devices follow their
+  // parent). `api` (NVML already initialised), `listener` and `clock` must
+  // outlive the monitor.
+  HealthMonitor(nvml::NvmlApi& api, const nvml::Inventory& inventory, HealthOptions options,
+                HealthListener& listener, Clock& clock = RealClock::Get());
+  ~HealthMonitor();
+  HealthMonitor(const HealthMonitor&) = delete;
+  HealthMonitor& operator=(const HealthMonitor&) = delete;
+
+  // Starts the thread; setup failures are handled (and retried) there, so
+  // this only fails when the monitor is already running. With
+  // options.enabled false it logs that health checking is off and starts
+  // nothing.
+  absl::Status Start();
+  // Stops and joins the thread, freeing the event set. Idempotent.
+  void Stop();
+
+  // The current state of every GPU, by UUID.
+  std::map<std::string, DeviceHealth> Devices() const;
+  HealthStats Stats() const;
+
+ private:
+  enum class SetState { kNone, kReady, kUnsupported };
+
+  void Run(const std::stop_token& stop);
+  // Creates the event set and registers every GPU; returns the new state.
+  SetState SetUp();
+  void TearDown();
+  void HandleEvent(const nvmlEventData_t& data);
+  void ProbeAll();
+  void ProbeIfDue();
+  void OnWaitError(nvmlReturn_t r, int consecutive);
+  void SleepFor(const std::stop_token& stop, std::chrono::milliseconds d);
+
+  // Each applies one input to the tracker and delivers the transition, if any.
+  void Emit(std::optional<HealthEvent> event);
+  void MarkLost(const std::string& uuid);
+
+  nvml::NvmlApi& api_;
+  const HealthOptions options_;
+  HealthListener& listener_;
+  Clock& clock_;
+  const std::vector<std::string> uuids_;
+
+  mutable absl::Mutex mu_;
+  HealthTracker tracker_ ABSL_GUARDED_BY(mu_);
+  std::map<unsigned long long, uint64_t> xids_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<uint64_t> events_{0};
+  std::atomic<uint64_t> ecc_events_{0};
+  std::atomic<uint64_t> unattributed_events_{0};
+  std::atomic<uint64_t> wait_errors_{0};
+  std::atomic<uint64_t> event_set_recreations_{0};
+  std::atomic<uint64_t> registration_failures_{0};
+  std::atomic<uint64_t> probes_{0};
+  std::atomic<uint64_t> probe_failures_{0};
+  std::atomic<uint64_t> transitions_{0};
+
+  // Monitor-thread state.
+  nvmlEventSet_t set_ = nullptr;
+  std::map<nvmlDevice_t, std::string> registered_;  // handle -> UUID
+  std::map<std::string, int> probe_failure_runs_;   // UUID -> consecutive failed probes
+  bool rebuild_ = false;
+  Clock::TimePoint next_probe_{};
+  Clock::TimePoint last_error_log_{};
+
+  std::mutex sleep_mu_;
+  std::condition_variable_any sleep_cv_;
+  std::jthread thread_;  // last: joined before the members above are destroyed
+};
+
+}  // namespace gdp::health

@@ -1,0 +1,81 @@
+// HealthTracker: the per-GPU health state machine, pure logic with no threads,
+// no NVML and no clock of its own (callers pass `now`), so every rule below is
+// unit-tested with plain values.
+//
+// A GPU is Healthy or Unhealthy. It becomes Unhealthy for one of two causes,
+// which are tracked separately and must both be cleared before it recovers:
+//   critical  an XID not in the ignored set, or a double-bit ECC error. Each
+//             one restarts the quiet period. Cleared by a successful probe
+//             once `now - last critical event >= quiet_period`; a quiet
+//             period of zero never clears it.
+//   lost      NVML answered NVML_ERROR_GPU_IS_LOST (or no longer finds the
+//             GPU). Cleared by the first successful probe (NVML finds it again).
+// Every Healthy<->Unhealthy transition is logged with its reason and returned
+// as a HealthEvent; events that do not change the health (another XID on an
+// Unhealthy GPU) return nothing.
+//
+// Not thread-safe: one owner (HealthMonitor guards it with a mutex).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/common/clock.h"
+#include "src/health/health_options.h"
+
+namespace gdp::health {
+
+// A change of one GPU's health.
+struct HealthEvent {
+  std::string uuid;
+  bool healthy = true;
+  // Unhealthy: why ("XID 79: GPU has fallen off the bus"); Healthy: how it
+  // recovered.
+  std::string reason;
+
+  bool operator==(const HealthEvent&) const = default;
+};
+
+// The state of one GPU.
+struct DeviceHealth {
+  bool healthy = true;
+  bool lost = false;
+  bool critical = false;
+  Clock::TimePoint last_critical{};  // valid when critical
+  std::string critical_reason;       // e.g. "XID 48: Double Bit ECC Error"
+  // Why it is Unhealthy (the lost reason while lost, else the critical one);
+  // empty when Healthy.
+  std::string reason;
+};
+
+class HealthTracker {
+ public:
+  // Every GPU in `uuids` starts Healthy. Events for other UUIDs are logged
+  // and ignored.
+  HealthTracker(const std::vector<std::string>& uuids, const HealthOptions& options);
+
+  std::optional<HealthEvent> OnXid(const std::string& uuid, unsigned long long xid,
+                                   Clock::TimePoint now);
+  std::optional<HealthEvent> OnDoubleBitEcc(const std::string& uuid, Clock::TimePoint now);
+  std::optional<HealthEvent> OnLost(const std::string& uuid, Clock::TimePoint now);
+  // `ok`: NVML answered normally for the GPU. A failed probe changes nothing.
+  std::optional<HealthEvent> OnProbe(const std::string& uuid, bool ok, Clock::TimePoint now);
+
+  // nullptr for an unknown UUID.
+  const DeviceHealth* Get(const std::string& uuid) const;
+  const std::map<std::string, DeviceHealth>& devices() const { return devices_; }
+  const std::vector<std::string>& uuids() const { return uuids_; }
+
+ private:
+  DeviceHealth* Find(const std::string& uuid, std::string_view what);
+  std::optional<HealthEvent> MarkCritical(const std::string& uuid, DeviceHealth& d,
+                                          std::string reason, Clock::TimePoint now);
+
+  HealthOptions options_;
+  std::vector<std::string> uuids_;  // in the caller's order
+  std::map<std::string, DeviceHealth> devices_;
+};
+
+}  // namespace gdp::health
