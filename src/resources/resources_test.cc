@@ -5,6 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cctype>
+#include <functional>
+#include <set>
+#include <thread>
+
 #include "src/resources/testing/inventories.h"
 #include "tests/mocks/fake_filesystem.h"
 
@@ -423,6 +429,37 @@ TEST(PreferredAllocationValidationTest, RejectsImpossibleRequestsNamingTheProble
     EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(std::string(got.status().message()), HasSubstr(c.message));
   }
+}
+
+// --- Concurrency: gRPC calls the backend from many threads (run under TSan too) ---
+
+TEST(ConcurrencyTest, ManyThreadsGetTheSameAnswers) {
+  config::Config cfg;
+  cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
+  cfg.device_list_strategy = {DeviceListStrategy::kEnvvar, DeviceListStrategy::kCdiCri};
+  auto backend = Build(t::TwoIslands(), cfg, *DriverRoot("/", 8, {"nvidiactl"}));
+  ASSERT_NE(backend, nullptr);
+  const std::vector<std::string> all = {"0", "1", "2", "3", "4", "5", "6", "7"};
+  const auto want_alloc = backend->Allocate({"6", "2"});
+  const auto want_pref = backend->PreferredAllocation(all, {"1"}, 4);
+  ASSERT_TRUE(want_alloc.ok() && want_pref.ok());
+  std::atomic<int> mismatches{0};
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&] {
+        for (int j = 0; j < 200; ++j) {
+          auto a = backend->Allocate({"6", "2"});
+          auto p = backend->PreferredAllocation(all, {"1"}, 4);
+          if (!a.ok() || a->envs != want_alloc->envs || a->cdi_devices != want_alloc->cdi_devices ||
+              !p.ok() || *p != *want_pref || backend->GpusBehind("3").size() != 1) {
+            ++mismatches;
+          }
+        }
+      });
+    }
+  }
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 // --- Resource::Create and the CDI key ---
