@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "src/common/filesystem.h"
 #include "src/nvml/nvml_api.h"
 
 namespace gdp::nvml {
@@ -70,7 +71,7 @@ struct Inventory {
   std::vector<std::vector<Link>> links;
 
   const Gpu* FindByUuid(const std::string& uuid) const;
-  // "12.4" for 12040.
+  // "12.4" for 12040; "unknown" when NVML did not say (0).
   std::string CudaDriverVersionString() const;
 };
 
@@ -78,6 +79,9 @@ struct DiscoveryOptions {
   // Read a GPU's NUMA node from <sysfs_root>/bus/pci/devices/<bus id>/numa_node
   // when nvmlDeviceGetNumaNodeId is missing. Empty: skip the fallback.
   std::string sysfs_root = "/sys";
+  // Where sysfs_root is read from; nullptr means PosixFileSystem::Get().
+  // Not owned; must outlive the DiscoverInventory() call.
+  const FileSystem* fs = nullptr;
 };
 
 // Queries NVML (already initialised) for everything above. A failure on a
@@ -89,5 +93,29 @@ absl::StatusOr<std::shared_ptr<const Inventory>> DiscoverInventory(NvmlApi& api,
 
 // "major.minor" of a driver version string; false when it does not parse.
 bool ParseDriverVersion(const std::string& version, int* major, int* minor);
+
+// The oldest driver and CUDA driver API the plugin supports.
+inline constexpr int kMinimumDriverMajor = 450;
+inline constexpr int kMinimumCudaDriverVersion = 10000;  // 10.0
+
+// FailedPrecondition, saying what to upgrade, when the inventory's driver is
+// older than kMinimumDriverMajor or its CUDA driver version older than
+// kMinimumCudaDriverVersion (or either cannot be read).
+absl::Status CheckMinimumVersions(const Inventory& inventory);
+
+// The name NVIDIA gives a MIG profile ("1g.10gb", "1c.3g.40gb"), from the
+// device's attributes and its parent's total memory: the MIG memory as a
+// fraction of the parent's, rounded up to eighths, times the parent's memory
+// in whole GiB (rounded up), rounded to the nearest integer. Same rule as
+// NVIDIA's go-nvlib, so resource names match NVIDIA's plugin. The +me/+gfx
+// attribute suffixes come from profile info, not device attributes, and are
+// not derived here.
+std::string MigProfileName(unsigned gpu_instance_slices, unsigned compute_instance_slices,
+                           uint64_t mig_memory_mib, uint64_t parent_memory_bytes);
+
+// Canonical PCI address: lower-case, 4-digit domain when it fits
+// ("00000000:1B:00.0" -> "0000:1b:00.0"). Returns "" when `bus_id` is not of
+// the form [domain:]bus:device.function.
+std::string NormalizePciBusId(const std::string& bus_id);
 
 }  // namespace gdp::nvml

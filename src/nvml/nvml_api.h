@@ -58,6 +58,15 @@ class NvmlApi {
                                             nvmlEnableState_t* active) = 0;
   virtual nvmlReturn_t DeviceGetNvLinkRemotePciInfo(nvmlDevice_t device, unsigned int link,
                                                     nvmlPciInfo_t* pci) = 0;  // _v2, then v1
+  // What sits at the far end of a link (GPU, NVSwitch, IBM NPU). Newer NVML
+  // only: the default answers FUNCTION_NOT_FOUND so implementations written
+  // before it was added keep compiling; callers then infer "not a GPU's bus id
+  // => switch".
+  virtual nvmlReturn_t DeviceGetNvLinkRemoteDeviceType(nvmlDevice_t /*device*/,
+                                                       unsigned int /*link*/,
+                                                       nvmlIntNvLinkDeviceType_t* /*type*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
 
   // MIG.
   virtual nvmlReturn_t DeviceGetMigMode(nvmlDevice_t device, unsigned int* current,

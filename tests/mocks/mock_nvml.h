@@ -33,6 +33,7 @@ class MockNvml : public NvmlApi {
   MOCK_METHOD(nvmlReturn_t, DeviceGetTopologyCommonAncestor, (nvmlDevice_t a, nvmlDevice_t b, nvmlGpuTopologyLevel_t* level), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkState, (nvmlDevice_t device, unsigned int link, nvmlEnableState_t* active), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemotePciInfo, (nvmlDevice_t device, unsigned int link, nvmlPciInfo_t* pci), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemoteDeviceType, (nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t* type), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetMigMode, (nvmlDevice_t device, unsigned int* current, unsigned int* pending), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetMaxMigDeviceCount, (nvmlDevice_t device, unsigned int* count), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetMigDeviceHandleByIndex, (nvmlDevice_t device, unsigned int index, nvmlDevice_t* mig), (override));
