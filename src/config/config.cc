@@ -1,6 +1,7 @@
 #include "src/config/config.h"
 
 #include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <string_view>
 
 #include "absl/strings/escaping.h"
@@ -261,6 +263,43 @@ std::string Describe(const YAML::Node& node) {
   }
   return "nothing";
 }
+
+// Counts the documents of a YAML stream without building them.
+class DocumentScan : public YAML::EventHandler {
+ public:
+  YAML::Mark start;   // where the last document started
+  int non_empty = 0;  // documents whose root is not null
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start = mark;
+    depth_ = 0;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { Leaf(false); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { Leaf(true); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Leaf(true);
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Leaf(true);
+    ++depth_;
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Leaf(true);
+    ++depth_;
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void Leaf(bool non_null) {
+    if (depth_ == 0 && non_null) ++non_empty;
+  }
+  int depth_ = 0;
+};
 
 // One value to decode: from the document (node) or from an override (text).
 struct Raw {
@@ -609,16 +648,27 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
 
   YAML::Node doc;
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
-    // A stray second document would be ignored silently by a plain Load.
-    size_t non_empty = 0;
-    for (const YAML::Node& d : docs) non_empty += d.IsNull() ? 0 : 1;
-    if (non_empty > 1) {
+    // yaml-cpp 0.7's LoadAll loops forever on a document that starts with a
+    // stray ',' (and Load takes it for an empty document), so documents are
+    // first counted with a scan that notices when the parser stops advancing.
+    DocumentScan scan;
+    std::istringstream stream(yaml_text);
+    YAML::Parser parser(stream);
+    std::optional<YAML::Mark> previous;
+    while (parser.HandleNextDocument(scan)) {
+      if (previous && previous->pos == scan.start.pos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "(document) (line ", scan.start.line + 1, ", column ", scan.start.column + 1,
+            "): not valid YAML: unexpected character where a document should start"));
+      }
+      previous = scan.start;
+    }
+    if (scan.non_empty > 1) {
       return absl::InvalidArgumentError(
-          absl::StrCat("(document): the file holds ", non_empty,
+          absl::StrCat("(document): the file holds ", scan.non_empty,
                        " YAML documents (separated by ---); put the whole config in one"));
     }
-    for (const YAML::Node& d : docs) {
+    for (const YAML::Node& d : YAML::LoadAll(yaml_text)) {
       if (!d.IsNull()) doc.reset(d);  // reset, not =: yaml-cpp's = assigns content
     }
   } catch (const YAML::Exception& e) {

@@ -207,6 +207,21 @@ TEST(ParseConfigTest, SyntaxErrorNamesTheLine) {
   EXPECT_THAT(Errors("version: v1\nflags:\n  - a\n b: c\n"), HasSubstr("(line "));
 }
 
+// Found by fuzz_config: yaml-cpp 0.7's LoadAll never returns on a document
+// that starts with ',', and Load takes it for an empty document.
+TEST(ParseConfigTest, StrayCommaAtDocumentStartIsAnError) {
+  EXPECT_THAT(Errors(","), HasSubstr("(document) (line 1, column 1): not valid YAML"));
+  EXPECT_THAT(Errors("# comment\n,version: v1\n"), HasSubstr("(line 2, column 1): not valid YAML"));
+  EXPECT_THAT(Errors("version: v1\n---\n,\n"), HasSubstr("not valid YAML"));
+}
+
+TEST(ParseConfigTest, OneDocumentOnly) {
+  EXPECT_EQ(Parse("---\nversion: v1\nlog: {level: warn}\n...\n").log_level, "warn");
+  EXPECT_EQ(Parse("---\n---\nversion: v1\nlog: {level: warn}\n").log_level, "warn");
+  EXPECT_THAT(Errors("version: v1\n---\nversion: v1\n"),
+              HasSubstr("(document): the file holds 2 YAML documents"));
+}
+
 TEST(ParseConfigTest, XidListsMerge) {
   EXPECT_THAT(Parse("version: v1\nhealth: {additionalIgnoredXids: [94, 13]}").health.ignored_xids,
               ElementsAre(13, 31, 43, 45, 68, 94, 109));
