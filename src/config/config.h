@@ -7,7 +7,9 @@
 // at once. docs/configuration.md lists every field with its default.
 //
 // A Config is immutable once loaded; the daemon shares it as
-// std::shared_ptr<const Config> and swaps in a new one on a valid reload.
+// std::shared_ptr<const Config> and swaps in a new one on a valid reload
+// (src/config/config_watcher.h). Every function here is pure and thread-safe.
+// Flag and environment names live in src/config/overrides.h.
 #pragma once
 
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "src/common/filesystem.h"
 
 namespace gdp::config {
 
@@ -33,6 +36,8 @@ struct HealthConfig {
   std::chrono::seconds recovery_quiet_period{300};
   // How often devices are probed for being lost or recovered.
   std::chrono::milliseconds probe_interval{5000};
+
+  friend bool operator==(const HealthConfig&, const HealthConfig&) = default;
 };
 
 struct Config {
@@ -76,14 +81,20 @@ struct Config {
   const std::string& EffectiveDriverRoot() const {
     return container_driver_root.empty() ? driver_root : container_driver_root;
   }
+
+  // Field-wise; a reload with an equal config changes nothing.
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // Where a setting came from; flags and environment are applied as overrides on
 // top of the file, by field path.
 struct Override {
-  std::string path;   // field path in the YAML document, e.g. "flags.migStrategy"
-  std::string value;  // the raw text, decoded as the field's YAML type
-  std::string source; // for messages: "--mig-strategy" or "MIG_STRATEGY"
+  std::string path;    // field path in the YAML document, e.g. "flags.migStrategy"
+  std::string value;   // the raw text, decoded as the field's YAML type
+  std::string source;  // for messages: "--mig-strategy" or "MIG_STRATEGY"
+  // The value is a boolean whose negation is the field's value
+  // (--disable-health-checks sets health.enabled).
+  bool negate = false;
 };
 
 // Decodes a YAML document strictly and applies overrides. Returns
@@ -94,6 +105,12 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
 
 // All validation problems of a decoded config, each naming its field; empty when valid.
 std::vector<std::string> Validate(const Config& config);
+
+// Reads `config_file` through `fs` (an empty name means no file: defaults plus
+// overrides), parses and validates it. NotFound names the missing file;
+// InvalidArgument starts with the file name and lists every problem.
+absl::StatusOr<Config> LoadConfig(const FileSystem& fs, const std::string& config_file,
+                                  const std::vector<Override>& overrides = {});
 
 // Canonical names, as written in YAML.
 const char* ToString(MigStrategy s);

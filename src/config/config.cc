@@ -1,0 +1,932 @@
+#include "src/config/config.h"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string_view>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "src/config/schema.h"
+
+namespace gdp::config {
+
+const char* ToString(MigStrategy s) {
+  switch (s) {
+    case MigStrategy::kNone:
+      return "none";
+    case MigStrategy::kSingle:
+      return "single";
+    case MigStrategy::kMixed:
+      return "mixed";
+  }
+  return "invalid";
+}
+
+const char* ToString(DeviceIdStrategy s) {
+  switch (s) {
+    case DeviceIdStrategy::kUuid:
+      return "uuid";
+    case DeviceIdStrategy::kIndex:
+      return "index";
+  }
+  return "invalid";
+}
+
+const char* ToString(DeviceListStrategy s) {
+  switch (s) {
+    case DeviceListStrategy::kEnvvar:
+      return "envvar";
+    case DeviceListStrategy::kVolumeMounts:
+      return "volume-mounts";
+    case DeviceListStrategy::kCdiAnnotations:
+      return "cdi-annotations";
+    case DeviceListStrategy::kCdiCri:
+      return "cdi-cri";
+  }
+  return "invalid";
+}
+
+namespace {
+// Debian's Abseil has its own string_view type; convert at the boundary.
+absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+}  // namespace
+
+namespace detail {
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (same ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+absl::StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
+  const std::string quoted = absl::StrCat("\"", absl::CHexEscape(A(text)), "\"");
+  std::string_view s = text;
+  bool negative = false;
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+    negative = s[0] == '-';
+    s.remove_prefix(1);
+  }
+  if (s == "0") return std::chrono::nanoseconds(0);
+  if (s.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(quoted, " is not a duration"));
+  }
+  struct Unit {
+    std::string_view name;
+    int64_t nanos;
+  };
+  static constexpr Unit kUnits[] = {{"ns", 1},
+                                    {"us", 1000},
+                                    {"µs", 1000},
+                                    {"ms", 1000 * 1000},
+                                    {"s", 1000LL * 1000 * 1000},
+                                    {"m", 60LL * 1000 * 1000 * 1000},
+                                    {"h", 3600LL * 1000 * 1000 * 1000}};
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  int64_t total = 0;
+  while (!s.empty()) {
+    size_t i = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    std::string_view whole = s.substr(0, i);
+    std::string_view frac;
+    if (i < s.size() && s[i] == '.') {
+      size_t j = i + 1;
+      while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+      frac = s.substr(i + 1, j - i - 1);
+      i = j;
+    }
+    if (whole.empty() && frac.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted, " is not a duration; write one such as \"30s\", \"5m\" or \"1h30m\""));
+    }
+    size_t u = i;
+    while (u < s.size() && !std::isdigit(static_cast<unsigned char>(s[u])) && s[u] != '.') ++u;
+    std::string_view unit_name = s.substr(i, u - i);
+    if (unit_name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted,
+                                                     " has no unit; write a duration such as \"",
+                                                     A(text), "s\" (units: ns, us, ms, s, m, h)"));
+    }
+    const Unit* unit = nullptr;
+    for (const Unit& candidate : kUnits) {
+      if (candidate.name == unit_name) unit = &candidate;
+    }
+    if (unit == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has an unknown unit \"",
+                                                     absl::CHexEscape(A(unit_name)),
+                                                     "\" (units: ns, us, ms, s, m, h)"));
+    }
+    int64_t value = 0;
+    if (!whole.empty()) {
+      auto [ptr, ec] = std::from_chars(whole.data(), whole.data() + whole.size(), value);
+      if (ec != std::errc() || ptr != whole.data() + whole.size() || value > kMax / unit->nanos) {
+        return absl::InvalidArgumentError(absl::StrCat(quoted, " is too long a duration"));
+      }
+      value *= unit->nanos;
+    }
+    if (!frac.empty()) {
+      // At most 18 digits matter for nanosecond resolution of an hour.
+      double f = 0, scale = 0.1;
+      for (size_t k = 0; k < frac.size() && k < 18; ++k, scale /= 10) f += (frac[k] - '0') * scale;
+      value += static_cast<int64_t>(std::llround(f * static_cast<double>(unit->nanos)));
+    }
+    if (value > kMax - total) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " is too long a duration"));
+    }
+    total += value;
+    s.remove_prefix(u);
+  }
+  return std::chrono::nanoseconds(negative ? -total : total);
+}
+
+std::string FormatDuration(std::chrono::nanoseconds d) {
+  using namespace std::chrono;
+  if (d == nanoseconds(0)) return "0";
+  std::string out = d < nanoseconds(0) ? "-" : "";
+  auto left = d < nanoseconds(0) ? -d : d;
+  auto emit = [&](auto unit, const char* name) {
+    auto n = duration_cast<decltype(unit)>(left);
+    if (n.count() > 0) {
+      absl::StrAppend(&out, n.count(), name);
+      left -= duration_cast<nanoseconds>(n);
+    }
+  };
+  emit(hours(1), "h");
+  emit(minutes(1), "m");
+  emit(seconds(1), "s");
+  emit(milliseconds(1), "ms");
+  emit(microseconds(1), "us");
+  emit(nanoseconds(1), "ns");
+  return out;
+}
+
+bool IsValidExtendedResourceName(const std::string& name, std::string* why) {
+  auto is_alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  const size_t slash = name.find('/');
+  if (slash == std::string::npos) {
+    *why = "must be <domain>/<name>, e.g. nvidia.com/gpu";
+    return false;
+  }
+  const std::string domain = name.substr(0, slash);
+  const std::string base = name.substr(slash + 1);
+  if (domain.empty() || domain.size() > 253) {
+    *why = "the domain before '/' must be 1 to 253 characters";
+    return false;
+  }
+  for (absl::string_view label : absl::StrSplit(domain, '.')) {
+    if (label.empty() || label.size() > 63 || !is_alnum(label.front()) || !is_alnum(label.back()) ||
+        !std::all_of(label.begin(), label.end(), [&](char c) {
+          return (std::islower(static_cast<unsigned char>(c)) ||
+                  std::isdigit(static_cast<unsigned char>(c)) || c == '-');
+        })) {
+      *why = absl::StrCat("the domain \"", absl::CHexEscape(domain),
+                          "\" must be a DNS subdomain (lower-case letters, digits, '-' and '.')");
+      return false;
+    }
+  }
+  if (domain == "kubernetes.io" || absl::EndsWith(domain, ".kubernetes.io")) {
+    *why = "the kubernetes.io domain is reserved for native resources";
+    return false;
+  }
+  if (domain == "requests" || absl::StartsWith(domain, "requests.")) {
+    *why = "names starting with \"requests.\" are reserved for quotas";
+    return false;
+  }
+  if (base.empty() || base.size() > 63) {
+    *why = "the name after '/' must be 1 to 63 characters";
+    return false;
+  }
+  if (!is_alnum(base.front()) || !is_alnum(base.back()) ||
+      !std::all_of(base.begin(), base.end(),
+                   [&](char c) { return is_alnum(c) || c == '-' || c == '_' || c == '.'; })) {
+    *why = absl::StrCat("the name \"", absl::CHexEscape(base),
+                        "\" must be letters, digits, '-', '_' or '.', starting and ending "
+                        "with a letter or digit");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::Field;
+using detail::FieldKind;
+
+constexpr unsigned kMinXid = 1;
+constexpr unsigned kMaxXid = 999;
+
+std::string Quote(absl::string_view s) {
+  constexpr size_t kMax = 80;
+  if (s.size() > kMax) return absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMax)), "...\"");
+  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
+}
+
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Scalar:
+      return node.Tag() == "!" ? absl::StrCat("the quoted string ", Quote(node.Scalar()))
+                               : Quote(node.Scalar());
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+// Counts the documents of a YAML stream without building them.
+class DocumentScan : public YAML::EventHandler {
+ public:
+  YAML::Mark start;   // where the last document started
+  int non_empty = 0;  // documents whose root is not null
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start = mark;
+    depth_ = 0;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { Leaf(false); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { Leaf(true); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Leaf(true);
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Leaf(true);
+    ++depth_;
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Leaf(true);
+    ++depth_;
+  }
+  void OnMapEnd() override { --depth_; }
+
+ private:
+  void Leaf(bool non_null) {
+    if (depth_ == 0 && non_null) ++non_empty;
+  }
+  int depth_ = 0;
+};
+
+// One value to decode: from the document (node) or from an override (text).
+struct Raw {
+  std::string path;    // field path, e.g. "health.ignoredXids[2]"
+  std::string suffix;  // " (line N)" or " (from --flag)"
+  YAML::Node node;     // valid when from the document
+  const Override* ov = nullptr;
+
+  std::string where() const { return path + suffix; }
+  bool IsScalar() const { return ov != nullptr || node.IsScalar(); }
+  std::string Text() const { return ov != nullptr ? ov->value : node.Scalar(); }
+  // A quoted string where a number or boolean belongs is a type error, as in Go's YAML.
+  bool Quoted() const { return ov == nullptr && node.Tag() == "!"; }
+  std::string Seen() const { return ov != nullptr ? Quote(ov->value) : Describe(node); }
+};
+
+class Decoder {
+ public:
+  std::vector<std::string> errors;
+
+  void Error(const std::string& where, const std::string& what) {
+    errors.push_back(absl::StrCat(where, ": ", what));
+  }
+
+  static std::string Suffix(const YAML::Mark& mark) {
+    if (mark.is_null()) return "";
+    return absl::StrCat(" (line ", mark.line + 1, ")");
+  }
+  static std::string Where(const std::string& path, const YAML::Mark& mark) {
+    return path + Suffix(mark);
+  }
+
+  // Walks a mapping, reporting duplicate and unknown keys and non-mapping sections.
+  void CheckKeys(const YAML::Node& map, const std::string& prefix) {
+    std::set<std::string> seen;
+    std::vector<std::string> known = detail::ChildKeys(prefix);
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      // Copies: the iterator's -> yields a temporary pair.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      if (!key.IsScalar()) {
+        Error(Where(prefix.empty() ? "(document)" : prefix, key.Mark()),
+              absl::StrCat("keys must be plain names, got ", Describe(key)));
+        continue;
+      }
+      const std::string path =
+          prefix.empty() ? key.Scalar() : absl::StrCat(prefix, ".", key.Scalar());
+      if (!seen.insert(key.Scalar()).second) {
+        Error(Where(path, key.Mark()), "duplicate key; each field may appear once");
+        continue;
+      }
+      if (std::find(known.begin(), known.end(), key.Scalar()) == known.end()) {
+        Error(Where(path, key.Mark()), UnknownFieldMessage(key.Scalar(), prefix, known));
+        continue;
+      }
+      if (detail::IsSection(path)) {
+        if (value.IsNull()) continue;  // "flags:" with nothing under it: all defaults
+        if (!value.IsMap()) {
+          Error(Where(path, key.Mark()),
+                absl::StrCat("expected a mapping of fields, got ", Describe(value)));
+          continue;
+        }
+        CheckKeys(value, path);
+      }
+    }
+  }
+
+  static std::string UnknownFieldMessage(const std::string& key, const std::string& prefix,
+                                         const std::vector<std::string>& known) {
+    std::string best;
+    size_t best_distance = std::numeric_limits<size_t>::max();
+    for (const std::string& candidate : known) {
+      size_t d = detail::EditDistance(key, candidate);
+      if (d < best_distance) best_distance = d, best = candidate;
+    }
+    std::string msg = "unknown field";
+    const size_t limit = std::max<size_t>(2, key.size() / 3);
+    if (!best.empty() && best_distance <= limit) {
+      absl::StrAppend(&msg, " (did you mean ", best, "?)");
+      return msg;
+    }
+    // The same name in another section: say where it belongs.
+    for (const Field& f : detail::Fields()) {
+      std::string_view path = f.path;
+      std::string_view last = path.substr(path.rfind('.') + 1);
+      if (last == key) {
+        absl::StrAppend(&msg, " (did you mean ", A(path), "?)");
+        return msg;
+      }
+    }
+    if (known.empty()) return msg;
+    absl::StrAppend(&msg, "; known fields", prefix.empty() ? "" : absl::StrCat(" of ", prefix),
+                    ": ", absl::StrJoin(known, ", "));
+    return msg;
+  }
+
+  // The value for a field: an override wins over the document.
+  std::optional<Raw> Lookup(const YAML::Node& doc, const std::string& path,
+                            const std::map<std::string, const Override*>& overrides) {
+    if (auto it = overrides.find(path); it != overrides.end()) {
+      return Raw{path, absl::StrCat(" (from ", it->second->source, ")"), YAML::Node(), it->second};
+    }
+    if (!doc.IsMap()) return std::nullopt;
+    YAML::Node node = doc;
+    YAML::Mark mark = YAML::Mark::null_mark();
+    for (absl::string_view part : absl::StrSplit(path, '.')) {
+      if (!node.IsMap()) return std::nullopt;
+      // Find the first matching key without creating it (and keep its mark).
+      YAML::Node next;
+      bool found = false;
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        if (it->first.IsScalar() && it->first.Scalar() == part) {
+          next.reset(it->second);
+          mark = it->first.Mark();
+          found = true;
+          break;
+        }
+      }
+      if (!found) return std::nullopt;
+      node.reset(next);  // rebinds; operator= would overwrite the document
+    }
+    return Raw{path, Suffix(mark), node, nullptr};
+  }
+
+  std::optional<bool> Bool(const Raw& raw) {
+    bool value = false;
+    if (raw.IsScalar() && !raw.Quoted() && ParseBool(raw.Text(), raw.ov != nullptr, &value)) {
+      if (raw.ov != nullptr && raw.ov->negate) value = !value;
+      return value;
+    }
+    Error(raw.where(), absl::StrCat("expected a boolean (true or false), got ", raw.Seen()));
+    return std::nullopt;
+  }
+
+  static bool ParseBool(const std::string& text, bool lenient, bool* value) {
+    static const std::set<std::string> kTrue = {"true", "True", "TRUE"};
+    static const std::set<std::string> kFalse = {"false", "False", "FALSE"};
+    // Flags and environment variables also take what Go's strconv.ParseBool does.
+    static const std::set<std::string> kTrueLenient = {"1", "t", "T"};
+    static const std::set<std::string> kFalseLenient = {"0", "f", "F"};
+    if (kTrue.count(text) || (lenient && kTrueLenient.count(text))) {
+      *value = true;
+      return true;
+    }
+    if (kFalse.count(text) || (lenient && kFalseLenient.count(text))) {
+      *value = false;
+      return true;
+    }
+    return false;
+  }
+
+  std::optional<std::string> String(const Raw& raw) {
+    if (raw.IsScalar()) return raw.Text();
+    Error(raw.where(), absl::StrCat("expected a string, got ", raw.Seen()));
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> Int(const Raw& raw, int64_t min, int64_t max) {
+    if (raw.IsScalar() && !raw.Quoted()) {
+      std::string text = raw.Text();
+      int64_t value = 0;
+      auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec == std::errc() && ptr == text.data() + text.size() && !text.empty()) {
+        if (value >= min && value <= max) return value;
+        Error(raw.where(), absl::StrCat(value, " is out of range ", min, " to ", max));
+        return std::nullopt;
+      }
+    }
+    Error(raw.where(), absl::StrCat("expected an integer, got ", raw.Seen()));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> Enum(const Raw& raw, const std::vector<std::string>& names) {
+    if (!raw.IsScalar()) {
+      Error(raw.where(),
+            absl::StrCat("expected one of ", absl::StrJoin(names, ", "), ", got ", raw.Seen()));
+      return std::nullopt;
+    }
+    std::string text = raw.Text();
+    if (std::find(names.begin(), names.end(), text) != names.end()) return text;
+    Error(raw.where(), absl::StrCat(Quote(text), " is not one of ", absl::StrJoin(names, ", ")));
+    return std::nullopt;
+  }
+
+  // A list: a YAML sequence, or (from a flag, env var, or for string lists a
+  // YAML string) comma-separated items. Each item carries its own path.
+  std::optional<std::vector<Raw>> List(const Raw& raw, bool allow_scalar) {
+    std::vector<Raw> items;
+    if (raw.ov != nullptr || (allow_scalar && raw.node.IsScalar())) {
+      std::string text = raw.Text();
+      int index = 0;
+      for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+        auto* item = &owned_.emplace_back(Override{raw.ov ? raw.ov->path : "",
+                                                   std::string(absl::StripAsciiWhitespace(part)),
+                                                   raw.ov ? raw.ov->source : "", false});
+        items.push_back(
+            Raw{absl::StrCat(raw.path, "[", index++, "]"), raw.suffix, YAML::Node(), item});
+      }
+      return items;
+    }
+    if (!raw.node.IsSequence()) {
+      Error(raw.where(), absl::StrCat("expected a list, got ", raw.Seen()));
+      return std::nullopt;
+    }
+    for (size_t i = 0; i < raw.node.size(); ++i) {
+      const YAML::Node item = raw.node[i];
+      items.push_back(Raw{absl::StrCat(raw.path, "[", i, "]"), Suffix(item.Mark()), item, nullptr});
+    }
+    return items;
+  }
+
+  std::optional<std::vector<unsigned>> XidList(const Raw& raw) {
+    auto items = List(raw, false);
+    if (!items) return std::nullopt;
+    std::vector<unsigned> xids;
+    bool ok = true;
+    for (const Raw& item : *items) {
+      auto value = Int(item, kMinXid, kMaxXid);
+      if (!value) {
+        ok = false;
+        continue;
+      }
+      xids.push_back(static_cast<unsigned>(*value));
+    }
+    if (!ok) return std::nullopt;
+    return xids;
+  }
+
+  std::optional<std::chrono::nanoseconds> Duration(const Raw& raw) {
+    if (!raw.IsScalar()) {
+      Error(raw.where(),
+            absl::StrCat("expected a duration such as \"30s\" or \"5m\", got ", raw.Seen()));
+      return std::nullopt;
+    }
+    auto d = detail::ParseDuration(raw.Text());
+    if (!d.ok()) {
+      Error(raw.where(), std::string(d.status().message()));
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+ private:
+  std::deque<Override> owned_;  // list items split from an override's text
+};
+
+template <typename E>
+std::optional<E> EnumFromString(const std::string& text, std::initializer_list<E> values) {
+  for (E v : values) {
+    if (text == ToString(v)) return v;
+  }
+  return std::nullopt;
+}
+
+const std::vector<std::string> kMigNames = {"none", "single", "mixed"};
+const std::vector<std::string> kIdNames = {"uuid", "index"};
+const std::vector<std::string> kListNames = {"envvar", "volume-mounts", "cdi-annotations",
+                                             "cdi-cri"};
+const std::vector<std::string> kLevelNames = {"debug", "info", "warn", "error"};
+const std::vector<std::string> kFormatNames = {"text", "json"};
+
+bool IsAbsolutePath(const std::string& p) {
+  return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
+}
+
+void CheckPath(std::vector<std::string>* problems, const char* path, const std::string& value,
+               bool may_be_empty) {
+  if (value.empty() && may_be_empty) return;
+  if (!IsAbsolutePath(value)) {
+    problems->push_back(absl::StrCat(path, ": ", Quote(value), " must be an absolute path"));
+  }
+}
+
+bool IsHostname(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char c : label) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+namespace detail {
+
+const std::vector<Field>& Fields() {
+  static const std::vector<Field> kFields = {
+      {"version", FieldKind::kString},
+      {"flags.migStrategy", FieldKind::kEnum},
+      {"flags.failOnInitError", FieldKind::kBool},
+      {"flags.nvidiaDriverRoot", FieldKind::kString},
+      {"flags.containerDriverRoot", FieldKind::kString},
+      {"flags.nvmlLibrary", FieldKind::kString},
+      {"flags.requireMinimumVersions", FieldKind::kBool},
+      {"flags.plugin.passDeviceSpecs", FieldKind::kBool},
+      {"flags.plugin.deviceListStrategy", FieldKind::kEnumList},
+      {"flags.plugin.deviceIDStrategy", FieldKind::kEnum},
+      {"flags.plugin.pluginDirectory", FieldKind::kString},
+      {"flags.plugin.resourceName", FieldKind::kString},
+      {"health.enabled", FieldKind::kBool},
+      {"health.ignoredXids", FieldKind::kIntList},
+      {"health.additionalIgnoredXids", FieldKind::kIntList},
+      {"health.criticalXids", FieldKind::kIntList},
+      {"health.recoveryQuietPeriod", FieldKind::kDuration},
+      {"health.probeInterval", FieldKind::kDuration},
+      {"metrics.bindAddress", FieldKind::kString},
+      {"metrics.port", FieldKind::kInt},
+      {"log.level", FieldKind::kEnum},
+      {"log.format", FieldKind::kEnum},
+  };
+  return kFields;
+}
+
+bool IsSection(std::string_view path) {
+  const std::string prefix = absl::StrCat(A(path), ".");
+  for (const Field& f : Fields()) {
+    if (absl::StartsWith(f.path, prefix)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> ChildKeys(std::string_view section) {
+  std::vector<std::string> keys;
+  const std::string prefix = section.empty() ? "" : absl::StrCat(A(section), ".");
+  for (const Field& f : Fields()) {
+    std::string_view path = f.path;
+    if (!absl::StartsWith(A(path), prefix)) continue;
+    path.remove_prefix(prefix.size());
+    std::string key(path.substr(0, path.find('.')));
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  return keys;
+}
+
+}  // namespace detail
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
+                                   const std::vector<Override>& overrides) {
+  Config config;
+  Decoder dec;
+
+  YAML::Node doc;
+  try {
+    // yaml-cpp 0.7's LoadAll loops forever on a document that starts with a
+    // stray ',' (and Load takes it for an empty document), so documents are
+    // first counted with a scan that notices when the parser stops advancing.
+    DocumentScan scan;
+    std::istringstream stream(yaml_text);
+    YAML::Parser parser(stream);
+    std::optional<YAML::Mark> previous;
+    while (parser.HandleNextDocument(scan)) {
+      if (previous && previous->pos == scan.start.pos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "(document) (line ", scan.start.line + 1, ", column ", scan.start.column + 1,
+            "): not valid YAML: unexpected character where a document should start"));
+      }
+      previous = scan.start;
+    }
+    if (scan.non_empty > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("(document): the file holds ", scan.non_empty,
+                       " YAML documents (separated by ---); put the whole config in one"));
+    }
+    for (const YAML::Node& d : YAML::LoadAll(yaml_text)) {
+      if (!d.IsNull()) doc.reset(d);  // reset, not =: yaml-cpp's = assigns content
+    }
+  } catch (const YAML::Exception& e) {
+    // Syntax errors stop here: nothing below can be trusted.
+    return absl::InvalidArgumentError(absl::StrCat("(document) (line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1,
+                                                   "): not valid YAML: ", e.msg));
+  }
+
+  const bool empty_document = doc.IsNull();
+  if (!empty_document && !doc.IsMap()) {
+    dec.Error("(document)",
+              absl::StrCat("expected a mapping with version: v1 at the top, got ", Describe(doc)));
+  } else if (!empty_document) {
+    dec.CheckKeys(doc, "");
+  }
+
+  std::map<std::string, const Override*> by_path;
+  for (const Override& ov : overrides) {
+    bool known = false;
+    for (const Field& f : detail::Fields()) known = known || ov.path == f.path;
+    if (!known || ov.path == "version") {
+      dec.Error(ov.path, absl::StrCat("(from ", ov.source, ") no such setting"));
+      continue;
+    }
+    by_path[ov.path] = &ov;  // later overrides win
+  }
+
+  // version: required in a non-empty document.
+  if (doc.IsMap()) {
+    if (auto raw = dec.Lookup(doc, "version", {})) {
+      if (auto v = dec.String(*raw)) {
+        if (*v != "v1") {
+          dec.Error(raw->where(),
+                    absl::StrCat(Quote(*v), " is not supported; this plugin reads version v1"));
+        }
+      }
+    } else {
+      dec.Error("version", "required; add \"version: v1\" at the top of the file");
+    }
+  }
+
+  auto get = [&](const char* path) { return dec.Lookup(doc, path, by_path); };
+
+  if (auto raw = get("flags.migStrategy")) {
+    if (auto v = dec.Enum(*raw, kMigNames)) {
+      config.mig_strategy =
+          *EnumFromString(*v, {MigStrategy::kNone, MigStrategy::kSingle, MigStrategy::kMixed});
+    }
+  }
+  if (auto raw = get("flags.failOnInitError")) {
+    if (auto v = dec.Bool(*raw)) config.fail_on_init_error = *v;
+  }
+  if (auto raw = get("flags.nvidiaDriverRoot")) {
+    if (auto v = dec.String(*raw)) config.driver_root = *v;
+  }
+  if (auto raw = get("flags.containerDriverRoot")) {
+    if (auto v = dec.String(*raw)) config.container_driver_root = *v;
+  }
+  if (auto raw = get("flags.nvmlLibrary")) {
+    if (auto v = dec.String(*raw)) config.nvml_library = *v;
+  }
+  if (auto raw = get("flags.requireMinimumVersions")) {
+    if (auto v = dec.Bool(*raw)) config.require_minimum_versions = *v;
+  }
+  if (auto raw = get("flags.plugin.passDeviceSpecs")) {
+    if (auto v = dec.Bool(*raw)) config.pass_device_specs = *v;
+  }
+  if (auto raw = get("flags.plugin.deviceListStrategy")) {
+    if (auto items = dec.List(*raw, /*allow_scalar=*/true)) {
+      std::vector<DeviceListStrategy> strategies;
+      bool ok = true;
+      for (const Raw& item : *items) {
+        if (auto v = dec.Enum(item, kListNames)) {
+          strategies.push_back(*EnumFromString(
+              *v, {DeviceListStrategy::kEnvvar, DeviceListStrategy::kVolumeMounts,
+                   DeviceListStrategy::kCdiAnnotations, DeviceListStrategy::kCdiCri}));
+        } else {
+          ok = false;
+        }
+      }
+      if (ok) config.device_list_strategy = strategies;
+    }
+  }
+  if (auto raw = get("flags.plugin.deviceIDStrategy")) {
+    if (auto v = dec.Enum(*raw, kIdNames)) {
+      config.device_id_strategy =
+          *EnumFromString(*v, {DeviceIdStrategy::kUuid, DeviceIdStrategy::kIndex});
+    }
+  }
+  if (auto raw = get("flags.plugin.pluginDirectory")) {
+    if (auto v = dec.String(*raw)) config.plugin_directory = *v;
+  }
+  if (auto raw = get("flags.plugin.resourceName")) {
+    if (auto v = dec.String(*raw)) config.resource_name = *v;
+  }
+
+  // health: the ignored list is the base list (ignoredXids or the default),
+  // plus additionalIgnoredXids, minus criticalXids.
+  if (auto raw = get("health.enabled")) {
+    if (auto v = dec.Bool(*raw)) config.health.enabled = *v;
+  }
+  {
+    std::optional<std::vector<unsigned>> base, added, critical;
+    if (auto raw = get("health.ignoredXids")) base = dec.XidList(*raw);
+    if (auto raw = get("health.additionalIgnoredXids")) added = dec.XidList(*raw);
+    if (auto raw = get("health.criticalXids")) critical = dec.XidList(*raw);
+    std::set<unsigned> ignored(config.health.ignored_xids.begin(),
+                               config.health.ignored_xids.end());
+    if (base) ignored = std::set<unsigned>(base->begin(), base->end());
+    if (added) ignored.insert(added->begin(), added->end());
+    if (critical) {
+      for (unsigned xid : *critical) {
+        if (added && std::count(added->begin(), added->end(), xid)) {
+          dec.Error("health.criticalXids",
+                    absl::StrCat("XID ", xid,
+                                 " is also in health.additionalIgnoredXids; an XID cannot be both "
+                                 "ignored and critical"));
+        } else if (base && std::count(base->begin(), base->end(), xid)) {
+          dec.Error("health.criticalXids",
+                    absl::StrCat("XID ", xid,
+                                 " is also in health.ignoredXids; an XID cannot be both ignored "
+                                 "and critical"));
+        }
+        ignored.erase(xid);
+      }
+    }
+    config.health.ignored_xids.assign(ignored.begin(), ignored.end());
+  }
+  if (auto raw = get("health.recoveryQuietPeriod")) {
+    if (auto d = dec.Duration(*raw)) {
+      if (*d % std::chrono::seconds(1) != std::chrono::nanoseconds(0)) {
+        dec.Error(raw->where(), absl::StrCat(raw->Seen(), " must be a whole number of seconds"));
+      } else {
+        config.health.recovery_quiet_period = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      }
+    }
+  }
+  if (auto raw = get("health.probeInterval")) {
+    if (auto d = dec.Duration(*raw)) {
+      if (*d % std::chrono::milliseconds(1) != std::chrono::nanoseconds(0)) {
+        dec.Error(raw->where(),
+                  absl::StrCat(raw->Seen(), " must be a whole number of milliseconds"));
+      } else {
+        config.health.probe_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      }
+    }
+  }
+  if (auto raw = get("metrics.bindAddress")) {
+    if (auto v = dec.String(*raw)) config.metrics_bind_address = *v;
+  }
+  if (auto raw = get("metrics.port")) {
+    if (auto v = dec.Int(*raw, 0, 65535)) config.metrics_port = static_cast<int>(*v);
+  }
+  if (auto raw = get("log.level")) {
+    if (auto v = dec.Enum(*raw, kLevelNames)) config.log_level = *v;
+  }
+  if (auto raw = get("log.format")) {
+    if (auto v = dec.Enum(*raw, kFormatNames)) config.log_format = *v;
+  }
+
+  std::vector<std::string> problems = std::move(dec.errors);
+  for (std::string& p : Validate(config)) problems.push_back(std::move(p));
+  if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
+  return config;
+}
+
+std::vector<std::string> Validate(const Config& c) {
+  std::vector<std::string> problems;
+  auto add = [&](const char* path, const std::string& what) {
+    problems.push_back(absl::StrCat(path, ": ", what));
+  };
+  if (c.version != "v1") {
+    add("version",
+        absl::StrCat(Quote(c.version), " is not supported; this plugin reads version v1"));
+  }
+  CheckPath(&problems, "flags.nvidiaDriverRoot", c.driver_root, false);
+  CheckPath(&problems, "flags.containerDriverRoot", c.container_driver_root, true);
+  CheckPath(&problems, "flags.nvmlLibrary", c.nvml_library, true);
+  CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
+
+  if (c.device_list_strategy.empty()) {
+    add("flags.plugin.deviceListStrategy",
+        absl::StrCat("must name at least one of ", absl::StrJoin(kListNames, ", ")));
+  }
+  std::set<DeviceListStrategy> strategies;
+  for (DeviceListStrategy s : c.device_list_strategy) {
+    if (!strategies.insert(s).second) {
+      add("flags.plugin.deviceListStrategy", absl::StrCat(ToString(s), " is listed twice"));
+    }
+  }
+
+  std::string why;
+  if (!detail::IsValidExtendedResourceName(c.resource_name, &why)) {
+    add("flags.plugin.resourceName",
+        absl::StrCat(Quote(c.resource_name), " is not a valid extended resource name: ", why));
+  }
+
+  std::set<unsigned> xids;
+  for (unsigned xid : c.health.ignored_xids) {
+    if (xid < kMinXid || xid > kMaxXid) {
+      add("health.ignoredXids",
+          absl::StrCat("XID ", xid, " is out of range ", kMinXid, " to ", kMaxXid));
+    }
+    if (!xids.insert(xid).second)
+      add("health.ignoredXids", absl::StrCat("XID ", xid, " is listed twice"));
+  }
+  if (c.health.recovery_quiet_period < std::chrono::seconds(0)) {
+    add("health.recoveryQuietPeriod",
+        absl::StrCat(detail::FormatDuration(c.health.recovery_quiet_period),
+                     " is negative; use 0 to never recover without a restart"));
+  }
+  if (c.health.probe_interval <= std::chrono::milliseconds(0)) {
+    add("health.probeInterval",
+        absl::StrCat(detail::FormatDuration(c.health.probe_interval), " must be positive"));
+  }
+
+  if (c.metrics_port < 0 || c.metrics_port > 65535) {
+    add("metrics.port", absl::StrCat(c.metrics_port, " is out of range 0 to 65535"));
+  }
+  {
+    unsigned char buf[sizeof(struct in6_addr)];
+    const std::string& a = c.metrics_bind_address;
+    if (inet_pton(AF_INET, a.c_str(), buf) != 1 && inet_pton(AF_INET6, a.c_str(), buf) != 1 &&
+        !IsHostname(a)) {
+      add("metrics.bindAddress",
+          absl::StrCat(Quote(a),
+                       " is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1)"));
+    }
+  }
+
+  if (std::find(kLevelNames.begin(), kLevelNames.end(), c.log_level) == kLevelNames.end()) {
+    add("log.level",
+        absl::StrCat(Quote(c.log_level), " is not one of ", absl::StrJoin(kLevelNames, ", ")));
+  }
+  if (std::find(kFormatNames.begin(), kFormatNames.end(), c.log_format) == kFormatNames.end()) {
+    add("log.format",
+        absl::StrCat(Quote(c.log_format), " is not one of ", absl::StrJoin(kFormatNames, ", ")));
+  }
+  return problems;
+}
+
+absl::StatusOr<Config> LoadConfig(const FileSystem& fs, const std::string& config_file,
+                                  const std::vector<Override>& overrides) {
+  if (config_file.empty()) return ParseConfig("", overrides);
+  absl::StatusOr<std::string> text = fs.ReadFile(config_file);
+  if (!text.ok()) {
+    return absl::Status(
+        text.status().code(),
+        absl::StrCat("cannot read config file ", config_file, ": ", text.status().message(),
+                     "; check --config-file / CONFIG_FILE and the volume mount"));
+  }
+  absl::StatusOr<Config> config = ParseConfig(*text, overrides);
+  if (!config.ok()) {
+    return absl::Status(config.status().code(), absl::StrCat("invalid config file ", config_file,
+                                                             ":\n", config.status().message()));
+  }
+  return config;
+}
+
+}  // namespace gdp::config

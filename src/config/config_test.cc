@@ -1,0 +1,420 @@
+#include "src/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "src/config/schema.h"
+
+namespace gdp::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+// The error text of a parse that must fail.
+std::string Errors(const std::string& yaml, const std::vector<Override>& overrides = {}) {
+  absl::StatusOr<Config> c = ParseConfig(yaml, overrides);
+  EXPECT_FALSE(c.ok()) << "parsed unexpectedly:\n" << yaml;
+  if (c.ok()) return "";
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(c.status().message());
+}
+
+Config Parse(const std::string& yaml, const std::vector<Override>& overrides = {}) {
+  absl::StatusOr<Config> c = ParseConfig(yaml, overrides);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : Config{};
+}
+
+TEST(ParseConfigTest, EmptyDocumentIsAllDefaults) {
+  EXPECT_EQ(Parse(""), Config{});
+  EXPECT_EQ(Parse("# nothing but a comment\n"), Config{});
+  EXPECT_EQ(Parse("version: v1\n"), Config{});
+  EXPECT_EQ(Parse("version: v1\nflags:\nhealth:\n"), Config{});
+}
+
+TEST(ParseConfigTest, DefaultsAreTheDocumentedOnes) {
+  Config c;
+  EXPECT_EQ(c.mig_strategy, MigStrategy::kNone);
+  EXPECT_TRUE(c.fail_on_init_error);
+  EXPECT_EQ(c.driver_root, "/");
+  EXPECT_THAT(c.device_list_strategy, ElementsAre(DeviceListStrategy::kEnvvar));
+  EXPECT_EQ(c.device_id_strategy, DeviceIdStrategy::kUuid);
+  EXPECT_EQ(c.resource_name, "nvidia.com/gpu");
+  EXPECT_THAT(c.health.ignored_xids, ElementsAre(13, 31, 43, 45, 68, 109));
+  EXPECT_EQ(c.health.recovery_quiet_period, 300s);
+  EXPECT_EQ(c.metrics_port, 9101);
+  EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(ParseConfigTest, DecodesEveryField) {
+  Config c = Parse(R"(
+version: v1
+flags:
+  migStrategy: mixed
+  failOnInitError: false
+  nvidiaDriverRoot: /run/nvidia/driver
+  containerDriverRoot: /driver-root
+  nvmlLibrary: /usr/lib64/libnvidia-ml.so.1
+  requireMinimumVersions: false
+  plugin:
+    passDeviceSpecs: false
+    deviceListStrategy: [volume-mounts, cdi-cri]
+    deviceIDStrategy: index
+    pluginDirectory: /tmp/dp
+    resourceName: example.com/accelerator
+health:
+  enabled: false
+  ignoredXids: [13, 31]
+  additionalIgnoredXids: [94]
+  criticalXids: [45]
+  recoveryQuietPeriod: 1h30m
+  probeInterval: 250ms
+metrics:
+  bindAddress: 127.0.0.1
+  port: 0
+log:
+  level: debug
+  format: json
+)");
+  EXPECT_EQ(c.mig_strategy, MigStrategy::kMixed);
+  EXPECT_FALSE(c.fail_on_init_error);
+  EXPECT_EQ(c.driver_root, "/run/nvidia/driver");
+  EXPECT_EQ(c.container_driver_root, "/driver-root");
+  EXPECT_EQ(c.EffectiveDriverRoot(), "/driver-root");
+  EXPECT_EQ(c.nvml_library, "/usr/lib64/libnvidia-ml.so.1");
+  EXPECT_FALSE(c.require_minimum_versions);
+  EXPECT_FALSE(c.pass_device_specs);
+  EXPECT_THAT(c.device_list_strategy,
+              ElementsAre(DeviceListStrategy::kVolumeMounts, DeviceListStrategy::kCdiCri));
+  EXPECT_EQ(c.device_id_strategy, DeviceIdStrategy::kIndex);
+  EXPECT_EQ(c.plugin_directory, "/tmp/dp");
+  EXPECT_EQ(c.resource_name, "example.com/accelerator");
+  EXPECT_FALSE(c.health.enabled);
+  EXPECT_THAT(c.health.ignored_xids, ElementsAre(13, 31, 94));
+  EXPECT_EQ(c.health.recovery_quiet_period, 5400s);
+  EXPECT_EQ(c.health.probe_interval, 250ms);
+  EXPECT_EQ(c.metrics_bind_address, "127.0.0.1");
+  EXPECT_EQ(c.metrics_port, 0);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.log_format, "json");
+}
+
+TEST(ParseConfigTest, DeviceListStrategyTakesAStringOrAList) {
+  EXPECT_THAT(Parse("version: v1\nflags: {plugin: {deviceListStrategy: cdi-annotations}}")
+                  .device_list_strategy,
+              ElementsAre(DeviceListStrategy::kCdiAnnotations));
+  EXPECT_THAT(Parse("version: v1\nflags: {plugin: {deviceListStrategy: 'envvar,cdi-cri'}}")
+                  .device_list_strategy,
+              ElementsAre(DeviceListStrategy::kEnvvar, DeviceListStrategy::kCdiCri));
+}
+
+TEST(ParseConfigTest, UnknownFieldNamesFullPathAndSuggests) {
+  EXPECT_EQ(
+      Errors("version: v1\nflags:\n  plugin:\n    deviceIdStrategy: uuid\n"),
+      "flags.plugin.deviceIdStrategy (line 4): unknown field (did you mean deviceIDStrategy?)");
+  EXPECT_THAT(Errors("version: v1\nflags:\n  migStratgy: none\n"),
+              HasSubstr("flags.migStratgy (line 3): unknown field (did you mean migStrategy?)"));
+  // The right name in the wrong section.
+  EXPECT_THAT(Errors("version: v1\nflags:\n  plugin:\n    containerDriverRoot: /x\n"),
+              HasSubstr("flags.plugin.containerDriverRoot (line 4): unknown field (did you mean "
+                        "flags.containerDriverRoot?)"));
+  // Nothing close: list what is known.
+  EXPECT_THAT(Errors("version: v1\nsharing: {}\n"),
+              HasSubstr("sharing (line 2): unknown field; known fields: version, flags, health, "
+                        "metrics, log"));
+}
+
+TEST(ParseConfigTest, WrongTypesNamePathExpectedTypeAndValue) {
+  EXPECT_THAT(Errors("version: v1\nflags: {failOnInitError: maybe}"),
+              HasSubstr("flags.failOnInitError (line 2): expected a boolean (true or false), got "
+                        "\"maybe\""));
+  // A quoted "true" is a string, as in Go's YAML.
+  EXPECT_THAT(Errors("version: v1\nflags: {failOnInitError: 'true'}"),
+              HasSubstr("got the quoted string \"true\""));
+  EXPECT_THAT(Errors("version: v1\nmetrics: {port: nine}"),
+              HasSubstr("metrics.port (line 2): expected an integer, got \"nine\""));
+  EXPECT_THAT(Errors("version: v1\nmetrics: {port: [1]}"),
+              HasSubstr("metrics.port (line 2): expected an integer, got a list"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {ignoredXids: 13}"),
+              HasSubstr("health.ignoredXids (line 2): expected a list, got \"13\""));
+  EXPECT_THAT(Errors("version: v1\nhealth: {ignoredXids: [13, x]}"),
+              HasSubstr("health.ignoredXids[1] (line 2): expected an integer, got \"x\""));
+  EXPECT_THAT(Errors("version: v1\nflags: [a]"),
+              HasSubstr("flags (line 2): expected a mapping of fields, got a list"));
+  EXPECT_THAT(Errors("version: v1\nflags: {plugin: {resourceName: {a: b}}}"),
+              HasSubstr("flags.plugin.resourceName (line 2): expected a string, got a mapping"));
+  EXPECT_THAT(
+      Errors("version: v1\nflags: {migStrategy: }"),
+      HasSubstr("flags.migStrategy (line 2): expected one of none, single, mixed, got null"));
+  EXPECT_THAT(Errors("- a\n- b\n"), HasSubstr("(document): expected a mapping"));
+}
+
+TEST(ParseConfigTest, EnumErrorsListAcceptedValues) {
+  EXPECT_THAT(Errors("version: v1\nflags: {migStrategy: foo}"),
+              HasSubstr("flags.migStrategy (line 2): \"foo\" is not one of none, single, mixed"));
+  EXPECT_THAT(Errors("version: v1\nflags: {plugin: {deviceListStrategy: [envvar, cdi]}}"),
+              HasSubstr("flags.plugin.deviceListStrategy[1] (line 2): \"cdi\" is not one of "
+                        "envvar, volume-mounts, cdi-annotations, cdi-cri"));
+  EXPECT_THAT(Errors("version: v1\nlog: {level: verbose, format: xml}"),
+              HasSubstr("log.level (line 2): \"verbose\" is not one of debug, info, warn, error"));
+}
+
+TEST(ParseConfigTest, VersionIsRequiredInANonEmptyDocument) {
+  EXPECT_EQ(Errors("flags: {migStrategy: none}"),
+            "version: required; add \"version: v1\" at the top of the file");
+  EXPECT_EQ(Errors("version: v2"),
+            "version (line 1): \"v2\" is not supported; this plugin reads version v1");
+}
+
+TEST(ParseConfigTest, ReportsEveryProblemAtOnce) {
+  std::string errors = Errors(R"(
+version: v1
+flags:
+  migStrategy: foo
+  failOnInitError: 3
+  nvidiaDriverRoot: relative/path
+  plugin:
+    resourceName: gpu
+metrics:
+  port: 70000
+  colour: blue
+)");
+  EXPECT_THAT(errors, HasSubstr("flags.migStrategy (line 4)"));
+  EXPECT_THAT(errors, HasSubstr("flags.failOnInitError (line 5)"));
+  EXPECT_THAT(errors,
+              HasSubstr("flags.nvidiaDriverRoot: \"relative/path\" must be an absolute path"));
+  EXPECT_THAT(
+      errors,
+      HasSubstr("flags.plugin.resourceName: \"gpu\" is not a valid extended resource name"));
+  EXPECT_THAT(errors, HasSubstr("metrics.port (line 10): 70000 is out of range 0 to 65535"));
+  EXPECT_THAT(errors, HasSubstr("metrics.colour (line 11): unknown field"));
+  EXPECT_EQ(std::count(errors.begin(), errors.end(), '\n'), 5) << errors;
+}
+
+TEST(ParseConfigTest, DuplicateKeysAreErrors) {
+  EXPECT_THAT(Errors("version: v1\nlog:\n  level: info\n  level: debug\n"),
+              HasSubstr("log.level (line 4): duplicate key"));
+}
+
+TEST(ParseConfigTest, SyntaxErrorNamesTheLine) {
+  EXPECT_THAT(Errors("version: v1\nflags: {migStrategy: none\n"), HasSubstr("not valid YAML"));
+  EXPECT_THAT(Errors("version: v1\nflags:\n  - a\n b: c\n"), HasSubstr("(line "));
+}
+
+// Found by fuzz_config: yaml-cpp 0.7's LoadAll never returns on a document
+// that starts with ',', and Load takes it for an empty document.
+TEST(ParseConfigTest, StrayCommaAtDocumentStartIsAnError) {
+  EXPECT_THAT(Errors(","), HasSubstr("(document) (line 1, column 1): not valid YAML"));
+  EXPECT_THAT(Errors("# comment\n,version: v1\n"), HasSubstr("(line 2, column 1): not valid YAML"));
+  EXPECT_THAT(Errors("version: v1\n---\n,\n"), HasSubstr("not valid YAML"));
+}
+
+TEST(ParseConfigTest, OneDocumentOnly) {
+  EXPECT_EQ(Parse("---\nversion: v1\nlog: {level: warn}\n...\n").log_level, "warn");
+  EXPECT_EQ(Parse("---\n---\nversion: v1\nlog: {level: warn}\n").log_level, "warn");
+  EXPECT_THAT(Errors("version: v1\n---\nversion: v1\n"),
+              HasSubstr("(document): the file holds 2 YAML documents"));
+}
+
+TEST(ParseConfigTest, XidListsMerge) {
+  EXPECT_THAT(Parse("version: v1\nhealth: {additionalIgnoredXids: [94, 13]}").health.ignored_xids,
+              ElementsAre(13, 31, 43, 45, 68, 94, 109));
+  EXPECT_THAT(Parse("version: v1\nhealth: {criticalXids: [43, 79]}").health.ignored_xids,
+              ElementsAre(13, 31, 45, 68, 109));
+  EXPECT_THAT(Parse("version: v1\nhealth: {ignoredXids: []}").health.ignored_xids, IsEmpty());
+  EXPECT_THAT(Parse("version: v1\nhealth: {ignoredXids: [48, 48]}").health.ignored_xids,
+              ElementsAre(48));
+  EXPECT_THAT(Errors("version: v1\nhealth: {additionalIgnoredXids: [79], criticalXids: [79]}"),
+              HasSubstr("health.criticalXids: XID 79 is also in health.additionalIgnoredXids"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {ignoredXids: [0, 13, 1000, -4]}"),
+              AllOf(HasSubstr("health.ignoredXids[0] (line 2): 0 is out of range 1 to 999"),
+                    HasSubstr("health.ignoredXids[2] (line 2): 1000 is out of range 1 to 999"),
+                    HasSubstr("health.ignoredXids[3] (line 2): -4 is out of range 1 to 999")));
+}
+
+TEST(ParseConfigTest, Durations) {
+  EXPECT_EQ(Parse("version: v1\nhealth: {recoveryQuietPeriod: 0}").health.recovery_quiet_period,
+            0s);
+  EXPECT_EQ(Parse("version: v1\nhealth: {recoveryQuietPeriod: 30s}").health.recovery_quiet_period,
+            30s);
+  EXPECT_EQ(Parse("version: v1\nhealth: {probeInterval: 1.5s}").health.probe_interval, 1500ms);
+  EXPECT_THAT(Errors("version: v1\nhealth: {recoveryQuietPeriod: 300}"),
+              HasSubstr("health.recoveryQuietPeriod (line 2): \"300\" has no unit"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {recoveryQuietPeriod: 1500ms}"),
+              HasSubstr("must be a whole number of seconds"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {recoveryQuietPeriod: -5m}"),
+              HasSubstr("health.recoveryQuietPeriod: -5m is negative"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {probeInterval: 0}"),
+              HasSubstr("health.probeInterval: 0 must be positive"));
+  EXPECT_THAT(Errors("version: v1\nhealth: {probeInterval: 5 minutes}"), HasSubstr("unknown unit"));
+}
+
+TEST(ParseDurationTest, GoSyntax) {
+  struct Case {
+    const char* text;
+    std::optional<std::chrono::nanoseconds> want;
+  };
+  const Case cases[] = {
+      {"0", 0ns},
+      {"1ns", 1ns},
+      {"2us", 2us},
+      {"3µs", 3us},
+      {"4ms", 4ms},
+      {"5s", 5s},
+      {"6m", 6min},
+      {"7h", 7h},
+      {"1h30m", 90min},
+      {"1.5h", 90min},
+      {".5s", 500ms},
+      {"-2s", -2s},
+      {"+2s", 2s},
+      {"", std::nullopt},
+      {"s", std::nullopt},
+      {"10", std::nullopt},
+      {"5d", std::nullopt},
+      {"1..5s", std::nullopt},
+      {"3000000h", std::nullopt},
+      {"99999999999999999999s", std::nullopt},
+      {"-", std::nullopt},
+  };
+  for (const Case& c : cases) {
+    auto got = detail::ParseDuration(c.text);
+    if (c.want) {
+      ASSERT_TRUE(got.ok()) << c.text << ": " << got.status();
+      EXPECT_EQ(*got, *c.want) << c.text;
+    } else {
+      EXPECT_FALSE(got.ok()) << c.text << " parsed as " << got->count() << "ns";
+    }
+  }
+  EXPECT_EQ(detail::FormatDuration(90min + 250ms), "1h30m250ms");
+  EXPECT_EQ(detail::FormatDuration(0s), "0");
+}
+
+TEST(ResourceNameTest, ExtendedResourceNames) {
+  struct Case {
+    std::string name;
+    bool valid;
+  };
+  const Case cases[] = {
+      {"nvidia.com/gpu", true},
+      {"nvidia.com/mig-1g.10gb", true},
+      {"example.com/A_b.c", true},
+      {"gpu", false},
+      {"/gpu", false},
+      {"nvidia.com/", false},
+      {"Nvidia.com/gpu", false},
+      {"kubernetes.io/gpu", false},
+      {"node.kubernetes.io/gpu", false},
+      {"requests.nvidia.com/gpu", false},
+      {"nvidia.com/-gpu", false},
+      {"nvidia.com/gpu/x", false},
+      {"nvidia..com/gpu", false},
+      {"nvidia.com/" + std::string(63, 'a'), true},
+      {"nvidia.com/" + std::string(64, 'a'), false},
+      {std::string(64, 'a') + ".com/gpu", false},
+  };
+  for (const Case& c : cases) {
+    std::string why;
+    EXPECT_EQ(detail::IsValidExtendedResourceName(c.name, &why), c.valid) << c.name << ": " << why;
+    if (!c.valid) {
+      EXPECT_THAT(why, Not(IsEmpty())) << c.name;
+    }
+  }
+}
+
+TEST(ValidateTest, NamesEveryBadField) {
+  Config c;
+  c.driver_root = "";
+  c.container_driver_root = "rel";
+  c.nvml_library = "libnvidia-ml.so.1";
+  c.plugin_directory = "dp";
+  c.device_list_strategy = {DeviceListStrategy::kEnvvar, DeviceListStrategy::kEnvvar};
+  c.resource_name = "kubernetes.io/gpu";
+  c.health.ignored_xids = {0, 13, 13};
+  c.health.probe_interval = -1ms;
+  c.metrics_port = -1;
+  c.metrics_bind_address = "not an address";
+  c.log_level = "loud";
+  c.log_format = "xml";
+  c.version = "v0";
+  std::vector<std::string> problems = Validate(c);
+  std::string all;
+  for (const auto& p : problems) all += p + "\n";
+  for (const char* field :
+       {"version:", "flags.nvidiaDriverRoot:", "flags.containerDriverRoot:", "flags.nvmlLibrary:",
+        "flags.plugin.pluginDirectory:", "flags.plugin.deviceListStrategy: envvar is listed twice",
+        "flags.plugin.resourceName:", "health.ignoredXids: XID 0 is out of range",
+        "health.ignoredXids: XID 13 is listed twice", "health.probeInterval:", "metrics.port:",
+        "metrics.bindAddress:", "log.level:", "log.format:"}) {
+    EXPECT_THAT(all, HasSubstr(field));
+  }
+  EXPECT_EQ(problems.size(), 14u) << all;
+
+  c = Config{};
+  c.device_list_strategy.clear();
+  EXPECT_THAT(Validate(c),
+              ElementsAre(HasSubstr("flags.plugin.deviceListStrategy: must name at least one")));
+  c = Config{};
+  for (const char* addr :
+       {"0.0.0.0", "::", "127.0.0.1", "fe80::1", "localhost", "node-1.example"}) {
+    c.metrics_bind_address = addr;
+    EXPECT_THAT(Validate(c), IsEmpty()) << addr;
+  }
+}
+
+TEST(OverrideTest, OverridesWinOverTheFileAndNameTheirSource) {
+  const std::string file = "version: v1\nflags: {migStrategy: single}\n";
+  EXPECT_EQ(Parse(file, {{"flags.migStrategy", "mixed", "--mig-strategy"}}).mig_strategy,
+            MigStrategy::kMixed);
+  EXPECT_EQ(Errors(file, {{"flags.migStrategy", "foo", "--mig-strategy"}}),
+            "flags.migStrategy (from --mig-strategy): \"foo\" is not one of none, single, mixed");
+  EXPECT_EQ(Errors("", {{"metrics.port", "x", "METRICS_PORT"}}),
+            "metrics.port (from METRICS_PORT): expected an integer, got \"x\"");
+  // Overrides apply without a file too, and replace a broken file value.
+  EXPECT_EQ(Parse("version: v1\nmetrics: {port: x}", {{"metrics.port", "1234", "--metrics-port"}})
+                .metrics_port,
+            1234);
+}
+
+TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
+  Config c =
+      Parse("", {{"flags.plugin.deviceListStrategy", "envvar, cdi-cri", "--device-list-strategy"},
+                 {"health.ignoredXids", "48,63", "HEALTH_IGNORED_XIDS"},
+                 {"flags.failOnInitError", "0", "FAIL_ON_INIT_ERROR"},
+                 {"health.enabled", "true", "--disable-health-checks", true}});
+  EXPECT_THAT(c.device_list_strategy,
+              ElementsAre(DeviceListStrategy::kEnvvar, DeviceListStrategy::kCdiCri));
+  EXPECT_THAT(c.health.ignored_xids, ElementsAre(48, 63));
+  EXPECT_FALSE(c.fail_on_init_error);
+  EXPECT_FALSE(c.health.enabled);
+  EXPECT_THAT(Parse("", {{"health.ignoredXids", "", "--health-ignored-xids"}}).health.ignored_xids,
+              IsEmpty());
+  EXPECT_EQ(Errors("", {{"health.ignoredXids", "13,x", "--health-ignored-xids"}}),
+            "health.ignoredXids[1] (from --health-ignored-xids): expected an integer, got \"x\"");
+  EXPECT_EQ(Errors("", {{"flags.plugin.deviceListStrategy", "", "DEVICE_LIST_STRATEGY"}}),
+            "flags.plugin.deviceListStrategy: must name at least one of envvar, volume-mounts, "
+            "cdi-annotations, cdi-cri");
+  // A flag value is text, not YAML: no surprise parsing of ':' or '#'.
+  EXPECT_EQ(Parse("", {{"flags.nvmlLibrary", "/a #b: c", "--nvml-library"}}).nvml_library,
+            "/a #b: c");
+  EXPECT_THAT(Errors("", {{"flags.bogus", "1", "--bogus"}}),
+              HasSubstr("flags.bogus: (from --bogus) no such setting"));
+}
+
+TEST(SchemaTest, SectionsAndKeys) {
+  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "health", "metrics", "log"));
+  EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port"));
+  EXPECT_TRUE(detail::IsSection("flags.plugin"));
+  EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
+  EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);
+  EXPECT_EQ(detail::EditDistance("kitten", "sitting"), 3u);
+}
+
+}  // namespace
+}  // namespace gdp::config

@@ -1,0 +1,97 @@
+#include "src/config/overrides.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+
+namespace gdp::config {
+
+const std::vector<OverrideSpec>& OverrideTable() {
+  static const std::vector<OverrideSpec> kTable = {
+      {"flags.migStrategy", "--mig-strategy", "MIG_STRATEGY",
+       "MIG strategy: none, single or mixed"},
+      {"flags.failOnInitError", "--fail-on-init-error", "FAIL_ON_INIT_ERROR",
+       "exit when NVML cannot be initialised (false: stay up with no devices and retry)", true},
+      {"flags.nvidiaDriverRoot", "--driver-root", "NVIDIA_DRIVER_ROOT",
+       "host path of the driver root (/ or /run/nvidia/driver)"},
+      {"flags.containerDriverRoot", "--container-driver-root", "CONTAINER_DRIVER_ROOT",
+       "where this container sees the driver root (default: the driver root)"},
+      {"flags.nvmlLibrary", "--nvml-library", "NVML_LIBRARY", "explicit path of libnvidia-ml.so.1"},
+      {"flags.requireMinimumVersions", "--require-minimum-versions", "REQUIRE_MINIMUM_VERSIONS",
+       "refuse drivers older than 450 / CUDA 10.0 (false: only warn)", true},
+      {"flags.plugin.passDeviceSpecs", "--pass-device-specs", "PASS_DEVICE_SPECS",
+       "return DeviceSpecs for /dev/nvidia* in Allocate", true},
+      {"flags.plugin.deviceListStrategy", "--device-list-strategy", "DEVICE_LIST_STRATEGY",
+       "comma-separated: envvar, volume-mounts, cdi-annotations, cdi-cri"},
+      {"flags.plugin.deviceIDStrategy", "--device-id-strategy", "DEVICE_ID_STRATEGY",
+       "IDs in NVIDIA_VISIBLE_DEVICES: uuid or index"},
+      {"flags.plugin.pluginDirectory", "--plugin-directory", "PLUGIN_DIRECTORY",
+       "the kubelet's device-plugin directory"},
+      {"flags.plugin.resourceName", "--resource-name", "RESOURCE_NAME",
+       "extended resource name to advertise"},
+      {"health.enabled", "--disable-health-checks", "DISABLE_HEALTH_CHECKS",
+       "do not watch XID events or probe devices", true, true},
+      {"health.ignoredXids", "--health-ignored-xids", "HEALTH_IGNORED_XIDS",
+       "comma-separated XIDs to ignore (replaces the default list)"},
+      {"health.additionalIgnoredXids", "--health-additional-ignored-xids",
+       "HEALTH_ADDITIONAL_IGNORED_XIDS", "comma-separated XIDs to ignore besides the default list"},
+      {"health.criticalXids", "--health-critical-xids", "HEALTH_CRITICAL_XIDS",
+       "comma-separated XIDs never to ignore"},
+      {"health.recoveryQuietPeriod", "--health-recovery-quiet-period",
+       "HEALTH_RECOVERY_QUIET_PERIOD",
+       "quiet time before an XID-failed GPU is healthy again (0: never)"},
+      {"health.probeInterval", "--health-probe-interval", "HEALTH_PROBE_INTERVAL",
+       "how often devices are probed for loss and recovery"},
+      {"metrics.bindAddress", "--metrics-bind-address", "METRICS_BIND_ADDRESS",
+       "address of the /metrics, /healthz and /readyz server"},
+      {"metrics.port", "--metrics-port", "METRICS_PORT", "port of the metrics server (0: any)"},
+      {"log.level", "--log-level", "LOG_LEVEL", "debug, info, warn or error"},
+      {"log.format", "--log-format", "LOG_FORMAT", "text or json"},
+  };
+  return kTable;
+}
+
+EnvLookup ProcessEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+std::vector<Override> CollectOverrides(const FlagValues& flags, const EnvLookup& env) {
+  std::vector<Override> overrides;
+  for (const OverrideSpec& spec : OverrideTable()) {
+    if (auto it = flags.find(spec.flag); it != flags.end()) {
+      overrides.push_back(Override{spec.path, it->second, spec.flag, spec.negate});
+      continue;
+    }
+    // An empty variable counts as unset: manifests often template "" in.
+    if (std::optional<std::string> value = env(spec.env); value && !value->empty()) {
+      overrides.push_back(Override{spec.path, *value, spec.env, spec.negate});
+    }
+  }
+  return overrides;
+}
+
+std::string ConfigFilePath(const FlagValues& flags, const EnvLookup& env) {
+  if (auto it = flags.find(kConfigFileFlag); it != flags.end()) return it->second;
+  return env(kConfigFileEnv).value_or("");
+}
+
+void RegisterFlags(CLI::App& app, FlagValues* values) {
+  auto add = [&](const std::string& flag, const std::string& help, bool is_switch) {
+    CLI::Option* opt = app.add_option_function<std::string>(
+        flag, [values, flag](const std::string& v) { (*values)[flag] = v; }, help);
+    if (is_switch) opt->expected(0, 1)->default_str("true");
+  };
+  add(kConfigFileFlag, absl::StrCat("YAML config file (env ", kConfigFileEnv, ")"), false);
+  for (const OverrideSpec& spec : OverrideTable()) {
+    add(spec.flag, absl::StrCat(spec.help, " (env ", spec.env, "; ", spec.path, ")"),
+        spec.is_switch);
+  }
+}
+
+}  // namespace gdp::config

@@ -1,0 +1,62 @@
+// Command-line flags and environment variables that override config fields.
+//
+// One table (OverrideTable) names, for every settable field, its YAML path,
+// its flag and its environment variable, so the daemon, the docs and the tests
+// agree. Precedence: flag > environment > file > default. Overrides are
+// applied by field path before decoding, so a bad flag value is reported like
+// a bad file value, naming the path and the flag or variable it came from.
+//
+// The config file itself is named by --config-file or CONFIG_FILE.
+// Everything here is stateless; RegisterFlags' callbacks write into the
+// FlagValues the caller owns (CLI11 parses on one thread).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/config/config.h"
+
+namespace CLI {
+class App;
+}
+
+namespace gdp::config {
+
+struct OverrideSpec {
+  const char* path;        // YAML field path, e.g. "flags.migStrategy"
+  const char* flag;        // e.g. "--mig-strategy"
+  const char* env;         // e.g. "MIG_STRATEGY"
+  const char* help;        // one line for --help
+  bool is_switch = false;  // a boolean: "--flag" alone means true, "--flag=false" is allowed
+  bool negate = false;     // the field is the negation (--disable-health-checks)
+};
+
+inline constexpr const char* kConfigFileFlag = "--config-file";
+inline constexpr const char* kConfigFileEnv = "CONFIG_FILE";
+
+// Every settable field, in document order.
+const std::vector<OverrideSpec>& OverrideTable();
+
+// Raw values of the flags the user gave, keyed by flag name ("--mig-strategy").
+using FlagValues = std::map<std::string, std::string>;
+// Looks an environment variable up; nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+
+// The process environment (getenv).
+EnvLookup ProcessEnv();
+
+// The overrides to apply: for each table entry, the flag's value if given,
+// else the environment variable's if set and not empty.
+std::vector<Override> CollectOverrides(const FlagValues& flags, const EnvLookup& env);
+
+// The config file to read: --config-file, else CONFIG_FILE, else "" (no file).
+std::string ConfigFilePath(const FlagValues& flags, const EnvLookup& env);
+
+// Registers --config-file and every flag of the table on `app`; parsing stores
+// the given ones in *values. `values` must outlive app.parse().
+void RegisterFlags(CLI::App& app, FlagValues* values);
+
+}  // namespace gdp::config
