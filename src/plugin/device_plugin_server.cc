@@ -47,7 +47,8 @@ class ListAndWatchReactor;
 // State that outlives one grpc::Server: devices, health overlay, open streams.
 class ServerState {
  public:
-  explicit ServerState(std::shared_ptr<const ResourceBackend> backend) : backend_(std::move(backend)) {
+  explicit ServerState(std::shared_ptr<const ResourceBackend> backend)
+      : backend_(std::move(backend)) {
     std::lock_guard lock(mu_);
     RebuildLocked();
   }
@@ -78,7 +79,8 @@ class ServerState {
  private:
   // Recomputes devices_ from the backend and the overlay; true when changed.
   bool RebuildLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BroadcastLocked(std::vector<ListAndWatchReactor*>* to_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BroadcastLocked(std::vector<ListAndWatchReactor*>* to_start)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartWrites(const std::vector<ListAndWatchReactor*>& to_start);
 
   mutable std::mutex mu_;
@@ -110,8 +112,8 @@ class ListAndWatchReactor final : public grpc::ServerWriteReactor<v1beta1::ListA
       return;
     }
     // Attach set latest_ and writing_ for us (see Offer).
+    state_->stats.list_and_watch_sends.fetch_add(1);  // before: the peer may see it at once
     StartWrite(first.get());
-    state_->stats.list_and_watch_sends.fetch_add(1);
   }
 
   // Called with the state's mutex held. Records `list` as the newest; returns
@@ -132,8 +134,8 @@ class ListAndWatchReactor final : public grpc::ServerWriteReactor<v1beta1::ListA
       std::lock_guard lock(mu_);
       msg = sent_;
     }
-    StartWrite(msg.get());
     state_->stats.list_and_watch_sends.fetch_add(1);
+    StartWrite(msg.get());
   }
 
   // Called with the state's mutex held; true when the caller must call
@@ -179,8 +181,8 @@ class ListAndWatchReactor final : public grpc::ServerWriteReactor<v1beta1::ListA
     if (finish) {
       Finish(status);
     } else if (next != nullptr) {
-      StartWrite(next.get());
       state_->stats.list_and_watch_sends.fetch_add(1);
+      StartWrite(next.get());
     }
   }
 
@@ -304,7 +306,8 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
  public:
   explicit DevicePluginService(std::shared_ptr<ServerState> state) : state_(std::move(state)) {}
 
-  grpc::ServerUnaryReactor* GetDevicePluginOptions(grpc::CallbackServerContext* ctx, const v1beta1::Empty*,
+  grpc::ServerUnaryReactor* GetDevicePluginOptions(grpc::CallbackServerContext* ctx,
+                                                   const v1beta1::Empty*,
                                                    v1beta1::DevicePluginOptions* resp) override {
     resp->set_pre_start_required(false);
     resp->set_get_preferred_allocation_available(true);
@@ -313,20 +316,22 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
     return reactor;
   }
 
-  grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(grpc::CallbackServerContext*,
-                                                                        const v1beta1::Empty*) override {
+  grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(
+      grpc::CallbackServerContext*, const v1beta1::Empty*) override {
     return new ListAndWatchReactor(state_);
   }
 
-  grpc::ServerUnaryReactor* GetPreferredAllocation(grpc::CallbackServerContext* ctx,
-                                                   const v1beta1::PreferredAllocationRequest* req,
-                                                   v1beta1::PreferredAllocationResponse* resp) override {
+  grpc::ServerUnaryReactor* GetPreferredAllocation(
+      grpc::CallbackServerContext* ctx, const v1beta1::PreferredAllocationRequest* req,
+      v1beta1::PreferredAllocationResponse* resp) override {
     const auto start = std::chrono::steady_clock::now();
     const std::shared_ptr<const ResourceBackend> backend = state_->backend();
     absl::Status status;
     for (const auto& creq : req->container_requests()) {
-      std::vector<std::string> available(creq.available_deviceids().begin(), creq.available_deviceids().end());
-      std::vector<std::string> must(creq.must_include_deviceids().begin(), creq.must_include_deviceids().end());
+      std::vector<std::string> available(creq.available_deviceids().begin(),
+                                         creq.available_deviceids().end());
+      std::vector<std::string> must(creq.must_include_deviceids().begin(),
+                                    creq.must_include_deviceids().end());
       auto chosen = backend->PreferredAllocation(available, must, creq.allocation_size());
       if (!chosen.ok()) {
         status = chosen.status();
@@ -335,15 +340,17 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
       auto* out = resp->add_container_responses();
       for (auto& id : *chosen) out->add_deviceids(std::move(id));
     }
-    Record(start, status, state_->stats.preferred_allocation_calls, state_->stats.preferred_allocation_errors,
-           state_->stats.preferred_allocation_latency_us, "GetPreferredAllocation");
+    Record(start, status, state_->stats.preferred_allocation_calls,
+           state_->stats.preferred_allocation_errors, state_->stats.preferred_allocation_latency_us,
+           "GetPreferredAllocation");
     if (!status.ok()) resp->Clear();
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpcStatus(status));
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* ctx, const v1beta1::AllocateRequest* req,
+  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* ctx,
+                                     const v1beta1::AllocateRequest* req,
                                      v1beta1::AllocateResponse* resp) override {
     const auto start = std::chrono::steady_clock::now();
     const std::shared_ptr<const ResourceBackend> backend = state_->backend();
@@ -384,7 +391,8 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
     return reactor;
   }
 
-  grpc::ServerUnaryReactor* PreStartContainer(grpc::CallbackServerContext* ctx, const v1beta1::PreStartContainerRequest*,
+  grpc::ServerUnaryReactor* PreStartContainer(grpc::CallbackServerContext* ctx,
+                                              const v1beta1::PreStartContainerRequest*,
                                               v1beta1::PreStartContainerResponse*) override {
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -392,10 +400,12 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
   }
 
  private:
-  void Record(std::chrono::steady_clock::time_point start, const absl::Status& status, std::atomic<uint64_t>& calls,
-              std::atomic<uint64_t>& errors, std::atomic<uint64_t>& latency_us, const char* rpc) {
-    const auto us =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  void Record(std::chrono::steady_clock::time_point start, const absl::Status& status,
+              std::atomic<uint64_t>& calls, std::atomic<uint64_t>& errors,
+              std::atomic<uint64_t>& latency_us, const char* rpc) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - start)
+                        .count();
     calls.fetch_add(1);
     latency_us.fetch_add(static_cast<uint64_t>(us));
     if (!status.ok()) {
@@ -409,7 +419,8 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
 
 }  // namespace detail
 
-DevicePluginServer::DevicePluginServer(std::shared_ptr<const ResourceBackend> backend, Options options)
+DevicePluginServer::DevicePluginServer(std::shared_ptr<const ResourceBackend> backend,
+                                       Options options)
     : resource_name_(backend->ResourceName()),
       socket_name_(SocketNameFor(resource_name_)),
       socket_path_(options.plugin_dir + "/" + socket_name_),
@@ -421,17 +432,19 @@ DevicePluginServer::~DevicePluginServer() { Stop(); }
 absl::Status DevicePluginServer::Start() {
   std::lock_guard lock(mu_);
   if (server_ != nullptr) {
-    return absl::FailedPreconditionError("device plugin server for " + resource_name_ + " is already running");
+    return absl::FailedPreconditionError("device plugin server for " + resource_name_ +
+                                         " is already running");
   }
   // sockaddr_un.sun_path holds 108 bytes including the NUL.
   if (socket_path_.size() >= 108) {
-    return absl::InvalidArgumentError("socket path " + socket_path_ + " is " + std::to_string(socket_path_.size()) +
-                                      " bytes; unix sockets allow at most 107: use a shorter plugin directory");
+    return absl::InvalidArgumentError(
+        "socket path " + socket_path_ + " is " + std::to_string(socket_path_.size()) +
+        " bytes; unix sockets allow at most 107: use a shorter plugin directory");
   }
   if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
     const int err = errno;
-    return absl::UnavailableError("cannot remove stale socket " + socket_path_ + ": " + std::strerror(err) +
-                                  "; is the plugin directory writable?");
+    return absl::UnavailableError("cannot remove stale socket " + socket_path_ + ": " +
+                                  std::strerror(err) + "; is the plugin directory writable?");
   }
   auto service = std::make_unique<detail::DevicePluginService>(state_);
   grpc::ServerBuilder builder;
@@ -443,10 +456,10 @@ absl::Status DevicePluginServer::Start() {
   if (server == nullptr) {
     state_->CloseAll();
     const bool dir_ok = ::access(options_.plugin_dir.c_str(), W_OK) == 0;
-    return absl::UnavailableError("cannot serve the device plugin for " + resource_name_ + " on unix://" +
-                                  socket_path_ +
-                                  (dir_ok ? std::string(": bind failed")
-                                          : ": the plugin directory is missing or not writable; is it mounted?"));
+    return absl::UnavailableError(
+        "cannot serve the device plugin for " + resource_name_ + " on unix://" + socket_path_ +
+        (dir_ok ? std::string(": bind failed")
+                : ": the plugin directory is missing or not writable; is it mounted?"));
   }
   service_ = std::move(service);
   server_ = std::move(server);
@@ -476,7 +489,9 @@ bool DevicePluginServer::running() const {
   return server_ != nullptr;
 }
 
-void DevicePluginServer::SetHealth(const std::map<std::string, bool>& health) { state_->SetHealth(health); }
+void DevicePluginServer::SetHealth(const std::map<std::string, bool>& health) {
+  state_->SetHealth(health);
+}
 
 void DevicePluginServer::SetUnhealthy(const std::vector<std::string>& device_ids) {
   std::map<std::string, bool> health;
@@ -488,7 +503,9 @@ void DevicePluginServer::SwapBackend(std::shared_ptr<const ResourceBackend> back
   state_->SwapBackend(std::move(backend));
 }
 
-std::shared_ptr<const ResourceBackend> DevicePluginServer::backend() const { return state_->backend(); }
+std::shared_ptr<const ResourceBackend> DevicePluginServer::backend() const {
+  return state_->backend();
+}
 
 std::vector<Device> DevicePluginServer::Devices() const { return state_->Devices(); }
 

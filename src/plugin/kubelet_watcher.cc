@@ -1,6 +1,7 @@
 #include "src/plugin/kubelet_watcher.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -16,16 +17,21 @@
 namespace gdp::plugin {
 namespace {
 
-constexpr uint32_t kMask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF;
+constexpr uint32_t kMask =
+    IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF;
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
 
-KubeletWatcher::KubeletWatcher(std::string plugin_dir, std::string kubelet_socket, Callback callback)
-    : dir_(std::move(plugin_dir)), kubelet_socket_(std::move(kubelet_socket)), callback_(std::move(callback)) {}
+KubeletWatcher::KubeletWatcher(std::string plugin_dir, std::string kubelet_socket,
+                               Callback callback)
+    : dir_(std::move(plugin_dir)),
+      kubelet_socket_(std::move(kubelet_socket)),
+      callback_(std::move(callback)) {}
 
 KubeletWatcher::~KubeletWatcher() { Stop(); }
 
@@ -71,6 +77,7 @@ bool KubeletWatcher::AddWatch() {
 }
 
 void KubeletWatcher::Run(std::stop_token stop) {
+  ::pthread_setname_np(::pthread_self(), "gdp-kubelet-wat");
   while (!stop.stop_requested()) {
     std::array<pollfd, 2> fds{{{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}}};
     // Without a watch, poll once a second for the directory to come back.
@@ -80,7 +87,8 @@ void KubeletWatcher::Run(std::stop_token stop) {
     if (n < 0) {
       if (errno == EINTR) continue;
       const int err = errno;
-      log::Error("poll on the plugin directory watch failed", {{"dir", dir_}, {"error", std::strerror(err)}});
+      log::Error("poll on the plugin directory watch failed",
+                 {{"dir", dir_}, {"error", std::strerror(err)}});
       break;
     }
     if (fds[0].revents & POLLIN) HandleEvents();

@@ -1,5 +1,6 @@
 #include "src/plugin/plugin_manager.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -26,13 +27,18 @@ struct PluginManager::Entry {
   dev_t socket_dev = 0;
   ino_t socket_ino = 0;
   timespec socket_ctime{};
+  // Identity of kubelet.sock when the last successful registration began.
+  bool have_kubelet_id = false;
+  dev_t kubelet_dev = 0;
+  ino_t kubelet_ino = 0;
+  timespec kubelet_ctime{};
 };
 
 namespace {
 
 bool SameSocket(const struct stat& st, dev_t dev, ino_t ino, const timespec& ctime) {
-  return S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino && st.st_ctim.tv_sec == ctime.tv_sec &&
-         st.st_ctim.tv_nsec == ctime.tv_nsec;
+  return S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino &&
+         st.st_ctim.tv_sec == ctime.tv_sec && st.st_ctim.tv_nsec == ctime.tv_nsec;
 }
 
 }  // namespace
@@ -50,7 +56,9 @@ absl::Status PluginManager::Start() {
   thread_ = std::jthread([this](std::stop_token stop) { Run(std::move(stop)); });
   watcher_ = std::make_unique<KubeletWatcher>(
       options_.plugin_dir, options_.kubelet_socket,
-      [this](KubeletWatcher::Event event, const std::string& name) { OnWatcherEvent(event, name); });
+      [this](KubeletWatcher::Event event, const std::string& name) {
+        OnWatcherEvent(event, name);
+      });
   if (absl::Status s = watcher_->Start(); !s.ok()) {
     Stop();
     return s;
@@ -98,8 +106,9 @@ absl::Status PluginManager::Apply(std::vector<std::shared_ptr<const ResourceBack
   for (const auto& b : backends) {
     if (b == nullptr) return absl::InvalidArgumentError("Apply: a resource backend is null");
     if (!names.insert(b->ResourceName()).second) {
-      return absl::InvalidArgumentError("Apply: resource " + b->ResourceName() +
-                                        " is given twice; each resource name needs exactly one backend");
+      return absl::InvalidArgumentError(
+          "Apply: resource " + b->ResourceName() +
+          " is given twice; each resource name needs exactly one backend");
     }
   }
   if (!RunOnThread([this, &backends] { DoApply(backends); })) {
@@ -134,9 +143,20 @@ void PluginManager::OnWatcherEvent(KubeletWatcher::Event event, const std::strin
     if (cancelled) return;
     if (event == KubeletWatcher::Event::kKubeletSocketCreated) {
       kubelet_restarts_.fetch_add(1);
+      const std::string kubelet = options_.plugin_dir + "/" + name;
       log::Info("kubelet socket created: serving and registering again",
-                {{"socket", options_.plugin_dir + "/" + name}, {"resources", entries_.size()}});
-      for (auto& [resource, e] : entries_) RestartServer(*e, "kubelet restarted");
+                {{"socket", kubelet}, {"resources", entries_.size()}});
+      struct stat st {};
+      const bool have = ::stat(kubelet.c_str(), &st) == 0;
+      for (auto& [resource, e] : entries_) {
+        // A retry may already have registered with this very kubelet; a
+        // restart now would only cut the stream it just opened.
+        if (e->registered && e->have_kubelet_id && have &&
+            SameSocket(st, e->kubelet_dev, e->kubelet_ino, e->kubelet_ctime)) {
+          continue;
+        }
+        RestartServer(*e, "kubelet restarted");
+      }
       return;
     }
     for (auto& [resource, e] : entries_) {
@@ -152,13 +172,15 @@ void PluginManager::OnWatcherEvent(KubeletWatcher::Event event, const std::strin
 }
 
 void PluginManager::Run(std::stop_token stop) {
+  ::pthread_setname_np(::pthread_self(), "gdp-plugin-mgr");
   while (!stop.stop_requested()) {
     std::deque<Task> tasks;
     {
       std::unique_lock lock(mu_);
       std::optional<SteadyClock::time_point> deadline;
       for (const auto& [name, e] : entries_) {
-        if (!e->registered && (!deadline || e->next_attempt < *deadline)) deadline = e->next_attempt;
+        if (!e->registered && (!deadline || e->next_attempt < *deadline))
+          deadline = e->next_attempt;
       }
       auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !tasks_.empty(); };
       if (deadline) {
@@ -201,7 +223,8 @@ void PluginManager::DoApply(const std::vector<std::shared_ptr<const ResourceBack
     if (wanted.count(it->first) == 0) {
       log::Info("resource no longer advertised", {{"resource", it->first}});
       it->second->server->Stop();
-      start_order_.erase(std::remove(start_order_.begin(), start_order_.end(), it->first), start_order_.end());
+      start_order_.erase(std::remove(start_order_.begin(), start_order_.end(), it->first),
+                         start_order_.end());
       it = entries_.erase(it);
     } else {
       ++it;
@@ -275,7 +298,8 @@ void PluginManager::RestartServer(Entry& e, const char* reason) {
     e.server->Stop();
     server_restarts_.fetch_add(1);
   }
-  log::Info("restarting device plugin server", {{"resource", e.server->resource_name()}, {"reason", reason}});
+  log::Info("restarting device plugin server",
+            {{"resource", e.server->resource_name()}, {"reason", reason}});
   e.have_socket_id = false;
   e.registered = false;
   e.registrar->Reset();
@@ -292,7 +316,9 @@ void PluginManager::AttemptDue(std::stop_token stop) {
       if (absl::Status s = e.server->Start(); !s.ok()) {
         const auto delay = e.start_backoff.Next();
         log::Warn("cannot start device plugin server, will retry",
-                  {{"resource", name}, {"error", std::string(s.message())}, {"retry_in_ms", delay.count()}});
+                  {{"resource", name},
+                   {"error", std::string(s.message())},
+                   {"retry_in_ms", delay.count()}});
         e.next_attempt = SteadyClock::now() + delay;
         continue;
       }
@@ -305,6 +331,11 @@ void PluginManager::AttemptDue(std::stop_token stop) {
         e.socket_ctime = st.st_ctim;
       }
     }
+    struct stat kst {};
+    e.have_kubelet_id = ::stat(e.registrar->kubelet_socket_path().c_str(), &kst) == 0;
+    e.kubelet_dev = kst.st_dev;
+    e.kubelet_ino = kst.st_ino;
+    e.kubelet_ctime = kst.st_ctim;
     if (e.registrar->TryRegister(stop).ok()) {
       e.registered = true;
       registrations_.fetch_add(1);

@@ -28,8 +28,9 @@ absl::Status Registrar::TryRegister(std::stop_token stop) {
   absl::Status status;
   struct stat st {};
   if (::stat(kubelet.c_str(), &st) != 0) {
-    status = absl::UnavailableError(options_.kubelet_socket + " not found at " + options_.plugin_dir +
-                                    ": is the kubelet running and the plugin directory mounted?");
+    status =
+        absl::UnavailableError(options_.kubelet_socket + " not found at " + options_.plugin_dir +
+                               ": is the kubelet running and the plugin directory mounted?");
   } else if (!S_ISSOCK(st.st_mode)) {
     status = absl::FailedPreconditionError(kubelet + " is not a unix socket");
   } else {
@@ -64,19 +65,22 @@ absl::Status Registrar::TryRegister(std::stop_token stop) {
           break;
       }
       status = absl::Status(static_cast<absl::StatusCode>(rpc.error_code()),
-                            "Register " + resource_name_ + " with " + kubelet + " failed: " + rpc.error_message() + hint);
+                            "Register " + resource_name_ + " with " + kubelet +
+                                " failed: " + rpc.error_message() + hint);
     }
   }
   if (status.ok()) {
-    log::Info("registered with the kubelet",
-              {{"resource", resource_name_}, {"endpoint", endpoint_}, {"attempts", backoff_.attempts() + 1}});
+    log::Info("registered with the kubelet", {{"resource", resource_name_},
+                                              {"endpoint", endpoint_},
+                                              {"attempts", backoff_.attempts() + 1}});
     Reset();
     return status;
   }
   next_delay_ = backoff_.Next();
   if (!stop.stop_requested()) {
-    log::Warn("registration failed, will retry",
-              {{"resource", resource_name_}, {"error", std::string(status.message())}, {"retry_in_ms", next_delay_.count()}});
+    log::Warn("registration failed, will retry", {{"resource", resource_name_},
+                                                  {"error", std::string(status.message())},
+                                                  {"retry_in_ms", next_delay_.count()}});
   }
   return status;
 }

@@ -47,7 +47,9 @@ class Registrar {
 
   const std::string& resource_name() const { return resource_name_; }
   const std::string& endpoint() const { return endpoint_; }
-  std::string kubelet_socket_path() const { return options_.plugin_dir + "/" + options_.kubelet_socket; }
+  std::string kubelet_socket_path() const {
+    return options_.plugin_dir + "/" + options_.kubelet_socket;
+  }
 
  private:
   const std::string resource_name_;

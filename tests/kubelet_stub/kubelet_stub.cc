@@ -14,7 +14,8 @@ namespace gdp::kubelet_stub {
 class KubeletStub::Service final : public v1beta1::Registration::CallbackService {
  public:
   explicit Service(KubeletStub* owner) : owner_(owner) {}
-  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx, const v1beta1::RegisterRequest* req,
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
+                                     const v1beta1::RegisterRequest* req,
                                      v1beta1::Empty*) override {
     grpc::Status status = owner_->response();
     if (status.ok()) owner_->Record(*req);
@@ -103,7 +104,8 @@ size_t KubeletStub::RegistrationCount(const std::string& resource) const {
   return n;
 }
 
-bool KubeletStub::WaitForRegistration(const std::string& resource, Deadline deadline, size_t count) const {
+bool KubeletStub::WaitForRegistration(const std::string& resource, Deadline deadline,
+                                      size_t count) const {
   std::unique_lock lock(mu_);
   return cv_.wait_until(lock, deadline, [&] {
     size_t n = 0;
@@ -201,9 +203,9 @@ PluginClient::PluginClient(const std::string& socket_path)
       stub_(v1beta1::DevicePlugin::NewStub(channel_)) {}
 
 bool PluginClient::WaitConnected(Deadline deadline) {
-  const auto system_deadline =
-      std::chrono::system_clock::now() +
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - std::chrono::steady_clock::now());
+  const auto system_deadline = std::chrono::system_clock::now() +
+                               std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                   deadline - std::chrono::steady_clock::now());
   return channel_->WaitForConnected(system_deadline);
 }
 
@@ -213,13 +215,15 @@ void SetTimeout(grpc::ClientContext* ctx, std::chrono::milliseconds timeout) {
 }
 }  // namespace
 
-grpc::Status PluginClient::GetOptions(v1beta1::DevicePluginOptions* out, std::chrono::milliseconds timeout) {
+grpc::Status PluginClient::GetOptions(v1beta1::DevicePluginOptions* out,
+                                      std::chrono::milliseconds timeout) {
   grpc::ClientContext ctx;
   SetTimeout(&ctx, timeout);
   return stub_->GetDevicePluginOptions(&ctx, v1beta1::Empty(), out);
 }
 
-grpc::Status PluginClient::Allocate(const v1beta1::AllocateRequest& req, v1beta1::AllocateResponse* out,
+grpc::Status PluginClient::Allocate(const v1beta1::AllocateRequest& req,
+                                    v1beta1::AllocateResponse* out,
                                     std::chrono::milliseconds timeout) {
   grpc::ClientContext ctx;
   SetTimeout(&ctx, timeout);
@@ -242,9 +246,12 @@ grpc::Status PluginClient::PreStartContainer(const v1beta1::PreStartContainerReq
   return stub_->PreStartContainer(&ctx, req, &resp);
 }
 
-std::unique_ptr<WatchStream> PluginClient::Watch() { return std::make_unique<WatchStream>(stub_.get()); }
+std::unique_ptr<WatchStream> PluginClient::Watch() {
+  return std::make_unique<WatchStream>(stub_.get());
+}
 
-v1beta1::AllocateRequest PluginClient::AllocateRequestFor(const std::vector<std::vector<std::string>>& containers) {
+v1beta1::AllocateRequest PluginClient::AllocateRequestFor(
+    const std::vector<std::vector<std::string>>& containers) {
   v1beta1::AllocateRequest req;
   for (const auto& ids : containers) {
     auto* c = req.add_container_requests();

@@ -83,7 +83,8 @@ class WatchStream {
   std::vector<v1beta1::ListAndWatchResponse> Updates() const;
   size_t UpdateCount() const;
   // Waits until some received update satisfies `pred`.
-  bool WaitFor(const std::function<bool(const v1beta1::ListAndWatchResponse&)>& pred, Deadline deadline) const;
+  bool WaitFor(const std::function<bool(const v1beta1::ListAndWatchResponse&)>& pred,
+               Deadline deadline) const;
   bool WaitForCount(size_t count, Deadline deadline) const;
   // Cancels the call from the client side.
   void Cancel();
@@ -124,7 +125,8 @@ class PluginClient {
   std::unique_ptr<WatchStream> Watch();
 
   // Shorthands for tests.
-  static v1beta1::AllocateRequest AllocateRequestFor(const std::vector<std::vector<std::string>>& containers);
+  static v1beta1::AllocateRequest AllocateRequestFor(
+      const std::vector<std::vector<std::string>>& containers);
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

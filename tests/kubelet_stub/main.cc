@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   bool watch = false;
   bool remove_sockets = false;
   app.add_option("--dir", dir, "plugin directory (kubelet.sock is created there)");
-  app.add_flag("--watch", watch, "open ListAndWatch on every registered endpoint and print the lists");
+  app.add_flag("--watch", watch,
+               "open ListAndWatch on every registered endpoint and print the lists");
   app.add_flag("--remove-sockets-on-exit", remove_sockets, "delete every socket in --dir on exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -60,8 +61,9 @@ int main(int argc, char** argv) {
     const auto regs = stub.Registrations();
     for (; seen < regs.size(); ++seen) {
       const auto& r = regs[seen];
-      std::printf("register resource=%s endpoint=%s version=%s preferred_allocation=%d\n", r.resource_name().c_str(),
-                  r.endpoint().c_str(), r.version().c_str(), r.options().get_preferred_allocation_available());
+      std::printf("register resource=%s endpoint=%s version=%s preferred_allocation=%d\n",
+                  r.resource_name().c_str(), r.endpoint().c_str(), r.version().c_str(),
+                  r.options().get_preferred_allocation_available());
       if (watch) {
         Watched w;
         w.client = std::make_unique<gdp::kubelet_stub::PluginClient>(dir + "/" + r.endpoint());
@@ -72,7 +74,8 @@ int main(int argc, char** argv) {
     for (auto& [resource, w] : watched) {
       const auto updates = w.stream->Updates();
       for (; w.printed < updates.size(); ++w.printed) {
-        std::printf("list resource=%s devices=%s\n", resource.c_str(), Describe(updates[w.printed]).c_str());
+        std::printf("list resource=%s devices=%s\n", resource.c_str(),
+                    Describe(updates[w.printed]).c_str());
       }
     }
     std::fflush(stdout);
