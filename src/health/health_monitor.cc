@@ -31,38 +31,101 @@ unsigned int ToMs(std::chrono::milliseconds d) {
 HealthMonitor::HealthMonitor(nvml::NvmlApi& api, const nvml::Inventory& inventory,
                              HealthOptions options, HealthListener& listener, Clock& clock)
     : api_(api),
-      options_(std::move(options)),
       listener_(listener),
       clock_(clock),
       uuids_(GpuUuids(inventory)),
-      tracker_(uuids_, options_) {}
+      tracker_(uuids_, options),
+      options_(std::move(options)) {}
 
 HealthMonitor::~HealthMonitor() { Stop(); }
 
 absl::Status HealthMonitor::Start() {
-  if (thread_.joinable()) {
-    return absl::FailedPreconditionError("health monitor: Start() called while already running");
+  std::lock_guard control(control_mu_);
+  if (started_) {
+    return absl::FailedPreconditionError(
+        "health monitor: Start() called while already started; call Stop() first");
   }
-  if (!options_.enabled) {
+  started_ = true;
+  if (!Options().enabled) {
     log::Info("health checking disabled (health.enabled: false); every GPU stays Healthy",
               {{"gpus", uuids_.size()}});
     return absl::OkStatus();
   }
-  // Measured here, not on the new thread, so the first probe is due one
-  // interval after Start() returns whatever the thread's scheduling.
-  next_probe_ = clock_.Now() + options_.probe_interval;
-  thread_ = std::jthread([this](const std::stop_token& stop) { Run(stop); });
+  StartThread();
   return absl::OkStatus();
 }
 
 void HealthMonitor::Stop() {
+  std::lock_guard control(control_mu_);
+  started_ = false;
+  StopThread();
+}
+
+void HealthMonitor::StartThread() {
+  // Measured here, not on the new thread, so the first probe is due one
+  // interval after Start() returns whatever the thread's scheduling.
+  last_probe_ = clock_.Now();
+  probe_now_ = false;
+  rebuild_ = false;
+  thread_ = std::jthread([this](const std::stop_token& stop) { Run(stop); });
+}
+
+void HealthMonitor::StopThread() {
   if (!thread_.joinable()) return;
   thread_.request_stop();  // wakes SleepFor through the stop_token
   thread_.join();
 }
 
+HealthOptions HealthMonitor::Options() const {
+  detail::MutexLock lock(&mu_);
+  return options_;
+}
+
+void HealthMonitor::SetOptions(HealthOptions options) {
+  std::lock_guard control(control_mu_);
+  HealthOptions old;
+  {
+    detail::MutexLock lock(&mu_);
+    old = options_;
+    options_ = options;
+    tracker_.SetOptions(options);
+  }
+  {
+    std::lock_guard lock(sleep_mu_);
+    ++options_generation_;
+  }
+  sleep_cv_.notify_all();
+  const auto seconds = [](std::chrono::milliseconds d) {
+    return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  };
+  log::Info("health options changed; every GPU keeps its state",
+            {{"enabled", options.enabled},
+             {"ignored_xids", fmt::format("{}", fmt::join(options.ignored_xids, ","))},
+             {"quiet_period_s", seconds(options.quiet_period)},
+             {"probe_interval_ms", options.probe_interval.count()}});
+
+  if (old.enabled && !options.enabled) {
+    StopThread();
+    std::vector<HealthEvent> cleared;
+    {
+      detail::MutexLock lock(&mu_);
+      cleared = tracker_.ClearAll(
+          "health checking disabled (health.enabled: false), so nothing would ever clear it");
+    }
+    log::Info(
+        "health checking disabled by a config change: monitoring stopped, every GPU is reported "
+        "Healthy",
+        {{"gpus", uuids_.size()}, {"were_unhealthy", cleared.size()}});
+    for (auto& e : cleared) Emit(std::move(e));
+  } else if (!old.enabled && options.enabled && started_) {
+    log::Info("health checking enabled by a config change: monitoring starts",
+              {{"gpus", uuids_.size()}});
+    StartThread();
+  }
+}
+
 std::map<std::string, DeviceHealth> HealthMonitor::Devices() const {
-  absl::MutexLock lock(&mu_);
+  detail::MutexLock lock(&mu_);
   return tracker_.devices();
 }
 
@@ -77,7 +140,7 @@ HealthStats HealthMonitor::Stats() const {
   s.probes = probes_.load();
   s.probe_failures = probe_failures_.load();
   s.transitions = transitions_.load();
-  absl::MutexLock lock(&mu_);
+  detail::MutexLock lock(&mu_);
   s.xids = xids_;
   return s;
 }
@@ -91,7 +154,7 @@ void HealthMonitor::Emit(std::optional<HealthEvent> event) {
 void HealthMonitor::MarkLost(const std::string& uuid) {
   std::optional<HealthEvent> event;
   {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     event = tracker_.OnLost(uuid, clock_.Now());
   }
   Emit(std::move(event));
@@ -99,20 +162,33 @@ void HealthMonitor::MarkLost(const std::string& uuid) {
 
 void HealthMonitor::SleepFor(const std::stop_token& stop, std::chrono::milliseconds d) {
   std::unique_lock lock(sleep_mu_);
-  sleep_cv_.wait_for(lock, stop, d, [] { return false; });
+  sleep_cv_.wait_for(lock, stop, d, [&] { return options_generation_ != seen_generation_; });
 }
 
 void HealthMonitor::Run(const std::stop_token& stop) {
+  HealthOptions options = Options();
   log::Info("health monitor started",
             {{"gpus", uuids_.size()},
-             {"probe_interval_ms", options_.probe_interval.count()},
+             {"probe_interval_ms", options.probe_interval.count()},
              {"quiet_period_s",
-              std::chrono::duration_cast<std::chrono::seconds>(options_.quiet_period).count()}});
-  Backoff backoff(options_.wait_error_backoff_initial, options_.wait_error_backoff_max);
+              std::chrono::duration_cast<std::chrono::seconds>(options.quiet_period).count()}});
+  Backoff backoff(options.wait_error_backoff_initial, options.wait_error_backoff_max);
   SetState state = SetState::kNone;
   int consecutive_errors = 0;
 
   while (!stop.stop_requested()) {
+    // A snapshot per round, so SetOptions() takes effect here. The generation
+    // is read first: a SetOptions() after it makes SleepFor() return at once.
+    {
+      std::lock_guard lock(sleep_mu_);
+      seen_generation_ = options_generation_;
+    }
+    const HealthOptions previous = options;
+    options = Options();
+    if (options.wait_error_backoff_initial != previous.wait_error_backoff_initial ||
+        options.wait_error_backoff_max != previous.wait_error_backoff_max) {
+      backoff = Backoff(options.wait_error_backoff_initial, options.wait_error_backoff_max);
+    }
     if (rebuild_ && state == SetState::kReady) {
       TearDown();
       state = SetState::kNone;
@@ -121,19 +197,19 @@ void HealthMonitor::Run(const std::stop_token& stop) {
     if (state == SetState::kNone) {
       state = SetUp();
       if (state == SetState::kNone) {  // nvmlEventSetCreate failed; retry after a pause
-        ProbeIfDue();
+        ProbeIfDue(options);
         SleepFor(stop, backoff.Next());
         continue;
       }
     }
     if (state == SetState::kUnsupported) {
-      ProbeIfDue();
-      SleepFor(stop, options_.wait_timeout);
+      ProbeIfDue(options);
+      SleepFor(stop, options.wait_timeout);
       continue;
     }
 
     nvmlEventData_t data{};
-    const nvmlReturn_t r = api_.EventSetWait(set_, &data, ToMs(options_.wait_timeout));
+    const nvmlReturn_t r = api_.EventSetWait(set_, &data, ToMs(options.wait_timeout));
     if (r == NVML_SUCCESS || r == NVML_ERROR_TIMEOUT) {
       if (consecutive_errors > 0) {
         log::Info("NVML event wait works again", {{"failed_waits", consecutive_errors}});
@@ -141,31 +217,31 @@ void HealthMonitor::Run(const std::stop_token& stop) {
       consecutive_errors = 0;
       backoff.Reset();
       if (r == NVML_SUCCESS) HandleEvent(data);
-      ProbeIfDue();
+      ProbeIfDue(options);
       continue;
     }
 
     ++wait_errors_;
     ++consecutive_errors;
-    OnWaitError(r, consecutive_errors);
+    OnWaitError(r, consecutive_errors, options);
     // Some GPU fell off the bus; the wait does not say which, the probes will.
-    if (r == NVML_ERROR_GPU_IS_LOST) next_probe_ = clock_.Now();
-    if (consecutive_errors % std::max(1, options_.recreate_event_set_after) == 0) {
+    if (r == NVML_ERROR_GPU_IS_LOST) probe_now_ = true;
+    if (consecutive_errors % std::max(1, options.recreate_event_set_after) == 0) {
       log::Warn("recreating the NVML event set after repeated wait errors",
                 {{"consecutive_errors", consecutive_errors}});
       ++event_set_recreations_;
       rebuild_ = true;
     }
-    ProbeIfDue();
+    ProbeIfDue(options);
     SleepFor(stop, backoff.Next());
   }
   TearDown();
   log::Info("health monitor stopped");
 }
 
-void HealthMonitor::OnWaitError(nvmlReturn_t r, int consecutive) {
+void HealthMonitor::OnWaitError(nvmlReturn_t r, int consecutive, const HealthOptions& options) {
   const Clock::TimePoint now = clock_.Now();
-  if (consecutive > 1 && now - last_error_log_ < options_.error_log_interval) return;
+  if (consecutive > 1 && now - last_error_log_ < options.error_log_interval) return;
   last_error_log_ = now;
   log::Warn(
       "NVML event wait failed; retrying with backoff. Device health is unchanged; "
@@ -268,7 +344,7 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
   if (ecc) ++ecc_events_;
   std::vector<HealthEvent> changes;
   {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     if (xid) ++xids_[data.eventData];
     const Clock::TimePoint now = clock_.Now();
     for (const auto& uuid : targets) {
@@ -280,10 +356,13 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
   for (auto& e : changes) Emit(std::move(e));
 }
 
-void HealthMonitor::ProbeIfDue() {
+void HealthMonitor::ProbeIfDue(const HealthOptions& options) {
   const Clock::TimePoint now = clock_.Now();
-  if (now < next_probe_) return;
-  next_probe_ = now + options_.probe_interval;
+  // Against the last probe, not a precomputed deadline, so that a probe
+  // interval changed by SetOptions() applies to the probe already pending.
+  if (!probe_now_ && now - last_probe_ < options.probe_interval) return;
+  probe_now_ = false;
+  last_probe_ = now;
   ProbeAll();
 }
 
@@ -292,7 +371,7 @@ void HealthMonitor::ProbeAll() {
     ++probes_;
     bool was_lost = false;
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       if (const DeviceHealth* d = tracker_.Get(uuid)) was_lost = d->lost;
     }
     nvmlDevice_t device = nullptr;
@@ -324,7 +403,7 @@ void HealthMonitor::ProbeAll() {
     std::optional<HealthEvent> event;
     bool found_again = false;
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       event = tracker_.OnProbe(uuid, ok, clock_.Now());
       const DeviceHealth* d = tracker_.Get(uuid);
       found_again = was_lost && d != nullptr && !d->lost;

@@ -36,9 +36,23 @@
 //
 // MIG: events are attributed to the parent GPU (the whole GPU is marked).
 //
-// Thread-safety: Start(), Stop() and the destructor from one owning thread;
-// Devices() and Stats() from any thread. The listener is called on the
-// monitor's thread only, one call at a time, and must not call Stop().
+// Reconfiguration. SetOptions() replaces the options while the monitor runs
+// (a config reload) and keeps every GPU's state (HealthTracker::SetOptions
+// says how: an Unhealthy GPU stays so and recovers under the new quiet
+// period; a newly ignored XID no longer marks a GPU). The thread picks up a
+// new probe interval at once (the next probe is due one new interval after
+// the last one) and every other option at its next loop, within about
+// wait_timeout. Switching `enabled` off stops the thread, frees the event set
+// and reports every Unhealthy GPU Healthy (nobody would clear it otherwise);
+// switching it on starts the thread again.
+//
+// Thread-safety: Start(), Stop(), SetOptions() and the destructor are
+// serialised by a mutex (meant for one owning thread, the daemon's);
+// Devices() and Stats() from any thread. The listener is called one call at a
+// time: on the monitor's thread, except for the Healthy events of a
+// SetOptions() that disables checking, which come on the caller's thread
+// after the monitor's thread has ended. It must not call Start(), Stop() or
+// SetOptions().
 #pragma once
 
 #include <nvml.h>
@@ -56,8 +70,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "src/common/clock.h"
+#include "src/health/detail/mutex.h"
 #include "src/health/health_options.h"
 #include "src/health/health_tracker.h"
 #include "src/nvml/inventory.h"
@@ -99,12 +113,19 @@ class HealthMonitor {
   HealthMonitor& operator=(const HealthMonitor&) = delete;
 
   // Starts the thread; setup failures are handled (and retried) there, so
-  // this only fails when the monitor is already running. With
-  // options.enabled false it logs that health checking is off and starts
-  // nothing.
+  // this only fails when the monitor is already started. With
+  // options.enabled false it logs that health checking is off and starts no
+  // thread until SetOptions() enables it.
   absl::Status Start();
   // Stops and joins the thread, freeing the event set. Idempotent.
   void Stop();
+
+  // Replaces the options, keeping every GPU's state (see "Reconfiguration"
+  // above). Before Start() or after Stop() it only stores them (a disable
+  // still reports Unhealthy GPUs Healthy). Returns once the change is in
+  // effect for `enabled`: the thread has ended or has been started.
+  void SetOptions(HealthOptions options);
+  HealthOptions Options() const;
 
   // The current state of every GPU, by UUID.
   std::map<std::string, DeviceHealth> Devices() const;
@@ -113,14 +134,20 @@ class HealthMonitor {
  private:
   enum class SetState { kNone, kReady, kUnsupported };
 
+  // Both with control_mu_ held.
+  void StartThread();
+  void StopThread();
+
   void Run(const std::stop_token& stop);
   // Creates the event set and registers every GPU; returns the new state.
   SetState SetUp();
   void TearDown();
   void HandleEvent(const nvmlEventData_t& data);
   void ProbeAll();
-  void ProbeIfDue();
-  void OnWaitError(nvmlReturn_t r, int consecutive);
+  void ProbeIfDue(const HealthOptions& options);
+  void OnWaitError(nvmlReturn_t r, int consecutive, const HealthOptions& options);
+  // Sleeps for `d`, until a stop is requested, or until SetOptions() has
+  // changed the options since the thread's last snapshot of them.
   void SleepFor(const std::stop_token& stop, std::chrono::milliseconds d);
 
   // Each applies one input to the tracker and delivers the transition, if any.
@@ -128,13 +155,18 @@ class HealthMonitor {
   void MarkLost(const std::string& uuid);
 
   nvml::NvmlApi& api_;
-  const HealthOptions options_;
   HealthListener& listener_;
   Clock& clock_;
   const std::vector<std::string> uuids_;
 
-  mutable absl::Mutex mu_;
+  // Serialises Start(), Stop() and SetOptions(); never taken by the monitor's
+  // thread (they join it while holding this).
+  std::mutex control_mu_;
+  bool started_ = false;  // Start() called and Stop() not since; guarded by control_mu_
+
+  mutable detail::Mutex mu_;
   HealthTracker tracker_ ABSL_GUARDED_BY(mu_);
+  HealthOptions options_ ABSL_GUARDED_BY(mu_);
   std::map<unsigned long long, uint64_t> xids_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> events_{0};
@@ -152,11 +184,16 @@ class HealthMonitor {
   std::map<nvmlDevice_t, std::string> registered_;  // handle -> UUID
   std::map<std::string, int> probe_failure_runs_;   // UUID -> consecutive failed probes
   bool rebuild_ = false;
-  Clock::TimePoint next_probe_{};
+  bool probe_now_ = false;         // probe at the next chance, whatever the interval
+  Clock::TimePoint last_probe_{};  // set before the thread starts
   Clock::TimePoint last_error_log_{};
 
   std::mutex sleep_mu_;
   std::condition_variable_any sleep_cv_;
+  // Both guarded by sleep_mu_: bumped by SetOptions(); the value the monitor's
+  // thread read with its current options snapshot.
+  uint64_t options_generation_ = 0;
+  uint64_t seen_generation_ = 0;
   std::jthread thread_;  // last: joined before the members above are destroyed
 };
 

@@ -10,8 +10,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -240,6 +242,84 @@ INSTANTIATE_TEST_SUITE_P(Cases, TrackerTest, ::testing::ValuesIn(kTrackerCases),
                            return p.param.name;
                          });
 
+// ---------------------------------------------------------------- tracker reconfiguration
+
+class TrackerSetOptionsTest : public ::testing::Test {
+ protected:
+  TrackerSetOptionsTest() : tracker_({"GPU-a", "GPU-b", "GPU-c"}, Options(seconds(300), {13})) {}
+
+  static HealthOptions Options(std::chrono::milliseconds quiet,
+                               std::set<unsigned long long> ignored) {
+    HealthOptions o;
+    o.quiet_period = quiet;
+    o.ignored_xids = std::move(ignored);
+    return o;
+  }
+
+  HealthTracker tracker_;
+  Clock::TimePoint now_ = Clock::TimePoint(seconds(1000));
+};
+
+TEST_F(TrackerSetOptionsTest, ShorterQuietPeriodAppliesToAnAlreadyUnhealthyGpu) {
+  ASSERT_TRUE(tracker_.OnXid("GPU-a", 79, now_).has_value());
+  tracker_.SetOptions(Options(seconds(10), {13}));
+  EXPECT_FALSE(tracker_.Get("GPU-a")->healthy);  // the state survives
+  EXPECT_FALSE(tracker_.OnProbe("GPU-a", true, now_ + seconds(9)).has_value());
+  const auto event = tracker_.OnProbe("GPU-a", true, now_ + seconds(10));
+  ASSERT_TRUE(event.has_value());
+  EXPECT_TRUE(event->healthy);
+  EXPECT_THAT(event->reason, HasSubstr("no critical error for 10s"));
+}
+
+TEST_F(TrackerSetOptionsTest, LongerQuietPeriodDelaysRecovery) {
+  ASSERT_TRUE(tracker_.OnXid("GPU-a", 79, now_).has_value());
+  tracker_.SetOptions(Options(seconds(600), {13}));
+  EXPECT_FALSE(tracker_.OnProbe("GPU-a", true, now_ + seconds(300)).has_value());
+  EXPECT_TRUE(tracker_.OnProbe("GPU-a", true, now_ + seconds(600)).has_value());
+}
+
+TEST_F(TrackerSetOptionsTest, ZeroQuietPeriodStopsRecovery) {
+  ASSERT_TRUE(tracker_.OnXid("GPU-a", 79, now_).has_value());
+  tracker_.SetOptions(Options(seconds(0), {13}));
+  EXPECT_FALSE(tracker_.OnProbe("GPU-a", true, now_ + seconds(100000)).has_value());
+  EXPECT_FALSE(tracker_.Get("GPU-a")->healthy);
+}
+
+TEST_F(TrackerSetOptionsTest, NewlyIgnoredXidNoLongerMarksButDoesNotClear) {
+  ASSERT_TRUE(tracker_.OnXid("GPU-a", 79, now_).has_value());
+  tracker_.SetOptions(Options(seconds(300), {13, 79}));
+  EXPECT_FALSE(tracker_.OnXid("GPU-b", 79, now_).has_value());
+  EXPECT_TRUE(tracker_.Get("GPU-b")->healthy);
+  EXPECT_FALSE(tracker_.Get("GPU-a")->healthy);
+  // No longer ignored: marks again.
+  tracker_.SetOptions(Options(seconds(300), {}));
+  EXPECT_TRUE(tracker_.OnXid("GPU-b", 13, now_).has_value());
+  EXPECT_EQ(tracker_.options().ignored_xids.size(), 0u);
+}
+
+TEST_F(TrackerSetOptionsTest, ClearAllReportsEveryUnhealthyGpuHealthyOnce) {
+  ASSERT_TRUE(tracker_.OnXid("GPU-c", 48, now_).has_value());
+  ASSERT_TRUE(tracker_.OnLost("GPU-a", now_).has_value());
+  ASSERT_FALSE(tracker_.OnXid("GPU-a", 79, now_).has_value());  // lost and critical
+  const std::vector<HealthEvent> events = tracker_.ClearAll("checking off");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].uuid, "GPU-a");  // the constructor's order
+  EXPECT_EQ(events[1].uuid, "GPU-c");
+  for (const auto& e : events) {
+    EXPECT_TRUE(e.healthy);
+    EXPECT_THAT(e.reason, HasSubstr("checking off"));
+  }
+  EXPECT_THAT(events[1].reason, HasSubstr("XID 48"));
+  for (const auto& [uuid, d] : tracker_.devices()) {
+    EXPECT_TRUE(d.healthy) << uuid;
+    EXPECT_FALSE(d.lost || d.critical) << uuid;
+    EXPECT_TRUE(d.reason.empty()) << uuid;
+  }
+  EXPECT_TRUE(tracker_.ClearAll("again").empty());
+  // Both causes are gone: a good probe has nothing to report.
+  EXPECT_FALSE(tracker_.OnProbe("GPU-a", true, now_).has_value());
+}
+
 TEST(TrackerUnknownDeviceTest, IsIgnored) {
   HealthTracker tracker({"GPU-a"}, HealthOptions{});
   const auto now = Clock::TimePoint(seconds(1));
@@ -320,6 +400,11 @@ class EventScript {
     std::lock_guard lock(mu_);
     return last_timeout_ms_;
   }
+  // How many callers are inside Wait() now.
+  int waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
 
  private:
   std::mutex mu_;
@@ -376,7 +461,12 @@ class MonitorTest : public ::testing::Test {
     options_.wait_error_backoff_max = milliseconds(4);
     options_.recreate_event_set_after = 3;
     for (auto& rc : memory_rc_) rc = NVML_SUCCESS;
+    ExpectNvmlQueries();
+  }
 
+  // What the monitor may call any number of times: error strings, probes
+  // (answering per handle_rc_ and memory_rc_) and waits (from script_).
+  void ExpectNvmlQueries() {
     EXPECT_CALL(nvml_, ErrorString(_)).Times(AnyNumber()).WillRepeatedly(Return("an NVML error"));
     EXPECT_CALL(nvml_, DeviceGetHandleByUUID(_, _))
         .Times(AnyNumber())
@@ -710,6 +800,168 @@ TEST_F(MonitorTest, StartTwiceFailsAndDisabledStartsNothing) {
   EXPECT_TRUE(disabled.Start().ok());  // StrictMock: any NVML call would fail the test
   disabled.Stop();
   EXPECT_EQ(HealthOf(disabled), (std::vector<bool>(kGpus, true)));
+}
+
+// ---------------------------------------------------------------- SetOptions
+
+TEST_F(MonitorTest, SetOptionsShorterQuietPeriodRecoversAtTheNewBoundary) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();  // quiet period 60s, probes every 5s
+  script_.PushXid(Handle(1), 94);
+  ASSERT_EQ(listener_.WaitFor(1).size(), 1u);
+
+  HealthOptions shorter = options_;
+  shorter.quiet_period = seconds(10);
+  monitor->SetOptions(shorter);
+  EXPECT_EQ(monitor->Options().quiet_period, seconds(10));
+  EXPECT_EQ(HealthOf(*monitor), (std::vector<bool>{true, false, true, true}));
+
+  // 5s after the XID: probed, still inside the new quiet period.
+  const uint64_t probes = monitor->Stats().probes;
+  clock_.Advance(seconds(5));
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  EXPECT_EQ(listener_.events().size(), 1u);
+
+  // 10s after it: recovered, 50s before the old boundary.
+  clock_.Advance(seconds(5));
+  const auto events = listener_.WaitFor(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].uuid, Uuid(1));
+  EXPECT_TRUE(events[1].healthy);
+  EXPECT_THAT(events[1].reason, HasSubstr("no critical error for 10s"));
+  monitor->Stop();
+  EXPECT_EQ(HealthOf(*monitor), (std::vector<bool>(kGpus, true)));
+}
+
+TEST_F(MonitorTest, SetOptionsNewlyIgnoredXidNoLongerMarks) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  script_.PushXid(Handle(0), 79);
+  ASSERT_EQ(listener_.WaitFor(1).size(), 1u);
+
+  HealthOptions more = options_;
+  more.ignored_xids.insert(79);
+  monitor->SetOptions(more);
+  script_.PushXid(Handle(1), 79);  // now ignored
+  script_.PushXid(Handle(2), 48);  // delivered after it: still critical
+  const auto events = listener_.WaitFor(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1], (HealthEvent{Uuid(2), false, "XID 48: Double Bit ECC Error"}));
+  monitor->Stop();
+  // GPU 0 keeps the state the earlier XID 79 gave it.
+  EXPECT_EQ(HealthOf(*monitor), (std::vector<bool>{false, true, false, true}));
+  EXPECT_EQ(monitor->Stats().xids, (std::map<unsigned long long, uint64_t>{{48, 1}, {79, 2}}));
+  EXPECT_EQ(listener_.events().size(), 2u);
+}
+
+TEST_F(MonitorTest, SetOptionsProbeIntervalAppliesToThePendingProbe) {
+  ExpectSetUp();
+  options_.probe_interval = std::chrono::hours(1);
+  auto monitor = StartMonitor();
+  clock_.Advance(seconds(5));
+  // An ignored XID as a marker: once it is handled and the monitor waits
+  // again, it has passed ProbeIfDue() with the clock 5s on.
+  script_.PushXid(Handle(0), 13);
+  ASSERT_TRUE(script_.WaitDrained());
+  EXPECT_EQ(monitor->Stats().probes, 0u);
+
+  HealthOptions faster = options_;
+  faster.probe_interval = seconds(5);
+  monitor->SetOptions(faster);
+  // Due already: 5s have passed since Start() under the new interval.
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= kGpus; }));
+}
+
+TEST_F(MonitorTest, SetOptionsWakesTheThreadFromAnErrorBackoff) {
+  ExpectSetUp();
+  options_.probe_interval = std::chrono::hours(1);
+  options_.wait_error_backoff_initial = seconds(60);
+  options_.wait_error_backoff_max = seconds(60);
+  auto monitor = StartMonitor();
+  script_.Push(NVML_ERROR_UNKNOWN);  // the thread then sleeps 30s to 60s
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().wait_errors == 1; }));
+
+  memory_rc_[0] = NVML_ERROR_GPU_IS_LOST;
+  clock_.Advance(seconds(5));
+  HealthOptions faster = options_;
+  faster.probe_interval = seconds(5);
+  monitor->SetOptions(faster);
+  // Seen well within the backoff (WaitFor's deadline is 10s).
+  const auto events = listener_.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].uuid, Uuid(0));
+  EXPECT_FALSE(events[0].healthy);
+}
+
+TEST_F(MonitorTest, DisableReportsUnhealthyGpusHealthyAndStopsCallingNvml) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  script_.PushXid(Handle(2), 79);
+  ASSERT_EQ(listener_.WaitFor(1).size(), 1u);
+  memory_rc_[3] = NVML_ERROR_GPU_IS_LOST;
+  clock_.Advance(options_.probe_interval);
+  ASSERT_EQ(listener_.WaitFor(2).size(), 2u);
+  memory_rc_[3] = NVML_SUCCESS;
+
+  HealthOptions off = options_;
+  off.enabled = false;
+  monitor->SetOptions(off);  // returns once the thread has ended
+
+  const auto events = listener_.events();
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[2].uuid, Uuid(2));
+  EXPECT_EQ(events[3].uuid, Uuid(3));
+  for (size_t i = 2; i < 4; ++i) {
+    EXPECT_TRUE(events[i].healthy);
+    EXPECT_THAT(events[i].reason, HasSubstr("health checking disabled"));
+  }
+  EXPECT_EQ(HealthOf(*monitor), (std::vector<bool>(kGpus, true)));
+  EXPECT_EQ(script_.waiting(), 0);
+  // The event set was freed (ExpectSetUp's one EventSetFree); from here on
+  // the StrictMock has no expectations, so any NVML call fails the test.
+  ASSERT_TRUE(::testing::Mock::VerifyAndClearExpectations(&nvml_));
+  clock_.Advance(options_.probe_interval * 10);
+  script_.PushXid(Handle(1), 79);  // nobody may take it while disabled
+  monitor->SetOptions(off);        // still off: stores only
+  EXPECT_EQ(listener_.events().size(), 4u);
+
+  // Enabled again: a fresh set, and the XID left in the queue is the first
+  // thing the new thread sees.
+  ExpectNvmlQueries();
+  ExpectSetUp();
+  monitor->SetOptions(options_);
+  const auto after = listener_.WaitFor(5);
+  ASSERT_EQ(after.size(), 5u);
+  EXPECT_EQ(after[4], (HealthEvent{Uuid(1), false, "XID 79: GPU has fallen off the bus"}));
+  monitor->Stop();
+  EXPECT_EQ(monitor->Stats().transitions, 5u);
+}
+
+TEST_F(MonitorTest, EnableStartsAMonitorThatStartedDisabled) {
+  options_.enabled = false;
+  auto monitor = StartMonitor();  // StrictMock: no NVML call yet
+  ASSERT_TRUE(::testing::Mock::VerifyAndClearExpectations(&nvml_));
+  ExpectNvmlQueries();
+  ExpectSetUp();
+  HealthOptions on = options_;
+  on.enabled = true;
+  monitor->SetOptions(on);
+  script_.PushXid(Handle(3), 79);
+  const auto events = listener_.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].uuid, Uuid(3));
+  EXPECT_EQ(monitor->Start().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MonitorTest, SetOptionsBeforeStartOnlyStores) {
+  HealthMonitor monitor(nvml_, inventory_, options_, listener_, clock_);
+  HealthOptions off = options_;
+  off.enabled = false;
+  monitor.SetOptions(off);
+  EXPECT_FALSE(monitor.Options().enabled);
+  EXPECT_TRUE(monitor.Start().ok());  // disabled: no thread, no NVML call
+  monitor.Stop();
+  EXPECT_TRUE(listener_.events().empty());
 }
 
 }  // namespace

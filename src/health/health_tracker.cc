@@ -24,6 +24,21 @@ HealthTracker::HealthTracker(const std::vector<std::string>& uuids, const Health
   for (const auto& uuid : uuids_) devices_.try_emplace(uuid);
 }
 
+void HealthTracker::SetOptions(const HealthOptions& options) { options_ = options; }
+
+std::vector<HealthEvent> HealthTracker::ClearAll(std::string_view why) {
+  std::vector<HealthEvent> events;
+  for (const auto& uuid : uuids_) {
+    DeviceHealth& d = devices_.at(uuid);
+    if (d.healthy) continue;
+    const std::string reason = fmt::format("reported healthy: {} (was: {})", why, d.reason);
+    log::Info("device reported healthy without checking", {{"device", uuid}, {"reason", reason}});
+    d = DeviceHealth{};
+    events.push_back(HealthEvent{uuid, true, reason});
+  }
+  return events;
+}
+
 const DeviceHealth* HealthTracker::Get(const std::string& uuid) const {
   auto it = devices_.find(uuid);
   return it == devices_.end() ? nullptr : &it->second;

@@ -14,12 +14,16 @@
 // as a HealthEvent; events that do not change the health (another XID on an
 // Unhealthy GPU) return nothing.
 //
+// The options can be replaced (a config reload) without losing any GPU's state:
+// see SetOptions().
+//
 // Not thread-safe: one owner (HealthMonitor guards it with a mutex).
 #pragma once
 
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "src/common/clock.h"
@@ -62,6 +66,20 @@ class HealthTracker {
   std::optional<HealthEvent> OnLost(const std::string& uuid, Clock::TimePoint now);
   // `ok`: NVML answered normally for the GPU. A failed probe changes nothing.
   std::optional<HealthEvent> OnProbe(const std::string& uuid, bool ok, Clock::TimePoint now);
+
+  // Replaces the options; every GPU keeps its state. An Unhealthy GPU stays
+  // Unhealthy and recovers under the new quiet period, still measured from its
+  // last critical event (so a shortened period can make it recoverable at the
+  // next probe; a period of zero stops it recovering). A newly ignored XID no
+  // longer marks a GPU, but does not clear a GPU it already marked: that one
+  // recovers through the quiet period like any other.
+  void SetOptions(const HealthOptions& options);
+  const HealthOptions& options() const { return options_; }
+
+  // Makes every Unhealthy GPU Healthy, clearing both causes: health checking
+  // was switched off (`why` says so) and nobody will clear them otherwise.
+  // Returns one Healthy event per GPU that changed, in the constructor's order.
+  std::vector<HealthEvent> ClearAll(std::string_view why);
 
   // nullptr for an unknown UUID.
   const DeviceHealth* Get(const std::string& uuid) const;
