@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/strings/string_view.h"
+
 namespace gdp::log {
 
 enum class Level { kDebug, kInfo, kWarn, kError };
@@ -22,6 +24,8 @@ enum class Format { kText, kJson };
 struct Field {
   template <typename T>
   Field(std::string_view k, const T& v) : key(k), value(fmt::format("{}", v)) {}
+  // Debian's Abseil has its own string_view (absl::Status::message()).
+  Field(std::string_view k, absl::string_view v) : key(k), value(v.data(), v.size()) {}
   std::string_view key;
   std::string value;
 };
