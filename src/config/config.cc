@@ -102,7 +102,7 @@ absl::StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
   static constexpr Unit kUnits[] = {{"ns", 1},
                                     {"us", 1000},
                                     {"µs", 1000},
-                                    {"ms", 1000 * 1000},
+                                    {"ms", 1000LL * 1000},
                                     {"s", 1000LL * 1000 * 1000},
                                     {"m", 60LL * 1000 * 1000 * 1000},
                                     {"h", 3600LL * 1000 * 1000 * 1000}};
@@ -236,7 +236,6 @@ bool IsValidExtendedResourceName(const std::string& name, std::string* why) {
 namespace {
 
 using detail::Field;
-using detail::FieldKind;
 
 constexpr unsigned kMinXid = 1;
 constexpr unsigned kMaxXid = 999;
