@@ -710,7 +710,14 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     }
   }
 
-  auto get = [&](const char* path) { return dec.Lookup(doc, path, by_path); };
+  // Where each field's value came from (" (line N)" or " (from --flag)"), so
+  // validation problems can say it too.
+  std::map<std::string, std::string> origin;
+  auto get = [&](const char* path) {
+    std::optional<Raw> raw = dec.Lookup(doc, path, by_path);
+    if (raw) origin[path] = raw->suffix;
+    return raw;
+  };
 
   if (auto raw = get("flags.migStrategy")) {
     if (auto v = dec.Enum(*raw, kMigNames)) {
@@ -830,7 +837,14 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
 
   std::vector<std::string> problems = std::move(dec.errors);
-  for (std::string& p : Validate(config)) problems.push_back(std::move(p));
+  for (std::string& p : Validate(config)) {
+    const size_t colon = p.find(": ");
+    if (auto it = origin.find(p.substr(0, colon));
+        colon != std::string::npos && it != origin.end()) {
+      p.insert(colon, it->second);
+    }
+    problems.push_back(std::move(p));
+  }
   if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
   return config;
 }
