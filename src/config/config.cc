@@ -102,7 +102,7 @@ absl::StatusOr<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
   static constexpr Unit kUnits[] = {{"ns", 1},
                                     {"us", 1000},
                                     {"µs", 1000},
-                                    {"ms", 1000 * 1000},
+                                    {"ms", 1000LL * 1000},
                                     {"s", 1000LL * 1000 * 1000},
                                     {"m", 60LL * 1000 * 1000 * 1000},
                                     {"h", 3600LL * 1000 * 1000 * 1000}};
@@ -236,7 +236,6 @@ bool IsValidExtendedResourceName(const std::string& name, std::string* why) {
 namespace {
 
 using detail::Field;
-using detail::FieldKind;
 
 constexpr unsigned kMinXid = 1;
 constexpr unsigned kMaxXid = 999;
@@ -711,7 +710,14 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
     }
   }
 
-  auto get = [&](const char* path) { return dec.Lookup(doc, path, by_path); };
+  // Where each field's value came from (" (line N)" or " (from --flag)"), so
+  // validation problems can say it too.
+  std::map<std::string, std::string> origin;
+  auto get = [&](const char* path) {
+    std::optional<Raw> raw = dec.Lookup(doc, path, by_path);
+    if (raw) origin[path] = raw->suffix;
+    return raw;
+  };
 
   if (auto raw = get("flags.migStrategy")) {
     if (auto v = dec.Enum(*raw, kMigNames)) {
@@ -831,7 +837,14 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
 
   std::vector<std::string> problems = std::move(dec.errors);
-  for (std::string& p : Validate(config)) problems.push_back(std::move(p));
+  for (std::string& p : Validate(config)) {
+    const size_t colon = p.find(": ");
+    if (auto it = origin.find(p.substr(0, colon));
+        colon != std::string::npos && it != origin.end()) {
+      p.insert(colon, it->second);
+    }
+    problems.push_back(std::move(p));
+  }
   if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "\n"));
   return config;
 }

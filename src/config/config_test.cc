@@ -187,11 +187,13 @@ metrics:
 )");
   EXPECT_THAT(errors, HasSubstr("flags.migStrategy (line 4)"));
   EXPECT_THAT(errors, HasSubstr("flags.failOnInitError (line 5)"));
-  EXPECT_THAT(errors,
-              HasSubstr("flags.nvidiaDriverRoot: \"relative/path\" must be an absolute path"));
   EXPECT_THAT(
       errors,
-      HasSubstr("flags.plugin.resourceName: \"gpu\" is not a valid extended resource name"));
+      HasSubstr("flags.nvidiaDriverRoot (line 6): \"relative/path\" must be an absolute path"));
+  EXPECT_THAT(
+      errors,
+      HasSubstr(
+          "flags.plugin.resourceName (line 8): \"gpu\" is not a valid extended resource name"));
   EXPECT_THAT(errors, HasSubstr("metrics.port (line 10): 70000 is out of range 0 to 65535"));
   EXPECT_THAT(errors, HasSubstr("metrics.colour (line 11): unknown field"));
   EXPECT_EQ(std::count(errors.begin(), errors.end(), '\n'), 5) << errors;
@@ -249,9 +251,9 @@ TEST(ParseConfigTest, Durations) {
   EXPECT_THAT(Errors("version: v1\nhealth: {recoveryQuietPeriod: 1500ms}"),
               HasSubstr("must be a whole number of seconds"));
   EXPECT_THAT(Errors("version: v1\nhealth: {recoveryQuietPeriod: -5m}"),
-              HasSubstr("health.recoveryQuietPeriod: -5m is negative"));
+              HasSubstr("health.recoveryQuietPeriod (line 2): -5m is negative"));
   EXPECT_THAT(Errors("version: v1\nhealth: {probeInterval: 0}"),
-              HasSubstr("health.probeInterval: 0 must be positive"));
+              HasSubstr("health.probeInterval (line 2): 0 must be positive"));
   EXPECT_THAT(Errors("version: v1\nhealth: {probeInterval: 5 minutes}"), HasSubstr("unknown unit"));
 }
 
@@ -376,6 +378,9 @@ TEST(OverrideTest, OverridesWinOverTheFileAndNameTheirSource) {
             "flags.migStrategy (from --mig-strategy): \"foo\" is not one of none, single, mixed");
   EXPECT_EQ(Errors("", {{"metrics.port", "x", "METRICS_PORT"}}),
             "metrics.port (from METRICS_PORT): expected an integer, got \"x\"");
+  // Validation problems name the source too.
+  EXPECT_EQ(Errors("", {{"flags.nvidiaDriverRoot", "run/nvidia", "--driver-root"}}),
+            "flags.nvidiaDriverRoot (from --driver-root): \"run/nvidia\" must be an absolute path");
   // Overrides apply without a file too, and replace a broken file value.
   EXPECT_EQ(Parse("version: v1\nmetrics: {port: x}", {{"metrics.port", "1234", "--metrics-port"}})
                 .metrics_port,
@@ -397,9 +402,10 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
               IsEmpty());
   EXPECT_EQ(Errors("", {{"health.ignoredXids", "13,x", "--health-ignored-xids"}}),
             "health.ignoredXids[1] (from --health-ignored-xids): expected an integer, got \"x\"");
-  EXPECT_EQ(Errors("", {{"flags.plugin.deviceListStrategy", "", "DEVICE_LIST_STRATEGY"}}),
-            "flags.plugin.deviceListStrategy: must name at least one of envvar, volume-mounts, "
-            "cdi-annotations, cdi-cri");
+  EXPECT_EQ(
+      Errors("", {{"flags.plugin.deviceListStrategy", "", "DEVICE_LIST_STRATEGY"}}),
+      "flags.plugin.deviceListStrategy (from DEVICE_LIST_STRATEGY): must name at least one of "
+      "envvar, volume-mounts, cdi-annotations, cdi-cri");
   // A flag value is text, not YAML: no surprise parsing of ':' or '#'.
   EXPECT_EQ(Parse("", {{"flags.nvmlLibrary", "/a #b: c", "--nvml-library"}}).nvml_library,
             "/a #b: c");

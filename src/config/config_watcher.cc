@@ -79,7 +79,7 @@ absl::Status ConfigWatcher::BlockSighup() {
   sigemptyset(&set);
   sigaddset(&set, SIGHUP);
   if (int err = pthread_sigmask(SIG_BLOCK, &set, nullptr); err != 0) {
-    return absl::InternalError(absl::StrCat("cannot block SIGHUP: ", std::strerror(err)));
+    return ErrnoStatus(err, "pthread_sigmask blocking", "SIGHUP");
   }
   return absl::OkStatus();
 }
@@ -125,7 +125,7 @@ absl::Status ConfigWatcher::Start() {
     CloseFd(&signal_fd_);
     return status;
   }
-  thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
+  thread_ = std::jthread([this](const std::stop_token& stop) { Run(stop); });
   log::Info("watching config file", {{"file", options_.config_file}, {"dir", dir_}});
   return absl::OkStatus();
 }
@@ -150,7 +150,7 @@ std::shared_ptr<const Config> ConfigWatcher::current() const {
   return current_;
 }
 
-void ConfigWatcher::Run(std::stop_token stop) {
+void ConfigWatcher::Run(const std::stop_token& stop) {
   using Clock = std::chrono::steady_clock;
   std::array<pollfd, 4> fds = {{{wake_fd_, POLLIN, 0},
                                 {inotify_fd_, POLLIN, 0},
@@ -172,8 +172,9 @@ void ConfigWatcher::Run(std::stop_token stop) {
     int n = poll(fds.data(), nfds, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
-      log::Error("config watcher: poll failed; reloads stop",
-                 {{"error", std::strerror(errno)}, {"file", options_.config_file}});
+      log::Error(
+          "config watcher: poll failed; reloads stop",
+          {{"error", ErrnoStatus(errno, "poll", dir_).ToString()}, {"file", options_.config_file}});
       return;
     }
     if (stop.stop_requested()) return;

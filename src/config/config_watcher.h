@@ -76,7 +76,7 @@ class ConfigWatcher {
   static absl::Status BlockSighup();
 
  private:
-  void Run(std::stop_token stop);
+  void Run(const std::stop_token& stop);
   void Reload();
 
   const FileSystem& fs_;

@@ -55,7 +55,8 @@ const std::vector<OverrideSpec>& OverrideTable() {
 
 EnvLookup ProcessEnv() {
   return [](const std::string& name) -> std::optional<std::string> {
-    const char* value = std::getenv(name.c_str());
+    // The daemon reads its environment at start and never changes it.
+    const char* value = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe)
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   };
