@@ -17,7 +17,8 @@ Backoff::Duration Backoff::Next() {
   state_ ^= state_ >> 7;
   state_ ^= state_ << 17;
   const int64_t half = base / 2;
-  const int64_t jitter = half > 0 ? static_cast<int64_t>(state_ % static_cast<uint64_t>(half + 1)) : 0;
+  const int64_t jitter =
+      half > 0 ? static_cast<int64_t>(state_ % static_cast<uint64_t>(half + 1)) : 0;
   return Duration(half + jitter + (base % 2));
 }
 

@@ -35,9 +35,12 @@ absl::StatusOr<FileInfo> PosixFileSystem::Stat(const std::string& path) const {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   FileInfo info;
-  if (S_ISREG(st.st_mode)) info.type = FileInfo::Type::kRegular;
-  else if (S_ISDIR(st.st_mode)) info.type = FileInfo::Type::kDirectory;
-  else if (S_ISLNK(st.st_mode)) info.type = FileInfo::Type::kSymlink;
+  if (S_ISREG(st.st_mode))
+    info.type = FileInfo::Type::kRegular;
+  else if (S_ISDIR(st.st_mode))
+    info.type = FileInfo::Type::kDirectory;
+  else if (S_ISLNK(st.st_mode))
+    info.type = FileInfo::Type::kSymlink;
   else if (S_ISCHR(st.st_mode)) {
     info.type = FileInfo::Type::kCharDevice;
     info.major = major(st.st_rdev);

@@ -25,7 +25,8 @@ class FileSystem {
   virtual absl::StatusOr<std::string> ReadFile(const std::string& path) const = 0;
   // Writes through a temporary file in the same directory and renames it over
   // the target, so readers see the old or the new content, never a mix.
-  virtual absl::Status WriteFileAtomic(const std::string& path, const std::string& content) const = 0;
+  virtual absl::Status WriteFileAtomic(const std::string& path,
+                                       const std::string& content) const = 0;
   virtual absl::Status Remove(const std::string& path) const = 0;
   // Names of the entries in a directory (no "." or ".."), sorted.
   virtual absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) const = 0;

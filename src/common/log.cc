@@ -35,17 +35,22 @@ bool NeedsQuotes(std::string_view v) {
 }  // namespace
 
 bool ParseLevel(std::string_view text, Level* level) {
-  if (text == "debug") *level = Level::kDebug;
-  else if (text == "info") *level = Level::kInfo;
-  else if (text == "warn" || text == "warning") *level = Level::kWarn;
-  else if (text == "error") *level = Level::kError;
-  else return false;
+  if (text == "debug")
+    *level = Level::kDebug;
+  else if (text == "info")
+    *level = Level::kInfo;
+  else if (text == "warn" || text == "warning")
+    *level = Level::kWarn;
+  else if (text == "error")
+    *level = Level::kError;
+  else
+    return false;
   return true;
 }
 
 void SetLevel(Level level) {
-  static constexpr spdlog::level::level_enum kMap[] = {
-      spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
+  static constexpr spdlog::level::level_enum kMap[] = {spdlog::level::debug, spdlog::level::info,
+                                                       spdlog::level::warn, spdlog::level::err};
   Logger().set_level(kMap[static_cast<int>(level)]);
 }
 
@@ -76,8 +81,8 @@ std::string Render(std::string_view message, Fields fields, Format format) {
 }
 
 void Write(Level level, std::string_view message, Fields fields) {
-  static constexpr spdlog::level::level_enum kMap[] = {
-      spdlog::level::debug, spdlog::level::info, spdlog::level::warn, spdlog::level::err};
+  static constexpr spdlog::level::level_enum kMap[] = {spdlog::level::debug, spdlog::level::info,
+                                                       spdlog::level::warn, spdlog::level::err};
   spdlog::logger& logger = Logger();
   const auto spd_level = kMap[static_cast<int>(level)];
   if (!logger.should_log(spd_level)) return;

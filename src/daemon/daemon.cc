@@ -3,6 +3,8 @@
 #include <chrono>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/common/backoff.h"
@@ -20,6 +22,27 @@ namespace gdp::daemon {
 namespace {
 
 using std::chrono::milliseconds;
+
+// nvidia-smi topo -m style names.
+const char* PathName(nvml::PathKind p) {
+  switch (p) {
+    case nvml::PathKind::kSelf:
+      return "X";
+    case nvml::PathKind::kNvLink:
+      return "NV";
+    case nvml::PathKind::kPcieSwitch:
+      return "PIX";
+    case nvml::PathKind::kPcieMultiSwitch:
+      return "PXB";
+    case nvml::PathKind::kHostBridge:
+      return "PHB";
+    case nvml::PathKind::kNumaNode:
+      return "NODE";
+    case nvml::PathKind::kSystem:
+      return "SYS";
+  }
+  return "SYS";
+}
 
 // Forwards GPU health changes from the monitor's thread to the plugin manager
 // (which only queues them, so the monitor never waits on gRPC).
@@ -55,6 +78,50 @@ bool SameHealth(const config::HealthConfig& a, const config::HealthConfig& b) {
          a.recovery_quiet_period == b.recovery_quiet_period && a.probe_interval == b.probe_interval;
 }
 
+// The inventory as JSON, for operators (GET /inventory) and tests.
+std::string InventoryJson(const nvml::Inventory& inv) {
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const nvml::Gpu& g : inv.gpus) {
+    nlohmann::json migs = nlohmann::json::array();
+    for (const nvml::MigDevice& m : g.mig_devices) {
+      migs.push_back({{"index", m.index},
+                      {"uuid", m.uuid},
+                      {"gpuInstanceId", m.gpu_instance_id},
+                      {"computeInstanceId", m.compute_instance_id},
+                      {"profile", m.profile},
+                      {"memoryBytes", m.memory_bytes},
+                      {"multiprocessors", m.multiprocessor_count}});
+    }
+    gpus.push_back(
+        {{"index", g.index},
+         {"minor", g.minor},
+         {"uuid", g.uuid},
+         {"name", g.name},
+         {"brand", g.brand},
+         {"architecture", g.architecture},
+         {"computeCapability", absl::StrCat(g.cuda_compute_major, ".", g.cuda_compute_minor)},
+         {"memoryBytes", g.memory_bytes},
+         {"pciBusId", g.pci_bus_id},
+         {"numaNode", g.numa_node},
+         {"migEnabled", g.mig_enabled},
+         {"migDevices", migs}});
+  }
+  nlohmann::json links = nlohmann::json::array();
+  for (const auto& row : inv.links) {
+    nlohmann::json r = nlohmann::json::array();
+    for (const nvml::Link& l : row)
+      r.push_back(l.nvlinks > 0 ? absl::StrCat("NV", l.nvlinks) : PathName(l.path));
+    links.push_back(r);
+  }
+  return nlohmann::json{{"driverVersion", inv.driver_version},
+                        {"nvmlVersion", inv.nvml_version},
+                        {"cudaDriverVersion", inv.CudaDriverVersionString()},
+                        {"gpus", gpus},
+                        {"links", links}}
+             .dump(2) +
+         "\n";
+}
+
 void ApplyLogSettings(const config::Config& c) {
   log::Level level = log::Level::kInfo;
   if (log::ParseLevel(c.log_level, &level)) log::SetLevel(level);
@@ -74,6 +141,7 @@ struct Daemon::Components {
   std::unique_ptr<health::HealthMonitor> health;
   std::unique_ptr<config::ConfigWatcher> watcher;
   size_t resource_count = 0;
+  std::string inventory_json ABSL_GUARDED_BY(mu);  // empty until NVML is up
 
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
   std::mutex mu;
@@ -141,6 +209,13 @@ int Daemon::Run() {
     const std::string reason = comps->NotReady();
     if (reason.empty()) return metrics::HttpResponse{200, "text/plain", "ready\n"};
     return metrics::HttpResponse{503, "text/plain", "not ready: " + reason + "\n"};
+  });
+  c_->http->Handle("/inventory", [comps] {
+    std::lock_guard<std::mutex> lock(comps->mu);
+    if (comps->inventory_json.empty()) {
+      return metrics::HttpResponse{503, "text/plain", "NVML is not initialised yet\n"};
+    }
+    return metrics::HttpResponse{200, "application/json", comps->inventory_json};
   });
   if (absl::Status s = c_->http->Start(); !s.ok()) {
     log::Error("cannot serve the HTTP endpoint", {{"error", s.message()}});
@@ -267,8 +342,9 @@ bool Daemon::StartNvml() {
   const nvml::Inventory& inv = *c_->inventory;
   if (absl::Status s = nvml::CheckMinimumVersions(inv); !s.ok()) {
     if (cfg.require_minimum_versions) {
-      log::Error("unsupported driver", {{"error", s.message()},
-                                        {"hint", "set flags.requireMinimumVersions: false to run anyway"}});
+      log::Error("unsupported driver",
+                 {{"error", s.message()},
+                  {"hint", "set flags.requireMinimumVersions: false to run anyway"}});
       c_->SetNotReady(std::string(s.message()));
       exit_code_ = kExitInitFailed;
       return false;
@@ -277,6 +353,10 @@ bool Daemon::StartNvml() {
               {{"error", s.message()}});
   }
   c_->nvml_up = true;
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->inventory_json = InventoryJson(inv);
+  }
   log::Info("NVML initialised", {{"driver", inv.driver_version},
                                  {"cuda_driver", inv.CudaDriverVersionString()},
                                  {"gpus", inv.gpus.size()}});

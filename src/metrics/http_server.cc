@@ -1,6 +1,7 @@
 #include "src/metrics/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/log.h"
@@ -8,23 +9,32 @@
 namespace gdp::metrics {
 
 HttpServer::HttpServer(std::string bind_address, int port)
-    : bind_address_(std::move(bind_address)), port_(port), server_(std::make_unique<httplib::Server>()) {
+    : bind_address_(std::move(bind_address)),
+      port_(port),
+      server_(std::make_unique<httplib::Server>()) {
   // Two workers: scrapes and probes are cheap, and a node daemon should not
   // park a thread per core.
   server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   server_->set_read_timeout(std::chrono::seconds(5));
   server_->set_write_timeout(std::chrono::seconds(5));
   server_->set_keep_alive_timeout(5);
+  // httplib's default adds SO_REUSEPORT, which would let a second daemon share
+  // the port silently; a taken port must be an error instead.
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Handle(const std::string& path, Handler handler) {
-  server_->Get(path, [handler = std::move(handler)](const httplib::Request&, httplib::Response& res) {
-    HttpResponse r = handler();
-    res.status = r.status;
-    res.set_content(r.body, r.content_type.c_str());
-  });
+  server_->Get(path,
+               [handler = std::move(handler)](const httplib::Request&, httplib::Response& res) {
+                 HttpResponse r = handler();
+                 res.status = r.status;
+                 res.set_content(r.body, r.content_type.c_str());
+               });
 }
 
 absl::Status HttpServer::Start() {
@@ -36,22 +46,28 @@ absl::Status HttpServer::Start() {
     port = 0;
   }
   if (port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", bind_address_, ":", port_,
-        ": address in use or not available; choose another with --metrics-port / "
-        "--metrics-bind-address"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", bind_address_, ":", port_,
+                     ": address in use or not available; choose another with --metrics-port / "
+                     "--metrics-bind-address"));
   }
   bound_port_ = port;
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listen_returned_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
   log::Info("http endpoint listening", {{"address", bind_address_}, {"port", bound_port_}});
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
-  if (thread_.joinable()) {
-    server_->stop();
-    thread_.join();
-  }
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until the listen loop runs, so a Stop()
+  // right after Start() waits for the loop to begin (or to have failed).
+  while (!listen_returned_ && !server_->is_running()) std::this_thread::yield();
+  server_->stop();
+  thread_.join();
 }
 
 }  // namespace gdp::metrics

@@ -119,7 +119,9 @@ bool Process::Running() {
   return true;
 }
 
-int Process::OpenFdCount() const { return CountDirEntries("/proc/" + std::to_string(pid_) + "/fd"); }
+int Process::OpenFdCount() const {
+  return CountDirEntries("/proc/" + std::to_string(pid_) + "/fd");
+}
 
 int Process::ThreadCount() const {
   return CountDirEntries("/proc/" + std::to_string(pid_) + "/task");

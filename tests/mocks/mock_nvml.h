@@ -14,36 +14,62 @@ class MockNvml : public NvmlApi {
   MOCK_METHOD(nvmlReturn_t, Init, (), (override));
   MOCK_METHOD(nvmlReturn_t, Shutdown, (), (override));
   MOCK_METHOD(std::string, ErrorString, (nvmlReturn_t r), (override));
-  MOCK_METHOD(nvmlReturn_t, SystemGetDriverVersion, (char* version, unsigned int length), (override));
+  MOCK_METHOD(nvmlReturn_t, SystemGetDriverVersion, (char* version, unsigned int length),
+              (override));
   MOCK_METHOD(nvmlReturn_t, SystemGetNVMLVersion, (char* version, unsigned int length), (override));
   MOCK_METHOD(nvmlReturn_t, SystemGetCudaDriverVersion, (int* version), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetCount, (unsigned int* count), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetHandleByIndex, (unsigned int index, nvmlDevice_t* device), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetHandleByUUID, (const char* uuid, nvmlDevice_t* device), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetUUID, (nvmlDevice_t device, char* uuid, unsigned int length), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetName, (nvmlDevice_t device, char* name, unsigned int length), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetBrand, (nvmlDevice_t device, nvmlBrandType_t* brand), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetHandleByIndex, (unsigned int index, nvmlDevice_t* device),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetHandleByUUID, (const char* uuid, nvmlDevice_t* device),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetUUID, (nvmlDevice_t device, char* uuid, unsigned int length),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetName, (nvmlDevice_t device, char* name, unsigned int length),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetBrand, (nvmlDevice_t device, nvmlBrandType_t* brand),
+              (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetIndex, (nvmlDevice_t device, unsigned int* index), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetMinorNumber, (nvmlDevice_t device, unsigned int* minor), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetArchitecture, (nvmlDevice_t device, nvmlDeviceArchitecture_t* arch), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetCudaComputeCapability, (nvmlDevice_t device, int* major, int* minor), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetMemoryInfo, (nvmlDevice_t device, nvmlMemory_t* memory), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetPciInfo, (nvmlDevice_t device, nvmlPciInfo_t* pci), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetNumaNodeId, (nvmlDevice_t device, unsigned int* node), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetTopologyCommonAncestor, (nvmlDevice_t a, nvmlDevice_t b, nvmlGpuTopologyLevel_t* level), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkState, (nvmlDevice_t device, unsigned int link, nvmlEnableState_t* active), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemotePciInfo, (nvmlDevice_t device, unsigned int link, nvmlPciInfo_t* pci), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemoteDeviceType, (nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t* type), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetMigMode, (nvmlDevice_t device, unsigned int* current, unsigned int* pending), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetMaxMigDeviceCount, (nvmlDevice_t device, unsigned int* count), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetMigDeviceHandleByIndex, (nvmlDevice_t device, unsigned int index, nvmlDevice_t* mig), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetGpuInstanceId, (nvmlDevice_t mig, unsigned int* id), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetComputeInstanceId, (nvmlDevice_t mig, unsigned int* id), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetAttributes, (nvmlDevice_t device, nvmlDeviceAttributes_t* attrs), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceGetSupportedEventTypes, (nvmlDevice_t device, unsigned long long* types), (override));
-  MOCK_METHOD(nvmlReturn_t, EventSetCreate, (nvmlEventSet_t* set), (override));
-  MOCK_METHOD(nvmlReturn_t, DeviceRegisterEvents, (nvmlDevice_t device, unsigned long long types, nvmlEventSet_t set), (override));
-  MOCK_METHOD(nvmlReturn_t, EventSetWait, (nvmlEventSet_t set, nvmlEventData_t* data, unsigned int timeout_ms), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetMinorNumber, (nvmlDevice_t device, unsigned int* minor),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetArchitecture,
+              (nvmlDevice_t device, nvmlDeviceArchitecture_t* arch), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetCudaComputeCapability,
+              (nvmlDevice_t device, int* major, int* minor), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetMemoryInfo, (nvmlDevice_t device, nvmlMemory_t* memory),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetPciInfo, (nvmlDevice_t device, nvmlPciInfo_t* pci),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetNumaNodeId, (nvmlDevice_t device, unsigned int* node),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetTopologyCommonAncestor,
+              (nvmlDevice_t a, nvmlDevice_t b, nvmlGpuTopologyLevel_t* level), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkState,
+              (nvmlDevice_t device, unsigned int link, nvmlEnableState_t* active), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemotePciInfo,
+              (nvmlDevice_t device, unsigned int link, nvmlPciInfo_t* pci), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkRemoteDeviceType,
+              (nvmlDevice_t device, unsigned int link, nvmlIntNvLinkDeviceType_t* type),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetMigMode,
+              (nvmlDevice_t device, unsigned int* current, unsigned int* pending), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetMaxMigDeviceCount, (nvmlDevice_t device, unsigned int* count),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetMigDeviceHandleByIndex,
+              (nvmlDevice_t device, unsigned int index, nvmlDevice_t* mig), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetGpuInstanceId, (nvmlDevice_t mig, unsigned int* id),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetComputeInstanceId, (nvmlDevice_t mig, unsigned int* id),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetAttributes,
+              (nvmlDevice_t device, nvmlDeviceAttributes_t* attrs), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetSupportedEventTypes,
+              (nvmlDevice_t device, unsigned long long* types), (override));
+  MOCK_METHOD(nvmlReturn_t, EventSetCreate, (nvmlEventSet_t * set), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceRegisterEvents,
+              (nvmlDevice_t device, unsigned long long types, nvmlEventSet_t set), (override));
+  MOCK_METHOD(nvmlReturn_t, EventSetWait,
+              (nvmlEventSet_t set, nvmlEventData_t* data, unsigned int timeout_ms), (override));
   MOCK_METHOD(nvmlReturn_t, EventSetFree, (nvmlEventSet_t set), (override));
 };
 

@@ -1,0 +1,602 @@
+// Integration tests: the real gpu-device-plugin binary, against the real GPU
+// simulator (a drop-in libnvidia-ml.so.1 under a driver root laid out by
+// gpusim, reached through the daemon's ordinary dlopen path) and a kubelet
+// stand-in on real unix sockets in a temporary directory.
+#include <httplib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "sim/profile.h"
+#include "tests/integration/process.h"
+#include "tests/kubelet_stub/kubelet_stub.h"
+
+namespace gdp::testing {
+namespace {
+
+using kubelet_stub::In;
+using kubelet_stub::KubeletStub;
+using kubelet_stub::PluginClient;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+constexpr char kResource[] = "nvidia.com/gpu";
+constexpr char kSocket[] = "nvidia-gpu.sock";
+
+// Health of every device in one ListAndWatch message, by ID.
+std::map<std::string, std::string> HealthById(const v1beta1::ListAndWatchResponse& r) {
+  std::map<std::string, std::string> out;
+  for (const auto& d : r.devices()) out[d.id()] = d.health();
+  return out;
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gdp-it-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    root_ = dir_ + "/root";
+    plugin_dir_ = dir_ + "/dp";
+    ASSERT_EQ(mkdir(plugin_dir_.c_str(), 0755), 0);
+    port_ = FreeLocalPort();
+  }
+
+  void TearDown() override {
+    daemon_.reset();
+    stub_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Lays out a driver root for `profile`; extra gpusim flags may follow.
+  void LayRoot(const std::string& profile, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {GDP_GPUSIM_BIN, "root", root_, "--profile", profile};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::string out;
+    ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+  }
+
+  void Gpusim(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {GDP_GPUSIM_BIN, "--root", root_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+  }
+
+  void StartStub() {
+    stub_ = std::make_unique<KubeletStub>(plugin_dir_);
+    ASSERT_TRUE(stub_->Start().ok());
+  }
+
+  void StartDaemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {GDP_DAEMON_BIN,
+                                     "--driver-root",
+                                     root_,
+                                     "--plugin-directory",
+                                     plugin_dir_,
+                                     "--metrics-port",
+                                     std::to_string(port_),
+                                     "--metrics-bind-address",
+                                     "127.0.0.1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    daemon_ =
+        std::make_unique<Process>(argv, std::map<std::string, std::string>{}, dir_ + "/daemon.log");
+  }
+
+  // Starts stub + daemon and waits for the registration.
+  void StartRegistered(std::vector<std::string> extra = {}) {
+    StartStub();
+    StartDaemon(std::move(extra));
+    ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20))))
+        << "daemon did not register; its output:\n"
+        << daemon_->Output();
+  }
+
+  std::string WriteConfig(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << text;
+    std::filesystem::rename(tmp, path);
+    return path;
+  }
+
+  std::unique_ptr<PluginClient> Client() {
+    auto c = std::make_unique<PluginClient>(plugin_dir_ + "/" + kSocket);
+    EXPECT_TRUE(c->WaitConnected(In(seconds(10))));
+    return c;
+  }
+
+  httplib::Result Get(const std::string& path) {
+    httplib::Client http("127.0.0.1", port_);
+    http.set_connection_timeout(2);
+    return http.Get(path.c_str());
+  }
+
+  std::string dir_, root_, plugin_dir_;
+  int port_ = 0;
+  std::unique_ptr<KubeletStub> stub_;
+  std::unique_ptr<Process> daemon_;
+};
+
+// --- discovery, for every built-in profile ---------------------------------
+
+class ProfileTest : public DaemonTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(ProfileTest, AdvertisesEveryGpuOfTheProfileAsNvmlReportsIt) {
+  const std::string name = GetParam();
+  absl::StatusOr<sim::Profile> profile = sim::BuiltinProfile(name);
+  ASSERT_TRUE(profile.ok()) << profile.status();
+  LayRoot(name);
+  StartRegistered();
+
+  const v1beta1::RegisterRequest reg = stub_->LastRegistration(kResource);
+  EXPECT_EQ(reg.version(), "v1beta1");
+  EXPECT_EQ(reg.endpoint(), kSocket);
+  EXPECT_TRUE(reg.options().get_preferred_allocation_available());
+
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const v1beta1::ListAndWatchResponse first = stream->Updates().front();
+  ASSERT_EQ(first.devices_size(), static_cast<int>(profile->gpus.size()));
+  for (size_t i = 0; i < profile->gpus.size(); ++i) {
+    const auto& d = first.devices(static_cast<int>(i));
+    const sim::GpuSpec& g = profile->gpus[i];
+    EXPECT_EQ(d.id(), g.uuid) << name << " GPU " << i;
+    EXPECT_EQ(d.health(), "Healthy");
+    ASSERT_EQ(d.topology().nodes_size(), 1) << name << " GPU " << i;
+    EXPECT_EQ(d.topology().nodes(0).id(), static_cast<int64_t>(g.numa_node));
+  }
+
+  // The inventory the daemon built matches the profile field by field.
+  auto res = Get("/inventory");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const nlohmann::json inv = nlohmann::json::parse(res->body);
+  EXPECT_EQ(inv["driverVersion"], profile->driver_version);
+  ASSERT_EQ(inv["gpus"].size(), profile->gpus.size());
+  for (size_t i = 0; i < profile->gpus.size(); ++i) {
+    const nlohmann::json& got = inv["gpus"][i];
+    const sim::GpuSpec& g = profile->gpus[i];
+    SCOPED_TRACE(name + " GPU " + std::to_string(i));
+    EXPECT_EQ(got["uuid"], g.uuid);
+    EXPECT_EQ(got["name"], g.name);
+    EXPECT_EQ(got["memoryBytes"].get<uint64_t>(), g.memory_mib << 20);
+    EXPECT_EQ(got["computeCapability"],
+              std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor));
+    char bus[32];
+    snprintf(bus, sizeof bus, "%04x:%02x:%02x.0", g.domain, g.bus, g.device);
+    EXPECT_EQ(got["pciBusId"], bus);
+    EXPECT_EQ(got["migEnabled"], g.mig_enabled);
+    ASSERT_EQ(got["migDevices"].size(), g.mig_devices.size());
+    for (size_t m = 0; m < g.mig_devices.size(); ++m) {
+      EXPECT_EQ(got["migDevices"][m]["uuid"], g.mig_devices[m].uuid);
+      EXPECT_EQ(got["migDevices"][m]["profile"], g.mig_devices[m].profile);
+    }
+    // Interconnect: GPUs with NVLinks see each other over NVLink.
+    for (size_t j = 0; j < profile->gpus.size(); ++j) {
+      if (i == j) continue;
+      const std::string link = inv["links"][i][j];
+      if (g.nvlinks > 0 && profile->gpus[j].nvlinks > 0) {
+        EXPECT_EQ(link.rfind("NV", 0), 0u) << "GPU " << i << "-" << j << ": " << link;
+      } else {
+        EXPECT_NE(link.rfind("NV", 0), 0u) << "GPU " << i << "-" << j << ": " << link;
+      }
+    }
+  }
+  auto ready = Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+}
+
+INSTANTIATE_TEST_SUITE_P(BuiltinProfiles, ProfileTest,
+                         ::testing::ValuesIn(sim::BuiltinProfileNames()),
+                         [](const auto& param_info) {
+                           std::string n = param_info.param;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
+
+// --- Allocate and GetPreferredAllocation ------------------------------------
+
+TEST_F(DaemonTest, AllocateGivesExactlyTheRequestedGpusAndTheirDeviceNodes) {
+  LayRoot("dgx-h100");
+  StartRegistered();
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  ASSERT_TRUE(profile.ok());
+  const std::string gpu3 = profile->gpus[3].uuid, gpu5 = profile->gpus[5].uuid;
+
+  auto client = Client();
+  v1beta1::AllocateResponse resp;
+  grpc::Status s =
+      client->Allocate(PluginClient::AllocateRequestFor({{gpu3}, {gpu5, gpu3}}), &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.container_responses_size(), 2);
+
+  const auto& one = resp.container_responses(0);
+  EXPECT_EQ(one.envs().at("NVIDIA_VISIBLE_DEVICES"), gpu3);
+  std::set<std::string> host_paths;
+  for (const auto& d : one.devices()) {
+    host_paths.insert(d.host_path());
+    EXPECT_EQ(d.permissions(), "rw");
+    EXPECT_EQ(root_ + d.container_path(), d.host_path());
+  }
+  const std::set<std::string> want = {root_ + "/dev/nvidia3", root_ + "/dev/nvidiactl",
+                                      root_ + "/dev/nvidia-uvm", root_ + "/dev/nvidia-uvm-tools",
+                                      root_ + "/dev/nvidia-modeset"};
+  EXPECT_EQ(host_paths, want);
+
+  const auto& two = resp.container_responses(1);
+  // Devices are listed in the node's device order, whatever the request order.
+  EXPECT_EQ(two.envs().at("NVIDIA_VISIBLE_DEVICES"), gpu3 + "," + gpu5);
+  int gpu_nodes = 0;
+  for (const auto& d : two.devices()) {
+    if (d.container_path() == "/dev/nvidia5" || d.container_path() == "/dev/nvidia3") ++gpu_nodes;
+    EXPECT_NE(d.container_path(), "/dev/nvidia0");
+  }
+  EXPECT_EQ(gpu_nodes, 2);
+}
+
+TEST_F(DaemonTest, BadAllocateRequestsAreInvalidArgumentAndTheDaemonKeepsServing) {
+  LayRoot("dgx-h100");
+  StartRegistered();
+  auto client = Client();
+  v1beta1::AllocateResponse resp;
+
+  grpc::Status s = client->Allocate(PluginClient::AllocateRequestFor({{"GPU-not-there"}}), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("GPU-not-there"));
+
+  s = client->Allocate(v1beta1::AllocateRequest(), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1beta1::PreferredAllocationRequest pref;
+  auto* c = pref.add_container_requests();
+  c->add_available_deviceids("GPU-x");
+  c->set_allocation_size(3);
+  v1beta1::PreferredAllocationResponse pref_resp;
+  s = client->GetPreferredAllocation(pref, &pref_resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // Still serving, still registered once.
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  s = client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(daemon_->Running());
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+}
+
+TEST_F(DaemonTest, PreferredAllocationFollowsThePcieTopology) {
+  // t4x4: GPUs 0,1 share a PCIe switch on NUMA 0; 2,3 on NUMA 1; no NVLink.
+  LayRoot("t4x4");
+  StartRegistered();
+  auto profile = sim::BuiltinProfile("t4x4");
+  ASSERT_TRUE(profile.ok());
+  std::vector<std::string> ids;
+  for (const auto& g : profile->gpus) ids.push_back(g.uuid);
+  auto client = Client();
+
+  for (int must : {0, 1, 2, 3}) {
+    v1beta1::PreferredAllocationRequest req;
+    auto* c = req.add_container_requests();
+    for (const auto& id : ids) c->add_available_deviceids(id);
+    c->add_must_include_deviceids(ids[must]);
+    c->set_allocation_size(2);
+    v1beta1::PreferredAllocationResponse resp;
+    grpc::Status s = client->GetPreferredAllocation(req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(resp.container_responses(0).deviceids_size(), 2);
+    std::set<std::string> got(resp.container_responses(0).deviceids().begin(),
+                              resp.container_responses(0).deviceids().end());
+    const int partner = must ^ 1;
+    EXPECT_EQ(got, (std::set<std::string>{ids[must], ids[partner]}))
+        << "GPU " << must << " should be paired with its switch partner " << partner;
+  }
+}
+
+// --- health -----------------------------------------------------------------
+
+TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuietPeriod) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--health-recovery-quiet-period", "1s", "--health-probe-interval", "100ms"});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  const std::string gpu1 = profile->gpus[1].uuid, gpu3 = profile->gpus[3].uuid;
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+
+  // An application fault (XID 13, ignored by default) changes nothing; a
+  // critical one on GPU 3 marks GPU 3 alone.
+  Gpusim({"xid", "--gpu", "1", "--xid", "13"});
+  Gpusim({"xid", "--gpu", "3", "--xid", "79"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu3] == "Unhealthy"; },
+                              In(seconds(10))))
+      << daemon_->Output();
+  for (const auto& update : stream->Updates()) {
+    for (const auto& [id, health] : HealthById(update)) {
+      if (id != gpu3) {
+        EXPECT_EQ(health, "Healthy") << id;
+      }
+    }
+  }
+  EXPECT_THAT(daemon_->Output(), HasSubstr("XID 79"));
+
+  // Quiet for the (1 s) quiet period and answering NVML: Healthy again.
+  const size_t seen = stream->UpdateCount();
+  ASSERT_TRUE(stream->WaitForCount(seen + 1, In(seconds(15)))) << daemon_->Output();
+  for (const auto& [id, health] : HealthById(stream->Updates()[seen])) {
+    EXPECT_EQ(health, "Healthy") << id;
+  }
+  EXPECT_THAT(daemon_->Output(), HasSubstr("device healthy"));
+  (void)gpu1;
+}
+
+TEST_F(DaemonTest, LostGpuIsUnhealthyUntilNvmlFindsItAgain) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--health-recovery-quiet-period", "1s", "--health-probe-interval", "100ms"});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  const std::string gpu5 = profile->gpus[5].uuid;
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+
+  Gpusim({"lose", "--gpu", "5"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu5] == "Unhealthy"; },
+                              In(seconds(10))));
+  // The probes notice the loss; while lost it stays Unhealthy, even after the
+  // quiet period of the XID 79 that came with the loss has passed.
+  ASSERT_TRUE(daemon_->WaitForOutput("lost", seconds(10))) << daemon_->Output();
+  const size_t while_lost = stream->UpdateCount();
+  EXPECT_FALSE(stream->WaitForCount(while_lost + 1, In(milliseconds(2500))))
+      << "GPU 5 changed health while still lost:\n"
+      << daemon_->Output();
+  const size_t seen = stream->UpdateCount();
+  Gpusim({"recover", "--gpu", "5"});
+  ASSERT_TRUE(stream->WaitForCount(seen + 1, In(seconds(15)))) << daemon_->Output();
+  EXPECT_EQ(HealthById(stream->Updates()[seen])[gpu5], "Healthy");
+  EXPECT_THAT(daemon_->Output(), HasSubstr("lost"));
+}
+
+// --- the kubelet restarting ---------------------------------------------------
+
+TEST_F(DaemonTest, ReregistersAfterKubeletRestartsWithoutLeakingFdsOrThreads) {
+  LayRoot("dgx-h100");
+  StartRegistered();
+  {
+    auto client = Client();
+    auto stream = client->Watch();
+    ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  }
+  // Let the daemon settle, then take its baseline.
+  ASSERT_TRUE(Eventually([&] { return stub_->RegistrationCount(kResource) == 1; }, seconds(5)));
+  int fds_before = -1, threads_before = -1;
+  Eventually(
+      [&] {
+        const int f = daemon_->OpenFdCount(), t = daemon_->ThreadCount();
+        const bool stable = f == fds_before && t == threads_before;
+        fds_before = f;
+        threads_before = t;
+        return stable;
+      },
+      seconds(5));
+
+  for (size_t round = 2; round <= 6; ++round) {
+    stub_->Stop(KubeletStub::StopMode::kRemoveAllSockets);
+    ASSERT_TRUE(stub_->Start().ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(5)), round))
+        << "round " << round << "\n"
+        << daemon_->Output();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(1)) << "round " << round;
+    auto client = Client();
+    v1beta1::DevicePluginOptions opts;
+    EXPECT_TRUE(client->GetOptions(&opts).ok());
+  }
+  // Nothing leaked: fds and threads come back to the baseline.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return daemon_->OpenFdCount() <= fds_before && daemon_->ThreadCount() <= threads_before;
+      },
+      seconds(10)))
+      << "fds " << fds_before << " -> " << daemon_->OpenFdCount() << ", threads " << threads_before
+      << " -> " << daemon_->ThreadCount();
+}
+
+TEST_F(DaemonTest, ManyConcurrentAllocatesAndStreams) {
+  LayRoot("dgx-h100");
+  StartRegistered();
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  auto client = Client();
+  std::vector<std::unique_ptr<kubelet_stub::WatchStream>> streams;
+  for (int i = 0; i < 16; ++i) streams.push_back(client->Watch());
+  for (auto& s : streams) ASSERT_TRUE(s->WaitForCount(1, In(seconds(10))));
+
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        v1beta1::AllocateResponse resp;
+        const std::string& id = profile->gpus[(t + i) % 8].uuid;
+        grpc::Status s = client->Allocate(PluginClient::AllocateRequestFor({{id}}), &resp);
+        if (!s.ok() || resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES") != id) {
+          ++failures;
+        }
+      }
+    });
+  }
+  Gpusim({"xid", "--gpu", "2", "--xid", "48"});
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  const std::string gpu2 = profile->gpus[2].uuid;
+  for (auto& s : streams) {
+    EXPECT_TRUE(s->WaitFor([&](const auto& r) { return HealthById(r)[gpu2] == "Unhealthy"; },
+                           In(seconds(10))));
+  }
+}
+
+// --- lifecycle ------------------------------------------------------------------
+
+TEST_F(DaemonTest, SigtermStopsPromptlyAndRemovesTheSocket) {
+  LayRoot("dgx-h100");
+  StartRegistered();
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  daemon_->Signal(SIGTERM);
+  std::optional<int> code = daemon_->WaitForExit(seconds(5));
+  ASSERT_TRUE(code.has_value()) << "daemon did not stop within 5 s";
+  EXPECT_EQ(*code, 0) << daemon_->Output();
+  EXPECT_TRUE(stream->WaitFinished(In(seconds(5))));
+  EXPECT_FALSE(std::filesystem::exists(plugin_dir_ + "/" + kSocket));
+}
+
+TEST_F(DaemonTest, NoDriverIsOneClearErrorAndExitCodeOne) {
+  std::filesystem::create_directories(root_);
+  StartStub();
+  StartDaemon();
+  std::optional<int> code = daemon_->WaitForExit(seconds(10));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  const std::string out = daemon_->Output();
+  EXPECT_THAT(out, HasSubstr(root_ + "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"));
+  EXPECT_THAT(out, HasSubstr("driver root"));
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 0u);
+}
+
+TEST_F(DaemonTest, WithoutFailOnInitErrorItWaitsForNvmlAndThenServes) {
+  std::filesystem::create_directories(root_);
+  StartStub();
+  StartDaemon({"--fail-on-init-error=false"});
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto r = Get("/readyz");
+        return r && r->status == 503 && r->body.find("NVML") != std::string::npos;
+      },
+      seconds(10)))
+      << daemon_->Output();
+  auto live = Get("/healthz");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200);
+
+  // The driver appears: the daemon finds it on its next try, without a restart.
+  LayRoot("dgx-h100");
+  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20)))) << daemon_->Output();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto r = Get("/readyz");
+        return r && r->status == 200;
+      },
+      seconds(10)));
+}
+
+TEST_F(DaemonTest, DriverAndCudaOlderThanTheMinimumsAreRefused) {
+  struct Case {
+    std::vector<std::string> gpusim_flags;
+    std::vector<std::string> daemon_flags;
+    std::optional<int> want_exit;  // nullopt: runs and registers
+    std::string want_text;
+  };
+  const std::vector<Case> cases = {
+      {{"--driver-version", "418.67"}, {}, 1, "older than the minimum 450"},
+      {{"--driver-version", "450.51.05"}, {}, std::nullopt, ""},
+      {{"--cuda-version", "9020"}, {}, 1, "10.0"},
+      {{"--driver-version", "418.67"}, {"--require-minimum-versions=false"}, std::nullopt, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::PrintToString(c.gpusim_flags) + " " +
+                 ::testing::PrintToString(c.daemon_flags));
+    LayRoot("dgx-h100", c.gpusim_flags);
+    StartStub();
+    StartDaemon(c.daemon_flags);
+    if (c.want_exit) {
+      std::optional<int> code = daemon_->WaitForExit(seconds(10));
+      ASSERT_TRUE(code.has_value());
+      EXPECT_EQ(*code, *c.want_exit);
+      EXPECT_THAT(daemon_->Output(), HasSubstr(c.want_text));
+    } else {
+      EXPECT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20)))) << daemon_->Output();
+    }
+    daemon_.reset();
+    stub_.reset();
+  }
+}
+
+// --- configuration ---------------------------------------------------------------
+
+TEST_F(DaemonTest, InvalidConfigAtStartIsRefusedNamingTheField) {
+  LayRoot("dgx-h100");
+  const std::string cfg = WriteConfig("config.yaml",
+                                      "version: v1\n"
+                                      "flags:\n"
+                                      "  migStrategy: sometimes\n"
+                                      "  plugin:\n"
+                                      "    deviceIdStrategy: uuid\n");
+  StartStub();
+  StartDaemon({"--config-file", cfg});
+  std::optional<int> code = daemon_->WaitForExit(seconds(10));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 2);
+  const std::string out = daemon_->Output();
+  EXPECT_THAT(out, HasSubstr("flags.migStrategy"));
+  EXPECT_THAT(out, HasSubstr("flags.plugin.deviceIdStrategy"));
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 0u);
+}
+
+TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) {
+  LayRoot("dgx-h100");
+  const std::string cfg = WriteConfig("config.yaml", "version: v1\nlog:\n  level: info\n");
+  StartRegistered({"--config-file", cfg});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  auto client = Client();
+
+  // A change that leaves the resource as it is keeps the registration.
+  WriteConfig("config.yaml", "version: v1\nlog:\n  level: debug\n");
+  ASSERT_TRUE(daemon_->WaitForOutput("configuration reloaded", seconds(10))) << daemon_->Output();
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+
+  // An invalid file is rejected with its errors and the daemon keeps serving.
+  WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    deviceIDStrategy: serial\n");
+  ASSERT_TRUE(daemon_->WaitForOutput("flags.plugin.deviceIDStrategy", seconds(10)))
+      << daemon_->Output();
+  v1beta1::AllocateResponse resp;
+  EXPECT_TRUE(
+      client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+
+  // A valid change of the device IDs re-registers and advertises indices,
+  // here triggered by SIGHUP as well as by the file change.
+  WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    deviceIDStrategy: index\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(10)), 2)) << daemon_->Output();
+  auto fresh = Client();
+  auto stream = fresh->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  std::vector<std::string> ids;
+  const v1beta1::ListAndWatchResponse first = stream->Updates().front();
+  for (const auto& d : first.devices()) ids.push_back(d.id());
+  EXPECT_EQ(ids, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7"}));
+  ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok());
+  EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "3");
+}
+
+}  // namespace
+}  // namespace gdp::testing
