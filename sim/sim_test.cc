@@ -77,45 +77,62 @@ struct Nvml {
     return reinterpret_cast<F>(p);
   }
 #define NVML_FN(name) decltype(&::name) name = nullptr;
-#define NVML_FNS(X)                                                                                                \
-  X(nvmlInit)                                                                                                      \
-  X(nvmlInit_v2) X(nvmlInitWithFlags) X(nvmlShutdown) X(nvmlErrorString) X(                                        \
-      nvmlSystemGetDriverVersion) X(nvmlSystemGetNVMLVersion) X(nvmlSystemGetCudaDriverVersion)                    \
-      X(nvmlSystemGetCudaDriverVersion_v2) X(nvmlDeviceGetCount) X(nvmlDeviceGetCount_v2) X(                       \
-          nvmlDeviceGetHandleByIndex) X(nvmlDeviceGetHandleByIndex_v2) X(nvmlDeviceGetHandleByUUID)                \
-          X(nvmlDeviceGetHandleByPciBusId) X(nvmlDeviceGetHandleByPciBusId_v2) X(                                  \
-              nvmlDeviceGetIndex) X(nvmlDeviceGetUUID) X(nvmlDeviceGetName) X(nvmlDeviceGetSerial)                 \
-              X(nvmlDeviceGetBrand) X(nvmlDeviceGetMinorNumber) X(nvmlDeviceGetArchitecture) X(                    \
-                  nvmlDeviceGetCudaComputeCapability) X(nvmlDeviceGetMemoryInfo) X(nvmlDeviceGetMemoryInfo_v2)     \
-                  X(nvmlDeviceGetBAR1MemoryInfo) X(nvmlDeviceGetPciInfo) X(nvmlDeviceGetPciInfo_v2) X(             \
-                      nvmlDeviceGetPciInfo_v3) X(nvmlDeviceGetNumaNodeId) X(nvmlDeviceGetCpuAffinity)              \
-                      X(nvmlDeviceGetCpuAffinityWithinScope) X(nvmlDeviceGetMemoryAffinity) X(                     \
-                          nvmlDeviceGetTopologyCommonAncestor) X(nvmlDeviceGetNvLinkState)                         \
-                          X(nvmlDeviceGetNvLinkVersion) X(nvmlDeviceGetNvLinkCapability) X(                        \
-                              nvmlDeviceGetNvLinkRemotePciInfo) X(nvmlDeviceGetNvLinkRemotePciInfo_v2)             \
-                              X(nvmlDeviceGetNvLinkRemoteDeviceType) X(nvmlDeviceGetMigMode) X(                    \
-                                  nvmlDeviceGetMaxMigDeviceCount) X(nvmlDeviceGetMigDeviceHandleByIndex)           \
-                                  X(nvmlDeviceIsMigDeviceHandle) X(nvmlDeviceGetGpuInstanceId) X(                  \
-                                      nvmlDeviceGetComputeInstanceId)                                              \
-                                      X(nvmlDeviceGetDeviceHandleFromMigDeviceHandle) X(                           \
-                                          nvmlDeviceGetAttributes) X(nvmlDeviceGetAttributes_v2)                   \
-                                          X(nvmlDeviceGetSupportedEventTypes) X(nvmlEventSetCreate) X(             \
-                                              nvmlDeviceRegisterEvents) X(nvmlEventSetWait)                        \
-                                              X(nvmlEventSetWait_v2) X(nvmlEventSetFree) X(                        \
-                                                  nvmlDeviceGetUtilizationRates) X(nvmlDeviceGetTemperature)       \
-                                                  X(nvmlDeviceGetPowerUsage) X(                                    \
-                                                      nvmlDeviceGetPowerManagementLimit)                           \
-                                                      X(nvmlDeviceGetEnforcedPowerLimit) X(                        \
-                                                          nvmlDeviceGetPowerManagementDefaultLimit)                \
-                                                          X(nvmlDeviceGetTotalEnergyConsumption) X(                \
-                                                              nvmlDeviceGetClockInfo)                              \
-                                                              X(nvmlDeviceGetMaxClockInfo) X(                      \
-                                                                  nvmlDeviceGetEccMode)                            \
-                                                                  X(nvmlDeviceGetTotalEccErrors) X(                \
-                                                                      nvmlDeviceGetRetiredPages)                   \
-                                                                      X(nvmlDeviceGetRemappedRows) X(              \
-                                                                          nvmlDeviceGetComputeRunningProcesses_v3) \
-                                                                          X(nvmlDeviceGetPersistenceMode)
+// clang-format off
+#define NVML_FNS(X) \
+  X(nvmlInit) \
+  X(nvmlInit_v2) \
+  X(nvmlInitWithFlags) \
+  X(nvmlShutdown) \
+  X(nvmlErrorString) \
+  X(nvmlSystemGetNVMLVersion) \
+  X(nvmlSystemGetCudaDriverVersion) \
+  X(nvmlSystemGetCudaDriverVersion_v2) \
+  X(nvmlDeviceGetCount) \
+  X(nvmlDeviceGetCount_v2) \
+  X(nvmlDeviceGetHandleByIndex_v2) \
+  X(nvmlDeviceGetHandleByUUID) \
+  X(nvmlDeviceGetHandleByPciBusId) \
+  X(nvmlDeviceGetHandleByPciBusId_v2) \
+  X(nvmlDeviceGetUUID) \
+  X(nvmlDeviceGetName) \
+  X(nvmlDeviceGetSerial) \
+  X(nvmlDeviceGetBrand) \
+  X(nvmlDeviceGetMinorNumber) \
+  X(nvmlDeviceGetArchitecture) \
+  X(nvmlDeviceGetMemoryInfo) \
+  X(nvmlDeviceGetMemoryInfo_v2) \
+  X(nvmlDeviceGetBAR1MemoryInfo) \
+  X(nvmlDeviceGetPciInfo) \
+  X(nvmlDeviceGetPciInfo_v2) \
+  X(nvmlDeviceGetNumaNodeId) \
+  X(nvmlDeviceGetCpuAffinity) \
+  X(nvmlDeviceGetCpuAffinityWithinScope) \
+  X(nvmlDeviceGetMemoryAffinity) \
+  X(nvmlDeviceGetNvLinkState) \
+  X(nvmlDeviceGetNvLinkVersion) \
+  X(nvmlDeviceGetNvLinkCapability) \
+  X(nvmlDeviceGetNvLinkRemotePciInfo_v2) \
+  X(nvmlDeviceGetNvLinkRemoteDeviceType) \
+  X(nvmlDeviceGetMigMode) \
+  X(nvmlDeviceGetMigDeviceHandleByIndex) \
+  X(nvmlDeviceIsMigDeviceHandle) \
+  X(nvmlDeviceGetGpuInstanceId) \
+  X(nvmlDeviceGetDeviceHandleFromMigDeviceHandle) \
+  X(nvmlDeviceGetAttributes_v2) \
+  X(nvmlDeviceGetSupportedEventTypes) \
+  X(nvmlEventSetCreate) \
+  X(nvmlEventSetWait) \
+  X(nvmlEventSetWait_v2) \
+  X(nvmlEventSetFree) \
+  X(nvmlDeviceGetTemperature) \
+  X(nvmlDeviceGetPowerUsage) \
+  X(nvmlDeviceGetEnforcedPowerLimit) \
+  X(nvmlDeviceGetTotalEnergyConsumption) \
+  X(nvmlDeviceGetMaxClockInfo) \
+  X(nvmlDeviceGetTotalEccErrors) \
+  X(nvmlDeviceGetRemappedRows) \
+  X(nvmlDeviceGetPersistenceMode)
+  // clang-format on
   NVML_FNS(NVML_FN)
 #undef NVML_FN
 

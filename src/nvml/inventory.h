@@ -17,31 +17,31 @@ namespace gdp::nvml {
 
 // One MIG device (a compute instance inside a GPU instance).
 struct MigDevice {
-  unsigned index = 0;            // index under its parent (nvmlDeviceGetMigDeviceHandleByIndex)
-  std::string uuid;              // "MIG-<uuid>"
+  unsigned index = 0;  // index under its parent (nvmlDeviceGetMigDeviceHandleByIndex)
+  std::string uuid;    // "MIG-<uuid>"
   unsigned gpu_instance_id = 0;
   unsigned compute_instance_id = 0;
-  std::string profile;           // e.g. "1g.10gb", derived from the attributes
+  std::string profile;  // e.g. "1g.10gb", derived from the attributes
   uint64_t memory_bytes = 0;
   unsigned multiprocessor_count = 0;
-  unsigned gpu_instance_slices = 0;      // the "1g" of 1g.10gb
+  unsigned gpu_instance_slices = 0;  // the "1g" of 1g.10gb
   unsigned compute_instance_slices = 0;
 };
 
 struct Gpu {
-  unsigned index = 0;            // NVML index
-  unsigned minor = 0;            // /dev/nvidia<minor>
-  std::string uuid;              // "GPU-<uuid>"
-  std::string name;              // product name, e.g. "NVIDIA H100 80GB HBM3"
-  std::string brand;             // e.g. "Tesla", "GeForce", "NVIDIA"
-  std::string architecture;      // e.g. "Hopper"; "unknown" when NVML does not say
+  unsigned index = 0;        // NVML index
+  unsigned minor = 0;        // /dev/nvidia<minor>
+  std::string uuid;          // "GPU-<uuid>"
+  std::string name;          // product name, e.g. "NVIDIA H100 80GB HBM3"
+  std::string brand;         // e.g. "Tesla", "GeForce", "NVIDIA"
+  std::string architecture;  // e.g. "Hopper"; "unknown" when NVML does not say
   int cuda_compute_major = 0;
   int cuda_compute_minor = 0;
-  uint64_t memory_bytes = 0;     // total framebuffer
-  std::string pci_bus_id;        // canonical lower-case "0000:1b:00.0"
-  uint32_t pci_device_id = 0;    // (device << 16) | vendor, as NVML reports
-  int numa_node = -1;            // -1: unknown / not NUMA
-  bool mig_enabled = false;      // current MIG mode
+  uint64_t memory_bytes = 0;   // total framebuffer
+  std::string pci_bus_id;      // canonical lower-case "0000:1b:00.0"
+  uint32_t pci_device_id = 0;  // (device << 16) | vendor, as NVML reports
+  int numa_node = -1;          // -1: unknown / not NUMA
+  bool mig_enabled = false;    // current MIG mode
   std::vector<MigDevice> mig_devices;
 };
 
@@ -49,12 +49,12 @@ struct Gpu {
 // nvmlGpuTopologyLevel_t.
 enum class PathKind {
   kSelf = 0,
-  kNvLink,         // at least one active NVLink between them (direct or through NVSwitch)
-  kPcieSwitch,     // NVML_TOPOLOGY_SINGLE (one PCIe switch)
-  kPcieMultiSwitch,// NVML_TOPOLOGY_MULTIPLE
-  kHostBridge,     // NVML_TOPOLOGY_HOSTBRIDGE
-  kNumaNode,       // NVML_TOPOLOGY_NODE (same NUMA node, across host bridges)
-  kSystem,         // NVML_TOPOLOGY_SYSTEM (across NUMA nodes) or unknown
+  kNvLink,           // at least one active NVLink between them (direct or through NVSwitch)
+  kPcieSwitch,       // NVML_TOPOLOGY_SINGLE (one PCIe switch)
+  kPcieMultiSwitch,  // NVML_TOPOLOGY_MULTIPLE
+  kHostBridge,       // NVML_TOPOLOGY_HOSTBRIDGE
+  kNumaNode,         // NVML_TOPOLOGY_NODE (same NUMA node, across host bridges)
+  kSystem,           // NVML_TOPOLOGY_SYSTEM (across NUMA nodes) or unknown
 };
 
 struct Link {
@@ -63,10 +63,10 @@ struct Link {
 };
 
 struct Inventory {
-  std::string driver_version;      // e.g. "550.54.15"
-  std::string nvml_version;        // e.g. "12.550.54.15"
-  int cuda_driver_version = 0;     // e.g. 12040 for 12.4
-  std::vector<Gpu> gpus;           // sorted by index
+  std::string driver_version;   // e.g. "550.54.15"
+  std::string nvml_version;     // e.g. "12.550.54.15"
+  int cuda_driver_version = 0;  // e.g. 12040 for 12.4
+  std::vector<Gpu> gpus;        // sorted by index
   // links[i][j]: the connection between gpus[i] and gpus[j] (symmetric).
   std::vector<std::vector<Link>> links;
 
