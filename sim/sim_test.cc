@@ -84,53 +84,71 @@ struct Nvml {
   X(nvmlInitWithFlags) \
   X(nvmlShutdown) \
   X(nvmlErrorString) \
+  X(nvmlSystemGetDriverVersion) \
   X(nvmlSystemGetNVMLVersion) \
   X(nvmlSystemGetCudaDriverVersion) \
   X(nvmlSystemGetCudaDriverVersion_v2) \
   X(nvmlDeviceGetCount) \
   X(nvmlDeviceGetCount_v2) \
+  X(nvmlDeviceGetHandleByIndex) \
   X(nvmlDeviceGetHandleByIndex_v2) \
   X(nvmlDeviceGetHandleByUUID) \
   X(nvmlDeviceGetHandleByPciBusId) \
   X(nvmlDeviceGetHandleByPciBusId_v2) \
+  X(nvmlDeviceGetIndex) \
   X(nvmlDeviceGetUUID) \
   X(nvmlDeviceGetName) \
   X(nvmlDeviceGetSerial) \
   X(nvmlDeviceGetBrand) \
   X(nvmlDeviceGetMinorNumber) \
   X(nvmlDeviceGetArchitecture) \
+  X(nvmlDeviceGetCudaComputeCapability) \
   X(nvmlDeviceGetMemoryInfo) \
   X(nvmlDeviceGetMemoryInfo_v2) \
   X(nvmlDeviceGetBAR1MemoryInfo) \
   X(nvmlDeviceGetPciInfo) \
   X(nvmlDeviceGetPciInfo_v2) \
+  X(nvmlDeviceGetPciInfo_v3) \
   X(nvmlDeviceGetNumaNodeId) \
   X(nvmlDeviceGetCpuAffinity) \
   X(nvmlDeviceGetCpuAffinityWithinScope) \
   X(nvmlDeviceGetMemoryAffinity) \
+  X(nvmlDeviceGetTopologyCommonAncestor) \
   X(nvmlDeviceGetNvLinkState) \
   X(nvmlDeviceGetNvLinkVersion) \
   X(nvmlDeviceGetNvLinkCapability) \
+  X(nvmlDeviceGetNvLinkRemotePciInfo) \
   X(nvmlDeviceGetNvLinkRemotePciInfo_v2) \
   X(nvmlDeviceGetNvLinkRemoteDeviceType) \
   X(nvmlDeviceGetMigMode) \
+  X(nvmlDeviceGetMaxMigDeviceCount) \
   X(nvmlDeviceGetMigDeviceHandleByIndex) \
   X(nvmlDeviceIsMigDeviceHandle) \
   X(nvmlDeviceGetGpuInstanceId) \
+  X(nvmlDeviceGetComputeInstanceId) \
   X(nvmlDeviceGetDeviceHandleFromMigDeviceHandle) \
+  X(nvmlDeviceGetAttributes) \
   X(nvmlDeviceGetAttributes_v2) \
   X(nvmlDeviceGetSupportedEventTypes) \
   X(nvmlEventSetCreate) \
+  X(nvmlDeviceRegisterEvents) \
   X(nvmlEventSetWait) \
   X(nvmlEventSetWait_v2) \
   X(nvmlEventSetFree) \
+  X(nvmlDeviceGetUtilizationRates) \
   X(nvmlDeviceGetTemperature) \
   X(nvmlDeviceGetPowerUsage) \
+  X(nvmlDeviceGetPowerManagementLimit) \
   X(nvmlDeviceGetEnforcedPowerLimit) \
+  X(nvmlDeviceGetPowerManagementDefaultLimit) \
   X(nvmlDeviceGetTotalEnergyConsumption) \
+  X(nvmlDeviceGetClockInfo) \
   X(nvmlDeviceGetMaxClockInfo) \
+  X(nvmlDeviceGetEccMode) \
   X(nvmlDeviceGetTotalEccErrors) \
+  X(nvmlDeviceGetRetiredPages) \
   X(nvmlDeviceGetRemappedRows) \
+  X(nvmlDeviceGetComputeRunningProcesses_v3) \
   X(nvmlDeviceGetPersistenceMode)
   // clang-format on
   NVML_FNS(NVML_FN)
