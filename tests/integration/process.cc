@@ -127,6 +127,22 @@ int Process::ThreadCount() const {
   return CountDirEntries("/proc/" + std::to_string(pid_) + "/task");
 }
 
+int Process::ThreadCount(const std::string& prefix) const {
+  const std::string dir = "/proc/" + std::to_string(pid_) + "/task";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(dir + "/" + e->d_name + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind(prefix, 0) == 0) ++n;
+  }
+  closedir(d);
+  return n;
+}
+
 int RunCommand(const std::vector<std::string>& argv, std::string* out) {
   char tmpl[] = "/tmp/gdp-cmd-XXXXXX";
   const int fd = mkstemp(tmpl);

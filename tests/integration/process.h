@@ -37,6 +37,8 @@ class Process {
 
   int OpenFdCount() const;
   int ThreadCount() const;
+  // Threads whose name (/proc/<pid>/task/<tid>/comm) starts with `prefix`.
+  int ThreadCount(const std::string& prefix) const;
 
  private:
   pid_t pid_ = -1;
