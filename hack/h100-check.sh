@@ -56,12 +56,19 @@ build_release() {
 if [ -n "$bundle" ]; then
   build_release
   b="$root/build/release"
-  rm -rf "$bundle" && mkdir -p "$bundle/lib"
+  rm -rf "$bundle" && mkdir -p "$bundle/lib" "$bundle/lib-cxx"
   cp "$b/tools/nvml_probe/nvml-probe" "$b/sim/gpusim" "$b/sim/libnvidia-ml.so.1" "$bundle/"
+  # The C++ runtime goes apart (lib-cxx/): it needs this machine's glibc or newer,
+  # so it is used only where the other machine's own libstdc++ is too old.
   ldd "$bundle/nvml-probe" "$bundle/gpusim" "$bundle/libnvidia-ml.so.1" |
     awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
     grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so' |
-    while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+    while read -r lib; do
+      case "$lib" in
+        */libstdc++.so* | */libgcc_s.so*) cp -L "$lib" "$bundle/lib-cxx/" ;;
+        *) cp -L "$lib" "$bundle/lib/" ;;
+      esac
+    done
   log "bundle in $bundle ($(du -sh "$bundle" | cut -f1)); run: hack/h100-check.sh --prebuilt $bundle"
   exit 0
 fi
@@ -72,7 +79,13 @@ if [ -z "$prebuilt" ]; then
 fi
 if [ -x "$prebuilt/nvml-probe" ]; then  # a bundle
   probe="$prebuilt/nvml-probe" gpusim="$prebuilt/gpusim" simlib="$prebuilt/libnvidia-ml.so.1"
-  export LD_LIBRARY_PATH="$(cd "$prebuilt" && pwd)/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  dir=$(cd "$prebuilt" && pwd)
+  export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if ! "$probe" --help >/dev/null 2>&1; then
+    export LD_LIBRARY_PATH="$dir/lib:$dir/lib-cxx${LD_LIBRARY_PATH#"$dir/lib"}"
+    "$probe" --help >/dev/null || die "the bundle's nvml-probe does not run here (see above)"
+    log "using the bundle's own C++ runtime"
+  fi
 else  # a build tree
   probe="$prebuilt/tools/nvml_probe/nvml-probe" gpusim="$prebuilt/sim/gpusim"
   simlib="$prebuilt/sim/libnvidia-ml.so.1"
