@@ -48,7 +48,8 @@ build_release() {
   local nvml
   nvml=$("$root/hack/deps.sh") || die "hack/deps.sh failed: without network, build elsewhere and use --prebuilt"
   cmake --preset release -S "$root" -DNVML_INCLUDE_DIR="$nvml" >/dev/null
-  cmake --build "$root/build/release" --target nvml-probe gpusim nvidia-ml -j"$(nproc)"
+  cmake --build "$root/build/release" --target nvml-probe gpusim nvidia-ml gpu-device-plugin \
+    kubelet-stub -j"$(nproc)"
 }
 
 # Bundle: the three binaries, and every shared library they load except the
@@ -57,10 +58,12 @@ if [ -n "$bundle" ]; then
   build_release
   b="$root/build/release"
   rm -rf "$bundle" && mkdir -p "$bundle/lib" "$bundle/lib-cxx"
-  cp "$b/tools/nvml_probe/nvml-probe" "$b/sim/gpusim" "$b/sim/libnvidia-ml.so.1" "$bundle/"
+  cp "$b/tools/nvml_probe/nvml-probe" "$b/sim/gpusim" "$b/sim/libnvidia-ml.so.1" \
+    "$b/src/daemon/gpu-device-plugin" "$b/tests/kubelet_stub/kubelet-stub" "$bundle/"
   # The C++ runtime goes apart (lib-cxx/): it needs this machine's glibc or newer,
   # so it is used only where the other machine's own libstdc++ is too old.
-  ldd "$bundle/nvml-probe" "$bundle/gpusim" "$bundle/libnvidia-ml.so.1" |
+  ldd "$bundle/nvml-probe" "$bundle/gpusim" "$bundle/libnvidia-ml.so.1" \
+    "$bundle/gpu-device-plugin" "$bundle/kubelet-stub" |
     awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
     grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so' |
     while read -r lib; do
@@ -79,6 +82,7 @@ if [ -z "$prebuilt" ]; then
 fi
 if [ -x "$prebuilt/nvml-probe" ]; then  # a bundle
   probe="$prebuilt/nvml-probe" gpusim="$prebuilt/gpusim" simlib="$prebuilt/libnvidia-ml.so.1"
+  daemon="$prebuilt/gpu-device-plugin" stub="$prebuilt/kubelet-stub"
   dir=$(cd "$prebuilt" && pwd)
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if ! "$probe" --help >/dev/null 2>&1; then
@@ -89,6 +93,7 @@ if [ -x "$prebuilt/nvml-probe" ]; then  # a bundle
 else  # a build tree
   probe="$prebuilt/tools/nvml_probe/nvml-probe" gpusim="$prebuilt/sim/gpusim"
   simlib="$prebuilt/sim/libnvidia-ml.so.1"
+  daemon="$prebuilt/src/daemon/gpu-device-plugin" stub="$prebuilt/tests/kubelet_stub/kubelet-stub"
 fi
 for f in "$probe" "$gpusim" "$simlib"; do
   [ -f "$f" ] || die "$f not found: build nvml-probe, gpusim and nvidia-ml, or make a --bundle"
@@ -139,3 +144,52 @@ command -v python3 >/dev/null || {
 }
 python3 "$root/hack/h100_compare.py" "$out/real.json" "$out/sim.json" \
   --output "$out/differences.md" "${compare_args[@]}"
+
+# The daemon itself on each side: registration with a kubelet stand-in, the
+# ListAndWatch list, readiness and its /inventory, with health monitoring on.
+daemon_check() {  # daemon_check NAME DRIVER_ROOT [daemon flags...]
+  local name="$1" droot="$2" dp="$work/dp-$1" port rc=0
+  shift 2
+  [ -x "$daemon" ] && [ -x "$stub" ] || { log "no gpu-device-plugin/kubelet-stub: daemon check skipped"; return 0; }
+  mkdir -p "$dp"
+  "$stub" --dir "$dp" --watch >"$out/daemon-$name-kubelet.log" 2>&1 &
+  local stub_pid=$!
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$daemon" --driver-root "$droot" --plugin-directory "$dp" --metrics-bind-address 127.0.0.1 \
+    --metrics-port "$port" --health-probe-interval 200ms "$@" >"$out/daemon-$name.log" 2>&1 &
+  local daemon_pid=$!
+  python3 - "$port" "$out/daemon-$name-inventory.json" <<'PY' || rc=1
+import sys, time, urllib.request
+port, dest = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}"
+deadline = time.time() + 20
+while True:
+    try:
+        if urllib.request.urlopen(base + "/readyz", timeout=1).status == 200:
+            break
+    except Exception:
+        pass
+    if time.time() > deadline:
+        sys.exit("gpu-device-plugin was not ready within 20 s")
+    time.sleep(0.05)
+print(f"ready after {20 - (deadline - time.time()):.2f} s")
+open(dest, "wb").write(urllib.request.urlopen(base + "/inventory", timeout=2).read())
+# Let the health monitor wait on events and probe a few times.
+time.sleep(1.0)
+PY
+  kill -TERM "$daemon_pid" 2>/dev/null || true
+  wait "$daemon_pid" || rc=1
+  kill -TERM "$stub_pid" 2>/dev/null || true
+  wait "$stub_pid" 2>/dev/null || true
+  grep -q "register resource=nvidia.com/gpu" "$out/daemon-$name-kubelet.log" || rc=1
+  log "daemon check ($name): $([ $rc = 0 ] && echo ok || echo FAILED), see $out/daemon-$name.log"
+  return $rc
+}
+daemon_rc=0
+if [ "$real_root" = "/" ] && grep -q '"library": "libnvidia-ml.so.1"' "$out/real.json"; then
+  daemon_check real / --nvml-library libnvidia-ml.so.1 || daemon_rc=1
+else
+  daemon_check real "$real_root" || daemon_rc=1
+fi
+daemon_check sim "$work/sim" || daemon_rc=1
+exit $daemon_rc
