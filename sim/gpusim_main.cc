@@ -121,8 +121,11 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
     };
     if (key == "mem-used") {
       if (!ParseBytes(value, &v)) return bad("a size like 40GiB, 512MiB or 1024 (MiB)");
-      if (v > gpu.memory_mib << 20) {
-        return bad(absl::StrCat("at most the GPU's ", gpu.memory_mib, " MiB"));
+      // Allocated memory: what the driver reserves is not available to allocate.
+      const uint64_t usable_mib = gpu.memory_mib - gpu.reserved_mib;
+      if (v > usable_mib << 20) {
+        return bad(absl::StrCat("at most the GPU's ", usable_mib, " MiB (", gpu.memory_mib,
+                                " MiB less ", gpu.reserved_mib, " MiB reserved)"));
       }
       out.push_back([v](Telemetry& t) { t.mem_used_bytes = v; });
       continue;

@@ -58,9 +58,30 @@ using gdp::sim::Profile;
 using gdp::sim::SharedState;
 
 constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
-constexpr unsigned long long kSupportedEvents = nvmlEventTypeXidCriticalError;
-constexpr unsigned long long kEccEvents =
-    nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
+
+// The event types nvmlDeviceGetSupportedEventTypes lists for a GPU. A real H100
+// 80GB HBM3 (driver 580, ECC on, MIG capable) answers 0xff9f: every type
+// nvml.h defines (nvmlEventTypeAll), the "Kepler only" clock event included,
+// so the driver lists generic events regardless of architecture. The rest is
+// derived from what each type is about: the ECC types (and the DRAM
+// retirement and poison types, which belong to Ampere's row remapping and
+// error containment) need ECC, the MIG configuration event a MIG-capable GPU.
+// Only XIDs are ever generated; the others can merely be registered.
+unsigned long long SupportedEvents(const GpuSpec& g) {
+  unsigned long long types = nvmlEventTypePState | nvmlEventTypeXidCriticalError |
+                             nvmlEventTypeClock | nvmlEventTypePowerSourceChange |
+                             nvmlEventTypeGpuUnavailableError | nvmlEventTypeGpuRecoveryAction;
+  if (g.ecc) {
+    types |= nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError |
+             nvmlEventTypeSingleBitEccErrorStorm;
+    if (g.architecture >= NVML_DEVICE_ARCH_AMPERE) {
+      types |= nvmlEventTypeDramRetirementEvent | nvmlEventTypeDramRetirementFailure |
+               nvmlEventTypeNonFatalPoisonError | nvmlEventTypeFatalPoisonError;
+    }
+  }
+  if (g.mig_capable) types |= nvmlEventMigConfigChange;
+  return types;
+}
 
 struct Generation {
   Profile profile;
@@ -474,15 +495,25 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, 
 // ---------------------------------------------------------------- memory, PCI, NUMA
 
 namespace {
-void MemoryOf(const Ctx& c, const nvmlDevice_st* d, unsigned long long* total,
-              unsigned long long* used) {
+// Memory as nvmlMemory_v2_t splits it: total = reserved + used + free, where
+// reserved is what the driver sets aside (the profile's reservedMiB) and used
+// what is allocated (`gpusim set mem-used=`). MIG devices reserve nothing here.
+struct MemorySplit {
+  unsigned long long total = 0, reserved = 0, used = 0;
+  unsigned long long Free() const { return total - reserved - used; }
+};
+
+MemorySplit MemoryOf(const Ctx& c, const nvmlDevice_st* d) {
+  MemorySplit m;
   if (d->mig) {
-    *total = d->mig->memory_mib * kMiB;
-    *used = 0;
-    return;
+    m.total = d->mig->memory_mib * kMiB;
+    return m;
   }
-  *total = d->spec->memory_mib * kMiB;
-  *used = std::min<unsigned long long>(c.gen->state->Read(d->gpu).mem_used_bytes, *total);
+  m.total = d->spec->memory_mib * kMiB;
+  m.reserved = std::min<unsigned long long>(d->spec->reserved_mib * kMiB, m.total);
+  m.used =
+      std::min<unsigned long long>(c.gen->state->Read(d->gpu).mem_used_bytes, m.total - m.reserved);
+  return m;
 }
 }  // namespace
 
@@ -490,8 +521,11 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(memory);
   SIM_ALIVE(c, d);
-  MemoryOf(c, d, &memory->total, &memory->used);
-  memory->free = memory->total - memory->used;
+  // v1 has no reserved field: "used" is reserved plus allocated, as in NVML.
+  const MemorySplit m = MemoryOf(c, d);
+  memory->total = m.total;
+  memory->used = m.reserved + m.used;
+  memory->free = m.Free();
   return NVML_SUCCESS;
 }
 
@@ -500,9 +534,11 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemo
   SIM_NONNULL(memory);
   if (memory->version != nvmlMemory_v2) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
   SIM_ALIVE(c, d);
-  MemoryOf(c, d, &memory->total, &memory->used);
-  memory->reserved = 0;
-  memory->free = memory->total - memory->used;
+  const MemorySplit m = MemoryOf(c, d);
+  memory->total = m.total;
+  memory->reserved = m.reserved;
+  memory->used = m.used;
+  memory->free = m.Free();
   return NVML_SUCCESS;
 }
 
@@ -710,8 +746,10 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsi
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(count);
   SIM_ALIVE(c, d);
-  if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
-  *count = d->spec->max_mig_devices;
+  if (d->mig) return NVML_ERROR_NOT_SUPPORTED;
+  // nvml.h: "Returns zero if MIG is not supported or enabled." A real H100
+  // with MIG disabled answers NVML_SUCCESS and 0.
+  *count = d->spec->mig_capable && d->spec->mig_enabled ? d->spec->max_mig_devices : 0;
   return NVML_SUCCESS;
 }
 
@@ -805,7 +843,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(types);
   SIM_ALIVE(c, d);
-  *types = kSupportedEvents | (d->spec->ecc ? kEccEvents : 0);
+  *types = SupportedEvents(*d->spec);
   return NVML_SUCCESS;
 }
 
@@ -832,7 +870,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned l
   SIM_DEVICE(c, device, d);
   if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
   SIM_ALIVE(c, d);
-  unsigned long long supported = kSupportedEvents | (d->spec->ecc ? kEccEvents : 0);
+  const unsigned long long supported = SupportedEvents(*d->spec);
   if ((types & ~supported) != 0) return NVML_ERROR_NOT_SUPPORTED;
   std::lock_guard<std::mutex> lock(set->mu);
   set->registered[d] |= types;

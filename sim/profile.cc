@@ -182,6 +182,11 @@ absl::Status ParseModel(const YAML::Node& node, const std::string& path, const s
   }
   SIM_RETURN_IF_ERROR(f.Uint("memoryMiB", &g.memory_mib, true));
   if (g.memory_mib == 0) return f.Error(f.Path("memoryMiB"), "must be positive");
+  SIM_RETURN_IF_ERROR(f.Uint("reservedMiB", &g.reserved_mib, false));
+  if (g.reserved_mib >= g.memory_mib) {
+    return f.Error(f.Path("reservedMiB"),
+                   absl::StrCat("must be less than memoryMiB (", g.memory_mib, ")"));
+  }
   SIM_RETURN_IF_ERROR(f.Uint("bar1MiB", &g.bar1_mib, false));
   SIM_RETURN_IF_ERROR(f.Uint("pciDeviceId", &g.pci_device_id, true));
   SIM_RETURN_IF_ERROR(f.Uint("pciSubsystemId", &g.pci_subsystem_id, false));

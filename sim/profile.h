@@ -38,6 +38,7 @@ struct GpuSpec {
   int cc_major = 0;
   int cc_minor = 0;
   uint64_t memory_mib = 0;
+  uint64_t reserved_mib = 0;  // set aside by the driver/firmware (nvmlMemory_v2_t.reserved)
   uint64_t bar1_mib = 0;
   uint32_t pci_device_id = 0;  // (device << 16) | vendor, e.g. 0x233010DE
   uint32_t pci_subsystem_id = 0;

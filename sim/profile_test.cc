@@ -42,6 +42,7 @@ TEST(ProfileTest, DgxH100MatchesTheRealMachine) {
     EXPECT_EQ(g.cc_major, 9);
     EXPECT_EQ(g.cc_minor, 0);
     EXPECT_EQ(g.memory_mib, 81559u);
+    EXPECT_EQ(g.reserved_mib, 480u);  // nvidia-smi -q on a real H100, driver 580
     EXPECT_EQ(g.pci_device_id, 0x233010DEu);
     EXPECT_EQ(g.nvlinks, 18u);
     EXPECT_EQ(g.bus, buses[i]);
@@ -138,6 +139,7 @@ TEST(ProfileTest, MinimalProfileParses) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->gpus[0].pci_device_id, 0x1EB810DEu);
   EXPECT_EQ(p->gpus[0].bus, 0x3bu);
+  EXPECT_EQ(p->gpus[0].reserved_mib, 0u);  // optional
 }
 
 TEST(ProfileTest, BadProfilesNameTheFileAndField) {
@@ -147,6 +149,8 @@ TEST(ProfileTest, BadProfilesNameTheFileAndField) {
   const Case cases[] = {
       {"numaNode: 0}", "numaNode: 0", "malformed YAML"},
       {"memoryMiB: 15360", "memoryMiB: lots", "field 'models.t4.memoryMiB'"},
+      {"memoryMiB: 15360", "memoryMiB: 15360, reservedMiB: 15360", "field 'models.t4.reservedMiB'"},
+      {"memoryMiB: 15360", "memoryMiB: 15360, reservedMiB: -1", "models.t4.reservedMiB"},
       {"architecture: turing", "architecture: fermi", "models.t4.architecture"},
       {"busId: \"0000:3b:00.0\"", "busId: \"3b\"", "gpus[0].busId"},
       {"model: t4,", "model: t5,", "unknown model 't5'"},

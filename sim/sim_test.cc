@@ -270,6 +270,7 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
     EXPECT_EQ(major, g.cc_major);
     EXPECT_EQ(minor_cc, g.cc_minor);
 
+    // v2 splits total into reserved + used + free; v1 folds reserved into used.
     nvmlMemory_t mem;
     ASSERT_EQ(n.nvmlDeviceGetMemoryInfo(d, &mem), NVML_SUCCESS);
     EXPECT_EQ(mem.total, g.memory_mib << 20);
@@ -278,6 +279,11 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
     mem2.version = nvmlMemory_v2;
     ASSERT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &mem2), NVML_SUCCESS);
     EXPECT_EQ(mem2.total, g.memory_mib << 20);
+    EXPECT_EQ(mem2.reserved, g.reserved_mib << 20);
+    EXPECT_EQ(mem2.used, 0u);
+    EXPECT_EQ(mem2.reserved + mem2.used + mem2.free, mem2.total);
+    EXPECT_EQ(mem.used, mem2.reserved + mem2.used);
+    EXPECT_EQ(mem.free, mem2.free);
     mem2.version = 1;
     EXPECT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &mem2), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
     nvmlBAR1Memory_t bar1;
@@ -355,16 +361,19 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
     EXPECT_EQ(n.nvmlDeviceGetGpuInstanceId(d, &id), NVML_ERROR_NOT_SUPPORTED);
     EXPECT_EQ(n.nvmlDeviceGetComputeInstanceId(d, &id), NVML_ERROR_NOT_SUPPORTED);
     EXPECT_EQ(n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(d, &by), NVML_ERROR_INVALID_ARGUMENT);
+    // nvml.h: the max MIG device count is zero where MIG is not supported or
+    // not enabled (a real H100 with MIG disabled answers 0).
+    max = 99;
+    ASSERT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(d, &max), NVML_SUCCESS);
+    EXPECT_EQ(max, g.mig_capable && g.mig_enabled ? 7u : 0u);
     if (!g.mig_capable) {
       EXPECT_EQ(n.nvmlDeviceGetMigMode(d, &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
-      EXPECT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(d, &max), NVML_ERROR_NOT_SUPPORTED);
     } else {
       ASSERT_EQ(n.nvmlDeviceGetMigMode(d, &cur, &pend), NVML_SUCCESS);
       EXPECT_EQ(cur, g.mig_enabled ? unsigned{NVML_DEVICE_MIG_ENABLE} : NVML_DEVICE_MIG_DISABLE);
       EXPECT_EQ(pend, cur);
-      ASSERT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(d, &max), NVML_SUCCESS);
-      EXPECT_EQ(max, 7u);
-      for (unsigned j = 0; j < max; ++j) {
+      ASSERT_EQ(g.max_mig_devices, 7u);
+      for (unsigned j = 0; j < g.max_mig_devices; ++j) {
         nvmlDevice_t mig = nullptr;
         nvmlReturn_t r = n.nvmlDeviceGetMigDeviceHandleByIndex(d, j, &mig);
         if (j >= g.mig_devices.size()) {
@@ -398,7 +407,8 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
         EXPECT_EQ(n.nvmlDeviceGetMigMode(mig, &cur, &pend), NVML_ERROR_NOT_SUPPORTED);
       }
       nvmlDevice_t mig;
-      EXPECT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(d, max, &mig), NVML_ERROR_INVALID_ARGUMENT);
+      EXPECT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(d, g.max_mig_devices, &mig),
+                NVML_ERROR_INVALID_ARGUMENT);
     }
 
     // Telemetry at idle.
@@ -454,6 +464,16 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
     unsigned long long events = 0;
     ASSERT_EQ(n.nvmlDeviceGetSupportedEventTypes(d, &events), NVML_SUCCESS);
     EXPECT_TRUE(events & nvmlEventTypeXidCriticalError);
+    const unsigned long long ecc_events =
+        nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
+    EXPECT_EQ(events & ecc_events, g.ecc ? ecc_events : 0u);
+    EXPECT_EQ((events & nvmlEventMigConfigChange) != 0, g.mig_capable);
+    EXPECT_EQ(events & ~static_cast<unsigned long long>(nvmlEventTypeAll), 0u);
+    // Every listed type can be registered.
+    nvmlEventSet_t set = nullptr;
+    ASSERT_EQ(n.nvmlEventSetCreate(&set), NVML_SUCCESS);
+    EXPECT_EQ(n.nvmlDeviceRegisterEvents(d, events, set), NVML_SUCCESS);
+    EXPECT_EQ(n.nvmlEventSetFree(set), NVML_SUCCESS);
   }
 
   // Topology between every pair, from the profile's switches and NUMA nodes.
@@ -513,6 +533,76 @@ TEST(SimExports, TestsCoverEveryExportedSymbol) {
 }
 
 // ---------------------------------------------------------------- argument checking
+
+// ---------------------------------------------------------------- a real H100's answers
+
+// GPU 0 of dgx-h100 answers as the real H100 80GB HBM3 (driver 580) did in
+// docs/h100-check/real.json, where the simulator used to differ.
+TEST(SimMatchesRealH100, MaxMigCountReservedMemoryAndEventTypes) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d;
+  ASSERT_EQ(n.nvmlDeviceGetHandleByIndex_v2(0, &d), NVML_SUCCESS);
+  unsigned max = 99;
+  ASSERT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(d, &max), NVML_SUCCESS);
+  EXPECT_EQ(max, 0u);  // MIG disabled
+  nvmlMemory_v2_t mem2{};
+  mem2.version = nvmlMemory_v2;
+  ASSERT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &mem2), NVML_SUCCESS);
+  EXPECT_EQ(mem2.total, 85520809984ULL);
+  EXPECT_EQ(mem2.reserved, 503316480ULL);
+  EXPECT_EQ(mem2.used, 0ULL);
+  EXPECT_EQ(mem2.free, 85017493504ULL);
+  nvmlMemory_t mem;
+  ASSERT_EQ(n.nvmlDeviceGetMemoryInfo(d, &mem), NVML_SUCCESS);
+  EXPECT_EQ(mem.used, 503316480ULL);
+  EXPECT_EQ(mem.free, 85017493504ULL);
+  unsigned long long events = 0;
+  ASSERT_EQ(n.nvmlDeviceGetSupportedEventTypes(d, &events), NVML_SUCCESS);
+  EXPECT_EQ(events, 0xff9fULL);
+  EXPECT_EQ(events, static_cast<unsigned long long>(nvmlEventTypeAll));
+  // Allocated memory can fill what is not reserved, no more.
+  auto r = sim.Inject("set --gpu 0 mem-used=81079MiB");
+  EXPECT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &mem2), NVML_SUCCESS);
+  EXPECT_EQ(mem2.free, 0ULL);
+  r = sim.Inject("set --gpu 0 mem-used=81080MiB");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("at most the GPU's 81079 MiB (81559 MiB less 480 MiB reserved)"));
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+// The event mask per product: the H100's as measured; the others derived from
+// what each nvml.h event type is about (ECC types only with ECC, DRAM
+// retirement and poison only with ECC on Ampere and newer, MIG config change
+// only on MIG-capable GPUs).
+TEST(SimMatchesRealH100, SupportedEventTypesPerProduct) {
+  struct Case {
+    std::string profile;
+    unsigned long long types;
+  };
+  const Case cases[] = {
+      {"dgx-h100", 0xff9f},  // measured on a real H100
+      {"h100-mig", 0xff9f}, {"dgx-a100", 0xff9f},
+      {"t4x4", 0xc29f},     // Turing with ECC: no DRAM retirement/poison, no MIG
+      {"geforce", 0xc09c},  // no ECC, no MIG
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.profile);
+    SimRoot sim(c.profile);
+    ASSERT_TRUE(sim.ok());
+    Nvml& n = sim.nvml();
+    ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+    nvmlDevice_t d;
+    ASSERT_EQ(n.nvmlDeviceGetHandleByIndex_v2(0, &d), NVML_SUCCESS);
+    unsigned long long events = 0;
+    ASSERT_EQ(n.nvmlDeviceGetSupportedEventTypes(d, &events), NVML_SUCCESS);
+    EXPECT_EQ(events, c.types) << std::hex << events;
+    EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  }
+}
 
 TEST(SimArguments, EveryCallBeforeInitIsUninitialized) {
   SimRoot sim("dgx-h100");
@@ -667,10 +757,17 @@ TEST(SimState, TelemetrySetByAnotherProcess) {
   EXPECT_EQ(v, 350000u);
   ASSERT_EQ(n.nvmlDeviceGetClockInfo(d, NVML_CLOCK_SM, &v), NVML_SUCCESS);
   EXPECT_EQ(v, 1755u);
+  // mem-used is allocated memory: v2 "used"; v1 "used" adds the 480 MiB reserved.
   nvmlMemory_t mem;
   ASSERT_EQ(n.nvmlDeviceGetMemoryInfo(d, &mem), NVML_SUCCESS);
-  EXPECT_EQ(mem.used, 40ULL << 30);
+  EXPECT_EQ(mem.used, (40ULL << 30) + (480ULL << 20));
   EXPECT_EQ(mem.free, mem.total - mem.used);
+  nvmlMemory_v2_t mem2{};
+  mem2.version = nvmlMemory_v2;
+  ASSERT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &mem2), NVML_SUCCESS);
+  EXPECT_EQ(mem2.used, 40ULL << 30);
+  EXPECT_EQ(mem2.reserved, 480ULL << 20);
+  EXPECT_EQ(mem2.free, mem.free);
   unsigned long long ecc = 0;
   ASSERT_EQ(
       n.nvmlDeviceGetTotalEccErrors(d, NVML_MEMORY_ERROR_TYPE_CORRECTED, NVML_AGGREGATE_ECC, &ecc),
