@@ -94,7 +94,7 @@ ctd_ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD
 ctd_ld+=" -X github.com/containerd/containerd/v2/version.Revision=$CONTAINERD_VERSION"
 ctd_ld+=" -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2"
 # no_btrfs: the btrfs snapshotter needs cgo and libbtrfs headers, and this machine has no btrfs.
-for c in containerd ctr; do
+for c in containerd containerd-shim-runc-v2 ctr; do
   build "$c" "$e2e/tools/containerd" "github.com/containerd/containerd/v2/cmd/$c" \
     "$CONTAINERD_VERSION" "$ctd_ld" no_btrfs
 done
