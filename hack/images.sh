@@ -130,8 +130,11 @@ build_image() {
     local ctr
     ctr=$(command -v ctr || true)
     [ -n "$ctr" ] || ctr="$("$root/hack/k8s-components.sh")/ctr"
-    "$ctr" --address "$socket" -n k8s.io images import "$out/$name.tar" >/dev/null ||
-      die "importing $out/$name.tar into containerd at $socket failed"
+    local err
+    if ! err=$("$ctr" --address "$socket" -n k8s.io images import "$out/$name.tar" 2>&1 >/dev/null); then
+      printf '%s\n' "$err" >&2
+      die "importing $out/$name.tar into containerd at $socket failed (ctr's output above)"
+    fi
   fi
   echo "$name $ref $out/$name.tar"
 }

@@ -58,7 +58,13 @@ wait_for() {
   done
 }
 
-pid_alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+# alive PID: the process runs (a zombie waiting for init to reap it does not count).
+alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+pid_alive() { [ -f "$run/$1.pid" ] && alive "$(cat "$run/$1.pid")"; }
 
 # start NAME BINARY ARGS...: runs a daemon in its own session, logging to $logs/NAME.log.
 start() {
@@ -97,11 +103,11 @@ stop_pid() {
   local f="$run/$1.pid" pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 10))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if alive "$pid"; then
       log "$1 (pid $pid) ignored SIGTERM for 10s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -319,7 +325,7 @@ EOF
 kubepods_pids() {
   local f
   for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
-    [ -d "$f" ] && find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null
+    if [ -d "$f" ]; then find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
   done | sort -u
 }
 
@@ -327,7 +333,7 @@ kubepods_pids() {
 shim_pids() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $SOCK " && basename "$p"
+    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "-address $SOCK " && basename "$p"
   done
   return 0
 }
@@ -419,7 +425,7 @@ do_up() {
     --kubelet-preferred-address-types InternalIP \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range "$SERVICE_RANGE" \
+    --service-cluster-ip-range "$SERVICE_RANGE" --endpoint-reconciler-type none \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
   healthy kube-apiserver ready 90 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
     "https://127.0.0.1:$API_PORT/readyz"
@@ -466,6 +472,9 @@ do_up() {
     tail -n 30 "$logs/kubelet.log" >&2
     die "node $NODE not Ready after ${READY_TIMEOUT}s; kubelet log: $logs/kubelet.log"
   fi
+  # Pods need their namespace's service account, which the controller-manager creates.
+  wait_for "the controller-manager to create serviceaccount default/default" 60 \
+    kc get serviceaccount default -n default || die "serviceaccount default/default missing; see $logs/kube-controller-manager.log"
   log "node $NODE Ready $((SECONDS - t0))s after start (snapshotter $snap); kubeconfig $S/admin.kubeconfig"
   echo "$S/admin.kubeconfig"
 }

@@ -116,8 +116,8 @@ c=$(find /sys/fs/cgroup -maxdepth 2 -name kubepods 2>/dev/null)
 [ -z "$c" ] || leftover+=" cgroups: $c;"
 ! ip link show gdp-cni0 >/dev/null 2>&1 || leftover+=" bridge gdp-cni0;"
 for p in /proc/[0-9]*; do
-  if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$S/"; then
-    leftover+=" process $(basename "$p"): $(tr '\0' ' ' <"$p/cmdline" | cut -c1-80);"
+  if { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$S/"; then
+    leftover+=" process $(basename "$p"): $({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | cut -c1-80);"
   fi
 done
 if [ -z "$leftover" ]; then
