@@ -9,7 +9,7 @@
 #   down    stops everything and removes every trace: processes, pod sandboxes and
 #           containers, mounts, the kubepods cgroups, the CNI bridge, sockets, state.
 #   status  says which daemons run and shows the node.
-#   env     prints `export KUBECONFIG=...; export PATH=...` for eval.
+#   env     prints the exports for eval: KUBECONFIG, CRI_CONFIG_FILE (crictl), PATH.
 #
 # Settings (environment):
 #   GDP_CLUSTER_DIR   state dir: certs, data, logs, pid files, sockets (default /var/tmp/gdp-cluster)
@@ -231,6 +231,11 @@ oom_score = 0
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 
+# ctr images import goes through the transfer service: unpack into the same snapshotter.
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "$snap"
+
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "$snap"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
@@ -361,7 +366,7 @@ do_down() {
   # Let the runtime stop and remove pods itself while it still runs: that unmounts
   # rootfs and network namespaces and releases CNI addresses properly.
   if pid_alive containerd && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
-    timeout 60 "$bin/crictl" --runtime-endpoint "unix://$SOCK" rmp -fa >/dev/null 2>&1 ||
+    timeout 60 "$bin/crictl" --config "$S/crictl.yaml" rmp -fa >/dev/null 2>&1 ||
       log "crictl rmp -fa failed; killing what is left instead"
   fi
   stop_pid kube-scheduler
@@ -380,7 +385,13 @@ do_down() {
   unmount_under "$KROOT"
   unmount_under "$S"
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" || log "could not delete bridge $BRIDGE"; fi
-  rm -f /var/lib/cni/results/"$CNI_NET"-* 2>/dev/null || true
+  # libcni caches each sandbox's results in /var/lib/cni/results (not configurable in
+  # containerd): drop those of our sandboxes, and the dirs if that leaves them empty.
+  local id
+  for id in $(ls "$S/containerd/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null); do
+    rm -f /var/lib/cni/results/*-"$id"-*
+  done
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   if [ -f "$KROOT/$MARKER" ]; then
     rm -rf "$KROOT"
   elif [ -d "$KROOT" ] && [ -n "$(ls -A "$KROOT" 2>/dev/null)" ]; then
@@ -446,6 +457,7 @@ do_up() {
   local snap
   snap=$(pick_snapshotter)
   write_containerd_config "$snap"
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$S/crictl.yaml"
   start containerd "$BIN/containerd" --config "$S/containerd/config.toml" --log-level warn
   healthy containerd serving 30 "$BIN/ctr" --address "$SOCK" version
   healthy kube-controller-manager healthy 60 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
@@ -498,7 +510,7 @@ case "${1:-}" in
   down) do_down ;;
   status) do_status ;;
   env)
-    echo "export KUBECONFIG=$S/admin.kubeconfig; export PATH=$(k8s_bin_dir):\$PATH"
+    echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(k8s_bin_dir):\$PATH"
     ;;
   *)
     echo "usage: $0 up|down|status|env" >&2
