@@ -83,7 +83,7 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
   k8s_ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
 done
-for c in kubelet kube-apiserver kube-controller-manager kube-scheduler; do
+for c in kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   build "$c" "$e2e" "k8s.io/kubernetes/cmd/$c" "$K8S_VERSION" "$k8s_ld"
 done
 

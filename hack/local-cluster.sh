@@ -64,7 +64,12 @@ alive() {
   st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
   [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
-pid_alive() { [ -f "$run/$1.pid" ] && alive "$(cat "$run/$1.pid")"; }
+# ours PID: alive, and its command line names our state dir (a pid file left by a
+# crashed run may name a pid the system has since given to another process).
+ours() {
+  alive "$1" && { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$S/"
+}
+pid_alive() { [ -f "$run/$1.pid" ] && ours "$(cat "$run/$1.pid")"; }
 
 # start NAME BINARY ARGS...: runs a daemon in its own session, logging to $logs/NAME.log.
 start() {
@@ -74,7 +79,8 @@ start() {
     log "$name already runs (pid $(cat "$run/$name.pid"))"
     return 0
   fi
-  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemon must not hold the lock of this script (see lock()).
+  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$run/$name.pid"
 }
 
@@ -103,7 +109,7 @@ stop_pid() {
   local f="$run/$1.pid" pid
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if alive "$pid"; then
+  if ours "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + 10))
     while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
@@ -505,9 +511,16 @@ do_status() {
   return $rc
 }
 
+# One up or down at a time, whichever worktree it comes from: they share the state dir.
+lock() {
+  mkdir -p "$GDP_CACHE"
+  exec 9>"$GDP_CACHE/local-cluster.lock"
+  flock -w 300 9 || die "another hack/local-cluster.sh up/down still runs after 300s (lock $GDP_CACHE/local-cluster.lock)"
+}
+
 case "${1:-}" in
-  up) do_up ;;
-  down) do_down ;;
+  up) lock && do_up ;;
+  down) lock && do_down ;;
   status) do_status ;;
   env)
     echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(k8s_bin_dir):\$PATH"
