@@ -398,16 +398,22 @@ do_down() {
     rm -f /var/lib/cni/results/*-"$id"-*
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+  # --one-file-system: should a mount have survived, never delete through it.
   if [ -f "$KROOT/$MARKER" ]; then
-    rm -rf "$KROOT"
+    rm -rf --one-file-system "$KROOT"
   elif [ -d "$KROOT" ] && [ -n "$(ls -A "$KROOT" 2>/dev/null)" ]; then
     log "left $KROOT alone: it was not made by this script (no $MARKER)"
   fi
-  rm -rf "$S"
-  local left
+  rm -rf --one-file-system "$S"
+  local left ok=0
   left=$(kubepods_pids; shim_pids)
-  [ -z "$left" ] || log "warning: processes still alive after teardown: $left"
-  [ -z "$(find /sys/fs/cgroup -maxdepth 2 -name kubepods 2>/dev/null)" ] || log "warning: kubepods cgroups remain"
+  [ -z "$left" ] || { log "teardown incomplete: processes still alive: $left"; ok=1; }
+  left=$(find /sys/fs/cgroup -maxdepth 2 -name kubepods 2>/dev/null)
+  [ -z "$left" ] || { log "teardown incomplete: cgroups remain: $left"; ok=1; }
+  left=$(awk -v s="$S" -v k="$KROOT" 'index($2, s) == 1 || index($2, k) == 1 { print $2 }' /proc/self/mounts)
+  [ -z "$left" ] || { log "teardown incomplete: mounts remain: $left"; ok=1; }
+  [ ! -e "$S" ] || { log "teardown incomplete: $S could not be removed"; ok=1; }
+  return $ok
 }
 
 # --- up --------------------------------------------------------------------------------
@@ -415,7 +421,7 @@ do_down() {
 do_up() {
   if [ -d "$S" ] || [ -f "$KROOT/$MARKER" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
     log "cleaning up what a previous cluster left in $S"
-    do_down
+    do_down || die "could not clean up after the previous cluster (see above); fix that, then run $0 down"
   fi
   local t0=$SECONDS
   BIN=$("$root/hack/k8s-components.sh")
