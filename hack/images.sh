@@ -16,7 +16,7 @@
 # directory given as $1 and sets IMG_ENTRYPOINT and IMG_CMD (JSON arrays) and,
 # if needed, IMG_ENV (JSON array of "K=V"); then `hack/images.sh NAME`. Example:
 #   image_plugin() {
-#     install -D build/release/gpu-device-plugin "$1/usr/bin/gpu-device-plugin"
+#     install -D build/release/src/daemon/gpu-device-plugin "$1/usr/bin/gpu-device-plugin"
 #     copy_libs "$1" "$1/usr/bin/gpu-device-plugin"   # its shared libraries
 #     IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
 #   }
