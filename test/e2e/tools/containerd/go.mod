@@ -1,4 +1,4 @@
-// containerd 2.x (CDI on by default) and its ctr client for the local cluster.
+// containerd 2.x (CDI on by default), its runc shim and the ctr client for the local cluster.
 // Built by hack/k8s-components.sh.
 module gpu-device-plugin/test/e2e/tools/containerd
 
