@@ -1,5 +1,5 @@
 # Thin wrappers over hack/: each target is one script.
-.PHONY: all deps build test test-tsan fuzz e2e demo bench format lint clean
+.PHONY: all deps build test test-tsan fuzz e2e demo bench format lint clean cluster-up cluster-down
 
 all: build
 
@@ -23,6 +23,13 @@ e2e:
 
 demo:
 	hack/demo.sh
+
+# The local one-node Kubernetes of the real-node tests (docs/e2e.md).
+cluster-up:
+	hack/local-cluster.sh up
+
+cluster-down:
+	hack/local-cluster.sh down
 
 format:
 	hack/format.sh

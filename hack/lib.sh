@@ -13,3 +13,11 @@ log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
+
+# The pinned Kubernetes version (test/e2e/go.mod) and the bin dir hack/k8s-components.sh
+# builds its components into.
+k8s_version() {
+  awk '($1 == "require" && $2 == "k8s.io/kubernetes") { print $3; exit } ($1 == "k8s.io/kubernetes" && $2 ~ /^v/) { print $2; exit }' \
+    "$(repo_root)/test/e2e/go.mod"
+}
+k8s_bin_dir() { echo "$GDP_CACHE/k8s/$(k8s_version)/bin"; }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Builds the container images of the real-node tests as OCI image tarballs, without a
+# registry or an image builder: each image is one uncompressed layer (a deterministic
+# tar of a root filesystem) plus the OCI config, manifest and index written here, and
+# optionally imports them into containerd's k8s.io namespace, where the kubelet finds
+# them (pods use imagePullPolicy: Never).
+#
+# Usage: hack/images.sh [-a CONTAINERD_SOCKET] [NAME...]
+#   NAME      one of the images defined below (default: pause busybox)
+#   -a SOCK   also import each image with `ctr -n k8s.io images import` (unpacked
+#             into $CONTAINERD_SNAPSHOTTER, default overlayfs, as ctr reads it)
+# Prints one line per image: NAME REFERENCE TARBALL.
+#
+# Images land in $GDP_CACHE/images/NAME.tar as localhost/gdp/NAME:e2e.
+# To add an image, define a function image_NAME that fills the root filesystem
+# directory given as $1 and sets IMG_ENTRYPOINT and IMG_CMD (JSON arrays) and,
+# if needed, IMG_ENV (JSON array of "K=V"); then `hack/images.sh NAME`. Example:
+#   image_plugin() {
+#     install -D build/release/src/daemon/gpu-device-plugin "$1/usr/bin/gpu-device-plugin"
+#     copy_libs "$1" "$1/usr/bin/gpu-device-plugin"   # its shared libraries
+#     IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
+#   }
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+root=$(repo_root)
+out="$GDP_CACHE/images"
+tag=e2e
+socket=""
+if [ "${1:-}" = "-a" ]; then
+  socket=${2:?"-a needs the containerd socket path"}
+  shift 2
+fi
+names=("$@")
+((${#names[@]})) || names=(pause busybox)
+
+# copy_libs ROOTFS BINARY...: copies the shared libraries BINARY needs (ldd) and the
+# dynamic loader into ROOTFS at the same paths.
+copy_libs() {
+  local rootfs=$1
+  shift
+  local lib
+  for lib in $(ldd "$@" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
+  done
+}
+
+base_files() {
+  mkdir -p "$1"/{etc,tmp,proc,sys,dev,run,var,root}
+  chmod 1777 "$1/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$1/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
+}
+
+# pause: the sandbox image containerd's CRI starts for every pod (see local-cluster.sh).
+image_pause() {
+  local src="$root/test/e2e/images/pause/pause.c"
+  command -v gcc >/dev/null || die "gcc not found: run hack/deps.sh"
+  mkdir -p "$1"
+  gcc -static -Os -s -Wall -Wextra -Werror -o "$1/pause" "$src" ||
+    die "building the static pause binary from $src failed (needs libc6-dev)"
+  IMG_ENTRYPOINT='["/pause"]'
+}
+
+# busybox: the small test workload, Debian's busybox-static with one link per applet.
+image_busybox() {
+  local bb=/bin/busybox
+  [ -x "$bb" ] && "$bb" --list >/dev/null 2>&1 || die "$bb not found: run hack/k8s-components.sh (installs busybox-static)"
+  file -L "$bb" 2>/dev/null | grep -q 'dynamically linked' && die "$bb is dynamically linked: install busybox-static"
+  base_files "$1"
+  mkdir -p "$1/bin"
+  install -m 0755 "$bb" "$1/bin/busybox"
+  local applet
+  for applet in $("$bb" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$1/bin/$applet"
+  done
+  IMG_ENTRYPOINT='null'
+  IMG_CMD='["/bin/sh"]'
+}
+
+blob() { # blob LAYOUT FILE: moves FILE into LAYOUT's blobs, prints "digest size"
+  local d s
+  d=$(sha256sum "$2" | cut -d' ' -f1)
+  s=$(stat -c %s "$2")
+  mv -f "$2" "$1/blobs/sha256/$d"
+  echo "sha256:$d $s"
+}
+
+build_image() {
+  local name=$1 fn="image_$1"
+  declare -F "$fn" >/dev/null || die "no image named '$name': define $fn in $0"
+  local work
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  IMG_ENTRYPOINT='null' IMG_CMD='null' IMG_ENV='["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
+  "$fn" "$work/rootfs"
+
+  local layout="$work/layout"
+  mkdir -p "$layout/blobs/sha256"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=posix \
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+    -C "$work/rootfs" -cf "$work/layer.tar" .
+  local layer layer_digest layer_size
+  layer=$(blob "$layout" "$work/layer.tar")
+  read -r layer_digest layer_size <<<"$layer"
+
+  printf '{"architecture":"amd64","os":"linux","config":{"Env":%s,"Entrypoint":%s,"Cmd":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["%s"]},"history":[{"created_by":"hack/images.sh %s"}]}' \
+    "$IMG_ENV" "$IMG_ENTRYPOINT" "$IMG_CMD" "$layer_digest" "$name" >"$work/config.json"
+  local config config_digest config_size
+  config=$(blob "$layout" "$work/config.json")
+  read -r config_digest config_size <<<"$config"
+
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
+    "$config_digest" "$config_size" "$layer_digest" "$layer_size" >"$work/manifest.json"
+  local manifest manifest_digest manifest_size
+  manifest=$(blob "$layout" "$work/manifest.json")
+  read -r manifest_digest manifest_size <<<"$manifest"
+
+  local ref="localhost/gdp/$name:$tag"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+    "$manifest_digest" "$manifest_size" "$ref" "$tag" >"$layout/index.json"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+
+  mkdir -p "$out"
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$layout" -cf "$out/.$name.tar.tmp" .
+  mv -f "$out/.$name.tar.tmp" "$out/$name.tar"
+
+  if [ -n "$socket" ]; then
+    local ctr
+    ctr=$(command -v ctr || true)
+    [ -n "$ctr" ] || ctr="$("$root/hack/k8s-components.sh")/ctr"
+    local err
+    if ! err=$("$ctr" --address "$socket" -n k8s.io images import "$out/$name.tar" 2>&1 >/dev/null); then
+      printf '%s\n' "$err" >&2
+      die "importing $out/$name.tar into containerd at $socket failed (ctr's output above)"
+    fi
+  fi
+  echo "$name $ref $out/$name.tar"
+}
+
+for n in "${names[@]}"; do build_image "$n"; done

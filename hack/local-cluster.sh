@@ -1,0 +1,538 @@
+#!/usr/bin/env bash
+# A one-node Kubernetes cluster on this machine, without systemd, for the real-node tests.
+#
+# Usage: hack/local-cluster.sh up|down|status|env
+#   up      builds (or reuses) the components, then starts etcd, kube-apiserver,
+#           kube-controller-manager, kube-scheduler, containerd and the kubelet, each
+#           waited for with a deadline, imports the local images, and waits for the
+#           node to be Ready. Cleans up what a previous run left behind first.
+#   down    stops everything and removes every trace: processes, pod sandboxes and
+#           containers, mounts, the kubepods cgroups, the CNI bridge, sockets, state.
+#   status  says which daemons run and shows the node.
+#   env     prints the exports for eval: KUBECONFIG, CRI_CONFIG_FILE (crictl), PATH.
+#
+# Settings (environment):
+#   GDP_CLUSTER_DIR   state dir: certs, data, logs, pid files, sockets (default /var/tmp/gdp-cluster)
+#   GDP_KUBELET_ROOT  the kubelet's --root-dir (default /var/lib/kubelet, where device
+#                     plugins expect device-plugins/kubelet.sock)
+#   GDP_NODE_NAME     node name (default gpu-node-0)
+#   GDP_SNAPSHOTTER   containerd snapshotter (default: overlayfs if it mounts here, else native)
+#   GDP_READY_TIMEOUT seconds to wait for the node to be Ready (default 120)
+#   GDP_IMAGES        images hack/images.sh builds and imports on `up` (default "pause busybox")
+#
+# Network: every daemon listens on 127.0.0.1 only. Pods are meant to use hostNetwork;
+# the CNI config (needed for the node to report Ready) is a bridge with no gateway and
+# no masquerading, so a non-hostNetwork pod can reach only its own bridge. The Node's
+# InternalIP is set to 127.0.0.1, so the API server reaches the kubelet over loopback.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+root=$(repo_root)
+S="${GDP_CLUSTER_DIR:-/var/tmp/gdp-cluster}"
+KROOT="${GDP_KUBELET_ROOT:-/var/lib/kubelet}"
+NODE="${GDP_NODE_NAME:-gpu-node-0}"
+READY_TIMEOUT="${GDP_READY_TIMEOUT:-120}"
+ETCD_PORT=2379 ETCD_PEER_PORT=2380 API_PORT=6443
+KCM_PORT=10257 SCHED_PORT=10259 KUBELET_PORT=10250 KUBELET_HEALTHZ_PORT=10248
+BRIDGE=gdp-cni0 CNI_NET=gdp-bridge POD_SUBNET=10.244.0.0/24 SERVICE_RANGE=10.96.0.0/24
+SOCK="$S/run/containerd.sock"
+MARKER=.gdp-local-cluster # in $KROOT: this script made it, so `down` may delete it
+
+pki="$S/pki"
+logs="$S/logs"
+run="$S/run"
+
+# --- helpers ---------------------------------------------------------------------------
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds.
+wait_for() {
+  local what=$1 secs=$2
+  shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${secs}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# alive PID: the process runs (a zombie waiting for init to reap it does not count).
+alive() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+# ours PID: alive, and its command line names our state dir (a pid file left by a
+# crashed run may name a pid the system has since given to another process).
+ours() {
+  alive "$1" && { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF -- "$S/"
+}
+pid_alive() { [ -f "$run/$1.pid" ] && ours "$(cat "$run/$1.pid")"; }
+
+# start NAME BINARY ARGS...: runs a daemon in its own session, logging to $logs/NAME.log.
+start() {
+  local name=$1
+  shift
+  if pid_alive "$name"; then
+    log "$name already runs (pid $(cat "$run/$name.pid"))"
+    return 0
+  fi
+  # 9>&-: the daemon must not hold the lock of this script (see lock()).
+  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$run/$name.pid"
+}
+
+# healthy NAME DESCRIPTION SECONDS COMMAND...: waits for a started daemon, failing
+# early with its log tail when it exits.
+healthy() {
+  local name=$1 what=$2 secs=$3
+  shift 3
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$name"; then
+      tail -n 30 "$logs/$name.log" >&2 || true
+      die "$name exited while starting; its log is $logs/$name.log (last lines above)"
+    fi
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$logs/$name.log" >&2 || true
+      die "$name not $what after ${secs}s; its log is $logs/$name.log (last lines above)"
+    fi
+    sleep 0.2
+  done
+  log "$name is $what ($((secs - (deadline - SECONDS)))s)"
+}
+
+# stop_pid NAME: TERM, then KILL after 10 s, then forget the pid file.
+stop_pid() {
+  local f="$run/$1.pid" pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if ours "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if alive "$pid"; then
+      log "$1 (pid $pid) ignored SIGTERM for 10s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$f"
+}
+
+kc() { kubectl --kubeconfig "$S/admin.kubeconfig" "$@"; }
+
+# --- certificates and kubeconfigs ------------------------------------------------------
+
+# cert NAME SUBJECT [SAN]: an EC P-256 key and a certificate signed by the cluster CA.
+cert() {
+  local name=$1 subj=$2 san=${3:-}
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/$name.key" 2>/dev/null
+  openssl req -new -key "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    if [ -n "$san" ]; then
+      echo "extendedKeyUsage=serverAuth,clientAuth"
+      echo "subjectAltName=$san"
+    else
+      echo "extendedKeyUsage=clientAuth"
+    fi
+  } >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 30 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null ||
+    die "openssl could not sign the $name certificate"
+  rm -f "$pki/$name.csr" "$pki/$name.ext"
+}
+
+# kubeconfig FILE USER CERT: a kubeconfig for 127.0.0.1:$API_PORT with a client certificate.
+kubeconfig() {
+  local file=$1 user=$2 c=$3
+  cat >"$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: gdp
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$c.crt")
+    client-key-data: $(base64 -w0 "$pki/$c.key")
+contexts:
+- name: gdp
+  context: {cluster: gdp, user: $user}
+current-context: gdp
+EOF
+  chmod 600 "$file"
+}
+
+make_pki() {
+  [ -f "$pki/done" ] && return 0
+  mkdir -p "$pki"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=gdp-local-ca" -days 30 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "$pki/ca.crt" 2>/dev/null || die "openssl could not create the cluster CA in $pki"
+  cert apiserver "/CN=kube-apiserver" \
+    "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  cert admin "/O=system:masters/CN=gdp-admin"
+  cert controller-manager "/CN=system:kube-controller-manager"
+  cert scheduler "/CN=system:kube-scheduler"
+  cert kubelet-client "/O=system:nodes/CN=system:node:$NODE"
+  cert kubelet-serving "/CN=$NODE" "IP:127.0.0.1,DNS:localhost,DNS:$NODE"
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  chmod 600 "$pki"/*.key
+  kubeconfig "$S/admin.kubeconfig" gdp-admin admin
+  kubeconfig "$S/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
+  kubeconfig "$S/scheduler.kubeconfig" system:kube-scheduler scheduler
+  kubeconfig "$S/kubelet.kubeconfig" "system:node:$NODE" kubelet-client
+  touch "$pki/done"
+}
+
+# --- configuration files ---------------------------------------------------------------
+
+pick_snapshotter() {
+  if [ -n "${GDP_SNAPSHOTTER:-}" ]; then
+    echo "$GDP_SNAPSHOTTER"
+    return
+  fi
+  local d
+  d=$(mktemp -d "$S/overlay-probe.XXXX")
+  mkdir "$d"/{l,u,w,m}
+  if mount -t overlay overlay -o "lowerdir=$d/l,upperdir=$d/u,workdir=$d/w" "$d/m" 2>/dev/null; then
+    umount "$d/m"
+    echo overlayfs
+  else
+    echo native
+  fi
+  rm -rf "$d"
+}
+
+write_containerd_config() {
+  local snap=$1
+  mkdir -p "$S/containerd" "$S/cni/net.d" "$S/cdi"
+  cat >"$S/containerd/config.toml" <<EOF
+version = 3
+root = "$S/containerd/root"
+state = "$S/containerd/state"
+oom_score = 0
+
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = "$SOCK.debug"
+[metrics]
+  address = ""
+
+[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+# ctr images import goes through the transfer service: unpack into the same snapshotter.
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = "linux/amd64"
+  snapshotter = "$snap"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "$snap"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "localhost/gdp/pause:e2e"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # This machine strips CAP_SYS_RESOURCE: never ask for an oom_score_adj below ours.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  cdi_spec_dirs = ["$S/cdi", "/etc/cdi", "/var/run/cdi"]
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$S/cni/net.d"
+    max_conf_num = 1
+EOF
+  # A bridge without gateway or masquerading: pods reach their own bridge and nothing else.
+  cat >"$S/cni/net.d/10-$CNI_NET.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "$CNI_NET",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$BRIDGE",
+      "isGateway": false,
+      "ipMasq": false,
+      "hairpinMode": false,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$POD_SUBNET"}]],
+        "dataDir": "$S/cni/ipam"
+      }
+    }
+  ]
+}
+EOF
+}
+
+write_kubelet_config() {
+  mkdir -p "$S/manifests" "$S/pod-logs" "$KROOT"
+  touch "$KROOT/$MARKER"
+  cat >"$S/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# cgroup v1 kernel: Kubernetes 1.35-1.37 still run on it when told so.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+# CAP_SYS_RESOURCE is stripped here: the kubelet may not lower its own oom_score_adj.
+oomScoreAdj: 0
+containerRuntimeEndpoint: unix://$SOCK
+staticPodPath: $S/manifests
+podLogsDir: $S/pod-logs
+address: 127.0.0.1
+port: $KUBELET_PORT
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $KUBELET_HEALTHZ_PORT
+tlsCertFile: $pki/kubelet-serving.crt
+tlsPrivateKeyFile: $pki/kubelet-serving.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization:
+  mode: Webhook
+clusterDomain: cluster.local
+failSwapOn: false
+# Images are imported, never pulled: never garbage-collect them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+syncFrequency: 10s
+fileCheckFrequency: 5s
+nodeStatusUpdateFrequency: 5s
+EOF
+}
+
+# --- teardown --------------------------------------------------------------------------
+
+# Pids of processes in the kubelet's cgroup tree (the pods' containers), any hierarchy.
+kubepods_pids() {
+  local f
+  for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
+    if [ -d "$f" ]; then find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
+  done | sort -u
+}
+
+# Pids of containerd shims serving our containerd (they name its socket on their command line).
+shim_pids() {
+  local p
+  for p in /proc/[0-9]*; do
+    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "-address $SOCK " && basename "$p"
+  done
+  return 0
+}
+
+remove_kubepods_cgroups() {
+  local h d
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    [ -d "$h/kubepods" ] || continue
+    # Deepest first: a cgroup can only be removed once its children are.
+    find "$h/kubepods" -depth -type d 2>/dev/null | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+  done
+}
+
+unmount_under() {
+  local dir=$1 m
+  [ -n "$dir" ] || return 0
+  # Longest paths first, so nested mounts go before their parents.
+  awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts | sort -r |
+    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"; done
+}
+
+do_down() {
+  local bin=${BIN:-$(k8s_bin_dir)}
+  stop_pid kubelet
+  # Let the runtime stop and remove pods itself while it still runs: that unmounts
+  # rootfs and network namespaces and releases CNI addresses properly.
+  if pid_alive containerd && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
+    timeout 60 "$bin/crictl" --config "$S/crictl.yaml" rmp -fa >/dev/null 2>&1 ||
+      log "crictl rmp -fa failed; killing what is left instead"
+  fi
+  stop_pid kube-scheduler
+  stop_pid kube-controller-manager
+  stop_pid kube-apiserver
+  stop_pid containerd
+  stop_pid etcd
+  # Anything left (after a crash): shims of our containerd, then the pods' processes.
+  local pids
+  pids=$(shim_pids)
+  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  pids=$(kubepods_pids)
+  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  wait_for "the pods' processes to exit" 10 test -z "$(kubepods_pids)" || true
+  remove_kubepods_cgroups
+  unmount_under "$KROOT"
+  unmount_under "$S"
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" || log "could not delete bridge $BRIDGE"; fi
+  # libcni caches each sandbox's results in /var/lib/cni/results (not configurable in
+  # containerd): drop those of our sandboxes, and the dirs if that leaves them empty.
+  local id
+  for id in $(ls "$S/containerd/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null); do
+    rm -f /var/lib/cni/results/*-"$id"-*
+  done
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+  # --one-file-system: should a mount have survived, never delete through it.
+  if [ -f "$KROOT/$MARKER" ]; then
+    rm -rf --one-file-system "$KROOT"
+  elif [ -d "$KROOT" ] && [ -n "$(ls -A "$KROOT" 2>/dev/null)" ]; then
+    log "left $KROOT alone: it was not made by this script (no $MARKER)"
+  fi
+  rm -rf --one-file-system "$S"
+  local left ok=0
+  left=$(kubepods_pids; shim_pids)
+  [ -z "$left" ] || { log "teardown incomplete: processes still alive: $left"; ok=1; }
+  left=$(find /sys/fs/cgroup -maxdepth 2 -name kubepods 2>/dev/null)
+  [ -z "$left" ] || { log "teardown incomplete: cgroups remain: $left"; ok=1; }
+  left=$(awk -v s="$S" -v k="$KROOT" 'index($2, s) == 1 || index($2, k) == 1 { print $2 }' /proc/self/mounts)
+  [ -z "$left" ] || { log "teardown incomplete: mounts remain: $left"; ok=1; }
+  [ ! -e "$S" ] || { log "teardown incomplete: $S could not be removed"; ok=1; }
+  return $ok
+}
+
+# --- up --------------------------------------------------------------------------------
+
+do_up() {
+  if [ -d "$S" ] || [ -f "$KROOT/$MARKER" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "cleaning up what a previous cluster left in $S"
+    do_down || die "could not clean up after the previous cluster (see above); fix that, then run $0 down"
+  fi
+  local t0=$SECONDS
+  BIN=$("$root/hack/k8s-components.sh")
+  mkdir -p "$S" "$logs" "$run"
+  export PATH="$BIN:$PATH"
+  command -v kubectl >/dev/null || die "kubectl not found: apt-get install kubectl, or build k8s.io/kubernetes/cmd/kubectl"
+
+  make_pki
+
+  start etcd "$BIN/etcd" --name gdp --data-dir "$S/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "gdp=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync --log-level warn
+  healthy etcd healthy 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+  start kube-apiserver "$BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range "$SERVICE_RANGE" --endpoint-reconciler-type none \
+    --authorization-mode Node,RBAC --allow-privileged=true --profiling=false
+  healthy kube-apiserver ready 90 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$API_PORT/readyz"
+
+  start kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig "$S/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$S/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$S/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --use-service-account-credentials=true --profiling=false
+  start kube-scheduler "$BIN/kube-scheduler" \
+    --kubeconfig "$S/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$S/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$S/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --profiling=false
+
+  local snap
+  snap=$(pick_snapshotter)
+  write_containerd_config "$snap"
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$S/crictl.yaml"
+  start containerd "$BIN/containerd" --config "$S/containerd/config.toml" --log-level warn
+  healthy containerd serving 30 "$BIN/ctr" --address "$SOCK" version
+  healthy kube-controller-manager healthy 60 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+  healthy kube-scheduler healthy 60 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
+
+  # The sandbox image must be there before the kubelet starts its first pod.
+  # shellcheck disable=SC2086
+  CONTAINERD_SNAPSHOTTER=$snap "$root/hack/images.sh" -a "$SOCK" ${GDP_IMAGES:-pause busybox} >/dev/null
+
+  write_kubelet_config
+  # --cloud-provider=external: the kubelet leaves the Node's addresses to us, so they can
+  # be loopback (it refuses a loopback --node-ip); set just below.
+  start kubelet "$BIN/kubelet" --config "$S/kubelet.yaml" --kubeconfig "$S/kubelet.kubeconfig" \
+    --root-dir "$KROOT" --hostname-override "$NODE" --cloud-provider external --v 2
+  healthy kubelet healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+  healthy kubelet registered 60 kc get node "$NODE"
+  kc patch node "$NODE" --subresource status --type merge \
+    -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"},{\"type\":\"Hostname\",\"address\":\"$NODE\"}]}}" >/dev/null ||
+    die "could not set the addresses of node $NODE"
+  # No cloud controller runs: lift the taint that waits for one.
+  kc taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
+  if ! kc wait --for=condition=Ready "node/$NODE" --timeout "${READY_TIMEOUT}s" >/dev/null; then
+    kc describe node "$NODE" >&2 || true
+    tail -n 30 "$logs/kubelet.log" >&2
+    die "node $NODE not Ready after ${READY_TIMEOUT}s; kubelet log: $logs/kubelet.log"
+  fi
+  # Pods need their namespace's service account, which the controller-manager creates.
+  wait_for "the controller-manager to create serviceaccount default/default" 60 \
+    kc get serviceaccount default -n default || die "serviceaccount default/default missing; see $logs/kube-controller-manager.log"
+  log "node $NODE Ready $((SECONDS - t0))s after start (snapshotter $snap); kubeconfig $S/admin.kubeconfig"
+  echo "$S/admin.kubeconfig"
+}
+
+do_status() {
+  local n rc=0
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+    if pid_alive "$n"; then
+      printf '%-24s running (pid %s)\n' "$n" "$(cat "$run/$n.pid")"
+    else
+      printf '%-24s stopped\n' "$n"
+      rc=1
+    fi
+  done
+  [ -f "$S/admin.kubeconfig" ] && kc get nodes -o wide 2>&1 || true
+  return $rc
+}
+
+# One up or down at a time, whichever worktree it comes from: they share the state dir.
+lock() {
+  mkdir -p "$GDP_CACHE"
+  exec 9>"$GDP_CACHE/local-cluster.lock"
+  flock -w 300 9 || die "another hack/local-cluster.sh up/down still runs after 300s (lock $GDP_CACHE/local-cluster.lock)"
+}
+
+case "${1:-}" in
+  up) lock && do_up ;;
+  down) lock && do_down ;;
+  status) do_status ;;
+  env)
+    echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(k8s_bin_dir):\$PATH"
+    ;;
+  *)
+    echo "usage: $0 up|down|status|env" >&2
+    exit 2
+    ;;
+esac
