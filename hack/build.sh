@@ -8,7 +8,8 @@ preset="${1:-release}"
 shift || true
 cd "$(repo_root)"
 nvml_dir=$(hack/deps.sh)
-export CCACHE_BASEDIR="$PWD" CCACHE_DIR="${CCACHE_DIR:-$GDP_CACHE/ccache}"
+# NOHASHDIR: debug info may name another checkout's directory; the code is the same.
+export CCACHE_BASEDIR="$PWD" CCACHE_DIR="${CCACHE_DIR:-$GDP_CACHE/ccache}" CCACHE_NOHASHDIR=1
 # shellcheck disable=SC2086
 cmake --preset "$preset" -DNVML_INCLUDE_DIR="$nvml_dir" ${GDP_CMAKE_ARGS:-} >/dev/null
 targets=()
