@@ -6,7 +6,8 @@
 # them (pods use imagePullPolicy: Never).
 #
 # Usage: hack/images.sh [-a CONTAINERD_SOCKET] [NAME...]
-#   NAME      one of the images defined below (default: pause busybox)
+#   NAME      one of the images defined below (default: pause busybox; a dash in
+#             NAME maps to an underscore in its function: gpu-device-plugin)
 #   -a SOCK   also import each image with `ctr -n k8s.io images import` (unpacked
 #             into $CONTAINERD_SNAPSHOTTER, default overlayfs, as ctr reads it)
 # Prints one line per image: NAME REFERENCE TARBALL.
@@ -15,11 +16,12 @@
 # To add an image, define a function image_NAME that fills the root filesystem
 # directory given as $1 and sets IMG_ENTRYPOINT and IMG_CMD (JSON arrays) and,
 # if needed, IMG_ENV (JSON array of "K=V"); then `hack/images.sh NAME`. Example:
-#   image_plugin() {
-#     install -D build/release/src/daemon/gpu-device-plugin "$1/usr/bin/gpu-device-plugin"
-#     copy_libs "$1" "$1/usr/bin/gpu-device-plugin"   # its shared libraries
-#     IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
+#   image_hello() {
+#     install -D /usr/bin/hello "$1/usr/bin/hello"
+#     copy_libs "$1" "$1/usr/bin/hello"   # its shared libraries and the loader
+#     IMG_ENTRYPOINT='["/usr/bin/hello"]'
 #   }
+# image_gpu_device_plugin below is the real one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -78,6 +80,26 @@ image_busybox() {
   IMG_CMD='["/bin/sh"]'
 }
 
+# gpu-device-plugin: the daemon from the release build (hack/build.sh release
+# gpu-device-plugin) and the shared libraries ldd names, with debug info stripped
+# (binary and libraries). It finds libnvidia-ml.so.1 under the driver root mounted
+# at runtime, never in the image. GDP_PLUGIN_BINARY overrides the binary's path.
+image_gpu_device_plugin() {
+  local bin=${GDP_PLUGIN_BINARY:-$root/build/release/src/daemon/gpu-device-plugin}
+  [ -x "$bin" ] || die "$bin not found: run hack/build.sh release gpu-device-plugin"
+  command -v strip >/dev/null || die "strip not found: install binutils"
+  base_files "$1"
+  install -D -m 0755 "$bin" "$1/usr/bin/gpu-device-plugin"
+  copy_libs "$1" "$bin"
+  local f
+  while IFS= read -r -d '' f; do
+    chmod u+w "$f"
+    strip --strip-debug "$f"
+  done < <(find "$1/usr" "$1/lib" "$1/lib64" -type f -print0 2>/dev/null)
+  IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
+  IMG_CMD='null'
+}
+
 blob() { # blob LAYOUT FILE: moves FILE into LAYOUT's blobs, prints "digest size"
   local d s
   d=$(sha256sum "$2" | cut -d' ' -f1)
@@ -87,7 +109,7 @@ blob() { # blob LAYOUT FILE: moves FILE into LAYOUT's blobs, prints "digest size
 }
 
 build_image() {
-  local name=$1 fn="image_$1"
+  local name=$1 fn="image_${1//-/_}"  # gpu-device-plugin: image_gpu_device_plugin
   declare -F "$fn" >/dev/null || die "no image named '$name': define $fn in $0"
   local work
   work=$(mktemp -d)
