@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node Kubernetes cluster on this machine, without systemd, for the real-node tests.
 #
-# Usage: hack/local-cluster.sh up|down|status|env
+# Usage: hack/local-cluster.sh up|down|status|env|restart-kubelet
 #   up      builds (or reuses) the components, then starts etcd, kube-apiserver,
 #           kube-controller-manager, kube-scheduler, containerd and the kubelet, each
 #           waited for with a deadline, imports the local images, and waits for the
@@ -9,6 +9,7 @@
 #   down    stops everything and removes every trace: processes, pod sandboxes and
 #           containers, mounts, the kubepods cgroups, the CNI bridge, sockets, state.
 #   status  says which daemons run and shows the node.
+#   restart-kubelet  stops and starts the kubelet (pods keep running), waits for Ready.
 #   env     prints the exports for eval: KUBECONFIG, CRI_CONFIG_FILE (crictl), PATH.
 #
 # Settings (environment):
@@ -482,9 +483,7 @@ do_up() {
   write_kubelet_config
   # --cloud-provider=external: the kubelet leaves the Node's addresses to us, so they can
   # be loopback (it refuses a loopback --node-ip); set just below.
-  start kubelet "$BIN/kubelet" --config "$S/kubelet.yaml" --kubeconfig "$S/kubelet.kubeconfig" \
-    --root-dir "$KROOT" --hostname-override "$NODE" --cloud-provider external --v 2
-  healthy kubelet healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+  start_kubelet
   healthy kubelet registered 60 kc get node "$NODE"
   kc patch node "$NODE" --subresource status --type merge \
     -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"},{\"type\":\"Hostname\",\"address\":\"$NODE\"}]}}" >/dev/null ||
@@ -501,6 +500,33 @@ do_up() {
     kc get serviceaccount default -n default || die "serviceaccount default/default missing; see $logs/kube-controller-manager.log"
   log "node $NODE Ready $((SECONDS - t0))s after start (snapshotter $snap); kubeconfig $S/admin.kubeconfig"
   echo "$S/admin.kubeconfig"
+}
+
+# start_kubelet: starts the kubelet (config written by write_kubelet_config) and waits
+# for its healthz; an earlier kubelet log is kept as logs/kubelet.log.prev.
+start_kubelet() {
+  if [ -f "$logs/kubelet.log" ]; then
+    mv -f "$logs/kubelet.log" "$logs/kubelet.log.prev"
+  fi
+  start kubelet "$BIN/kubelet" --config "$S/kubelet.yaml" --kubeconfig "$S/kubelet.kubeconfig" \
+    --root-dir "$KROOT" --hostname-override "$NODE" --cloud-provider external --v 2
+  healthy kubelet healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+}
+
+# restart-kubelet: stops the kubelet (SIGTERM; pods keep running under containerd) and
+# starts it again with the same config, then waits for the node to be Ready. The
+# previous kubelet log is kept as logs/kubelet.log.prev.
+do_restart_kubelet() {
+  [ -f "$S/kubelet.yaml" ] || die "no cluster at $S: run $0 up first"
+  local t0=$SECONDS
+  BIN=$("$root/hack/k8s-components.sh")
+  stop_pid kubelet
+  start_kubelet
+  if ! kc wait --for=condition=Ready "node/$NODE" --timeout "${READY_TIMEOUT}s" >/dev/null; then
+    tail -n 30 "$logs/kubelet.log" >&2
+    die "node $NODE not Ready after restarting the kubelet; kubelet log: $logs/kubelet.log"
+  fi
+  log "kubelet restarted; node $NODE Ready after $((SECONDS - t0))s"
 }
 
 do_status() {
@@ -528,11 +554,12 @@ case "${1:-}" in
   up) lock && do_up ;;
   down) lock && do_down ;;
   status) do_status ;;
+  restart-kubelet) do_restart_kubelet ;;
   env)
     echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(k8s_bin_dir):\$PATH"
     ;;
   *)
-    echo "usage: $0 up|down|status|env" >&2
+    echo "usage: $0 up|down|status|env|restart-kubelet" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# The end-to-end scenarios of issue #4 against a real kubelet: brings the local
+# cluster up (hack/local-cluster.sh), lays a simulated dgx-h100 driver root on the
+# host with gpusim, imports the images, installs the chart as a DaemonSet with that
+# driver root, runs each scenario as a shell test and tears everything down (trap).
+#
+# Usage: test/e2e/run.sh            (as root; components built by hack/k8s-components.sh,
+#                                    binaries by hack/build.sh release gpu-device-plugin gpusim nvidia-ml)
+# Env:   GDP_BUILD_DIR   where the release build is (default build/release)
+#        GDP_GPU_ROOT    the simulated driver root (default /var/tmp/gdp-gpuroot)
+#        GDP_E2E_KEEP=1  leave the cluster up at the end (for debugging)
+# Prints one line per check (PASS/FAIL with "expected X, saw Y") and, last, exactly
+# "N passed, M failed". Exits 1 when anything failed.
+set -euo pipefail
+source "$(dirname "$0")/../../hack/lib.sh"
+root=$(repo_root)
+cd "$root"
+
+BUILD=${GDP_BUILD_DIR:-$root/build/release}
+GPUSIM=$BUILD/sim/gpusim
+NVML_LIB=$BUILD/sim/libnvidia-ml.so.1
+GPUROOT=${GDP_GPU_ROOT:-/var/tmp/gdp-gpuroot}
+NODE=${GDP_NODE_NAME:-gpu-node-0}
+NS=kube-system
+TNS=default
+RELEASE=gpu-device-plugin
+CHART=$root/deployments/helm/gpu-device-plugin
+passed=0
+failed=0
+
+for f in "$BUILD/src/daemon/gpu-device-plugin" "$GPUSIM" "$NVML_LIB"; do
+  [ -x "$f" ] || [ -f "$f" ] || die "$f not found: run hack/build.sh release gpu-device-plugin gpusim nvidia-ml"
+done
+
+pass() {
+  passed=$((passed + 1))
+  echo "PASS $*"
+}
+fail() {
+  failed=$((failed + 1))
+  echo "FAIL $*"
+}
+# check NAME EXPECTED SEEN
+check() {
+  if [ "$2" = "$3" ]; then pass "$1: $3"; else fail "$1: expected $2, saw $3"; fi
+}
+
+teardown() {
+  local rc=$?
+  if [ "${GDP_E2E_KEEP:-0}" = 1 ]; then
+    echo "GDP_E2E_KEEP=1: cluster left up; hack/local-cluster.sh down and rm -rf $GPUROOT to clean up" >&2
+  else
+    hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
+    rm -rf "$GPUROOT"
+  fi
+  rm -f "${values:-}"
+  echo "$passed passed, $failed failed"
+  if ((failed > 0 || rc != 0)); then exit 1; fi
+}
+
+# The cluster, the driver root, the images.
+t_start=$SECONDS
+rm -rf "$GPUROOT"
+"$GPUSIM" root "$GPUROOT" --profile dgx-h100 --library "$NVML_LIB" >/dev/null
+trap teardown EXIT
+GDP_PLUGIN_BINARY="$BUILD/src/daemon/gpu-device-plugin" GDP_IMAGES="pause busybox gpu-device-plugin" \
+  hack/local-cluster.sh up >/dev/null
+eval "$(hack/local-cluster.sh env)"
+STATE=${GDP_CLUSTER_DIR:-/var/tmp/gdp-cluster}
+echo "cluster up in $((SECONDS - t_start))s"
+
+kc() { kubectl "$@"; }
+gpusim() { "$GPUSIM" --root "$GPUROOT" "$@"; }
+node_gpus() { # capacity/allocatable
+  kc get node "$NODE" -o jsonpath="{.status.$1.nvidia\.com/gpu}" 2>/dev/null || true
+}
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.25 s until it succeeds; 1 on timeout.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.25
+  done
+}
+uuid_of() { gpusim show | awk -v i="$1" '$1 == i { print $2 }'; }
+plugin_pod() { kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin -o jsonpath='{.items[0].metadata.name}'; }
+gpus_are() { [ "$(node_gpus capacity)" = "$1" ] && [ "$(node_gpus allocatable)" = "$1" ]; }
+alloc_is() { [ "$(node_gpus allocatable)" = "$1" ]; }
+pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
+pod_running() { [ "$(pod_phase "$1")" = Running ]; }
+# The pod's GPU as its log says: "NVD=<NVIDIA_VISIBLE_DEVICES>".
+pod_nvd() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n 's/^NVD=//p' | head -1; }
+pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep -q "$2"; }
+
+# gpu_pod NAME GPUS: a hostNetwork busybox pod that prints NVIDIA_VISIBLE_DEVICES and
+# what opening each /dev/nvidia0..7 gives, then sleeps (exits at once on SIGTERM).
+gpu_pod() {
+  local limits=""
+  [ "$2" = 0 ] || limits="resources: {limits: {nvidia.com/gpu: $2}}"
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $1, namespace: $TNS, labels: {gdp-e2e: "true"}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  containers:
+  - name: c
+    image: localhost/gdp/busybox:e2e
+    imagePullPolicy: Never
+    $limits
+    command:
+    - sh
+    - -c
+    - |
+      echo "NVD=\$NVIDIA_VISIBLE_DEVICES"
+      echo "NODES=\$(ls /dev | grep -c '^nvidia')"
+      for i in 0 1 2 3 4 5 6 7; do
+        if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
+      done
+      echo READY
+      trap 'exit 0' TERM
+      while true; do sleep 1; done
+EOF
+}
+
+# --- install the chart ---------------------------------------------------------------
+values=$(mktemp)
+cat >"$values" <<EOF
+image: {pullPolicy: Never}
+driverRoot: $GPUROOT
+# Short health timings so scenario 6 takes seconds.
+config: |
+  version: v1
+  health:
+    recoveryQuietPeriod: 10s
+    probeInterval: 1s
+# The simulated NVML library writes its shared state; the driver root stays read-only.
+extraVolumes:
+  - name: gpusim-state
+    hostPath: {path: $GPUROOT/run/gpusim, type: Directory}
+extraVolumeMounts:
+  - name: gpusim-state
+    mountPath: /driver-root/run/gpusim
+EOF
+helm_args=(--namespace "$NS" -f "$values")
+t_ds=$SECONDS
+helm install "$RELEASE" "$CHART" "${helm_args[@]}" >/dev/null
+
+# 1. capacity and allocatable 8 within 30 s of the DaemonSet starting.
+if wait_until 30 gpus_are 8; then
+  pass "1 capacity and allocatable nvidia.com/gpu = 8 after $((SECONDS - t_ds))s"
+else
+  fail "1 capacity/allocatable: expected 8/8 within 30s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  kc -n "$NS" logs -l app.kubernetes.io/name=gpu-device-plugin --tail 20 || true
+  exit 1
+fi
+
+# 2. one GPU: exactly its UUID, its node ENXIO, the others absent or EPERM.
+gpu_pod one 1
+if wait_until 60 pod_logged one READY; then
+  nvd=$(pod_nvd one)
+  check "2 NVIDIA_VISIBLE_DEVICES names one GPU" 1 "$(tr ',' '\n' <<<"$nvd" | grep -c .)"
+  logs=$(kc -n "$TNS" logs one || true)
+  own=$(grep -E '^dev[0-7]: .*No such device or address' <<<"$logs" | sed 's/^dev\([0-7]\):.*/\1/' | tr '\n' ' ' | sed 's/ $//' || true)
+  check "2 exactly one /dev/nvidiaN opens with ENXIO" 1 "$(wc -w <<<"$own")"
+  if [ -n "$own" ]; then
+    check "2 the ENXIO node is the GPU named by NVIDIA_VISIBLE_DEVICES" "$(uuid_of "${own%% *}")" "$nvd"
+  fi
+  others=$(grep -E '^dev[0-7]: ' <<<"$logs" | grep -vE 'No such device or address|absent|Operation not permitted' || true)
+  check "2 every other GPU node absent or EPERM" "" "$others"
+else
+  fail "2 1-GPU pod: expected Running with its report, saw phase $(pod_phase one)"
+fi
+
+# 3. no GPU request: no /dev/nvidia* node at all.
+gpu_pod none 0
+if wait_until 60 pod_logged none READY; then
+  check "3 /dev/nvidia* nodes in a pod without GPUs" 0 "$(kc -n "$TNS" logs none | sed -n 's/^NODES=//p')"
+  check "3 NVIDIA_VISIBLE_DEVICES in a pod without GPUs" "" "$(pod_nvd none)"
+else
+  fail "3 pod without GPUs: expected Running, saw phase $(pod_phase none)"
+fi
+kc -n "$TNS" delete pod one none --wait=true >/dev/null
+
+# 4. eight pods, eight distinct GPUs; the ninth Pending, then running.
+for i in 0 1 2 3 4 5 6 7; do gpu_pod "g$i" 1; done
+all_ready() { local i; for i in 0 1 2 3 4 5 6 7; do pod_logged "g$i" READY || return 1; done; }
+if wait_until 90 all_ready; then
+  distinct=$(for i in 0 1 2 3 4 5 6 7; do pod_nvd "g$i"; done | sort -u | grep -c GPU- || true)
+  check "4 distinct GPUs among eight 1-GPU pods" 8 "$distinct"
+else
+  fail "4 eight 1-GPU pods: expected all Running, saw $(kc -n "$TNS" get pods -l gdp-e2e --no-headers | awk '{print $1"="$3}' | tr '\n' ' ')"
+fi
+gpu_pod g8 1
+unschedulable() {
+  kc -n "$TNS" get pod g8 -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}' | grep -q 'Insufficient nvidia.com/gpu'
+}
+if wait_until 30 unschedulable; then
+  check "4 ninth pod phase" Pending "$(pod_phase g8)"
+else
+  fail "4 ninth pod: expected Pending with 'Insufficient nvidia.com/gpu', saw phase $(pod_phase g8): $(kc -n "$TNS" get pod g8 -o jsonpath='{.status.conditions[*].message}')"
+fi
+freed=$(pod_nvd g0)
+kc -n "$TNS" delete pod g0 --wait=true >/dev/null
+if wait_until 60 pod_logged g8 READY; then
+  check "4 ninth pod, after one of the eight was deleted, got the freed GPU" "$freed" "$(pod_nvd g8)"
+else
+  fail "4 ninth pod after a deletion: expected Running, saw $(pod_phase g8)"
+fi
+
+# 6. XID 79 on GPU 3: allocatable 7 within 5 s, the other pods keep running; back to 8.
+pods_on=(g1 g2 g3 g4 g5 g6 g7 g8)
+t=$SECONDS
+gpusim xid --gpu 3 --xid 79 >/dev/null
+if wait_until 5 alloc_is 7; then
+  pass "6 allocatable 7 $((SECONDS - t))s after XID 79 on GPU 3"
+else
+  fail "6 after XID 79 on GPU 3: expected allocatable 7 within 5s, saw $(node_gpus allocatable)"
+fi
+uuid3=$(uuid_of 3)
+not_running=""
+for p in "${pods_on[@]}"; do
+  [ "$(pod_nvd "$p")" = "$uuid3" ] && continue
+  pod_running "$p" || not_running+="$p "
+done
+check "6 pods on other GPUs still Running (not running)" "" "$not_running"
+gpusim recover --gpu 3 >/dev/null 2>&1 || true
+t=$SECONDS
+if wait_until 60 alloc_is 8; then
+  pass "6 allocatable 8 again $((SECONDS - t))s after recovery (quiet period 10s)"
+else
+  fail "6 after recovery: expected allocatable 8 within 60s, saw $(node_gpus allocatable)"
+fi
+
+# 7. kubelet restart: registers again, capacity back, pods keep running, new pods schedule.
+before=$(kc -n "$TNS" get pods -l gdp-e2e -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID} {end}')
+registrations() { kc -n "$NS" logs "$(plugin_pod)" 2>/dev/null | grep -c 'registered with the kubelet' || true; }
+reg_before=$(registrations)
+t=$SECONDS
+hack/local-cluster.sh restart-kubelet >/dev/null 2>&1 || fail "7 hack/local-cluster.sh restart-kubelet failed"
+registered_again() { (($(registrations) > reg_before)); }
+if wait_until 30 registered_again; then
+  pass "7 plugin registered again $((SECONDS - t))s after the kubelet restart"
+else
+  fail "7 plugin registrations: expected more than $reg_before within 30s of the kubelet restart, saw $(registrations)"
+fi
+if wait_until 60 gpus_are 8; then
+  pass "7 capacity and allocatable 8 $((SECONDS - t))s after the kubelet restart"
+else
+  fail "7 after the kubelet restart: expected 8/8 within 60s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+fi
+sleep_until_stable() { [ "$(kc -n "$TNS" get pods -l gdp-e2e -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID} {end}')" = "$before" ]; }
+if wait_until 15 sleep_until_stable; then
+  pass "7 running pods kept their containers across the kubelet restart"
+else
+  fail "7 containers: expected $before, saw $(kc -n "$TNS" get pods -l gdp-e2e -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID}/{.status.phase} {end}')"
+fi
+freed=$(pod_nvd g1)
+kc -n "$TNS" delete pod g1 --wait=true >/dev/null
+gpu_pod g9 1
+if wait_until 60 pod_logged g9 READY; then
+  check "7 new pod after the kubelet restart got the freed GPU" "$freed" "$(pod_nvd g9)"
+else
+  fail "7 new pod after the kubelet restart: expected Running, saw $(pod_phase g9)"
+fi
+
+# 8. plugin pod deleted: recreated, and no GPU in use handed out twice.
+old=$(plugin_pod || true)
+kc -n "$TNS" delete pod g2 --wait=true >/dev/null
+kc -n "$NS" delete pod "$old" --wait=true >/dev/null
+new_plugin_ready() {
+  local p
+  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old" ] &&
+    [ "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].ready}')" = true ]
+}
+t=$SECONDS
+if wait_until 60 new_plugin_ready && wait_until 30 gpus_are 8; then
+  pass "8 DaemonSet recreated the plugin pod, Ready and 8/8 after $((SECONDS - t))s"
+else
+  fail "8 plugin pod: expected a new Ready pod and 8/8, saw pod '$(plugin_pod)' and $(node_gpus capacity)/$(node_gpus allocatable)"
+fi
+gpu_pod g10 1
+if wait_until 60 pod_logged g10 READY; then
+  dup=$(for p in g3 g4 g5 g6 g7 g8 g9 g10; do pod_nvd "$p"; done | sort | uniq -d | tr '\n' ' ')
+  check "8 GPUs handed out twice among the eight pods" "" "$dup"
+else
+  fail "8 new pod after the plugin restart: expected Running, saw $(pod_phase g10)"
+fi
+
+# 9. invalid config: the plugin names the field and keeps its last good config.
+pp=$(plugin_pod || true)
+restarts=$(kc -n "$NS" get pod "$pp" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+kc -n "$NS" patch configmap "$RELEASE" --type merge \
+  -p '{"data":{"config.yaml":"version: v1\nflags:\n  migStrategy: sideways\n"}}' >/dev/null
+# Nudge the kubelet to resync the pod's volumes now rather than at its next periodic sync.
+kc -n "$NS" annotate pod "$pp" gdp-e2e/nudge="$(date +%s)" --overwrite >/dev/null
+rejected() { kc -n "$NS" logs "$pp" | grep -q 'flags.migStrategy'; }
+if wait_until 90 rejected; then
+  pass "9 plugin log names the bad field: $(kc -n "$NS" logs "$pp" | grep 'flags.migStrategy' | head -1 | cut -c1-200)"
+else
+  fail "9 invalid config: expected a log line naming flags.migStrategy within 90s, saw: $(kc -n "$NS" logs "$pp" --tail 3 | tr '\n' ' ')"
+fi
+if kc -n "$NS" logs "$pp" | grep -q 'config reload rejected; keeping the running config'; then
+  pass "9 plugin says it keeps the running config"
+else
+  fail "9 expected 'config reload rejected; keeping the running config' in the plugin log, saw: $(kc -n "$NS" logs "$pp" | grep -i config | tail -3 | tr '\n' ' ')"
+fi
+check "9 plugin restarts after the invalid config" "$restarts" "$(kc -n "$NS" get pod "$pp" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
+check "9 allocatable with the last good config" 8 "$(node_gpus allocatable)"
+echo "scenarios done in $((SECONDS - t_start))s"
