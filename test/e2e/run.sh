@@ -299,8 +299,9 @@ kc -n "$NS" patch configmap "$RELEASE" --type merge \
 # Nudge the kubelet to resync the pod's volumes now rather than at its next periodic sync.
 kc -n "$NS" annotate pod "$pp" gdp-e2e/nudge="$(date +%s)" --overwrite >/dev/null
 rejected() { kc -n "$NS" logs "$pp" | grep -q 'flags.migStrategy'; }
+t=$SECONDS
 if wait_until 90 rejected; then
-  pass "9 plugin log names the bad field: $(kc -n "$NS" logs "$pp" | grep 'flags.migStrategy' | head -1 | cut -c1-200)"
+  pass "9 after $((SECONDS - t))s the plugin log names the bad field: $(kc -n "$NS" logs "$pp" | grep 'flags.migStrategy' | head -1 | cut -c1-200)"
 else
   fail "9 invalid config: expected a log line naming flags.migStrategy within 90s, saw: $(kc -n "$NS" logs "$pp" --tail 3 | tr '\n' ' ')"
 fi
@@ -311,4 +312,13 @@ else
 fi
 check "9 plugin restarts after the invalid config" "$restarts" "$(kc -n "$NS" get pod "$pp" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
 check "9 allocatable with the last good config" 8 "$(node_gpus allocatable)"
+# The chart's memory limit (64Mi) must leave room: the daemon's resident set, measured.
+cid=$(crictl ps --name gpu-device-plugin -q 2>/dev/null | head -1 || true)
+pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$cid" 2>/dev/null || true)
+rss_kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+if [ -n "$rss_kb" ] && ((rss_kb < 48 * 1024)); then
+  pass "resident memory of the plugin ${rss_kb} KiB (limit 64Mi)"
+else
+  fail "plugin resident memory: expected under 48 MiB, saw '${rss_kb:-unknown} KiB' (container '$cid', pid '$pid')"
+fi
 echo "scenarios done in $((SECONDS - t_start))s"
