@@ -5,7 +5,9 @@
 # driver root, runs each scenario as a shell test and tears everything down (trap).
 #
 # Usage: test/e2e/run.sh            (as root; components built by hack/k8s-components.sh,
-#                                    binaries by hack/build.sh release gpu-device-plugin gpusim nvidia-ml)
+#                                    binaries by hack/build.sh release gpu-device-plugin gpusim
+#                                    nvidia-ml podresources-list)
+# (grep reads all of a pipe here, never -q: with pipefail an early exit fails the writer.)
 # Env:   GDP_BUILD_DIR   where the release build is (default build/release)
 #        GDP_GPU_ROOT    the simulated driver root (default /var/tmp/gdp-gpuroot)
 #        GDP_E2E_KEEP=1  leave the cluster up at the end (for debugging)
@@ -19,6 +21,7 @@ cd "$root"
 BUILD=${GDP_BUILD_DIR:-$root/build/release}
 GPUSIM=$BUILD/sim/gpusim
 NVML_LIB=$BUILD/sim/libnvidia-ml.so.1
+PODRESOURCES=$BUILD/tools/podresources/podresources-list
 GPUROOT=${GDP_GPU_ROOT:-/var/tmp/gdp-gpuroot}
 NODE=${GDP_NODE_NAME:-gpu-node-0}
 NS=kube-system
@@ -28,8 +31,8 @@ CHART=$root/deployments/helm/gpu-device-plugin
 passed=0
 failed=0
 
-for f in "$BUILD/src/daemon/gpu-device-plugin" "$GPUSIM" "$NVML_LIB"; do
-  [ -x "$f" ] || [ -f "$f" ] || die "$f not found: run hack/build.sh release gpu-device-plugin gpusim nvidia-ml"
+for f in "$BUILD/src/daemon/gpu-device-plugin" "$GPUSIM" "$NVML_LIB" "$PODRESOURCES"; do
+  [ -f "$f" ] || die "$f not found: run hack/build.sh release gpu-device-plugin gpusim nvidia-ml podresources-list"
 done
 
 pass() {
@@ -52,6 +55,13 @@ teardown() {
   else
     hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
     rm -rf "$GPUROOT"
+    local left=""
+    [ ! -e "${STATE:-/var/tmp/gdp-cluster}" ] || left+=" state dir;"
+    [ ! -e "$GPUROOT" ] || left+=" driver root $GPUROOT;"
+    [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
+    ! grep -qE 'gdp-cluster|/var/lib/kubelet|gdp-gpuroot' /proc/mounts || left+=" mounts;"
+    ! ip link show gdp-cni0 >/dev/null 2>&1 || left+=" bridge gdp-cni0;"
+    if [ -z "$left" ]; then pass "teardown left nothing behind"; else fail "teardown: expected nothing left, saw$left"; fi
   fi
   rm -f "${values:-}"
   echo "$passed passed, $failed failed"
@@ -91,7 +101,7 @@ pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/nul
 pod_running() { [ "$(pod_phase "$1")" = Running ]; }
 # The pod's GPU as its log says: "NVD=<NVIDIA_VISIBLE_DEVICES>".
 pod_nvd() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n 's/^NVD=//p' | head -1; }
-pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep -q "$2"; }
+pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
 
 # gpu_pod NAME GPUS: a hostNetwork busybox pod that prints NVIDIA_VISIBLE_DEVICES and
 # what opening each /dev/nvidia0..7 gives, then sleeps (exits at once on SIGTERM).
@@ -172,6 +182,8 @@ if wait_until 60 pod_logged one READY; then
   fi
   others=$(grep -E '^dev[0-7]: ' <<<"$logs" | grep -vE 'No such device or address|absent|Operation not permitted' || true)
   check "2 every other GPU node absent or EPERM" "" "$others"
+  pr=$("$PODRESOURCES" 2>&1 | awk -v p="$TNS/one/c" '$1 == p && $2 == "nvidia.com/gpu" { print $3 }' || true)
+  check "2 pod-resources API lists the pod's device" "$nvd" "$pr"
 else
   fail "2 1-GPU pod: expected Running with its report, saw phase $(pod_phase one)"
 fi
@@ -197,7 +209,7 @@ else
 fi
 gpu_pod g8 1
 unschedulable() {
-  kc -n "$TNS" get pod g8 -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}' | grep -q 'Insufficient nvidia.com/gpu'
+  kc -n "$TNS" get pod g8 -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].message}' | grep 'Insufficient nvidia.com/gpu' >/dev/null
 }
 if wait_until 30 unschedulable; then
   check "4 ninth pod phase" Pending "$(pod_phase g8)"
@@ -298,20 +310,35 @@ kc -n "$NS" patch configmap "$RELEASE" --type merge \
   -p '{"data":{"config.yaml":"version: v1\nflags:\n  migStrategy: sideways\n"}}' >/dev/null
 # Nudge the kubelet to resync the pod's volumes now rather than at its next periodic sync.
 kc -n "$NS" annotate pod "$pp" gdp-e2e/nudge="$(date +%s)" --overwrite >/dev/null
-rejected() { kc -n "$NS" logs "$pp" | grep -q 'flags.migStrategy'; }
+rejected() { kc -n "$NS" logs "$pp" | grep 'flags.migStrategy' >/dev/null; }
 t=$SECONDS
 if wait_until 90 rejected; then
   pass "9 after $((SECONDS - t))s the plugin log names the bad field: $(kc -n "$NS" logs "$pp" | grep 'flags.migStrategy' | head -1 | cut -c1-200)"
 else
   fail "9 invalid config: expected a log line naming flags.migStrategy within 90s, saw: $(kc -n "$NS" logs "$pp" --tail 3 | tr '\n' ' ')"
 fi
-if kc -n "$NS" logs "$pp" | grep -q 'config reload rejected; keeping the running config'; then
+if kc -n "$NS" logs "$pp" | grep 'config reload rejected; keeping the running config' >/dev/null; then
   pass "9 plugin says it keeps the running config"
 else
   fail "9 expected 'config reload rejected; keeping the running config' in the plugin log, saw: $(kc -n "$NS" logs "$pp" | grep -i config | tail -3 | tr '\n' ' ')"
 fi
 check "9 plugin restarts after the invalid config" "$restarts" "$(kc -n "$NS" get pod "$pp" -o jsonpath='{.status.containerStatuses[0].restartCount}')"
 check "9 allocatable with the last good config" 8 "$(node_gpus allocatable)"
+# 5. A 4-GPU pod gets an NVLink-consistent set chosen by GetPreferredAllocation. On the
+# dgx-h100 every pair is NVLinked (18 links through NVSwitch), so every pair scores the
+# same and GetPreferredAllocation breaks the tie towards the lowest positions: GPUs 0-3,
+# also the GPUs of NUMA node 0. Without it the kubelet picks any 4 of 8 (1 in 70).
+kc -n "$TNS" delete pods -l gdp-e2e --wait=true >/dev/null
+gpu_pod quad 4
+if wait_until 60 pod_logged quad READY; then
+  want=$(for i in 0 1 2 3; do uuid_of "$i"; done | sort | tr '\n' ' ')
+  check "5 the 4-GPU pod's GPUs (0-3)" "$want" "$(pod_nvd quad | tr ',' '\n' | sort | tr '\n' ' ')"
+  check "5 /dev/nvidiaN nodes opening with ENXIO in the 4-GPU pod" "0 1 2 3" \
+    "$(kc -n "$TNS" logs quad | grep -E '^dev[0-7]: .*No such device or address' | sed 's/^dev\([0-7]\):.*/\1/' | tr '\n' ' ' | sed 's/ $//')"
+else
+  fail "5 4-GPU pod: expected Running, saw $(pod_phase quad)"
+fi
+
 # The chart's memory limit (64Mi) must leave room: the daemon's resident set, measured.
 cid=$(crictl ps --name gpu-device-plugin -q 2>/dev/null | head -1 || true)
 pid=$(crictl inspect -o go-template --template '{{.info.pid}}' "$cid" 2>/dev/null || true)
