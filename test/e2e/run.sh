@@ -240,7 +240,7 @@ for p in "${pods_on[@]}"; do
   pod_running "$p" || not_running+="$p "
 done
 check "6 pods on other GPUs still Running (not running)" "" "$not_running"
-gpusim recover --gpu 3 >/dev/null 2>&1 || true
+gpusim recover --gpu 3 >/dev/null || fail "6 gpusim recover --gpu 3 failed"
 t=$SECONDS
 if wait_until 60 alloc_is 8; then
   pass "6 allocatable 8 again $((SECONDS - t))s after recovery (quiet period 10s)"
