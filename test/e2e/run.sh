@@ -348,4 +348,24 @@ if [ -n "$rss_kb" ] && ((rss_kb < 48 * 1024)); then
 else
   fail "plugin resident memory: expected under 48 MiB, saw '${rss_kb:-unknown} KiB' (container '$cid', pid '$pid')"
 fi
+# 9, continued: with no good config to keep (a fresh pod, the ConfigMap still invalid),
+# the plugin refuses to start and says why.
+old=$(plugin_pod || true)
+kc -n "$NS" delete pod "$old" --wait=true >/dev/null
+refused() {
+  local p
+  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old" ] &&
+    [ -n "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}{.status.containerStatuses[0].lastState.terminated.exitCode}')" ]
+}
+if wait_until 60 refused; then
+  np=$(plugin_pod)
+  code=$(kc -n "$NS" get pod "$np" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}{.status.containerStatuses[0].lastState.terminated.exitCode}')
+  if [ "$code" != 0 ] && { kc -n "$NS" logs "$np" 2>/dev/null; kc -n "$NS" logs "$np" --previous 2>/dev/null; } | grep 'flags.migStrategy (line 3)' >/dev/null; then
+    pass "9 a fresh plugin pod with the invalid config exits with code $code, naming flags.migStrategy"
+  else
+    fail "9 fresh plugin pod with the invalid config: expected a non-zero exit and a log naming flags.migStrategy, saw exit '$code' and: $(kc -n "$NS" logs "$np" 2>&1 | tail -2 | tr '\n' ' ')"
+  fi
+else
+  fail "9 fresh plugin pod with the invalid config: expected it to exit within 60s, saw pod '$(plugin_pod)' $(kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --no-headers 2>&1)"
+fi
 echo "scenarios done in $((SECONDS - t_start))s"
