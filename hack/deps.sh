@@ -14,17 +14,7 @@ packages=(
   python3 python3-pip
 )
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing Debian packages: ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_debian_packages "${packages[@]}"
 
 # nvml.h: a CUDA toolkit's copy is not used on purpose, so that every build
 # compiles against the same pinned header.

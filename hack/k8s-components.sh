@@ -23,17 +23,7 @@ packages=(
   runc containernetworking-plugins iptables conntrack socat ethtool iproute2
   util-linux mount kmod openssl busybox-static curl
 )
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  log "installing Debian packages: ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_debian_packages "${packages[@]}"
 
 command -v go >/dev/null || die "go not found: install Go 1.26 or newer (the modules under test/e2e need it)"
 # Never download a toolchain behind the user's back: a too-old Go fails here with a clear error.

@@ -12,6 +12,20 @@ NVML_INCLUDE_DIR="$GDP_CACHE/nvml-dev-$NVML_DEV_VERSION/include"
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# Installs the Debian packages among the arguments that are not installed yet
+# (one apt-get run); quick when all are there.
+install_debian_packages() {
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  [ "$(id -u)" -eq 0 ] || die "need root to apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 
 # The pinned Kubernetes version (test/e2e/go.mod) and the bin dir hack/k8s-components.sh
