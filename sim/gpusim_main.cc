@@ -127,37 +127,37 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
         return bad(absl::StrCat("at most the GPU's ", usable_mib, " MiB (", gpu.memory_mib,
                                 " MiB less ", gpu.reserved_mib, " MiB reserved)"));
       }
-      out.push_back([v](Telemetry& t) { t.mem_used_bytes = v; });
+      out.emplace_back([v](Telemetry& t) { t.mem_used_bytes = v; });
       continue;
     }
     if (!ParseUint(value, &v)) return bad("a non-negative integer");
     if (key == "util" || key == "mem-util") {
       if (v > 100) return bad("a percentage 0..100");
       if (key == "util") {
-        out.push_back([v](Telemetry& t) { t.util_gpu = static_cast<unsigned>(v); });
+        out.emplace_back([v](Telemetry& t) { t.util_gpu = static_cast<unsigned>(v); });
       } else {
-        out.push_back([v](Telemetry& t) { t.util_mem = static_cast<unsigned>(v); });
+        out.emplace_back([v](Telemetry& t) { t.util_mem = static_cast<unsigned>(v); });
       }
     } else if (key == "temp") {
       if (v > 150) return bad("degrees C, 0..150");
-      out.push_back([v](Telemetry& t) { t.temp_c = static_cast<unsigned>(v); });
+      out.emplace_back([v](Telemetry& t) { t.temp_c = static_cast<unsigned>(v); });
     } else if (key == "power") {
-      if (v > 2 * gpu.power_limit_w) {
+      if (v > uint64_t{2} * gpu.power_limit_w) {
         return bad(absl::StrCat("watts, at most twice the ", gpu.power_limit_w, " W limit"));
       }
-      out.push_back([v](Telemetry& t) { t.power_mw = static_cast<unsigned>(v * 1000); });
+      out.emplace_back([v](Telemetry& t) { t.power_mw = static_cast<unsigned>(v * 1000); });
     } else if (key == "sm-clock") {
-      out.push_back([v](Telemetry& t) { t.sm_clock_mhz = v; });
+      out.emplace_back([v](Telemetry& t) { t.sm_clock_mhz = v; });
     } else if (key == "mem-clock") {
-      out.push_back([v](Telemetry& t) { t.mem_clock_mhz = v; });
+      out.emplace_back([v](Telemetry& t) { t.mem_clock_mhz = v; });
     } else if (key == "ecc-corrected" || key == "ecc-uncorrected") {
       if (!gpu.ecc) {
         return absl::InvalidArgumentError(absl::StrCat(key, ": ", gpu.name, " has no ECC"));
       }
       if (key == "ecc-corrected") {
-        out.push_back([v](Telemetry& t) { t.ecc_corrected = v; });
+        out.emplace_back([v](Telemetry& t) { t.ecc_corrected = v; });
       } else {
-        out.push_back([v](Telemetry& t) { t.ecc_uncorrected = v; });
+        out.emplace_back([v](Telemetry& t) { t.ecc_uncorrected = v; });
       }
     }
   }
@@ -190,7 +190,8 @@ int Main(int argc, char** argv) {
   CLI::App app{"gpusim: lay out a simulated NVIDIA driver root and inject faults into it"};
   app.require_subcommand(1);
   std::string root;
-  if (const char* env = std::getenv(kRootEnv)) root = env;
+  // Startup, before any thread exists.
+  if (const char* env = std::getenv(kRootEnv)) root = env;  // NOLINT(concurrency-mt-unsafe)
   app.add_option("--root", root, std::string("driver root (default $") + kRootEnv + ")");
 
   LayoutOptions layout;

@@ -100,6 +100,8 @@ std::set<nvmlEventSet_st*> g_event_sets;                 // guarded by g_mu
 
 // Where this library lives: dladdr on one of its own symbols.
 std::string FindRoot() {
+  // Read-only lookup at nvmlInit; the simulator never modifies the environment.
+  // NOLINTNEXTLINE(concurrency-mt-unsafe)
   if (const char* env = std::getenv(gdp::sim::kRootEnv); env != nullptr && *env != '\0') return env;
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(&FindRoot), &info) != 0 && info.dli_fname != nullptr) {
@@ -227,11 +229,11 @@ void FillPci(unsigned domain, unsigned bus, unsigned dev, uint32_t device_id, ui
 // Resolve ctx and a device handle, then check the out-pointers, then health.
 #define SIM_ENTER(ctx) \
   Ctx ctx;             \
-  if (nvmlReturn_t r_ = Enter(&ctx); r_ != NVML_SUCCESS) return r_
-#define SIM_DEVICE(ctx, handle, d)  \
-  SIM_ENTER(ctx);                   \
-  const nvmlDevice_st* d = nullptr; \
-  if (nvmlReturn_t r_ = ctx.Device(handle, &d); r_ != NVML_SUCCESS) return r_
+  if (nvmlReturn_t r_ = Enter(&(ctx)); r_ != NVML_SUCCESS) return r_
+#define SIM_DEVICE(ctx, handle, d)                                                       \
+  SIM_ENTER(ctx);                                                                        \
+  const nvmlDevice_st* d = nullptr; /* NOLINT(bugprone-macro-parentheses): declares d */ \
+  if (nvmlReturn_t r_ = (ctx).Device(handle, &(d)); r_ != NVML_SUCCESS) return r_
 #define SIM_NONNULL(...)                                     \
   do {                                                       \
     const void* ptrs_[] = {__VA_ARGS__};                     \
@@ -239,7 +241,7 @@ void FillPci(unsigned domain, unsigned bus, unsigned dev, uint32_t device_id, ui
       if (p_ == nullptr) return NVML_ERROR_INVALID_ARGUMENT; \
   } while (0)
 #define SIM_ALIVE(ctx, d) \
-  if (ctx.Lost(d)) return NVML_ERROR_GPU_IS_LOST
+  if ((ctx).Lost(d)) return NVML_ERROR_GPU_IS_LOST
 
 // ---------------------------------------------------------------- lifetime
 
@@ -341,15 +343,15 @@ SIM_EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char* version, unsigned int len
   return CopyString(c.gen->profile.NvmlVersion(), version, length);
 }
 
-SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* v) {
+SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* cudaDriverVersion) {
   SIM_ENTER(c);
-  SIM_NONNULL(v);
-  *v = c.gen->profile.cuda_driver_version;
+  SIM_NONNULL(cudaDriverVersion);
+  *cudaDriverVersion = c.gen->profile.cuda_driver_version;
   return NVML_SUCCESS;
 }
 
-SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* v) {
-  return nvmlSystemGetCudaDriverVersion(v);
+SIM_EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int* cudaDriverVersion) {
+  return nvmlSystemGetCudaDriverVersion(cudaDriverVersion);
 }
 
 // ---------------------------------------------------------------- enumeration
@@ -393,15 +395,16 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t
   return NVML_ERROR_NOT_FOUND;
 }
 
-SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvmlDevice_t* device) {
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* pciBusId,
+                                                         nvmlDevice_t* device) {
   SIM_ENTER(c);
-  SIM_NONNULL(bus_id, device);
+  SIM_NONNULL(pciBusId, device);
   unsigned domain = 0, bus = 0, dev = 0, fn = 0;
   char tail = 0;
-  int n = std::sscanf(bus_id, "%x:%x:%x.%x%c", &domain, &bus, &dev, &fn, &tail);
+  int n = std::sscanf(pciBusId, "%x:%x:%x.%x%c", &domain, &bus, &dev, &fn, &tail);
   if (n != 4) {
     domain = 0;
-    n = std::sscanf(bus_id, "%x:%x.%x%c", &bus, &dev, &fn, &tail);
+    n = std::sscanf(pciBusId, "%x:%x.%x%c", &bus, &dev, &fn, &tail);
     if (n != 3) return NVML_ERROR_INVALID_ARGUMENT;
   }
   for (const auto& g : c.gen->gpus) {
@@ -412,8 +415,8 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId_v2(const char* bus_id, nvm
   }
   return NVML_ERROR_NOT_FOUND;
 }
-SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char* bus_id, nvmlDevice_t* device) {
-  return nvmlDeviceGetHandleByPciBusId_v2(bus_id, device);
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByPciBusId(const char* pciBusId, nvmlDevice_t* device) {
+  return nvmlDeviceGetHandleByPciBusId_v2(pciBusId, device);
 }
 
 // ---------------------------------------------------------------- identity
@@ -622,26 +625,27 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMemoryAffinity(nvmlDevice_t device, unsigne
 
 // ---------------------------------------------------------------- topology, NVLink
 
-SIM_EXPORT nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
-                                                            nvmlGpuTopologyLevel_t* level) {
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1,
+                                                            nvmlDevice_t device2,
+                                                            nvmlGpuTopologyLevel_t* pathInfo) {
   SIM_ENTER(c);
   const nvmlDevice_st *da = nullptr, *db = nullptr;
-  if (c.Device(a, &da) != NVML_SUCCESS || c.Device(b, &db) != NVML_SUCCESS) {
+  if (c.Device(device1, &da) != NVML_SUCCESS || c.Device(device2, &db) != NVML_SUCCESS) {
     return NVML_ERROR_INVALID_ARGUMENT;
   }
-  SIM_NONNULL(level);
+  SIM_NONNULL(pathInfo);
   if (da->mig || db->mig) return NVML_ERROR_NOT_SUPPORTED;
   SIM_ALIVE(c, da);
   SIM_ALIVE(c, db);
   const GpuSpec &x = *da->spec, &y = *db->spec;
   if (da == db) {
-    *level = NVML_TOPOLOGY_INTERNAL;
+    *pathInfo = NVML_TOPOLOGY_INTERNAL;
   } else if (x.pcie_switch >= 0 && x.pcie_switch == y.pcie_switch) {
-    *level = NVML_TOPOLOGY_SINGLE;
+    *pathInfo = NVML_TOPOLOGY_SINGLE;
   } else if (x.numa_node == y.numa_node) {
-    *level = NVML_TOPOLOGY_NODE;
+    *pathInfo = NVML_TOPOLOGY_NODE;
   } else {
-    *level = NVML_TOPOLOGY_SYSTEM;
+    *pathInfo = NVML_TOPOLOGY_SYSTEM;
   }
   return NVML_SUCCESS;
 }
@@ -766,10 +770,11 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device,
   return NVML_SUCCESS;
 }
 
-SIM_EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned int* is_mig) {
+SIM_EXPORT nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device,
+                                                    unsigned int* isMigDevice) {
   SIM_DEVICE(c, device, d);
-  SIM_NONNULL(is_mig);
-  *is_mig = d->mig != nullptr ? 1 : 0;
+  SIM_NONNULL(isMigDevice);
+  *isMigDevice = d->mig != nullptr ? 1 : 0;
   return NVML_SUCCESS;
 }
 
@@ -801,34 +806,34 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_
 }
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device,
-                                                   nvmlDeviceAttributes_t* attrs) {
+                                                   nvmlDeviceAttributes_t* attributes) {
   SIM_DEVICE(c, device, d);
-  SIM_NONNULL(attrs);
+  SIM_NONNULL(attributes);
   SIM_ALIVE(c, d);
-  std::memset(attrs, 0, sizeof(*attrs));
+  std::memset(attributes, 0, sizeof(*attributes));
   const GpuSpec& g = *d->spec;
   if (d->mig) {
     // Engines are split between GPU instances by slices, as the hardware does.
     unsigned s = d->mig->slices;
-    attrs->multiprocessorCount = d->mig->multiprocessors;
-    attrs->sharedCopyEngineCount = std::max(1u, g.copy_engines * s / 7);
-    attrs->sharedDecoderCount = g.decoders * s / 7;
-    attrs->sharedEncoderCount = g.encoders * s / 7;
-    attrs->sharedJpegCount = g.jpeg * s / 7;
-    attrs->sharedOfaCount = s == 7 ? g.ofa : 0;
-    attrs->gpuInstanceSliceCount = s;
-    attrs->computeInstanceSliceCount = s;
-    attrs->memorySizeMB = d->mig->memory_mib;
+    attributes->multiprocessorCount = d->mig->multiprocessors;
+    attributes->sharedCopyEngineCount = std::max(1u, g.copy_engines * s / 7);
+    attributes->sharedDecoderCount = g.decoders * s / 7;
+    attributes->sharedEncoderCount = g.encoders * s / 7;
+    attributes->sharedJpegCount = g.jpeg * s / 7;
+    attributes->sharedOfaCount = s == 7 ? g.ofa : 0;
+    attributes->gpuInstanceSliceCount = s;
+    attributes->computeInstanceSliceCount = s;
+    attributes->memorySizeMB = d->mig->memory_mib;
   } else {
-    attrs->multiprocessorCount = g.multiprocessors;
-    attrs->sharedCopyEngineCount = g.copy_engines;
-    attrs->sharedDecoderCount = g.decoders;
-    attrs->sharedEncoderCount = g.encoders;
-    attrs->sharedJpegCount = g.jpeg;
-    attrs->sharedOfaCount = g.ofa;
-    attrs->gpuInstanceSliceCount = g.mig_capable ? 7 : 0;
-    attrs->computeInstanceSliceCount = g.mig_capable ? 7 : 0;
-    attrs->memorySizeMB = g.memory_mib;
+    attributes->multiprocessorCount = g.multiprocessors;
+    attributes->sharedCopyEngineCount = g.copy_engines;
+    attributes->sharedDecoderCount = g.decoders;
+    attributes->sharedEncoderCount = g.encoders;
+    attributes->sharedJpegCount = g.jpeg;
+    attributes->sharedOfaCount = g.ofa;
+    attributes->gpuInstanceSliceCount = g.mig_capable ? 7 : 0;
+    attributes->computeInstanceSliceCount = g.mig_capable ? 7 : 0;
+    attributes->memorySizeMB = g.memory_mib;
   }
   return NVML_SUCCESS;
 }
@@ -878,11 +883,11 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned l
 }
 
 SIM_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t* data,
-                                            unsigned int timeout_ms) {
+                                            unsigned int timeoutms) {
   SIM_ENTER(c);
   if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
   SIM_NONNULL(data);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutms);
   const SharedState& state = *c.gen->state;
   for (;;) {
     uint64_t seen;
@@ -923,8 +928,8 @@ SIM_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t*
   }
 }
 SIM_EXPORT nvmlReturn_t nvmlEventSetWait(nvmlEventSet_t set, nvmlEventData_t* data,
-                                         unsigned int timeout_ms) {
-  return nvmlEventSetWait_v2(set, data, timeout_ms);
+                                         unsigned int timeoutms) {
+  return nvmlEventSetWait_v2(set, data, timeoutms);
 }
 
 SIM_EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
@@ -1044,21 +1049,21 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetEccMode(nvmlDevice_t device, nvmlEnableStat
 }
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device,
-                                                    nvmlMemoryErrorType_t error_type,
-                                                    nvmlEccCounterType_t counter_type,
-                                                    unsigned long long* count) {
-  SIM_TELEMETRY(c, device, d, count);
+                                                    nvmlMemoryErrorType_t errorType,
+                                                    nvmlEccCounterType_t counterType,
+                                                    unsigned long long* eccCounts) {
+  SIM_TELEMETRY(c, device, d, eccCounts);
   if (!d->spec->ecc) return NVML_ERROR_NOT_SUPPORTED;
-  if (counter_type != NVML_VOLATILE_ECC && counter_type != NVML_AGGREGATE_ECC) {
+  if (counterType != NVML_VOLATILE_ECC && counterType != NVML_AGGREGATE_ECC) {
     return NVML_ERROR_INVALID_ARGUMENT;
   }
   auto t = c.gen->state->Read(d->gpu);
-  switch (error_type) {
+  switch (errorType) {
     case NVML_MEMORY_ERROR_TYPE_CORRECTED:
-      *count = t.ecc_corrected;
+      *eccCounts = t.ecc_corrected;
       return NVML_SUCCESS;
     case NVML_MEMORY_ERROR_TYPE_UNCORRECTED:
-      *count = t.ecc_uncorrected;
+      *eccCounts = t.ecc_uncorrected;
       return NVML_SUCCESS;
     default:
       return NVML_ERROR_INVALID_ARGUMENT;
@@ -1067,15 +1072,16 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device,
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetRetiredPages(nvmlDevice_t device,
                                                   nvmlPageRetirementCause_t cause,
-                                                  unsigned int* count, unsigned long long* addrs) {
-  SIM_TELEMETRY(c, device, d, count);
+                                                  unsigned int* pageCount,
+                                                  unsigned long long* addresses) {
+  SIM_TELEMETRY(c, device, d, pageCount);
   // Page retirement is Kepler-to-Volta (and Turing); Ampere and later remap rows instead.
   if (!d->spec->ecc || d->spec->architecture >= NVML_DEVICE_ARCH_AMPERE) {
     return NVML_ERROR_NOT_SUPPORTED;
   }
   if (cause >= NVML_PAGE_RETIREMENT_CAUSE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
-  (void)addrs;
-  *count = 0;
+  (void)addresses;
+  *pageCount = 0;
   return NVML_SUCCESS;
 }
 

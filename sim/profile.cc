@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "sim/embedded_profiles.h"
+#include "sim/errno_string.h"
 
 namespace gdp::sim {
 namespace {
@@ -436,7 +437,7 @@ absl::StatusOr<Profile> LoadProfile(const std::string& name_or_path) {
   std::ifstream in(name_or_path);
   if (!in) {
     return absl::NotFoundError(
-        absl::StrCat("cannot read profile file ", name_or_path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot read profile file ", name_or_path, ": ", ErrnoString(errno)));
   }
   std::stringstream ss;
   ss << in.rdbuf();

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "sim/errno_string.h"
 #include "sim/state.h"
 
 namespace gdp::sim {
@@ -36,7 +37,7 @@ absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot read simulator config ", path, ": ",
-                                            std::strerror(errno),
+                                            ErrnoString(errno),
                                             "; lay out the driver root with `gpusim root`"));
   }
   std::stringstream ss;
@@ -221,7 +222,7 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
                        : (std::ofstream(path).good() ? 0 : -1);
     if (rc != 0 && errno != EEXIST) {
       return absl::PermissionDeniedError(
-          absl::StrCat("cannot create device node ", path, ": ", std::strerror(errno)));
+          absl::StrCat("cannot create device node ", path, ": ", ErrnoString(errno)));
     }
     if (can_mknod) chmod(path.c_str(), 0666);
     result.nodes++;

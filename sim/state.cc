@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "sim/errno_string.h"
 
 namespace gdp::sim {
 
@@ -89,7 +90,7 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Map(const std::string&
   if (p == MAP_FAILED) {
     int e = errno;
     close(fd);
-    return absl::InternalError(absl::StrCat("mmap ", path, ": ", std::strerror(e)));
+    return absl::InternalError(absl::StrCat("mmap ", path, ": ", ErrnoString(e)));
   }
   auto* f = static_cast<File*>(p);
   if (f->magic != kMagic || f->version != kVersion || f->num_gpus > kMaxGpus) {
@@ -105,7 +106,7 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Open(const std::string
   int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     return absl::NotFoundError(absl::StrCat("cannot open simulator state ", path, ": ",
-                                            std::strerror(errno),
+                                            ErrnoString(errno),
                                             "; lay out the driver root with `gpusim root`"));
   }
   return Map(path, fd);
@@ -117,7 +118,7 @@ absl::Status SharedState::Reset(const std::string& path, const Profile& profile)
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd < 0) {
     return absl::PermissionDeniedError(
-        absl::StrCat("cannot create simulator state ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot create simulator state ", path, ": ", ErrnoString(errno)));
   }
   fchmod(fd, 0666);  // the daemon and the injector may run as different users
   {
@@ -127,7 +128,7 @@ absl::Status SharedState::Reset(const std::string& path, const Profile& profile)
     if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
       int e = errno;
       close(fd);
-      return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(e)));
+      return absl::InternalError(absl::StrCat("write ", path, ": ", ErrnoString(e)));
     }
   }
   close(fd);
@@ -141,7 +142,7 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd < 0) {
     return absl::PermissionDeniedError(
-        absl::StrCat("cannot open simulator state ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot open simulator state ", path, ": ", ErrnoString(errno)));
   }
   {
     FileLock lock(fd, LOCK_EX);
@@ -152,7 +153,7 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std
       if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
         int e = errno;
         close(fd);
-        return absl::InternalError(absl::StrCat("write ", path, ": ", std::strerror(e)));
+        return absl::InternalError(absl::StrCat("write ", path, ": ", ErrnoString(e)));
       }
     }
   }

@@ -15,8 +15,14 @@
 
 namespace gdp {
 
+std::string ErrnoString(int err) {
+  char buf[256];
+  // GNU strerror_r: returns either a static string or one written into buf.
+  return ::strerror_r(err, buf, sizeof(buf));
+}
+
 absl::Status ErrnoStatus(int err, const std::string& what, const std::string& path) {
-  std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  std::string msg = absl::StrCat(what, " ", path, ": ", ErrnoString(err));
   switch (err) {
     case ENOENT:
     case ENOTDIR:
@@ -108,7 +114,8 @@ absl::StatusOr<std::vector<std::string>> PosixFileSystem::ListDir(const std::str
   DIR* dir = ::opendir(path.c_str());
   if (dir == nullptr) return ErrnoStatus(errno, "open directory", path);
   std::vector<std::string> names;
-  while (const dirent* e = ::readdir(dir)) {
+  // readdir is safe here: glibc's is thread-safe on a DIR stream this call owns.
+  while (const dirent* e = ::readdir(dir)) {  // NOLINT(concurrency-mt-unsafe)
     const std::string_view name = e->d_name;
     if (name != "." && name != "..") names.emplace_back(name);
   }

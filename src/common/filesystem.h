@@ -49,6 +49,9 @@ class PosixFileSystem final : public FileSystem {
 // is "/run/nvidia/driver/dev/nvidia0"; a root of "/" or "" leaves the path as is.
 std::string JoinRoot(const std::string& root, const std::string& path);
 
+// The text for errno value `err` (thread-safe, unlike std::strerror).
+std::string ErrnoString(int err);
+
 // Turns errno into a Status that names the operation and path.
 absl::Status ErrnoStatus(int err, const std::string& what, const std::string& path);
 

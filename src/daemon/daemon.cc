@@ -61,15 +61,16 @@ class HealthBridge final : public health::HealthListener {
 // them is logged and they take effect at the next start.
 std::vector<std::string> RestartOnlyChanges(const config::Config& a, const config::Config& b) {
   std::vector<std::string> changed;
-  if (a.driver_root != b.driver_root) changed.push_back("flags.nvidiaDriverRoot");
+  if (a.driver_root != b.driver_root) changed.emplace_back("flags.nvidiaDriverRoot");
   if (a.container_driver_root != b.container_driver_root) {
-    changed.push_back("flags.containerDriverRoot");
+    changed.emplace_back("flags.containerDriverRoot");
   }
-  if (a.nvml_library != b.nvml_library) changed.push_back("flags.nvmlLibrary");
-  if (a.fail_on_init_error != b.fail_on_init_error) changed.push_back("flags.failOnInitError");
-  if (a.plugin_directory != b.plugin_directory) changed.push_back("flags.plugin.pluginDirectory");
-  if (a.metrics_bind_address != b.metrics_bind_address) changed.push_back("metrics.bindAddress");
-  if (a.metrics_port != b.metrics_port) changed.push_back("metrics.port");
+  if (a.nvml_library != b.nvml_library) changed.emplace_back("flags.nvmlLibrary");
+  if (a.fail_on_init_error != b.fail_on_init_error) changed.emplace_back("flags.failOnInitError");
+  if (a.plugin_directory != b.plugin_directory)
+    changed.emplace_back("flags.plugin.pluginDirectory");
+  if (a.metrics_bind_address != b.metrics_bind_address) changed.emplace_back("metrics.bindAddress");
+  if (a.metrics_port != b.metrics_port) changed.emplace_back("metrics.port");
   return changed;
 }
 
@@ -388,8 +389,8 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     for (const std::string& field : RestartOnlyChanges(*prev, *next)) {
       log::Warn("config change takes effect at the next restart", {{"field", field}});
     }
-    c_->config = next;
-    ApplyLogSettings(*next);
+    c_->config = std::move(next);
+    ApplyLogSettings(*c_->config);
     log::Info("configuration reloaded", {{"config_file", options_.config_file}});
   }
   if (!c_->nvml_up) return;

@@ -1,6 +1,7 @@
 // gpu-device-plugin: parses the command line and runs the Daemon. Nothing else
 // lives here.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstring>
@@ -24,6 +25,20 @@ sigset_t BlockHandledSignals() {
   return set;
 }
 
+// The name of a signal the daemon handles (strsignal is not thread-safe).
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGINT:
+      return "SIGINT";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "unknown";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,7 +59,8 @@ int main(int argc, char** argv) {
   gdp::daemon::Daemon daemon(std::move(options));
 
   // The signal thread: TERM and INT stop, HUP reloads. It ends on the stop
-  // signal, or is woken with SIGTERM when Run() returns on its own.
+  // signal, or on a SIGTERM this process sends itself when Run() returns on
+  // its own.
   std::thread signals([&daemon, handled] {
     for (;;) {
       int sig = 0;
@@ -53,14 +69,17 @@ int main(int argc, char** argv) {
         daemon.RequestReload();
         continue;
       }
-      gdp::log::Info("signal received; shutting down", {{"signal", strsignal(sig)}});
+      gdp::log::Info("signal received; shutting down", {{"signal", SignalName(sig)}});
       daemon.RequestStop();
       return;
     }
   });
   const int code = daemon.Run();
   // Run() may return without a signal (fatal start error): wake the thread.
-  pthread_kill(signals.native_handle(), SIGTERM);
+  // The SIGTERM is process-directed; every thread blocks it, so only the
+  // signal thread's sigwait takes it. If that thread has already returned,
+  // the signal stays pending, blocked, until the process exits.
+  kill(getpid(), SIGTERM);
   signals.join();
   return code;
 }

@@ -33,7 +33,7 @@ void HttpServer::Handle(const std::string& path, Handler handler) {
                [handler = std::move(handler)](const httplib::Request&, httplib::Response& res) {
                  HttpResponse r = handler();
                  res.status = r.status;
-                 res.set_content(r.body, r.content_type.c_str());
+                 res.set_content(r.body, r.content_type);
                });
 }
 

@@ -75,10 +75,11 @@ absl::StatusOr<std::string> FindNvmlLibrary(const FileSystem& fs, const std::str
 }
 
 absl::StatusOr<std::unique_ptr<DlNvml>> DlNvml::Open(const std::string& library_path) {
-  ::dlerror();
+  // glibc keeps the dlerror state per thread, so these calls are thread-safe.
+  ::dlerror();  // NOLINT(concurrency-mt-unsafe)
   void* handle = ::dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* err = ::dlerror();
+    const char* err = ::dlerror();  // NOLINT(concurrency-mt-unsafe)
     return absl::FailedPreconditionError(absl::StrCat(
         "failed to load NVML from ", library_path, ": ", err ? err : "unknown dlopen error",
         "; is the NVIDIA driver installed and its driver root mounted? "

@@ -367,8 +367,8 @@ std::string NormalizePciBusId(const std::string& bus_id) {
       !ParseHex(dev_fn[0], 2, &device) || !ParseHex(dev_fn[1], 1, &function)) {
     return "";
   }
-  return absl::StrFormat(domain > 0xffff ? "%08x:%02x:%02x.%x" : "%04x:%02x:%02x.%x", domain, bus,
-                         device, function);
+  if (domain > 0xffff) return absl::StrFormat("%08x:%02x:%02x.%x", domain, bus, device, function);
+  return absl::StrFormat("%04x:%02x:%02x.%x", domain, bus, device, function);
 }
 
 std::string MigProfileName(unsigned gpu_instance_slices, unsigned compute_instance_slices,
@@ -381,7 +381,9 @@ std::string MigProfileName(unsigned gpu_instance_slices, unsigned compute_instan
     double fraction =
         static_cast<double>(mig_memory_mib * kMiB) / static_cast<double>(parent_memory_bytes);
     fraction = std::ceil(fraction * kEighths) / kEighths;
-    const double parent_gb = static_cast<double>((parent_memory_bytes + kGiB - 1) / kGiB);
+    // Whole GiB, rounded up (integer division on purpose).
+    const uint64_t parent_gib = (parent_memory_bytes + kGiB - 1) / kGiB;
+    const double parent_gb = static_cast<double>(parent_gib);
     gb = static_cast<uint64_t>(std::llround(fraction * parent_gb));
   }
   if (compute_instance_slices == gpu_instance_slices || compute_instance_slices == 0) {

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
+#include "src/common/filesystem.h"
 #include "src/common/log.h"
 
 namespace gdp::plugin {
@@ -449,7 +450,7 @@ absl::Status DevicePluginServer::Start() {
   if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
     const int err = errno;
     return absl::UnavailableError("cannot remove stale socket " + socket_path_ + ": " +
-                                  std::strerror(err) + "; is the plugin directory writable?");
+                                  ErrnoString(err) + "; is the plugin directory writable?");
   }
   auto service = std::make_unique<detail::DevicePluginService>(state_);
   grpc::ServerBuilder builder;
@@ -484,7 +485,7 @@ void DevicePluginServer::Stop() {
   service_.reset();
   if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
     const int err = errno;
-    log::Warn("cannot remove socket", {{"socket", socket_path_}, {"error", std::strerror(err)}});
+    log::Warn("cannot remove socket", {{"socket", socket_path_}, {"error", ErrnoString(err)}});
   }
   log::Info("device plugin stopped", {{"resource", resource_name_}});
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <utility>
 
+#include "src/common/filesystem.h"
 #include "src/common/log.h"
 
 namespace gdp::plugin {
@@ -40,7 +41,7 @@ absl::Status KubeletWatcher::Start() {
   inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (inotify_fd_ < 0) {
     const int err = errno;
-    return absl::InternalError(std::string("inotify_init1 failed: ") + std::strerror(err) +
+    return absl::InternalError(std::string("inotify_init1 failed: ") + ErrnoString(err) +
                                "; raise fs.inotify.max_user_instances?");
   }
   event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -48,7 +49,7 @@ absl::Status KubeletWatcher::Start() {
     const int err = errno;
     ::close(inotify_fd_);
     inotify_fd_ = -1;
-    return absl::InternalError(std::string("eventfd failed: ") + std::strerror(err));
+    return absl::InternalError(std::string("eventfd failed: ") + ErrnoString(err));
   }
   if (!AddWatch()) {
     log::Warn("plugin directory not found; watching for it", {{"dir", dir_}});
@@ -76,7 +77,7 @@ bool KubeletWatcher::AddWatch() {
   return true;
 }
 
-void KubeletWatcher::Run(std::stop_token stop) {
+void KubeletWatcher::Run(const std::stop_token& stop) {
   ::pthread_setname_np(::pthread_self(), "gdp-kubelet-wat");
   while (!stop.stop_requested()) {
     std::array<pollfd, 2> fds{{{inotify_fd_, POLLIN, 0}, {event_fd_, POLLIN, 0}}};
@@ -88,7 +89,7 @@ void KubeletWatcher::Run(std::stop_token stop) {
       if (errno == EINTR) continue;
       const int err = errno;
       log::Error("poll on the plugin directory watch failed",
-                 {{"dir", dir_}, {"error", std::strerror(err)}});
+                 {{"dir", dir_}, {"error", ErrnoString(err)}});
       break;
     }
     if (fds[0].revents & POLLIN) HandleEvents();

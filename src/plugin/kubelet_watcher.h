@@ -42,7 +42,7 @@ class KubeletWatcher {
 
  private:
   bool AddWatch();  // true when the directory is watched now
-  void Run(std::stop_token stop);
+  void Run(const std::stop_token& stop);
   void HandleEvents();
 
   const std::string dir_;

@@ -171,7 +171,7 @@ void PluginManager::OnWatcherEvent(KubeletWatcher::Event event, const std::strin
   });
 }
 
-void PluginManager::Run(std::stop_token stop) {
+void PluginManager::Run(const std::stop_token& stop) {
   ::pthread_setname_np(::pthread_self(), "gdp-plugin-mgr");
   while (!stop.stop_requested()) {
     std::deque<Task> tasks;
@@ -307,7 +307,7 @@ void PluginManager::RestartServer(Entry& e, const char* reason) {
   e.next_attempt = SteadyClock::now();
 }
 
-void PluginManager::AttemptDue(std::stop_token stop) {
+void PluginManager::AttemptDue(const std::stop_token& stop) {
   for (const std::string& name : start_order_) {
     if (stop.stop_requested()) return;
     Entry& e = *entries_.at(name);

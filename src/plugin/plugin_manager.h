@@ -105,7 +105,7 @@ class PluginManager {
   void Post(Task task);
   // Posts `fn` and waits for it; false when the manager stopped first.
   bool RunOnThread(std::function<void()> fn);
-  void Run(std::stop_token stop);
+  void Run(const std::stop_token& stop);
   void OnWatcherEvent(KubeletWatcher::Event event, const std::string& name);
 
   // The rest runs on the manager's thread only.
@@ -113,7 +113,7 @@ class PluginManager {
   void DoSetGpuHealth(const std::string& uuid, bool healthy);
   void ApplyHealth(Entry& entry);
   void RestartServer(Entry& entry, const char* reason);
-  void AttemptDue(std::stop_token stop);
+  void AttemptDue(const std::stop_token& stop);
   void Publish();
 
   const Options options_;

@@ -23,7 +23,7 @@ void Registrar::Reset() {
   next_delay_ = std::chrono::milliseconds(0);
 }
 
-absl::Status Registrar::TryRegister(std::stop_token stop) {
+absl::Status Registrar::TryRegister(const std::stop_token& stop) {
   const std::string kubelet = kubelet_socket_path();
   absl::Status status;
   struct stat st {};

@@ -38,7 +38,7 @@ class Registrar {
   // One Register call. OK on success (and the backoff resets). Otherwise a
   // status saying what failed and the likely cause; the caller should wait
   // NextDelay() before the next attempt (the failure is already logged with it).
-  absl::Status TryRegister(std::stop_token stop = {});
+  absl::Status TryRegister(const std::stop_token& stop = {});
 
   // The delay before the next attempt after a failure (grows, jittered).
   std::chrono::milliseconds NextDelay() const { return next_delay_; }
