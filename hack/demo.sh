@@ -68,7 +68,7 @@ echo "=== gpu-device-plugin demo: up in $((SECONDS - t_start))s ==="
 echo "node $NODE: nvidia.com/gpu capacity $(node_gpus capacity), allocatable $(node_gpus allocatable)"
 echo
 echo "GPUs per pod, from the kubelet's pod-resources API (podresources-list):"
-"$PODRESOURCES" | awk '$2 == "nvidia.com/gpu" { print "  " $1 "  " $3 }'
+"$PODRESOURCES" | awk '$2 == "nvidia.com/gpu" { print "  " $1 "  " $3 }' || echo "  (podresources-list failed)"
 echo "GPUs per pod, from each pod's NVIDIA_VISIBLE_DEVICES (GPU index on the node):"
 for p in gpu-one gpu-two; do
   nvd=$(pod_nvd "$p")
@@ -81,7 +81,7 @@ echo "  curl http://127.0.0.1:9101/inventory  (the GPUs it found, as JSON)"
 echo "  /metrics arrives with issue 6."
 echo
 echo "Use kubectl:"
-echo "  export KUBECONFIG=$KUBECONFIG    # or: eval \"\$(hack/local-cluster.sh env)\""
+echo "  eval \"\$(hack/local-cluster.sh env)\"    # KUBECONFIG=$KUBECONFIG, the pinned kubectl and crictl on PATH"
 echo "  kubectl get pods -A; kubectl logs gpu-two"
 echo
 echo "Inject a fault (XID 79, GPU fallen off the bus) and watch allocatable drop to 7:"
