@@ -17,23 +17,12 @@ set -euo pipefail
 source "$(dirname "$0")/../../hack/lib.sh"
 root=$(repo_root)
 cd "$root"
+source test/e2e/lib.sh
 
-BUILD=${GDP_BUILD_DIR:-$root/build/release}
-GPUSIM=$BUILD/sim/gpusim
-NVML_LIB=$BUILD/sim/libnvidia-ml.so.1
-PODRESOURCES=$BUILD/tools/podresources/podresources-list
-GPUROOT=${GDP_GPU_ROOT:-/var/tmp/gdp-gpuroot}
-NODE=${GDP_NODE_NAME:-gpu-node-0}
-NS=kube-system
-TNS=default
-RELEASE=gpu-device-plugin
-CHART=$root/deployments/helm/gpu-device-plugin
 passed=0
 failed=0
 
-for f in "$BUILD/src/daemon/gpu-device-plugin" "$GPUSIM" "$NVML_LIB" "$PODRESOURCES"; do
-  [ -f "$f" ] || die "$f not found: run hack/build.sh release gpu-device-plugin gpusim nvidia-ml podresources-list"
-done
+e2e_check_binaries
 
 pass() {
   passed=$((passed + 1))
@@ -52,113 +41,27 @@ teardown() {
   local rc=$?
   if [ "${GDP_E2E_KEEP:-0}" = 1 ]; then
     echo "GDP_E2E_KEEP=1: cluster left up; hack/local-cluster.sh down and rm -rf $GPUROOT to clean up" >&2
+    rm -f "${values:-}"
   else
-    hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
-    rm -rf "$GPUROOT"
-    local left=""
-    [ ! -e "${STATE:-/var/tmp/gdp-cluster}" ] || left+=" state dir;"
-    [ ! -e "$GPUROOT" ] || left+=" driver root $GPUROOT;"
-    [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
-    ! grep -qE 'gdp-cluster|/var/lib/kubelet|gdp-gpuroot' /proc/mounts || left+=" mounts;"
-    ! ip link show gdp-cni0 >/dev/null 2>&1 || left+=" bridge gdp-cni0;"
+    local left
+    left=$(e2e_teardown)
     if [ -z "$left" ]; then pass "teardown left nothing behind"; else fail "teardown: expected nothing left, saw$left"; fi
   fi
-  rm -f "${values:-}"
   echo "$passed passed, $failed failed"
   if ((failed > 0 || rc != 0)); then exit 1; fi
 }
 
 # The cluster, the driver root, the images.
 t_start=$SECONDS
-rm -rf "$GPUROOT"
-"$GPUSIM" root "$GPUROOT" --profile dgx-h100 --library "$NVML_LIB" >/dev/null
+e2e_lay_root
 trap teardown EXIT
-GDP_PLUGIN_BINARY="$BUILD/src/daemon/gpu-device-plugin" GDP_IMAGES="pause busybox gpu-device-plugin" \
-  hack/local-cluster.sh up >/dev/null
-eval "$(hack/local-cluster.sh env)"
-STATE=${GDP_CLUSTER_DIR:-/var/tmp/gdp-cluster}
+e2e_cluster_up
 echo "cluster up in $((SECONDS - t_start))s"
 
-kc() { kubectl "$@"; }
-gpusim() { "$GPUSIM" --root "$GPUROOT" "$@"; }
-node_gpus() { # capacity/allocatable
-  kc get node "$NODE" -o jsonpath="{.status.$1.nvidia\.com/gpu}" 2>/dev/null || true
-}
-# wait_until SECONDS COMMAND...: polls COMMAND every 0.25 s until it succeeds; 1 on timeout.
-wait_until() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.25
-  done
-}
-uuid_of() { gpusim show | awk -v i="$1" '$1 == i { print $2 }'; }
-plugin_pod() { kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin -o jsonpath='{.items[0].metadata.name}'; }
-gpus_are() { [ "$(node_gpus capacity)" = "$1" ] && [ "$(node_gpus allocatable)" = "$1" ]; }
-alloc_is() { [ "$(node_gpus allocatable)" = "$1" ]; }
-pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
-pod_running() { [ "$(pod_phase "$1")" = Running ]; }
-# The pod's GPU as its log says: "NVD=<NVIDIA_VISIBLE_DEVICES>".
-pod_nvd() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n 's/^NVD=//p' | head -1; }
-pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
-
-# gpu_pod NAME GPUS: a hostNetwork busybox pod that prints NVIDIA_VISIBLE_DEVICES and
-# what opening each /dev/nvidia0..7 gives, then sleeps (exits at once on SIGTERM).
-gpu_pod() {
-  local limits=""
-  [ "$2" = 0 ] || limits="resources: {limits: {nvidia.com/gpu: $2}}"
-  kc apply -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: $1, namespace: $TNS, labels: {gdp-e2e: "true"}}
-spec:
-  hostNetwork: true
-  terminationGracePeriodSeconds: 1
-  restartPolicy: Never
-  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
-  containers:
-  - name: c
-    image: localhost/gdp/busybox:e2e
-    imagePullPolicy: Never
-    $limits
-    command:
-    - sh
-    - -c
-    - |
-      echo "NVD=\$NVIDIA_VISIBLE_DEVICES"
-      echo "NODES=\$(ls /dev | grep -c '^nvidia')"
-      for i in 0 1 2 3 4 5 6 7; do
-        if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
-      done
-      echo READY
-      trap 'exit 0' TERM
-      while true; do sleep 1; done
-EOF
-}
-
 # --- install the chart ---------------------------------------------------------------
-values=$(mktemp)
-cat >"$values" <<EOF
-image: {pullPolicy: Never}
-driverRoot: $GPUROOT
-# Short health timings so scenario 6 takes seconds.
-config: |
-  version: v1
-  health:
-    recoveryQuietPeriod: 10s
-    probeInterval: 1s
-# The simulated NVML library writes its shared state; the driver root stays read-only.
-extraVolumes:
-  - name: gpusim-state
-    hostPath: {path: $GPUROOT/run/gpusim, type: Directory}
-extraVolumeMounts:
-  - name: gpusim-state
-    mountPath: /driver-root/run/gpusim
-EOF
-helm_args=(--namespace "$NS" -f "$values")
 t_ds=$SECONDS
-helm install "$RELEASE" "$CHART" "${helm_args[@]}" >/dev/null
+# Short health timings so scenario 6 takes seconds.
+e2e_install_chart 10s
 
 # 1. capacity and allocatable 8 within 30 s of the DaemonSet starting.
 if wait_until 30 gpus_are 8; then
