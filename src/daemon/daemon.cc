@@ -141,7 +141,6 @@ struct Daemon::Components {
   std::unique_ptr<HealthBridge> bridge;
   std::unique_ptr<health::HealthMonitor> health;
   std::unique_ptr<config::ConfigWatcher> watcher;
-  size_t resource_count = 0;
   std::string inventory_json ABSL_GUARDED_BY(mu);  // empty until NVML is up
 
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
@@ -410,7 +409,6 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     log::Error("cannot serve the resources", {{"error", s.message()}});
     return;
   }
-  c_->resource_count = backends->size();
   c_->SetNotReady(backends->empty() ? "NVML reports no GPUs on this node" : "");
   log::Info("serving resources", {{"resources", absl::StrJoin(names, ",")}});
 

@@ -318,7 +318,7 @@ TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuie
   LayRoot("dgx-h100");
   StartRegistered({"--health-recovery-quiet-period", "1s", "--health-probe-interval", "100ms"});
   auto profile = sim::BuiltinProfile("dgx-h100");
-  const std::string gpu1 = profile->gpus[1].uuid, gpu3 = profile->gpus[3].uuid;
+  const std::string gpu3 = profile->gpus[3].uuid;
   auto client = Client();
   auto stream = client->Watch();
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
@@ -346,7 +346,6 @@ TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuie
     EXPECT_EQ(health, "Healthy") << id;
   }
   EXPECT_THAT(daemon_->Output(), HasSubstr("device healthy"));
-  (void)gpu1;
 }
 
 TEST_F(DaemonTest, LostGpuIsUnhealthyUntilNvmlFindsItAgain) {
