@@ -13,6 +13,9 @@ cd "$(repo_root)"
 source test/e2e/lib.sh
 
 [ "$(id -u)" -eq 0 ] || die "run as root: the kubelet and containerd need it"
+# One real node per machine: make e2e holds the same lock.
+exec 8>/var/tmp/gdp-e2e.lock
+flock -n 8 || die "a real-node run (make e2e or another make demo) is in progress (lock /var/tmp/gdp-e2e.lock); wait for it"
 st=$(hack/local-cluster.sh status 2>/dev/null || true)
 if grep -q ' running ' <<<"$st"; then
   die "a local cluster is already running (hack/local-cluster.sh status); stop it with hack/local-cluster.sh down"

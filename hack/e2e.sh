@@ -11,4 +11,7 @@ hack/deps.sh >/dev/null
 hack/build.sh release gpu-device-plugin gpusim nvidia-ml podresources-list
 hack/k8s-components.sh >/dev/null
 hack/render-static.sh --check
+# One real node per machine: a second suite (or `make demo`) waits for this one.
+exec 8>/var/tmp/gdp-e2e.lock
+flock -w 3600 8 || die "another real-node run (make e2e or make demo) held /var/tmp/gdp-e2e.lock for an hour"
 exec test/e2e/run.sh
