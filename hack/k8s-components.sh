@@ -2,7 +2,7 @@
 # Builds the pinned components of the local real-node cluster and prints their bin dir.
 #
 # Versions are pinned by Go modules under test/e2e/ (go.mod there for Kubernetes,
-# tools/<name>/go.mod for etcd, containerd, crictl and helm, whose dependency graphs
+# tools/<name>/go.mod for etcd, containerd, crictl, helm and cdi-validate, whose dependency graphs
 # conflict with Kubernetes'). Binaries are built with -trimpath and the linker flags
 # that make them report their real version, into
 #   $GDP_CACHE/k8s/<kubernetes version>/bin/
@@ -94,5 +94,11 @@ build crictl "$e2e/tools/crictl" sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSI
 
 build helm "$e2e/tools/helm" helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+
+# The CDI spec validator of the real-node suite: our own main over the CDI project's
+# library; its stamp follows the library version and the source.
+CDI_VERSION=$(modver "$e2e/tools/cdi-validate" tags.cncf.io/container-device-interface)
+build cdi-validate "$e2e/tools/cdi-validate" . \
+  "$CDI_VERSION-$(sha256sum "$e2e/tools/cdi-validate/main.go" | cut -c1-12)" "-s -w"
 
 echo "$bin"

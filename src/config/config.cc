@@ -61,6 +61,47 @@ const char* ToString(DeviceListStrategy s) {
   return "invalid";
 }
 
+const char* ToString(AllocationPolicy s) {
+  switch (s) {
+    case AllocationPolicy::kDistributed:
+      return "distributed";
+    case AllocationPolicy::kPacked:
+      return "packed";
+  }
+  return "invalid";
+}
+
+absl::StatusOr<uint64_t> ParseMemorySize(const std::string& text) {
+  struct Suffix {
+    const char* name;
+    uint64_t factor;
+  };
+  static constexpr Suffix kSuffixes[] = {
+      {"Ki", 1ULL << 10}, {"Mi", 1ULL << 20}, {"Gi", 1ULL << 30},   {"Ti", 1ULL << 40},
+      {"k", 1000ULL},     {"M", 1000000ULL},  {"G", 1000000000ULL}, {"T", 1000000000000ULL},
+  };
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string unit = text.substr(digits);
+  uint64_t factor = 0;
+  if (unit.empty()) factor = 1;
+  for (const Suffix& s : kSuffixes) {
+    if (unit == s.name) factor = s.factor;
+  }
+  uint64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  if (digits == 0 || factor == 0 || ec != std::errc() || ptr != text.data() + digits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", absl::CHexEscape(text),
+        "\" is not a memory size; write bytes or a quantity such as 4Gi, 512Mi or 10G"));
+  }
+  if (value > std::numeric_limits<uint64_t>::max() / factor) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", absl::CHexEscape(text), "\" is too large a memory size"));
+  }
+  return value * factor;
+}
+
 namespace {
 // Debian's Abseil has its own string_view type; convert at the boundary.
 absl::string_view A(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -541,6 +582,158 @@ class Decoder {
     return *d;
   }
 
+  // A device selector: "all", a count, or a list of indices and UUIDs.
+  std::optional<DeviceSelector> Devices(const Raw& raw) {
+    DeviceSelector sel;
+    if (raw.node.IsScalar() && !raw.Quoted() && raw.Text() == "all") return sel;
+    if (raw.node.IsScalar()) {
+      if (auto n = Int(raw, 1, 1 << 20)) {
+        sel.all = false;
+        sel.count = static_cast<unsigned>(*n);
+        return sel;
+      }
+      errors.back() = absl::StrCat(raw.where(),
+                                   ": expected all, a device count or a list of "
+                                   "device indices and UUIDs, got ",
+                                   raw.Seen());
+      return std::nullopt;
+    }
+    auto items = List(raw, false);
+    if (!items) return std::nullopt;
+    if (items->empty()) {
+      Error(raw.where(), "an empty list selects no device; write all or list some");
+      return std::nullopt;
+    }
+    sel.all = false;
+    bool ok = true;
+    for (const Raw& item : *items) {
+      auto v = String(item);
+      if (!v || v->empty()) {
+        if (v) Error(item.where(), "expected a device index or UUID, got an empty string");
+        ok = false;
+        continue;
+      }
+      sel.ids.push_back(*v);
+    }
+    if (!ok) return std::nullopt;
+    return sel;
+  }
+
+  // sharing.timeSlicing.resources / sharing.mps.resources: a list of mappings.
+  std::optional<std::vector<SharedResource>> SharedList(const Raw& raw, bool mps) {
+    if (raw.ov != nullptr) {
+      Error(raw.where(), "can only be set in the config file");
+      return std::nullopt;
+    }
+    if (!raw.node.IsSequence()) {
+      Error(raw.where(),
+            absl::StrCat("expected a list of {name, replicas, devices}, got ", raw.Seen()));
+      return std::nullopt;
+    }
+    std::vector<std::string> keys = {"name", "rename", "replicas", "devices"};
+    if (mps) keys.insert(keys.end(), {"memoryLimit", "activeThreadPercentage"});
+    std::vector<SharedResource> out;
+    bool ok = true;
+    for (size_t i = 0; i < raw.node.size(); ++i) {
+      const YAML::Node item = raw.node[i];
+      const std::string path = absl::StrCat(raw.path, "[", i, "]");
+      if (!item.IsMap()) {
+        Error(Where(path, item.Mark()),
+              absl::StrCat("expected a mapping with name and replicas, got ", Describe(item)));
+        ok = false;
+        continue;
+      }
+      SharedResource r;
+      std::map<std::string, Raw> fields;
+      for (auto it = item.begin(); it != item.end(); ++it) {
+        const YAML::Node key = it->first;
+        const YAML::Node value = it->second;
+        const std::string kpath = absl::StrCat(path, ".", key.IsScalar() ? key.Scalar() : "?");
+        if (!key.IsScalar() || std::find(keys.begin(), keys.end(), key.Scalar()) == keys.end()) {
+          std::string msg = UnknownFieldMessage(key.IsScalar() ? key.Scalar() : "", path, keys);
+          if (!mps && key.IsScalar() &&
+              (key.Scalar() == "memoryLimit" || key.Scalar() == "activeThreadPercentage")) {
+            msg =
+                "unknown field; memory limits and thread shares are MPS settings "
+                "(sharing.mps.resources), time-slicing has none";
+          }
+          Error(Where(kpath, key.Mark()), msg);
+          ok = false;
+          continue;
+        }
+        if (!fields.emplace(key.Scalar(), Raw{kpath, Suffix(key.Mark()), value, nullptr}).second) {
+          Error(Where(kpath, key.Mark()), "duplicate key; each field may appear once");
+          ok = false;
+        }
+      }
+      auto field = [&](const char* name) -> const Raw* {
+        auto it = fields.find(name);
+        return it == fields.end() ? nullptr : &it->second;
+      };
+      bool item_ok = true;
+      if (const Raw* f = field("name")) {
+        if (auto v = String(*f))
+          r.name = *v;
+        else
+          item_ok = false;
+      } else {
+        Error(Where(path, item.Mark()),
+              "name is required (the resource to share, e.g. nvidia.com/gpu)");
+        item_ok = false;
+      }
+      if (const Raw* f = field("rename")) {
+        if (auto v = String(*f))
+          r.rename = *v;
+        else
+          item_ok = false;
+      }
+      if (const Raw* f = field("replicas")) {
+        const int64_t max = mps ? kMaxMpsReplicas : kMaxTimeSlicingReplicas;
+        if (auto v = Int(*f, 1, max)) {
+          r.replicas = static_cast<unsigned>(*v);
+        } else {
+          if (mps && !errors.empty() && absl::StrContains(errors.back(), "out of range")) {
+            absl::StrAppend(&errors.back(), " (an MPS server takes at most 48 clients per GPU)");
+          }
+          item_ok = false;
+        }
+      } else {
+        Error(Where(path, item.Mark()),
+              "replicas is required (how many pods may share each device)");
+        item_ok = false;
+      }
+      if (const Raw* f = field("devices")) {
+        if (auto v = Devices(*f))
+          r.devices = *v;
+        else
+          item_ok = false;
+      }
+      if (const Raw* f = field("memoryLimit")) {
+        auto v = String(*f);
+        absl::StatusOr<uint64_t> bytes = v ? ParseMemorySize(*v) : absl::InvalidArgumentError("");
+        if (v && !bytes.ok()) Error(f->where(), std::string(bytes.status().message()));
+        if (v && bytes.ok() && *bytes == 0) Error(f->where(), "must be more than 0 bytes");
+        if (bytes.ok() && *bytes > 0)
+          r.memory_limit_bytes = *bytes;
+        else
+          item_ok = false;
+      }
+      if (const Raw* f = field("activeThreadPercentage")) {
+        if (auto v = Int(*f, 1, 100))
+          r.active_thread_percentage = static_cast<unsigned>(*v);
+        else
+          item_ok = false;
+      }
+      ok = ok && item_ok;
+      if (item_ok) out.push_back(std::move(r));
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  static constexpr int64_t kMaxTimeSlicingReplicas = 1024;
+  static constexpr int64_t kMaxMpsReplicas = 48;
+
  private:
   std::deque<Override> owned_;  // list items split from an override's text
 };
@@ -557,6 +750,7 @@ const std::vector<std::string> kMigNames = {"none", "single", "mixed"};
 const std::vector<std::string> kIdNames = {"uuid", "index"};
 const std::vector<std::string> kListNames = {"envvar", "volume-mounts", "cdi-annotations",
                                              "cdi-cri"};
+const std::vector<std::string> kPolicyNames = {"distributed", "packed"};
 const std::vector<std::string> kLevelNames = {"debug", "info", "warn", "error"};
 const std::vector<std::string> kFormatNames = {"text", "json"};
 
@@ -585,6 +779,81 @@ bool IsHostname(const std::string& s) {
   return true;
 }
 
+// The resource name the replicas of `r` are advertised under.
+std::string SharedName(const SharedResource& r, bool rename_by_default) {
+  if (!r.rename.empty()) return r.rename;
+  return rename_by_default ? r.name + ".shared" : r.name;
+}
+
+void ValidateSharing(const Config& c, std::vector<std::string>* problems) {
+  struct Seen {
+    std::string path;
+    bool mps;
+  };
+  std::map<std::string, Seen> shared;          // shared resource name -> where
+  std::map<std::string, std::string> targets;  // advertised name -> where
+  auto check = [&](const char* list, const std::vector<SharedResource>& resources, bool mps,
+                   bool rename_by_default) {
+    for (size_t i = 0; i < resources.size(); ++i) {
+      const SharedResource& r = resources[i];
+      const std::string path = absl::StrCat(list, "[", i, "]");
+      std::string why;
+      if (!detail::IsValidExtendedResourceName(r.name, &why)) {
+        problems->push_back(absl::StrCat(path, ".name: ", Quote(r.name),
+                                         " is not a valid extended resource name: ", why));
+      }
+      if (!r.rename.empty() && !detail::IsValidExtendedResourceName(r.rename, &why)) {
+        problems->push_back(absl::StrCat(path, ".rename: ", Quote(r.rename),
+                                         " is not a valid extended resource name: ", why));
+      }
+      const std::string target = SharedName(r, rename_by_default);
+      if (r.rename.empty() && rename_by_default &&
+          !detail::IsValidExtendedResourceName(target, &why)) {
+        problems->push_back(absl::StrCat(path, ".name: renameByDefault makes ", Quote(target),
+                                         ", not a valid extended resource name (", why,
+                                         "); set rename"));
+      }
+      if (mps && absl::StartsWith(r.name, "nvidia.com/mig-")) {
+        problems->push_back(absl::StrCat(
+            path, ".name: ", Quote(r.name),
+            " is a MIG device: MPS cannot share MIG devices here (MIG already partitions memory "
+            "and compute); share it with sharing.timeSlicing or share a full GPU with MPS"));
+      }
+      if (auto [it, fresh] = shared.emplace(r.name, Seen{path, mps}); !fresh) {
+        problems->push_back(absl::StrCat(
+            path, ".name: ", Quote(r.name), " is already shared by ", it->second.path,
+            it->second.mps != mps ? "; a resource is shared by time-slicing or by MPS, not both"
+                                  : "; list each resource once"));
+      }
+      if (auto [it, fresh] = targets.emplace(target, path); !fresh) {
+        problems->push_back(absl::StrCat(path, ": its replicas would be advertised as ",
+                                         Quote(target), ", as those of ", it->second,
+                                         "; give each entry its own rename"));
+      }
+    }
+  };
+  check("sharing.timeSlicing.resources", c.sharing.time_slicing.resources, false,
+        c.sharing.time_slicing.rename_by_default);
+  check("sharing.mps.resources", c.sharing.mps.resources, true, c.sharing.mps.rename_by_default);
+  // A renamed target must not be a resource that is itself shared.
+  for (const auto& [target, where] : targets) {
+    auto it = shared.find(target);
+    if (it != shared.end() && it->second.path != where) {
+      problems->push_back(absl::StrCat(where, ": its replicas would be advertised as ",
+                                       Quote(target), ", a resource that ", it->second.path,
+                                       " shares; pick another rename"));
+    }
+  }
+  for (const auto* list : {&c.sharing.time_slicing.resources, &c.sharing.mps.resources}) {
+    for (const SharedResource& r : *list) {
+      if (!r.devices.all && r.devices.ids.empty() && r.devices.count == 0) {
+        problems->push_back(
+            absl::StrCat("sharing: ", Quote(r.name), " selects no device; write devices: all"));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -603,6 +872,16 @@ const std::vector<Field>& Fields() {
       {"flags.plugin.deviceIDStrategy", FieldKind::kEnum},
       {"flags.plugin.pluginDirectory", FieldKind::kString},
       {"flags.plugin.resourceName", FieldKind::kString},
+      {"flags.plugin.cdiRoot", FieldKind::kString},
+      {"sharing.allocationPolicy", FieldKind::kEnum},
+      {"sharing.timeSlicing.renameByDefault", FieldKind::kBool},
+      {"sharing.timeSlicing.failRequestsGreaterThanOne", FieldKind::kBool},
+      {"sharing.timeSlicing.resources", FieldKind::kObjectList},
+      {"sharing.mps.renameByDefault", FieldKind::kBool},
+      {"sharing.mps.failRequestsGreaterThanOne", FieldKind::kBool},
+      {"sharing.mps.resources", FieldKind::kObjectList},
+      {"sharing.mps.root", FieldKind::kString},
+      {"sharing.mps.controlBinary", FieldKind::kString},
       {"health.enabled", FieldKind::kBool},
       {"health.ignoredXids", FieldKind::kIntList},
       {"health.additionalIgnoredXids", FieldKind::kIntList},
@@ -771,6 +1050,41 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   if (auto raw = get("flags.plugin.resourceName")) {
     if (auto v = dec.String(*raw)) config.resource_name = *v;
   }
+  if (auto raw = get("flags.plugin.cdiRoot")) {
+    if (auto v = dec.String(*raw)) config.cdi_root = *v;
+  }
+
+  // sharing
+  if (auto raw = get("sharing.allocationPolicy")) {
+    if (auto v = dec.Enum(*raw, kPolicyNames)) {
+      config.sharing.allocation_policy =
+          *EnumFromString(*v, {AllocationPolicy::kDistributed, AllocationPolicy::kPacked});
+    }
+  }
+  if (auto raw = get("sharing.timeSlicing.renameByDefault")) {
+    if (auto v = dec.Bool(*raw)) config.sharing.time_slicing.rename_by_default = *v;
+  }
+  if (auto raw = get("sharing.timeSlicing.failRequestsGreaterThanOne")) {
+    if (auto v = dec.Bool(*raw)) config.sharing.time_slicing.fail_requests_greater_than_one = *v;
+  }
+  if (auto raw = get("sharing.timeSlicing.resources")) {
+    if (auto v = dec.SharedList(*raw, false)) config.sharing.time_slicing.resources = *v;
+  }
+  if (auto raw = get("sharing.mps.renameByDefault")) {
+    if (auto v = dec.Bool(*raw)) config.sharing.mps.rename_by_default = *v;
+  }
+  if (auto raw = get("sharing.mps.failRequestsGreaterThanOne")) {
+    if (auto v = dec.Bool(*raw)) config.sharing.mps.fail_requests_greater_than_one = *v;
+  }
+  if (auto raw = get("sharing.mps.resources")) {
+    if (auto v = dec.SharedList(*raw, true)) config.sharing.mps.resources = *v;
+  }
+  if (auto raw = get("sharing.mps.root")) {
+    if (auto v = dec.String(*raw)) config.sharing.mps.root = *v;
+  }
+  if (auto raw = get("sharing.mps.controlBinary")) {
+    if (auto v = dec.String(*raw)) config.sharing.mps.control_binary = *v;
+  }
 
   // health: the ignored list is the base list (ignoredXids or the default),
   // plus additionalIgnoredXids, minus criticalXids.
@@ -862,6 +1176,10 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "flags.containerDriverRoot", c.container_driver_root, true);
   CheckPath(&problems, "flags.nvmlLibrary", c.nvml_library, true);
   CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
+  CheckPath(&problems, "flags.plugin.cdiRoot", c.cdi_root, false);
+  CheckPath(&problems, "sharing.mps.root", c.sharing.mps.root, false);
+  CheckPath(&problems, "sharing.mps.controlBinary", c.sharing.mps.control_binary, true);
+  ValidateSharing(c, &problems);
 
   if (c.device_list_strategy.empty()) {
     add("flags.plugin.deviceListStrategy",

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -40,6 +41,74 @@ struct HealthConfig {
   friend bool operator==(const HealthConfig&, const HealthConfig&) = default;
 };
 
+// How replicas of shared GPUs are handed out (GetPreferredAllocation).
+enum class AllocationPolicy {
+  kDistributed,  // spread a request over the least-used physical GPUs
+  kPacked,       // fill the most-used physical GPU first
+};
+
+// Which devices of a resource a sharing entry covers: all of them, the first
+// `count` in index order, or those listed by index ("3", or "3:1" for MIG
+// device 1 of GPU 3) or UUID (GPU-... or MIG-...).
+struct DeviceSelector {
+  bool all = true;
+  unsigned count = 0;  // used when !all and ids is empty
+  std::vector<std::string> ids;
+  friend bool operator==(const DeviceSelector&, const DeviceSelector&) = default;
+};
+
+// One entry of sharing.timeSlicing.resources or sharing.mps.resources.
+struct SharedResource {
+  std::string name;    // the resource shared: nvidia.com/gpu, nvidia.com/mig-1g.10gb, ...
+  std::string rename;  // where the replicas are advertised; empty: see renameByDefault
+  unsigned replicas = 0;
+  DeviceSelector devices;
+  // MPS only. The pinned device memory each replica may use; 0: the GPU's
+  // memory divided by replicas.
+  uint64_t memory_limit_bytes = 0;
+  // MPS only. The share of the GPU's SMs each replica may use, 1 to 100; 0:
+  // 100 / replicas.
+  unsigned active_thread_percentage = 0;
+  friend bool operator==(const SharedResource&, const SharedResource&) = default;
+};
+
+// Time-slicing: each selected device is advertised `replicas` times as
+// <ID>::<n>; the replicas share the GPU with no memory or fault isolation
+// (docs/sharing.md).
+struct TimeSlicingConfig {
+  // The replicas are advertised as <name>.shared unless an entry says `rename`.
+  bool rename_by_default = false;
+  // A container asking for more than one replica is refused: two replicas of
+  // one GPU are not twice the GPU.
+  bool fail_requests_greater_than_one = false;
+  std::vector<SharedResource> resources;
+  friend bool operator==(const TimeSlicingConfig&, const TimeSlicingConfig&) = default;
+};
+
+// MPS: as time-slicing, and each replica is an MPS client with a pinned
+// memory limit and an SM share, enforced by one MPS control daemon per shared
+// GPU that the plugin runs.
+struct MpsConfig {
+  bool rename_by_default = false;
+  bool fail_requests_greater_than_one = false;
+  std::vector<SharedResource> resources;
+  // Host directory under which each shared GPU gets <root>/<GPU UUID>/{pipe,log}
+  // and all clients share <root>/shm as /dev/shm.
+  std::string root = "/run/nvidia/mps";
+  // nvidia-cuda-mps-control; empty: <driver root>/usr/bin/nvidia-cuda-mps-control,
+  // then /usr/bin/nvidia-cuda-mps-control.
+  std::string control_binary;
+  friend bool operator==(const MpsConfig&, const MpsConfig&) = default;
+};
+
+struct SharingConfig {
+  TimeSlicingConfig time_slicing;
+  MpsConfig mps;
+  AllocationPolicy allocation_policy = AllocationPolicy::kDistributed;
+  bool Enabled() const { return !time_slicing.resources.empty() || !mps.resources.empty(); }
+  friend bool operator==(const SharingConfig&, const SharingConfig&) = default;
+};
+
 struct Config {
   std::string version = "v1";
 
@@ -65,6 +134,13 @@ struct Config {
   DeviceIdStrategy device_id_strategy = DeviceIdStrategy::kUuid;
   std::string plugin_directory = "/var/lib/kubelet/device-plugins";
   std::string resource_name = "nvidia.com/gpu";
+  // Where the CDI spec of the advertised devices is written when a cdi-*
+  // device list strategy is on (as this process sees it; a DaemonSet mounts
+  // the host's /var/run/cdi at the same path).
+  std::string cdi_root = "/var/run/cdi";
+
+  // --- sharing (docs/sharing.md) ---
+  SharingConfig sharing;
 
   // --- health ---
   HealthConfig health;
@@ -116,5 +192,10 @@ absl::StatusOr<Config> LoadConfig(const FileSystem& fs, const std::string& confi
 const char* ToString(MigStrategy s);
 const char* ToString(DeviceIdStrategy s);
 const char* ToString(DeviceListStrategy s);
+const char* ToString(AllocationPolicy s);
+
+// Parses a memory size: a plain number of bytes or a Kubernetes quantity
+// with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T) suffix.
+absl::StatusOr<uint64_t> ParseMemorySize(const std::string& text);
 
 }  // namespace gdp::config

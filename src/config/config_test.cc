@@ -125,9 +125,9 @@ TEST(ParseConfigTest, UnknownFieldNamesFullPathAndSuggests) {
               HasSubstr("flags.plugin.containerDriverRoot (line 4): unknown field (did you mean "
                         "flags.containerDriverRoot?)"));
   // Nothing close: list what is known.
-  EXPECT_THAT(Errors("version: v1\nsharing: {}\n"),
-              HasSubstr("sharing (line 2): unknown field; known fields: version, flags, health, "
-                        "metrics, log"));
+  EXPECT_THAT(Errors("version: v1\ngpus: {}\n"),
+              HasSubstr("gpus (line 2): unknown field; known fields: version, flags, sharing, "
+                        "health, metrics, log"));
 }
 
 TEST(ParseConfigTest, WrongTypesNamePathExpectedTypeAndValue) {
@@ -414,7 +414,8 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 }
 
 TEST(SchemaTest, SectionsAndKeys) {
-  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "health", "metrics", "log"));
+  EXPECT_THAT(detail::ChildKeys(""),
+              ElementsAre("version", "flags", "sharing", "health", "metrics", "log"));
   EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));

@@ -12,7 +12,16 @@
 
 namespace gdp::config::detail {
 
-enum class FieldKind { kBool, kString, kInt, kEnum, kEnumList, kIntList, kDuration };
+enum class FieldKind {
+  kBool,
+  kString,
+  kInt,
+  kEnum,
+  kEnumList,
+  kIntList,
+  kDuration,
+  kObjectList
+};  // kObjectList: a list of mappings, decoded by its owner
 
 // One leaf of the YAML document.
 struct Field {

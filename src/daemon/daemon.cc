@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/cdi/cdi.h"
 #include "src/common/backoff.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
@@ -403,6 +404,14 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     if (next != nullptr) c_->config = prev;
     return;
   }
+  // The CDI spec goes first: a runtime given a CDI name must find it.
+  if (absl::Status s = SyncCdiSpec(cfg, *backends); !s.ok()) {
+    log::Error("cannot write the CDI spec; keeping the previous resources",
+               {{"error", s.message()}});
+    c_->SetNotReady(std::string(s.message()));
+    if (next != nullptr) c_->config = prev;
+    return;
+  }
   std::vector<std::string> names;
   for (const auto& b : *backends) names.push_back(b->ResourceName());
   if (absl::Status s = c_->plugins->Apply(*backends); !s.ok()) {
@@ -415,6 +424,25 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
   if (next != nullptr && c_->health != nullptr && !SameHealth(prev->health, cfg.health)) {
     c_->health->SetOptions(health::FromConfig(cfg.health));
   }
+}
+
+absl::Status Daemon::SyncCdiSpec(
+    const config::Config& cfg,
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends) {
+  cdi::SpecWriter writer(*options_.fs, cfg.cdi_root);
+  const bool wanted =
+      std::any_of(cfg.device_list_strategy.begin(), cfg.device_list_strategy.end(), [](auto s) {
+        return s == config::DeviceListStrategy::kCdiCri ||
+               s == config::DeviceListStrategy::kCdiAnnotations;
+      });
+  if (!wanted) {
+    // CDI off: a spec of ours left from before would name devices nobody serves.
+    if (absl::Status s = writer.RemoveAll(); !s.ok()) {
+      log::Warn("cannot remove a stale CDI spec", {{"error", s.message()}});
+    }
+    return absl::OkStatus();
+  }
+  return writer.Write(backends);
 }
 
 void Daemon::StopAll() {

@@ -21,9 +21,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "src/common/clock.h"
 #include "src/common/filesystem.h"
 #include "src/config/config.h"
+#include "src/plugin/backend.h"
 
 namespace gdp::daemon {
 
@@ -61,6 +63,11 @@ class Daemon {
   // All run on the Run() thread.
   bool StartNvml();
   void ApplyConfig(std::shared_ptr<const config::Config> next);
+  // Writes the CDI spec for `backends` when a cdi-* strategy is on; removes
+  // ours otherwise.
+  absl::Status SyncCdiSpec(
+      const config::Config& cfg,
+      const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends);
   void StopAll();
 
   DaemonOptions options_;

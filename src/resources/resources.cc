@@ -1,11 +1,14 @@
 #include "src/resources/resources.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "src/common/log.h"
 
 namespace gdp::resources {
@@ -53,19 +56,6 @@ std::string JoinPtrs(const std::vector<const std::string*>& items) {
   return out;
 }
 
-// The YAML spelling; ours so this library needs only config.h, not the parser.
-const char* MigStrategyName(config::MigStrategy s) {
-  switch (s) {
-    case config::MigStrategy::kNone:
-      return "none";
-    case config::MigStrategy::kSingle:
-      return "single";
-    case config::MigStrategy::kMixed:
-      return "mixed";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 std::string CdiAnnotationKey(const std::string& resource_name) {
@@ -100,6 +90,8 @@ Resource::Resource(ResourceSpec spec) : spec_(std::move(spec)) {
   }
   if (spec_.devices.empty()) known_ids_ = "(none)";
   annotation_key_ = CdiAnnotationKey(spec_.name);
+  devices_per_gpu_.assign(spec_.gpus.size(), 0);
+  for (const DeviceEntry& d : spec_.devices) ++devices_per_gpu_[d.gpus.front()];
 }
 
 absl::StatusOr<std::shared_ptr<const Resource>> Resource::Create(ResourceSpec spec) {
@@ -170,6 +162,12 @@ absl::StatusOr<plugin::ContainerAllocation> Resource::Allocate(
   }
   std::vector<uint32_t> positions;
   if (absl::Status s = Resolve(device_ids, "allocation request", &positions); !s.ok()) return s;
+  if (spec_.fail_requests_greater_than_one && positions.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "a container asked for %d devices of resource %s, which is shared by %s with "
+        "failRequestsGreaterThanOne: ask for 1 (replicas of one GPU are not more GPU)",
+        positions.size(), spec_.name, spec_.sharing_mode));
+  }
 
   // Devices in position order, so a container's first CUDA device is its
   // lowest-index GPU whatever order the kubelet listed them in.
@@ -216,7 +214,39 @@ absl::StatusOr<plugin::ContainerAllocation> Resource::Allocate(
     }
     out.devices.insert(out.devices.end(), spec_.control_nodes.begin(), spec_.control_nodes.end());
   }
+  if (spec_.devices[positions.front()].mps) {
+    if (absl::Status s = AddMpsClient(positions, &out); !s.ok()) return s;
+  }
   return out;
+}
+
+absl::Status Resource::AddMpsClient(const std::vector<uint32_t>& positions,
+                                    plugin::ContainerAllocation* out) const {
+  // One MPS server per GPU and one pipe directory per client: every replica
+  // of a container must be on the same GPU. Its limits add up.
+  const DeviceEntry& first = spec_.devices[positions.front()];
+  uint64_t memory_mib = 0;
+  unsigned threads = 0;
+  for (uint32_t p : positions) {
+    const DeviceEntry& d = spec_.devices[p];
+    if (!d.mps || d.mps->pipe_directory != first.mps->pipe_directory) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "devices %s and %s of resource %s are on different GPUs; an MPS client uses one "
+          "GPU's MPS server, so ask for replicas of one GPU (or use time-slicing)",
+          first.id, d.id, spec_.name));
+    }
+    memory_mib += d.mps->memory_limit_mib;
+    threads += d.mps->active_thread_percentage;
+  }
+  out->envs["CUDA_MPS_PIPE_DIRECTORY"] = kMpsPipeContainerPath;
+  // Device 0 is the container's only CUDA device: the GPU of its replicas.
+  out->envs["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = absl::StrCat("0=", memory_mib, "M");
+  out->envs["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = std::to_string(std::min(threads, 100u));
+  out->mounts.push_back(
+      plugin::Mount{kMpsPipeContainerPath, first.mps->pipe_directory, /*read_only=*/false});
+  out->mounts.push_back(
+      plugin::Mount{kMpsShmContainerPath, first.mps->shm_directory, /*read_only=*/false});
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> Resource::PreferredAllocation(
@@ -250,11 +280,48 @@ absl::StatusOr<std::vector<std::string>> Resource::PreferredAllocation(
         size, spec_.name, must.size()));
   }
   const std::vector<uint32_t> chosen =
-      SelectDevices(scores_, avail, must, want, spec_.select_options);
+      spec_.replica_policy ? SelectReplicas(avail, must, want)
+                           : SelectDevices(scores_, avail, must, want, spec_.select_options);
   std::vector<std::string> ids;
   ids.reserve(chosen.size());
   for (uint32_t p : chosen) ids.push_back(spec_.devices[p].id);
   return ids;
+}
+
+std::vector<uint32_t> Resource::SelectReplicas(const std::vector<uint32_t>& available,
+                                               const std::vector<uint32_t>& must,
+                                               size_t size) const {
+  // used[g]: devices of GPU g that are taken (not available) or chosen, the
+  // load the policy looks at; free_on[g]: its available devices, lowest first.
+  std::vector<uint32_t> used = devices_per_gpu_;
+  std::vector<std::vector<uint32_t>> free_on(spec_.gpus.size());
+  for (uint32_t p : available) {
+    --used[spec_.devices[p].gpus.front()];
+    free_on[spec_.devices[p].gpus.front()].push_back(p);
+  }
+  std::vector<uint32_t> chosen = must;
+  for (uint32_t p : must) {
+    const uint32_t g = spec_.devices[p].gpus.front();
+    ++used[g];
+    auto& list = free_on[g];
+    list.erase(std::find(list.begin(), list.end(), p));
+  }
+  const bool packed = *spec_.replica_policy == config::AllocationPolicy::kPacked;
+  std::vector<size_t> next(spec_.gpus.size(), 0);
+  while (chosen.size() < size) {
+    // distributed: the least-loaded GPU with a free replica; packed: the most
+    // loaded. Ties go to the lowest GPU position, so answers are deterministic.
+    std::optional<uint32_t> best;
+    for (uint32_t g = 0; g < free_on.size(); ++g) {
+      if (next[g] >= free_on[g].size()) continue;
+      if (!best || (packed ? used[g] > used[*best] : used[g] < used[*best])) best = g;
+    }
+    if (!best) break;  // cannot happen: size <= available was checked
+    chosen.push_back(free_on[*best][next[*best]++]);
+    ++used[*best];
+  }
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
 }
 
 std::vector<std::string> Resource::GpusBehind(const std::string& device_id) const {
@@ -264,6 +331,223 @@ std::vector<std::string> Resource::GpusBehind(const std::string& device_id) cons
   for (uint32_t g : spec_.devices[it->second].gpus) uuids.push_back(spec_.gpus[g].uuid);
   return uuids;
 }
+
+namespace {
+
+// One device before sharing: a full GPU or a MIG device.
+struct BaseDevice {
+  DeviceEntry entry;
+  std::vector<std::string> aliases;  // how a sharing entry may name it: index form, UUID
+  uint64_t memory_bytes = 0;
+  const nvml::Gpu* gpu = nullptr;  // the physical GPU
+  bool mig = false;
+};
+
+struct Group {
+  std::string name;
+  std::vector<BaseDevice> devices;                 // not shared
+  std::vector<DeviceEntry> replicas;               // shared ones, in order
+  const config::SharedResource* shared = nullptr;  // the entry whose replicas these are
+  bool mps = false;
+  bool fail_requests_greater_than_one = false;
+};
+
+// "gpu0/gi1/access 12" -> {"gpu0/gi1/access", 12}.
+absl::StatusOr<absl::flat_hash_map<std::string, unsigned>> ReadMigMinors(
+    const FileSystem& fs, const std::string& seen_root) {
+  std::vector<std::string> tried;
+  for (const std::string& path :
+       {JoinRoot(seen_root, kMigMinorsPath), std::string(kMigMinorsPath)}) {
+    if (std::find(tried.begin(), tried.end(), path) != tried.end()) continue;
+    tried.push_back(path);
+    absl::StatusOr<std::string> text = fs.ReadFile(path);
+    if (!text.ok()) continue;
+    absl::flat_hash_map<std::string, unsigned> minors;
+    for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipWhitespace())) {
+      std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+      unsigned minor = 0;
+      if (parts.size() == 2 && absl::SimpleAtoi(parts[1], &minor)) {
+        minors.emplace(std::string(parts[0]), minor);
+      }
+    }
+    return minors;
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "MIG devices need their /dev/nvidia-caps nodes, listed by the driver in mig-minors, but "
+      "none of ",
+      absl::StrJoin(tried, ", "),
+      " can be read; is the NVIDIA driver loaded with MIG support (nvidia-caps)?"));
+}
+
+absl::StatusOr<BaseDevice> MigDevice(const nvml::Gpu& gpu, const nvml::MigDevice& mig, uint32_t pos,
+                                     const config::Config& config,
+                                     const absl::flat_hash_map<std::string, unsigned>& minors) {
+  BaseDevice b;
+  b.gpu = &gpu;
+  b.mig = true;
+  b.memory_bytes = mig.memory_bytes;
+  const std::string index_id = absl::StrCat(gpu.index, ":", mig.index);
+  b.aliases = {index_id, mig.uuid};
+  DeviceEntry& d = b.entry;
+  d.id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? mig.uuid : index_id;
+  d.visible_id = d.id;
+  d.cdi_name = "nvidia.com/gpu=" + mig.uuid;
+  if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
+  d.gpus = {pos};
+  const std::string parent = "/dev/nvidia" + std::to_string(gpu.minor);
+  d.device_nodes.push_back(plugin::DeviceSpec{parent, JoinRoot(config.driver_root, parent), "rw"});
+  const std::string gi = absl::StrCat("gpu", gpu.minor, "/gi", mig.gpu_instance_id);
+  for (const std::string& cap :
+       {absl::StrCat(gi, "/access"), absl::StrCat(gi, "/ci", mig.compute_instance_id, "/access")}) {
+    auto it = minors.find(cap);
+    if (it == minors.end()) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "MIG device %s (GPU %d, GPU instance %d, compute instance %d): mig-minors has no %s; "
+          "the driver's MIG layout changed since discovery, restart the plugin",
+          mig.uuid, gpu.index, mig.gpu_instance_id, mig.compute_instance_id, cap));
+    }
+    const std::string node = absl::StrCat("/dev/nvidia-caps/nvidia-cap", it->second);
+    d.device_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+  }
+  return b;
+}
+
+BaseDevice FullGpu(const nvml::Gpu& gpu, uint32_t pos, const config::Config& config) {
+  BaseDevice b;
+  b.gpu = &gpu;
+  b.memory_bytes = gpu.memory_bytes;
+  b.aliases = {std::to_string(gpu.index), gpu.uuid};
+  DeviceEntry& d = b.entry;
+  d.id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? gpu.uuid
+                                                                      : std::to_string(gpu.index);
+  d.visible_id = d.id;
+  d.cdi_name = "nvidia.com/gpu=" + gpu.uuid;
+  if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
+  d.gpus = {pos};
+  const std::string node = "/dev/nvidia" + std::to_string(gpu.minor);
+  d.device_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+  return b;
+}
+
+Group* FindGroup(std::vector<Group>& groups, const std::string& name) {
+  for (Group& g : groups) {
+    if (g.name == name) return &g;
+  }
+  return nullptr;
+}
+
+// Splits `group`'s devices into those `sel` selects (returned) and the rest
+// (left in the group). NotFound naming an index or UUID it does not have.
+absl::StatusOr<std::vector<BaseDevice>> Select(Group& group, const config::DeviceSelector& sel,
+                                               const std::string& where) {
+  std::vector<BaseDevice> chosen, rest;
+  if (sel.all) {
+    chosen.swap(group.devices);
+    return chosen;
+  }
+  std::vector<bool> take(group.devices.size(), false);
+  if (sel.ids.empty()) {
+    if (sel.count > group.devices.size()) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("%s: devices: %d, but resource %s has %d devices on this node", where,
+                          sel.count, group.name, group.devices.size()));
+    }
+    for (size_t i = 0; i < sel.count; ++i) take[i] = true;
+  }
+  for (const std::string& id : sel.ids) {
+    bool found = false;
+    for (size_t i = 0; i < group.devices.size(); ++i) {
+      const auto& aliases = group.devices[i].aliases;
+      if (group.devices[i].entry.id == id ||
+          std::find(aliases.begin(), aliases.end(), id) != aliases.end()) {
+        take[i] = found = true;
+      }
+    }
+    if (!found) {
+      std::vector<std::string> known;
+      for (const BaseDevice& b : group.devices) known.push_back(b.aliases.front());
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s: device \"%s\" is not a device of resource %s on this node (devices by index: %s; "
+          "UUIDs work too)",
+          where, id, group.name, absl::StrJoin(known, ", ")));
+    }
+  }
+  for (size_t i = 0; i < group.devices.size(); ++i) {
+    (take[i] ? chosen : rest).push_back(std::move(group.devices[i]));
+  }
+  group.devices.swap(rest);
+  return chosen;
+}
+
+// Replaces the devices `entry` selects by their replicas in the group its
+// replicas are advertised under.
+absl::Status Share(std::vector<Group>& groups, const config::SharedResource& entry, bool mps,
+                   bool rename_by_default, bool fail_greater_than_one, const std::string& where,
+                   const config::Config& config) {
+  Group* base = FindGroup(groups, entry.name);
+  if (base == nullptr || base->devices.empty()) {
+    log::Info("sharing entry names a resource this node does not have; skipped",
+              {{"entry", where}, {"resource", entry.name}});
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<BaseDevice>> selected = Select(*base, entry.devices, where);
+  if (!selected.ok()) return selected.status();
+  std::string target = entry.rename;
+  if (target.empty()) target = rename_by_default ? entry.name + ".shared" : entry.name;
+  Group* out = FindGroup(groups, target);
+  if (out == nullptr) {
+    groups.push_back(Group{target, {}, {}, nullptr, false, false});
+    out = &groups.back();
+  }
+  out->shared = &entry;
+  out->mps = mps;
+  out->fail_requests_greater_than_one = fail_greater_than_one;
+  for (const BaseDevice& b : *selected) {
+    if (mps && b.mig) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s: %s is a MIG device; MPS cannot share MIG devices (MIG already partitions the GPU): "
+          "share it with time-slicing, or use migStrategy none",
+          where, b.entry.id));
+    }
+    std::optional<DeviceEntry::MpsClient> client;
+    if (mps) {
+      const bool pre_volta = b.gpu->cuda_compute_major * 10 + b.gpu->cuda_compute_minor < 75;
+      if (pre_volta && entry.replicas > 16) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "%s: %d replicas of GPU %d (%s, compute capability %d.%d), but its MPS server takes at "
+            "most 16 clients before compute capability 7.5",
+            where, entry.replicas, b.gpu->index, b.gpu->name, b.gpu->cuda_compute_major,
+            b.gpu->cuda_compute_minor));
+      }
+      const uint64_t mib = 1ULL << 20;
+      const uint64_t limit = entry.memory_limit_bytes != 0 ? entry.memory_limit_bytes
+                                                           : b.memory_bytes / entry.replicas;
+      if (limit * entry.replicas > b.memory_bytes) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "%s: %d replicas of %d MiB need %d MiB, more than the %d MiB of GPU %d (%s); lower "
+            "memoryLimit or replicas",
+            where, entry.replicas, limit / mib, limit * entry.replicas / mib, b.memory_bytes / mib,
+            b.gpu->index, b.gpu->uuid));
+      }
+      client = DeviceEntry::MpsClient{
+          absl::StrCat(config.sharing.mps.root, "/", b.gpu->uuid, "/pipe"),
+          absl::StrCat(config.sharing.mps.root, "/shm"), limit / mib,
+          entry.active_thread_percentage != 0 ? entry.active_thread_percentage
+                                              : std::max(1u, 100 / entry.replicas)};
+    }
+    for (unsigned r = 0; r < entry.replicas; ++r) {
+      DeviceEntry d = b.entry;
+      d.id = absl::StrCat(b.entry.id, "::", r);
+      d.cdi_name = absl::StrCat(b.entry.cdi_name, "::", r);
+      d.replica = r;
+      d.mps = client;
+      out->replicas.push_back(std::move(d));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> BuildResources(
     const nvml::Inventory& inventory, const config::Config& config, const FileSystem& fs) {
@@ -281,6 +565,8 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
           n));
     }
   }
+  const bool use_mig = config.mig_strategy != config::MigStrategy::kNone;
+  bool any_mig_devices = false;
   absl::flat_hash_map<std::string, unsigned> uuids;
   for (const nvml::Gpu& gpu : inventory.gpus) {
     if (gpu.uuid.empty()) {
@@ -292,23 +578,18 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
           absl::StrFormat("inventory: GPUs %d and %d report the same UUID %s", uuids[gpu.uuid],
                           gpu.index, gpu.uuid));
     }
-    if (gpu.mig_enabled && config.mig_strategy != config::MigStrategy::kNone) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "GPU %d (%s) has MIG enabled, and migStrategy %s is not supported yet; set migStrategy "
-          "none to advertise MIG-enabled GPUs as full GPUs, or disable MIG on the GPU",
-          gpu.index, gpu.uuid, MigStrategyName(config.mig_strategy)));
-    }
+    any_mig_devices = any_mig_devices || (gpu.mig_enabled && !gpu.mig_devices.empty());
   }
   std::vector<std::shared_ptr<const plugin::ResourceBackend>> resources;
   if (n == 0) return resources;
 
-  ResourceSpec spec;
-  spec.name = config.resource_name;
-  spec.list_strategies = config.device_list_strategy;
-  spec.pass_device_specs = config.pass_device_specs;
-  spec.gpu_scores = GpuScoresFromInventory(inventory);
-  spec.gpus.reserve(n);
-  for (const nvml::Gpu& gpu : inventory.gpus) spec.gpus.push_back(GpuRef{gpu.uuid, gpu.index});
+  const std::string& seen_root = config.EffectiveDriverRoot();
+  absl::flat_hash_map<std::string, unsigned> minors;
+  if (use_mig && any_mig_devices) {
+    absl::StatusOr<absl::flat_hash_map<std::string, unsigned>> m = ReadMigMinors(fs, seen_root);
+    if (!m.ok()) return m.status();
+    minors = *std::move(m);
+  }
 
   // Devices in NVML index order; GPU positions stay the inventory's.
   std::vector<uint32_t> order(n);
@@ -316,47 +597,152 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
     return inventory.gpus[a].index < inventory.gpus[b].index;
   });
-  const std::string& seen_root = config.EffectiveDriverRoot();
+  std::vector<Group> groups;
+  auto group = [&](const std::string& name) -> Group& {
+    if (Group* g = FindGroup(groups, name)) return *g;
+    groups.push_back(Group{name, {}, {}, nullptr, false, false});
+    return groups.back();
+  };
   std::vector<std::string> missing;
+  std::vector<std::string> mig_gpus, full_gpus;  // for the single strategy's check
+  std::set<std::string> single_profiles;
   for (uint32_t pos : order) {
     const nvml::Gpu& gpu = inventory.gpus[pos];
-    DeviceEntry d;
-    d.id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? gpu.uuid
-                                                                        : std::to_string(gpu.index);
-    d.visible_id = d.id;
-    d.cdi_name = "nvidia.com/gpu=" + gpu.uuid;
-    if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
-    d.gpus = {pos};
     const std::string node = "/dev/nvidia" + std::to_string(gpu.minor);
-    d.device_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
     if (!fs.Exists(JoinRoot(seen_root, node))) missing.push_back(JoinRoot(seen_root, node));
-    if (gpu.mig_enabled) {
-      log::Info("GPU has MIG enabled; migStrategy none advertises it as a full GPU",
-                {{"gpu", gpu.uuid}, {"resource", spec.name}});
+    if (!(use_mig && gpu.mig_enabled)) {
+      if (gpu.mig_enabled) {
+        log::Info("GPU has MIG enabled; migStrategy none advertises it as a full GPU",
+                  {{"gpu", gpu.uuid}, {"resource", config.resource_name}});
+      }
+      full_gpus.push_back(absl::StrCat(gpu.index));
+      group(config.resource_name).devices.push_back(FullGpu(gpu, pos, config));
+      continue;
     }
-    spec.devices.push_back(std::move(d));
+    mig_gpus.push_back(absl::StrCat(gpu.index));
+    if (gpu.mig_devices.empty()) {
+      log::Warn(
+          "GPU has MIG enabled but no MIG devices; nothing of it is advertised. Create "
+          "GPU and compute instances (nvidia-smi mig -cgi ... -C)",
+          {{"gpu", gpu.uuid}, {"index", gpu.index}});
+    }
+    for (const nvml::MigDevice& mig : gpu.mig_devices) {
+      absl::StatusOr<BaseDevice> b = MigDevice(gpu, mig, pos, config, minors);
+      if (!b.ok()) return b.status();
+      const bool mixed = config.mig_strategy == config::MigStrategy::kMixed;
+      if (!mixed) single_profiles.insert(absl::StrCat(mig.profile, " (GPU ", gpu.index, ")"));
+      const std::string name = mixed ? "nvidia.com/mig-" + mig.profile : config.resource_name;
+      group(name).devices.push_back(*std::move(b));
+    }
+  }
+  if (config.mig_strategy == config::MigStrategy::kSingle) {
+    std::set<std::string> profiles;
+    for (const std::string& p : single_profiles) profiles.insert(p.substr(0, p.find(' ')));
+    if (profiles.size() > 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "migStrategy single needs every MIG device on the node to have the same profile, but "
+          "they differ: ",
+          absl::StrJoin(single_profiles, ", "),
+          "; use migStrategy mixed (one resource per profile) or repartition the GPUs"));
+    }
+    if (!mig_gpus.empty() && !full_gpus.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("migStrategy single needs MIG enabled on every GPU or on none, but GPUs ",
+                       absl::StrJoin(mig_gpus, ", "), " have MIG enabled and GPUs ",
+                       absl::StrJoin(full_gpus, ", "),
+                       " do not; use migStrategy mixed, or enable MIG on all of them"));
+    }
   }
   if (!missing.empty()) {
     // One line, not one per GPU: usually the whole /dev is not mounted.
     log::Warn(
         "GPU device nodes not found where this process looks; containers given these GPUs "
         "may fail to start. Is the driver root's /dev mounted?",
-        {{"resource", spec.name},
+        {{"resource", config.resource_name},
          {"driver_root", seen_root},
          {"missing", missing.size()},
          {"first", missing.front()}});
   }
+
+  // Sharing: groups are reached by index, as Share may append to `groups`.
+  groups.reserve(groups.size() + config.sharing.time_slicing.resources.size() +
+                 config.sharing.mps.resources.size());
+  const auto& ts = config.sharing.time_slicing;
+  for (size_t i = 0; i < ts.resources.size(); ++i) {
+    if (absl::Status s = Share(groups, ts.resources[i], false, ts.rename_by_default,
+                               ts.fail_requests_greater_than_one,
+                               absl::StrCat("sharing.timeSlicing.resources[", i, "]"), config);
+        !s.ok()) {
+      return s;
+    }
+  }
+  const auto& mps = config.sharing.mps;
+  for (size_t i = 0; i < mps.resources.size(); ++i) {
+    if (absl::Status s = Share(groups, mps.resources[i], true, mps.rename_by_default,
+                               mps.fail_requests_greater_than_one,
+                               absl::StrCat("sharing.mps.resources[", i, "]"), config);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  std::vector<plugin::DeviceSpec> control_nodes;
   for (const char* name : kControlDeviceNames) {
     const std::string node = std::string("/dev/") + name;
     if (fs.Exists(JoinRoot(seen_root, node))) {
-      spec.control_nodes.push_back(
-          plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+      control_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
     }
   }
-  absl::StatusOr<std::shared_ptr<const Resource>> resource = Resource::Create(std::move(spec));
-  if (!resource.ok()) return resource.status();
-  resources.push_back(*std::move(resource));
+  const std::vector<int32_t> scores = GpuScoresFromInventory(inventory);
+  for (Group& g : groups) {
+    if (g.devices.empty() && g.replicas.empty()) continue;
+    ResourceSpec spec;
+    spec.name = g.name;
+    spec.list_strategies = config.device_list_strategy;
+    spec.pass_device_specs = config.pass_device_specs;
+    spec.gpu_scores = scores;
+    spec.gpus.reserve(n);
+    for (const nvml::Gpu& gpu : inventory.gpus) spec.gpus.push_back(GpuRef{gpu.uuid, gpu.index});
+    for (BaseDevice& b : g.devices) spec.devices.push_back(std::move(b.entry));
+    for (DeviceEntry& d : g.replicas) spec.devices.push_back(std::move(d));
+    spec.control_nodes = control_nodes;
+    if (g.shared != nullptr) {
+      spec.replica_policy = config.sharing.allocation_policy;
+      spec.fail_requests_greater_than_one = g.fail_requests_greater_than_one;
+      spec.sharing_mode = g.mps ? "MPS" : "time-slicing";
+    }
+    absl::StatusOr<std::shared_ptr<const Resource>> resource = Resource::Create(std::move(spec));
+    if (!resource.ok()) return resource.status();
+    resources.push_back(*std::move(resource));
+  }
   return resources;
+}
+
+std::vector<MpsGpu> MpsGpus(
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources) {
+  std::vector<MpsGpu> out;
+  for (const auto& backend : resources) {
+    const Resource* r = AsResource(*backend);
+    if (r == nullptr) continue;
+    const ResourceSpec& spec = r->spec();
+    for (const DeviceEntry& d : spec.devices) {
+      if (!d.mps) continue;
+      const GpuRef& gpu = spec.gpus[d.gpus.front()];
+      auto it =
+          std::find_if(out.begin(), out.end(), [&](const MpsGpu& m) { return m.uuid == gpu.uuid; });
+      if (it != out.end()) {
+        ++it->replicas;
+        continue;
+      }
+      std::string log_dir = d.mps->pipe_directory;
+      log_dir.replace(log_dir.rfind("/pipe"), 5, "/log");
+      out.push_back(MpsGpu{gpu.uuid, gpu.index, spec.name, 1, d.mps->memory_limit_mib,
+                           d.mps->active_thread_percentage, d.mps->pipe_directory, log_dir});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const MpsGpu& a, const MpsGpu& b) { return a.index < b.index; });
+  return out;
 }
 
 }  // namespace gdp::resources

@@ -1,20 +1,20 @@
 // Resources: turns an Inventory and a Config into the resources the daemon
-// advertises (today nvidia.com/gpu made of full GPUs), and implements the
-// plugin's ResourceBackend for them: Allocate answers, topology-aware
+// advertises (full GPUs, MIG devices under the single or mixed strategy,
+// time-slicing and MPS replicas), and implements the plugin's ResourceBackend
+// for them: Allocate answers, topology-aware (or, for replicas, policy-driven)
 // preferred allocation, and the device -> GPU mapping health needs.
+// docs/sharing.md says what each sharing mode isolates.
 //
 // BuildResources() is a pure function of its inputs (the FileSystem is only
 // read, once, to see which control device nodes exist). A Resource is
 // immutable after Create() and safe to use from any number of threads; the
 // daemon shares it as std::shared_ptr<const plugin::ResourceBackend>.
 //
-// The types are shaped for what issue #5 adds without reshaping them:
-// a time-slicing replica is a DeviceEntry whose id is "<UUID>::<n>" and whose
-// gpus, visible_id and device_nodes are its GPU's; a MIG device is an entry
-// whose visible_id and cdi_name are the MIG UUID and whose device_nodes add
-// the /dev/nvidia-caps nodes; MPS adds per-entry environment. Each would be
-// one more builder function producing a ResourceSpec. docs/allocation.md
-// explains the choices.
+// A time-slicing replica is a DeviceEntry whose id is "<ID>::<n>" and whose
+// gpus, visible_id and device_nodes are its device's; a MIG device is an
+// entry whose visible_id and cdi_name name the MIG device and whose
+// device_nodes add its /dev/nvidia-caps nodes; an MPS replica also carries
+// its client limits. docs/allocation.md explains the choices.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +51,17 @@ struct DeviceEntry {
   std::string visible_id;  // its entry in NVIDIA_VISIBLE_DEVICES / the volume-mount name
   std::string cdi_name;    // fully qualified CDI device name, e.g. nvidia.com/gpu=GPU-...
   std::vector<plugin::DeviceSpec> device_nodes;  // its own nodes, e.g. /dev/nvidia3
+  // Replicas only: which replica of its device this is (0-based).
+  std::optional<unsigned> replica;
+  // MPS replicas only: what the client gets.
+  struct MpsClient {
+    std::string pipe_directory;  // host path of its GPU's MPS pipe directory
+    std::string shm_directory;   // host path shared as /dev/shm by the MPS server and clients
+    uint64_t memory_limit_mib = 0;
+    unsigned active_thread_percentage = 100;
+    bool operator==(const MpsClient&) const = default;
+  };
+  std::optional<MpsClient> mps;
 };
 
 // Everything one resource is made of.
@@ -65,6 +76,12 @@ struct ResourceSpec {
   std::vector<config::DeviceListStrategy> list_strategies = {config::DeviceListStrategy::kEnvvar};
   bool pass_device_specs = true;
   SelectOptions select_options;  // exact/greedy switch of preferred allocation
+  // Set for a resource of replicas: how GetPreferredAllocation spreads a
+  // request over the physical GPUs (instead of by interconnect).
+  std::optional<config::AllocationPolicy> replica_policy;
+  // A container may hold at most one device of this resource.
+  bool fail_requests_greater_than_one = false;
+  std::string sharing_mode;  // "time-slicing", "mps" or "" (for messages)
 };
 
 // Where the volume-mounts strategy puts one empty file per device; the
@@ -75,6 +92,13 @@ inline constexpr char kCdiAnnotationPrefix[] = "cdi.k8s.io/";
 // The control nodes passed with every allocation when they exist.
 inline constexpr const char* kControlDeviceNames[] = {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools",
                                                       "nvidia-modeset"};
+// What an MPS client container gets: its GPU's pipe directory at this path
+// (CUDA_MPS_PIPE_DIRECTORY) and the MPS shared memory as /dev/shm.
+inline constexpr char kMpsPipeContainerPath[] = "/run/nvidia-mps";
+inline constexpr char kMpsShmContainerPath[] = "/dev/shm";
+// Where the driver lists the /dev/nvidia-caps minors of MIG instances, under
+// the driver root as this process sees it, else at this path itself.
+inline constexpr char kMigMinorsPath[] = "/proc/driver/nvidia-caps/mig-minors";
 
 // The CDI annotation key for a resource: cdi.k8s.io/gpu-device-plugin_<name
 // with every character outside [A-Za-z0-9_.-] replaced by '_'>, shortened with
@@ -107,8 +131,14 @@ class Resource final : public plugin::ResourceBackend {
   absl::Status Resolve(const std::vector<std::string>& ids, const char* what,
                        std::vector<uint32_t>* positions) const;
   absl::Status UnknownId(const std::string& id) const;
+  // The replica policy's choice (spec_.replica_policy set).
+  std::vector<uint32_t> SelectReplicas(const std::vector<uint32_t>& available,
+                                       const std::vector<uint32_t>& must, size_t size) const;
+  absl::Status AddMpsClient(const std::vector<uint32_t>& positions,
+                            plugin::ContainerAllocation* out) const;
 
   ResourceSpec spec_;
+  std::vector<uint32_t> devices_per_gpu_;  // by GPU position: devices placed on it
   std::vector<plugin::Device> devices_;
   absl::flat_hash_map<std::string, uint32_t> position_;
   ScoreTable scores_;
@@ -116,12 +146,43 @@ class Resource final : public plugin::ResourceBackend {
   std::string annotation_key_;
 };
 
-// The resources to advertise for this inventory and config. With migStrategy
-// none every GPU is advertised as one device of config.resource_name, MIG
-// mode or not (as NVIDIA's plugin does). With single or mixed, a node without
-// MIG-enabled GPUs gets the same; MIG devices themselves are not supported
-// yet (Unimplemented naming the GPU). No GPUs: no resources.
+// The resources to advertise for this inventory and config:
+// - migStrategy none: every GPU is one device of config.resource_name, MIG
+//   mode or not (as NVIDIA's plugin does).
+// - mixed: each MIG device of a MIG-enabled GPU is a device of
+//   nvidia.com/mig-<profile>; other GPUs are config.resource_name.
+// - single: MIG devices are config.resource_name; a node whose MIG-enabled
+//   GPUs hold different profiles, or that mixes MIG-enabled and full GPUs, is
+//   refused (FailedPrecondition naming the GPUs and suggesting mixed).
+// Then sharing: each sharing entry replaces the devices it selects from its
+// resource by their replicas, advertised under the entry's name (or rename).
+// A sharing entry naming a resource this node does not have is skipped with
+// a log line (one config can serve different nodes); one naming a device the
+// resource lacks is an error. No GPUs: no resources.
 absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> BuildResources(
     const nvml::Inventory& inventory, const config::Config& config, const FileSystem& fs);
+
+// The concrete Resource behind a backend BuildResources made; nullptr for
+// another implementation.
+inline const Resource* AsResource(const plugin::ResourceBackend& backend) {
+  return dynamic_cast<const Resource*>(&backend);
+}
+
+// One GPU that MPS shares: what its control daemon must enforce.
+struct MpsGpu {
+  std::string uuid;
+  unsigned index = 0;
+  std::string resource;  // the advertised resource its replicas belong to
+  unsigned replicas = 0;
+  uint64_t memory_limit_mib = 0;  // per client
+  unsigned active_thread_percentage = 100;
+  std::string pipe_directory;  // host paths
+  std::string log_directory;
+  bool operator==(const MpsGpu&) const = default;
+};
+
+// The GPUs shared by MPS among `resources`, in index order.
+std::vector<MpsGpu> MpsGpus(
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources);
 
 }  // namespace gdp::resources

@@ -206,6 +206,7 @@ TEST(BuildResourcesTest, Errors) {
   };
   nvml::Inventory mig = t::Blank(2);
   mig.gpus[1].mig_enabled = true;
+  mig.gpus[1].mig_devices.push_back(nvml::MigDevice{0, "MIG-aaaa", 1, 0, "1g.10gb"});
   config::Config mixed;
   mixed.mig_strategy = config::MigStrategy::kMixed;
   nvml::Inventory dup = t::Blank(2);
@@ -221,8 +222,8 @@ TEST(BuildResourcesTest, Errors) {
   config::Config no_name;
   no_name.resource_name.clear();
   const std::vector<Case> cases = {
-      {"MIG enabled under mixed", mig, mixed, absl::StatusCode::kUnimplemented,
-       "GPU 1 (" + t::FakeUuid(1) + ") has MIG enabled, and migStrategy mixed"},
+      {"MIG devices without mig-minors", mig, mixed, absl::StatusCode::kFailedPrecondition,
+       "MIG devices need their /dev/nvidia-caps nodes"},
       {"duplicate UUID", dup, {}, absl::StatusCode::kInvalidArgument, "report the same UUID"},
       {"missing UUID", no_uuid, {}, absl::StatusCode::kInvalidArgument, "GPU 1 has no UUID"},
       {"links not square", bad_links, {}, absl::StatusCode::kInvalidArgument, "not 3x3"},

@@ -8,12 +8,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -602,6 +605,94 @@ TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) 
   EXPECT_EQ(ids, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7"}));
   ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok());
   EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "3");
+}
+
+// --- sharing, MIG and CDI (docs/sharing.md) -------------------------------
+
+TEST_F(DaemonTest, TimeSlicingReplicasAreServedThroughCdiAlone) {
+  LayRoot("dgx-h100");
+  const std::string cdi = dir_ + "/cdi";
+  std::filesystem::create_directories(cdi);
+  std::ofstream(cdi + "/gpu-device-plugin.v0.json") << "{}";  // a leftover of ours
+  const std::string cfg = WriteConfig("config.yaml", R"(version: v1
+flags:
+  plugin:
+    deviceListStrategy: cdi-cri
+    passDeviceSpecs: false
+    cdiRoot: )" + cdi + R"(
+sharing:
+  timeSlicing:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4
+)");
+  StartRegistered({"--config-file", cfg});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  ASSERT_TRUE(profile.ok());
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const auto first = stream->Updates().front();
+  ASSERT_EQ(first.devices_size(), 32);
+  EXPECT_EQ(first.devices(13).id(), profile->gpus[3].uuid + "::1");
+
+  const std::string replica = profile->gpus[3].uuid + "::1";
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(client->Allocate(PluginClient::AllocateRequestFor({{replica}}), &resp).ok());
+  const auto& c = resp.container_responses(0);
+  ASSERT_EQ(c.cdi_devices_size(), 1);
+  EXPECT_EQ(c.cdi_devices(0).name(), "nvidia.com/gpu=" + replica);
+  EXPECT_EQ(c.devices_size(), 0);
+  EXPECT_EQ(c.envs_size(), 0);
+
+  // The spec names that device with its GPU's node; the leftover is gone.
+  std::ifstream in(cdi + "/gpu-device-plugin.nvidia.com-gpu.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("\"name\": \"" + replica + "\""), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("\"hostPath\": \"" + root_ + "/dev/nvidia3\""), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(cdi + "/gpu-device-plugin.v0.json"));
+}
+
+TEST_F(DaemonTest, MigMixedAdvertisesOneResourcePerProfileWithCapsNodes) {
+  LayRoot("a100-mig");
+  auto profile = sim::BuiltinProfile("a100-mig");
+  ASSERT_TRUE(profile.ok());
+  std::map<std::string, std::vector<std::string>> want;  // resource -> MIG UUIDs
+  for (const auto& gpu : profile->gpus) {
+    for (const auto& m : gpu.mig_devices) want["nvidia.com/mig-" + m.profile].push_back(m.uuid);
+  }
+  ASSERT_GE(want.size(), 2u);
+  StartStub();
+  StartDaemon({"--mig-strategy", "mixed"});
+  for (const auto& [resource, uuids] : want) {
+    ASSERT_TRUE(stub_->WaitForRegistration(resource, In(seconds(20)))) << resource << "\n"
+                                                                       << daemon_->Output();
+    PluginClient client(plugin_dir_ + "/" + stub_->LastRegistration(resource).endpoint());
+    ASSERT_TRUE(client.WaitConnected(In(seconds(10))));
+    auto stream = client.Watch();
+    ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+    std::vector<std::string> ids;
+    const v1beta1::ListAndWatchResponse update = stream->Updates().front();
+    for (const auto& d : update.devices()) ids.push_back(d.id());
+    std::vector<std::string> sorted_want = uuids;
+    std::sort(ids.begin(), ids.end());
+    std::sort(sorted_want.begin(), sorted_want.end());
+    EXPECT_EQ(ids, sorted_want) << resource;
+
+    v1beta1::AllocateResponse resp;
+    ASSERT_TRUE(client.Allocate(PluginClient::AllocateRequestFor({{uuids[0]}}), &resp).ok());
+    const auto& c = resp.container_responses(0);
+    EXPECT_EQ(c.envs().at("NVIDIA_VISIBLE_DEVICES"), uuids[0]);
+    int caps = 0;
+    for (const auto& d : c.devices()) {
+      if (d.container_path().rfind("/dev/nvidia-caps/nvidia-cap", 0) == 0) {
+        ++caps;
+        EXPECT_TRUE(std::filesystem::exists(d.host_path())) << d.host_path();
+      }
+    }
+    EXPECT_EQ(caps, 2) << resource;  // its GPU instance and compute instance
+  }
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ class FakeFileSystem final : public FileSystem {
     entries_[path] = Entry{FileInfo{FileInfo::Type::kDirectory, 0, 0}, {}};
   }
 
+  // Every later WriteFileAtomic fails with `status` (OkStatus() restores writes).
+  void FailWrites(absl::Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_error_ = std::move(status);
+  }
+
   absl::StatusOr<FileInfo> Stat(const std::string& path) const override {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = entries_.find(path); it != entries_.end()) return it->second.info;
@@ -49,6 +55,7 @@ class FakeFileSystem final : public FileSystem {
   }
   absl::Status WriteFileAtomic(const std::string& path, const std::string& content) const override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!write_error_.ok()) return write_error_;
     entries_[path] = Entry{FileInfo{FileInfo::Type::kRegular, 0, 0}, content};
     return absl::OkStatus();
   }
@@ -87,6 +94,7 @@ class FakeFileSystem final : public FileSystem {
 
   mutable std::mutex mu_;
   mutable std::map<std::string, Entry> entries_;
+  absl::Status write_error_;
 };
 
 }  // namespace gdp
