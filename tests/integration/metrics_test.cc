@@ -229,7 +229,7 @@ TEST_F(MetricsTest, PrometheusScrapesSimulatedValueWithPodLabels) {
                         << "    static_configs:\n"
                         << "      - targets: [\"127.0.0.1:" << port << "\"]\n";
   prometheus_ = std::make_unique<Process>(
-      std::vector<std::string>{"prometheus", "--config.file=" + config,
+      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + config,
                                "--storage.tsdb.path=" + dir_ + "/tsdb",
                                "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
       std::map<std::string, std::string>{}, dir_ + "/prometheus.log");
