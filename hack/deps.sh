@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   python3 python3-pip
+  prometheus  # promtool (check metrics/rules) and a real server for the metrics integration test
 )
 
 install_debian_packages "${packages[@]}"

@@ -5,6 +5,7 @@
 //   gpusim --root DIR xid --gpu 0 --xid 79
 //   gpusim --root DIR lose --gpu 0 | recover --gpu 0
 //   gpusim --root DIR set --gpu 0 util=75 temp=81 power=350 mem-used=40GiB
+//   gpusim --root DIR set --gpu 0 nvml-latency-ms=5   (every NVML call on GPU 0 sleeps 5 ms)
 //   gpusim --root DIR show
 //   gpusim profiles
 //
@@ -107,9 +108,10 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
       return absl::InvalidArgumentError(absl::StrCat("'", kv, "' is not KEY=VALUE"));
     }
     std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    static const std::set<std::string> kKeys = {"util",      "mem-util",      "temp",
-                                                "power",     "mem-used",      "sm-clock",
-                                                "mem-clock", "ecc-corrected", "ecc-uncorrected"};
+    static const std::set<std::string> kKeys = {
+        "util",     "mem-util",  "temp",          "power",           "mem-used",
+        "sm-clock", "mem-clock", "ecc-corrected", "ecc-uncorrected", "mem-temp",
+        "pcie-tx",  "pcie-rx",   "clock-reasons", "nvml-latency-ms"};
     if (!kKeys.count(key)) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown key '", key, "'; known: ", absl::StrJoin(kKeys, ", ")));
@@ -130,6 +132,17 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
       out.emplace_back([v](Telemetry& t) { t.mem_used_bytes = v; });
       continue;
     }
+    if (key == "clock-reasons") {
+      // A bit mask of nvmlClocksEventReason* values, decimal or 0x hex.
+      char* end = nullptr;
+      errno = 0;
+      v = std::strtoull(value.c_str(), &end, 0);
+      if (value.empty() || value[0] == '-' || errno != 0 || *end != '\0') {
+        return bad("a bit mask of nvmlClocksEventReason* values, e.g. 0x4");
+      }
+      out.emplace_back([v](Telemetry& t) { t.clocks_event_reasons = v; });
+      continue;
+    }
     if (!ParseUint(value, &v)) return bad("a non-negative integer");
     if (key == "util" || key == "mem-util") {
       if (v > 100) return bad("a percentage 0..100");
@@ -146,6 +159,19 @@ absl::StatusOr<std::vector<Setter>> ParseSettings(const std::vector<std::string>
         return bad(absl::StrCat("watts, at most twice the ", gpu.power_limit_w, " W limit"));
       }
       out.emplace_back([v](Telemetry& t) { t.power_mw = static_cast<unsigned>(v * 1000); });
+    } else if (key == "mem-temp") {
+      if (v > 150) return bad("degrees C, 0..150");
+      out.emplace_back([v](Telemetry& t) { t.mem_temp_c = static_cast<unsigned>(v); });
+    } else if (key == "pcie-tx" || key == "pcie-rx") {
+      if (v > 0xffffffffULL) return bad("KB/s, at most 4294967295");
+      if (key == "pcie-tx") {
+        out.emplace_back([v](Telemetry& t) { t.pcie_tx_kbps = static_cast<unsigned>(v); });
+      } else {
+        out.emplace_back([v](Telemetry& t) { t.pcie_rx_kbps = static_cast<unsigned>(v); });
+      }
+    } else if (key == "nvml-latency-ms") {
+      if (v > 10000) return bad("milliseconds, 0..10000");
+      out.emplace_back([v](Telemetry& t) { t.latency_ms = static_cast<unsigned>(v); });
     } else if (key == "sm-clock") {
       out.emplace_back([v](Telemetry& t) { t.sm_clock_mhz = v; });
     } else if (key == "mem-clock") {
@@ -222,7 +248,8 @@ int Main(int argc, char** argv) {
   auto* cmd_set = app.add_subcommand("set",
                                      "set telemetry: util= mem-util= temp= power= (W) "
                                      "mem-used= sm-clock= mem-clock= ecc-corrected= "
-                                     "ecc-uncorrected=");
+                                     "ecc-uncorrected= mem-temp= pcie-tx= pcie-rx= (KB/s) "
+                                     "clock-reasons= (mask) nvml-latency-ms=");
   cmd_set->add_option("--gpu", gpu, "GPU index")->required();
   cmd_set->add_option("settings", settings, "KEY=VALUE ...")->required();
   auto* cmd_show = app.add_subcommand("show", "print the simulated GPUs and their state");

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -195,6 +196,13 @@ struct Ctx {
     return NVML_SUCCESS;
   }
   bool Lost(const nvmlDevice_st* d) const { return gen->state->Read(d->gpu).lost; }
+  // The latency `gpusim set nvml-latency-ms=N` asked for, so benchmarks can
+  // show what slow NVML calls cost.
+  void Delay(const nvmlDevice_st* d) const {
+    if (unsigned ms = gen->state->Read(d->gpu).latency_ms; ms > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    }
+  }
 };
 
 nvmlReturn_t Enter(Ctx* c) {
@@ -233,7 +241,8 @@ void FillPci(unsigned domain, unsigned bus, unsigned dev, uint32_t device_id, ui
 #define SIM_DEVICE(ctx, handle, d)                                                       \
   SIM_ENTER(ctx);                                                                        \
   const nvmlDevice_st* d = nullptr; /* NOLINT(bugprone-macro-parentheses): declares d */ \
-  if (nvmlReturn_t r_ = (ctx).Device(handle, &(d)); r_ != NVML_SUCCESS) return r_
+  if (nvmlReturn_t r_ = (ctx).Device(handle, &(d)); r_ != NVML_SUCCESS) return r_;       \
+  (ctx).Delay(d)
 #define SIM_NONNULL(...)                                     \
   do {                                                       \
     const void* ptrs_[] = {__VA_ARGS__};                     \
@@ -969,6 +978,55 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device,
   SIM_TELEMETRY(c, device, d, temp);
   if (sensor != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
   *temp = c.gen->state->Read(d->gpu).temp_c;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device,
+                                                    nvmlPcieUtilCounter_t counter,
+                                                    unsigned int* value) {
+  SIM_TELEMETRY(c, device, d, value);
+  auto t = c.gen->state->Read(d->gpu);
+  switch (counter) {
+    case NVML_PCIE_UTIL_TX_BYTES:
+      *value = t.pcie_tx_kbps;
+      return NVML_SUCCESS;
+    case NVML_PCIE_UTIL_RX_BYTES:
+      *value = t.pcie_rx_kbps;
+      return NVML_SUCCESS;
+    default:
+      return NVML_ERROR_INVALID_ARGUMENT;
+  }
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                               unsigned long long* reasons) {
+  SIM_TELEMETRY(c, device, d, reasons);
+  *reasons = c.gen->state->Read(d->gpu).clocks_event_reasons;
+  return NVML_SUCCESS;
+}
+
+// Only NVML_FI_DEV_MEMORY_TEMP is simulated; every other field answers
+// NOT_SUPPORTED in its own nvmlReturn, as the real call does per value.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount,
+                                                 nvmlFieldValue_t* values) {
+  SIM_TELEMETRY(c, device, d, values);
+  if (valuesCount < 0) return NVML_ERROR_INVALID_ARGUMENT;
+  auto t = c.gen->state->Read(d->gpu);
+  const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  for (int i = 0; i < valuesCount; ++i) {
+    nvmlFieldValue_t& v = values[i];
+    v.timestamp = now_us;
+    v.latencyUsec = 0;
+    if (v.fieldId == NVML_FI_DEV_MEMORY_TEMP) {
+      v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+      v.value.uiVal = t.mem_temp_c;
+      v.nvmlReturn = NVML_SUCCESS;
+    } else {
+      v.nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+    }
+  }
   return NVML_SUCCESS;
 }
 

@@ -21,7 +21,7 @@ namespace gdp::sim {
 
 namespace {
 constexpr uint64_t kMagic = 0x315f4d4953555047ULL;  // "GPUSIM_1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: memory temperature, PCIe, clock reasons, latency
 
 uint64_t NowNs() {
   timespec ts{};
@@ -65,6 +65,8 @@ void InitFile(SharedState::File* f, const Profile& profile) {
     const GpuSpec& g = profile.gpus[i];
     Telemetry& t = f->gpus[i].t;
     t.temp_c = 34;
+    t.mem_temp_c = 38;
+    t.clocks_event_reasons = 0x1;  // nvmlClocksEventReasonGpuIdle
     t.power_mw = g.idle_power_w * 1000;
     t.sm_clock_mhz = 345;  // idle clocks
     t.mem_clock_mhz = g.max_mem_clock_mhz;

@@ -48,6 +48,11 @@ struct Telemetry {
   uint64_t ecc_uncorrected = 0;
   uint64_t xid_count = 0;  // XIDs injected so far
   unsigned last_xid = 0;
+  unsigned mem_temp_c = 0;    // memory (HBM) temperature, NVML_FI_DEV_MEMORY_TEMP
+  unsigned pcie_tx_kbps = 0;  // nvmlDeviceGetPcieThroughput, KB/s
+  unsigned pcie_rx_kbps = 0;
+  uint64_t clocks_event_reasons = 0;  // nvmlClocksEventReason* bits
+  unsigned latency_ms = 0;            // added to every NVML call on this GPU (benchmarks)
 };
 
 struct XidEvent {

@@ -890,6 +890,10 @@ const std::vector<Field>& Fields() {
       {"health.probeInterval", FieldKind::kDuration},
       {"metrics.bindAddress", FieldKind::kString},
       {"metrics.port", FieldKind::kInt},
+      {"metrics.sampleInterval", FieldKind::kDuration},
+      {"metrics.podResourcesSocket", FieldKind::kString},
+      {"metrics.dcgmCompatibility", FieldKind::kBool},
+      {"metrics.nodeName", FieldKind::kString},
       {"log.level", FieldKind::kEnum},
       {"log.format", FieldKind::kEnum},
   };
@@ -1143,6 +1147,25 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   if (auto raw = get("metrics.port")) {
     if (auto v = dec.Int(*raw, 0, 65535)) config.metrics_port = static_cast<int>(*v);
   }
+  if (auto raw = get("metrics.sampleInterval")) {
+    if (auto d = dec.Duration(*raw)) {
+      if (*d % std::chrono::milliseconds(1) != std::chrono::nanoseconds(0)) {
+        dec.Error(raw->where(),
+                  absl::StrCat(raw->Seen(), " must be a whole number of milliseconds"));
+      } else {
+        config.metrics_sample_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      }
+    }
+  }
+  if (auto raw = get("metrics.podResourcesSocket")) {
+    if (auto v = dec.String(*raw)) config.metrics_pod_resources_socket = *v;
+  }
+  if (auto raw = get("metrics.dcgmCompatibility")) {
+    if (auto v = dec.Bool(*raw)) config.metrics_dcgm_compatibility = *v;
+  }
+  if (auto raw = get("metrics.nodeName")) {
+    if (auto v = dec.String(*raw)) config.metrics_node_name = *v;
+  }
   if (auto raw = get("log.level")) {
     if (auto v = dec.Enum(*raw, kLevelNames)) config.log_level = *v;
   }
@@ -1217,6 +1240,16 @@ std::vector<std::string> Validate(const Config& c) {
         absl::StrCat(detail::FormatDuration(c.health.probe_interval), " must be positive"));
   }
 
+  if (c.metrics_sample_interval < std::chrono::milliseconds(100)) {
+    add("metrics.sampleInterval",
+        absl::StrCat(detail::FormatDuration(c.metrics_sample_interval),
+                     " is too short; use at least 100ms (NVML calls can take milliseconds each)"));
+  }
+  if (!c.metrics_pod_resources_socket.empty() && c.metrics_pod_resources_socket[0] != '/') {
+    add("metrics.podResourcesSocket",
+        absl::StrCat(Quote(c.metrics_pod_resources_socket),
+                     " must be an absolute path (or empty to switch pod attribution off)"));
+  }
   if (c.metrics_port < 0 || c.metrics_port > 65535) {
     add("metrics.port", absl::StrCat(c.metrics_port, " is out of range 0 to 65535"));
   }

@@ -148,6 +148,15 @@ struct Config {
   // --- metrics (also serves /healthz and /readyz) ---
   std::string metrics_bind_address = "0.0.0.0";
   int metrics_port = 9101;  // 0: pick a free port (tests)
+  // How often the sampler reads NVML and the kubelet; scrapes serve the last sample.
+  std::chrono::milliseconds metrics_sample_interval{5000};
+  // The kubelet's pod-resources socket, for pod/namespace/container labels.
+  // Empty: no pod attribution.
+  std::string metrics_pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
+  // Also emit dcgm-exporter's metric names and labels (DCGM_FI_DEV_*).
+  bool metrics_dcgm_compatibility = false;
+  // The `node` label; usually set from NODE_NAME (the downward API). Empty: no label.
+  std::string metrics_node_name;
 
   // --- log ---
   std::string log_level = "info";   // debug|info|warn|error

@@ -78,6 +78,10 @@ health:
 metrics:
   bindAddress: 127.0.0.1
   port: 0
+  sampleInterval: 2s
+  podResourcesSocket: /run/pr.sock
+  dcgmCompatibility: true
+  nodeName: gpu-node-7
 log:
   level: debug
   format: json
@@ -101,6 +105,10 @@ log:
   EXPECT_EQ(c.health.probe_interval, 250ms);
   EXPECT_EQ(c.metrics_bind_address, "127.0.0.1");
   EXPECT_EQ(c.metrics_port, 0);
+  EXPECT_EQ(c.metrics_sample_interval, 2000ms);
+  EXPECT_EQ(c.metrics_pod_resources_socket, "/run/pr.sock");
+  EXPECT_TRUE(c.metrics_dcgm_compatibility);
+  EXPECT_EQ(c.metrics_node_name, "gpu-node-7");
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.log_format, "json");
 }
@@ -416,7 +424,9 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 TEST(SchemaTest, SectionsAndKeys) {
   EXPECT_THAT(detail::ChildKeys(""),
               ElementsAre("version", "flags", "sharing", "health", "metrics", "log"));
-  EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port"));
+  EXPECT_THAT(detail::ChildKeys("metrics"),
+              ElementsAre("bindAddress", "port", "sampleInterval", "podResourcesSocket",
+                          "dcgmCompatibility", "nodeName"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);

@@ -66,6 +66,13 @@ const std::vector<OverrideSpec>& OverrideTable() {
       {"metrics.bindAddress", "--metrics-bind-address", "METRICS_BIND_ADDRESS",
        "address of the /metrics, /healthz and /readyz server"},
       {"metrics.port", "--metrics-port", "METRICS_PORT", "port of the metrics server (0: any)"},
+      {"metrics.sampleInterval", "--metrics-sample-interval", "METRICS_SAMPLE_INTERVAL",
+       "how often NVML and the kubelet are sampled for /metrics"},
+      {"metrics.podResourcesSocket", "--pod-resources-socket", "POD_RESOURCES_SOCKET",
+       "the kubelet's pod-resources socket (empty: no pod labels)"},
+      {"metrics.dcgmCompatibility", "--metrics-dcgm-compatibility", "METRICS_DCGM_COMPATIBILITY",
+       "also emit dcgm-exporter metric names and labels", true},
+      {"metrics.nodeName", "--node-name", "NODE_NAME", "the node label of GPU metrics"},
       {"log.level", "--log-level", "LOG_LEVEL", "debug, info, warn or error"},
       {"log.format", "--log-format", "LOG_FORMAT", "text or json"},
   };

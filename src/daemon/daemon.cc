@@ -11,9 +11,14 @@
 #include "src/common/backoff.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
+#include "src/daemon/daemon_metrics.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
+#include "src/metrics/collectors.h"
+#include "src/metrics/exposition.h"
 #include "src/metrics/http_server.h"
+#include "src/metrics/pod_resources.h"
+#include "src/metrics/sampler.h"
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/plugin/plugin_manager.h"
@@ -72,6 +77,16 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
     changed.emplace_back("flags.plugin.pluginDirectory");
   if (a.metrics_bind_address != b.metrics_bind_address) changed.emplace_back("metrics.bindAddress");
   if (a.metrics_port != b.metrics_port) changed.emplace_back("metrics.port");
+  if (a.metrics_sample_interval != b.metrics_sample_interval) {
+    changed.emplace_back("metrics.sampleInterval");
+  }
+  if (a.metrics_pod_resources_socket != b.metrics_pod_resources_socket) {
+    changed.emplace_back("metrics.podResourcesSocket");
+  }
+  if (a.metrics_dcgm_compatibility != b.metrics_dcgm_compatibility) {
+    changed.emplace_back("metrics.dcgmCompatibility");
+  }
+  if (a.metrics_node_name != b.metrics_node_name) changed.emplace_back("metrics.nodeName");
   return changed;
 }
 
@@ -142,6 +157,13 @@ struct Daemon::Components {
   std::unique_ptr<HealthBridge> bridge;
   std::unique_ptr<health::HealthMonitor> health;
   std::unique_ptr<config::ConfigWatcher> watcher;
+  // /metrics: the sampler renders into the store; scrapes only read it.
+  metrics::SnapshotStore metrics_store;
+  std::unique_ptr<metrics::GrpcPodResourcesLister> pod_lister;
+  std::unique_ptr<metrics::PodAttributionCollector> pod_collector;
+  std::unique_ptr<metrics::GpuCollector> gpu_collector;
+  std::unique_ptr<PluginCollector> plugin_collector;
+  std::unique_ptr<metrics::Sampler> sampler;
   std::string inventory_json ABSL_GUARDED_BY(mu);  // empty until NVML is up
 
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
@@ -218,6 +240,10 @@ int Daemon::Run() {
     }
     return metrics::HttpResponse{200, "application/json", comps->inventory_json};
   });
+  c_->http->Handle("/metrics", [comps] {
+    // The last sample, rendered once by the sampler: no NVML, no kubelet here.
+    return metrics::HttpResponse{200, metrics::kContentType, *comps->metrics_store.Get()};
+  });
   if (absl::Status s = c_->http->Start(); !s.ok()) {
     log::Error("cannot serve the HTTP endpoint", {{"error", s.message()}});
     return kExitServeFailed;
@@ -266,6 +292,8 @@ int Daemon::Run() {
     }
   }
 
+  if (c_->nvml_up) StartMetrics();
+
   // 6. The event loop.
   for (;;) {
     std::shared_ptr<const config::Config> next;
@@ -296,6 +324,8 @@ int Daemon::Run() {
       if (!StartNvml()) {
         if (exit_code_ != kExitOk) break;
         next_nvml_try = std::chrono::steady_clock::now() + nvml_backoff.Next();
+      } else {
+        StartMetrics();
       }
     }
   }
@@ -382,6 +412,43 @@ bool Daemon::StartNvml() {
   return true;
 }
 
+// Starts sampling for /metrics; NVML is up and the watcher (if any) exists, and
+// neither changes until StopAll, which stops the sampler first.
+void Daemon::StartMetrics() {
+  const config::Config& cfg = *c_->config;
+  std::vector<metrics::Collector*> collectors;
+  if (!cfg.metrics_pod_resources_socket.empty()) {
+    c_->pod_lister = std::make_unique<metrics::GrpcPodResourcesLister>(
+        cfg.metrics_pod_resources_socket, std::chrono::seconds(2));
+    c_->pod_collector =
+        std::make_unique<metrics::PodAttributionCollector>(*c_->pod_lister, c_->inventory);
+    collectors.push_back(c_->pod_collector.get());
+  }
+  const health::HealthMonitor* monitor = c_->health.get();
+  metrics::GpuCollector::HealthSource health;
+  if (monitor != nullptr) health = [monitor] { return HealthFromMonitor(*monitor); };
+  c_->gpu_collector = std::make_unique<metrics::GpuCollector>(
+      *c_->nvml, c_->inventory,
+      metrics::GpuCollector::Options{cfg.metrics_node_name, cfg.metrics_dcgm_compatibility},
+      c_->pod_collector.get(), std::move(health));
+  collectors.push_back(c_->gpu_collector.get());
+  PluginCollector::ReloadCounts reloads;
+  if (const config::ConfigWatcher* w = c_->watcher.get(); w != nullptr) {
+    reloads = [w] { return std::make_pair(w->reloads_succeeded(), w->reloads_failed()); };
+  }
+  c_->plugin_collector = std::make_unique<PluginCollector>(*c_->plugins, monitor, reloads);
+  collectors.push_back(c_->plugin_collector.get());
+  c_->sampler =
+      std::make_unique<metrics::Sampler>(metrics::Sampler::Options{cfg.metrics_sample_interval},
+                                         std::move(collectors), c_->metrics_store);
+  c_->sampler->Start();
+  log::Info("sampling metrics", {{"interval_ms", cfg.metrics_sample_interval.count()},
+                                 {"pod_resources", cfg.metrics_pod_resources_socket.empty()
+                                                       ? std::string("(off)")
+                                                       : cfg.metrics_pod_resources_socket},
+                                 {"dcgm_compatibility", cfg.metrics_dcgm_compatibility}});
+}
+
 // Applies `next` (nullptr: re-apply the current config, e.g. after NVML came up).
 void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
   std::shared_ptr<const config::Config> prev = c_->config;
@@ -447,6 +514,7 @@ absl::Status Daemon::SyncCdiSpec(
 
 void Daemon::StopAll() {
   if (c_ == nullptr) return;
+  if (c_->sampler) c_->sampler->Stop();
   if (c_->watcher) c_->watcher->Stop();
   if (c_->health) c_->health->Stop();
   if (c_->plugins) c_->plugins->Stop();

@@ -4,7 +4,7 @@
 //   config ─▶ http (/healthz, /readyz) ─▶ NVML (dlopen, init; retried when
 //   failOnInitError is false) ─▶ inventory + version checks ─▶ resources ─▶
 //   plugin manager (gRPC servers, registration, kubelet watch) ─▶ health monitor
-//   ─▶ config watcher (file changes, SIGHUP)
+//   ─▶ config watcher (file changes, SIGHUP) ─▶ metrics sampler (/metrics)
 //
 // Threading: Run() is called on one thread (main) and runs the daemon's event
 // loop there; every reaction that changes the set of components (reload, NVML
@@ -62,6 +62,7 @@ class Daemon {
 
   // All run on the Run() thread.
   bool StartNvml();
+  void StartMetrics();
   void ApplyConfig(std::shared_ptr<const config::Config> next);
   // Writes the CDI spec for `backends` when a cdi-* strategy is on; removes
   // ours otherwise.

@@ -142,6 +142,8 @@ HealthStats HealthMonitor::Stats() const {
   s.transitions = transitions_.load();
   detail::MutexLock lock(&mu_);
   s.xids = xids_;
+  s.xids_by_gpu = xids_by_gpu_;
+  s.last_xid_by_gpu = last_xid_by_gpu_;
   return s;
 }
 
@@ -348,6 +350,10 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
     if (xid) ++xids_[data.eventData];
     const Clock::TimePoint now = clock_.Now();
     for (const auto& uuid : targets) {
+      if (xid) {
+        ++xids_by_gpu_[uuid][data.eventData];
+        last_xid_by_gpu_[uuid] = data.eventData;
+      }
       std::optional<HealthEvent> e =
           xid ? tracker_.OnXid(uuid, data.eventData, now) : tracker_.OnDoubleBitEcc(uuid, now);
       if (e) changes.push_back(std::move(*e));

@@ -99,6 +99,10 @@ struct HealthStats {
   uint64_t probe_failures = 0;                  // probes NVML did not answer normally
   uint64_t transitions = 0;                     // HealthEvents delivered to the listener
   std::map<unsigned long long, uint64_t> xids;  // XID events by code, ignored ones included
+  // Per GPU UUID (an event without a device counts for every GPU): XID
+  // events by code, and the code of the latest one.
+  std::map<std::string, std::map<unsigned long long, uint64_t>> xids_by_gpu;
+  std::map<std::string, unsigned long long> last_xid_by_gpu;
 };
 
 class HealthMonitor {
@@ -168,6 +172,8 @@ class HealthMonitor {
   HealthTracker tracker_ ABSL_GUARDED_BY(mu_);
   HealthOptions options_ ABSL_GUARDED_BY(mu_);
   std::map<unsigned long long, uint64_t> xids_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::map<unsigned long long, uint64_t>> xids_by_gpu_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, unsigned long long> last_xid_by_gpu_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> ecc_events_{0};

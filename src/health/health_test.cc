@@ -555,6 +555,9 @@ TEST_F(MonitorTest, XidEventMarksOnlyThatGpuUnhealthy) {
   EXPECT_EQ(stats.events, 1u);
   EXPECT_EQ(stats.transitions, 1u);
   EXPECT_EQ(stats.xids, (std::map<unsigned long long, uint64_t>{{79, 1}}));
+  EXPECT_EQ(stats.xids_by_gpu,
+            (std::map<std::string, std::map<unsigned long long, uint64_t>>{{Uuid(2), {{79, 1}}}}));
+  EXPECT_EQ(stats.last_xid_by_gpu, (std::map<std::string, unsigned long long>{{Uuid(2), 79}}));
   EXPECT_EQ(stats.wait_errors, 0u);
   EXPECT_EQ(listener_.events().size(), 1u);
 }

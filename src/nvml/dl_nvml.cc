@@ -274,6 +274,63 @@ nvmlReturn_t DlNvml::EventSetFree(nvmlEventSet_t set) {
   GDP_NVML_CALL(event_free_, nvmlEventSetFree, "health events", GDP_NAMES("nvmlEventSetFree"), set);
 }
 
+nvmlReturn_t DlNvml::DeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* util) {
+  GDP_NVML_CALL(utilization_, nvmlDeviceGetUtilizationRates, "utilisation metrics",
+                GDP_NAMES("nvmlDeviceGetUtilizationRates"), device, util);
+}
+nvmlReturn_t DlNvml::DeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensor,
+                                          unsigned int* celsius) {
+  GDP_NVML_CALL(temperature_, nvmlDeviceGetTemperature, "temperature metrics",
+                GDP_NAMES("nvmlDeviceGetTemperature"), device, sensor, celsius);
+}
+nvmlReturn_t DlNvml::DeviceGetPowerUsage(nvmlDevice_t device, unsigned int* mw) {
+  GDP_NVML_CALL(power_usage_, nvmlDeviceGetPowerUsage, "power metrics",
+                GDP_NAMES("nvmlDeviceGetPowerUsage"), device, mw);
+}
+nvmlReturn_t DlNvml::DeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int* mw) {
+  GDP_NVML_CALL(power_limit_, nvmlDeviceGetEnforcedPowerLimit, "power limit metrics",
+                GDP_NAMES("nvmlDeviceGetEnforcedPowerLimit"), device, mw);
+}
+nvmlReturn_t DlNvml::DeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long* mj) {
+  GDP_NVML_CALL(energy_, nvmlDeviceGetTotalEnergyConsumption, "energy metrics",
+                GDP_NAMES("nvmlDeviceGetTotalEnergyConsumption"), device, mj);
+}
+nvmlReturn_t DlNvml::DeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                        unsigned int* mhz) {
+  GDP_NVML_CALL(clock_, nvmlDeviceGetClockInfo, "clock metrics",
+                GDP_NAMES("nvmlDeviceGetClockInfo"), device, type, mhz);
+}
+nvmlReturn_t DlNvml::DeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
+                                             unsigned int* kb_per_s) {
+  GDP_NVML_CALL(pcie_throughput_, nvmlDeviceGetPcieThroughput, "PCIe throughput metrics",
+                GDP_NAMES("nvmlDeviceGetPcieThroughput"), device, counter, kb_per_s);
+}
+nvmlReturn_t DlNvml::DeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t type,
+                                             nvmlEccCounterType_t counter,
+                                             unsigned long long* count) {
+  GDP_NVML_CALL(ecc_errors_, nvmlDeviceGetTotalEccErrors, "ECC error metrics",
+                GDP_NAMES("nvmlDeviceGetTotalEccErrors"), device, type, counter, count);
+}
+nvmlReturn_t DlNvml::DeviceGetRemappedRows(nvmlDevice_t device, unsigned int* corr,
+                                           unsigned int* unc, unsigned int* pending,
+                                           unsigned int* failure) {
+  GDP_NVML_CALL(remapped_rows_, nvmlDeviceGetRemappedRows, "remapped row metrics",
+                GDP_NAMES("nvmlDeviceGetRemappedRows"), device, corr, unc, pending, failure);
+}
+nvmlReturn_t DlNvml::DeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                        unsigned long long* reasons) {
+  // The older name (deprecated in 13.0) has the same signature.
+  GDP_NVML_CALL(clock_reasons_, nvmlDeviceGetCurrentClocksEventReasons, "throttle reason metrics",
+                GDP_NAMES("nvmlDeviceGetCurrentClocksEventReasons",
+                          "nvmlDeviceGetCurrentClocksThrottleReasons"),
+                device, reasons);
+}
+nvmlReturn_t DlNvml::DeviceGetFieldValues(nvmlDevice_t device, int count,
+                                          nvmlFieldValue_t* values) {
+  GDP_NVML_CALL(field_values_, nvmlDeviceGetFieldValues, "field value metrics",
+                GDP_NAMES("nvmlDeviceGetFieldValues"), device, count, values);
+}
+
 #undef GDP_NAMES
 #undef GDP_NVML_CALL
 

@@ -93,6 +93,26 @@ class DlNvml final : public NvmlApi {
   nvmlReturn_t DeviceGetAttributes(nvmlDevice_t device, nvmlDeviceAttributes_t* attrs) override;
   nvmlReturn_t DeviceGetSupportedEventTypes(nvmlDevice_t device,
                                             unsigned long long* types) override;
+  nvmlReturn_t DeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t* util) override;
+  nvmlReturn_t DeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensor,
+                                    unsigned int* celsius) override;
+  nvmlReturn_t DeviceGetPowerUsage(nvmlDevice_t device, unsigned int* mw) override;
+  nvmlReturn_t DeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int* mw) override;
+  nvmlReturn_t DeviceGetTotalEnergyConsumption(nvmlDevice_t device,
+                                               unsigned long long* mj) override;
+  nvmlReturn_t DeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
+                                  unsigned int* mhz) override;
+  nvmlReturn_t DeviceGetPcieThroughput(nvmlDevice_t device, nvmlPcieUtilCounter_t counter,
+                                       unsigned int* kb_per_s) override;
+  nvmlReturn_t DeviceGetTotalEccErrors(nvmlDevice_t device, nvmlMemoryErrorType_t type,
+                                       nvmlEccCounterType_t counter,
+                                       unsigned long long* count) override;
+  nvmlReturn_t DeviceGetRemappedRows(nvmlDevice_t device, unsigned int* corr, unsigned int* unc,
+                                     unsigned int* pending, unsigned int* failure) override;
+  nvmlReturn_t DeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                  unsigned long long* reasons) override;
+  nvmlReturn_t DeviceGetFieldValues(nvmlDevice_t device, int count,
+                                    nvmlFieldValue_t* values) override;
   nvmlReturn_t EventSetCreate(nvmlEventSet_t* set) override;
   nvmlReturn_t DeviceRegisterEvents(nvmlDevice_t device, unsigned long long types,
                                     nvmlEventSet_t set) override;
@@ -129,7 +149,8 @@ class DlNvml final : public NvmlApi {
       by_index_, by_uuid_, uuid_, name_, brand_, index_, minor_, arch_, cc_, memory_, pci_, numa_,
       ancestor_, nvlink_state_, nvlink_remote_pci_, nvlink_remote_type_, mig_mode_, max_mig_,
       mig_by_index_, gi_id_, ci_id_, attributes_, event_types_, event_create_, register_events_,
-      event_wait_, event_free_;
+      event_wait_, event_free_, utilization_, temperature_, power_usage_, power_limit_, energy_,
+      clock_, pcie_throughput_, ecc_errors_, remapped_rows_, clock_reasons_, field_values_;
 };
 
 }  // namespace gdp::nvml

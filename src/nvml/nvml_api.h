@@ -79,6 +79,60 @@ class NvmlApi {
   virtual nvmlReturn_t DeviceGetAttributes(nvmlDevice_t device,
                                            nvmlDeviceAttributes_t* attrs) = 0;  // _v2, then v1
 
+  // Telemetry (metrics). Added with issue 6; each has a default answering
+  // FUNCTION_NOT_FOUND so implementations written before them keep compiling.
+  // Callers treat any failure (NOT_SUPPORTED, FUNCTION_NOT_FOUND, ...) as
+  // "this value is not available", never as an error of the device.
+  virtual nvmlReturn_t DeviceGetUtilizationRates(nvmlDevice_t /*device*/,
+                                                 nvmlUtilization_t* /*util*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetTemperature(nvmlDevice_t /*device*/,
+                                            nvmlTemperatureSensors_t /*sensor*/,
+                                            unsigned int* /*celsius*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetPowerUsage(nvmlDevice_t /*device*/, unsigned int* /*mw*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetEnforcedPowerLimit(nvmlDevice_t /*device*/, unsigned int* /*mw*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetTotalEnergyConsumption(nvmlDevice_t /*device*/,
+                                                       unsigned long long* /*mj*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetClockInfo(nvmlDevice_t /*device*/, nvmlClockType_t /*type*/,
+                                          unsigned int* /*mhz*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetPcieThroughput(nvmlDevice_t /*device*/,
+                                               nvmlPcieUtilCounter_t /*counter*/,
+                                               unsigned int* /*kb_per_s*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetTotalEccErrors(nvmlDevice_t /*device*/,
+                                               nvmlMemoryErrorType_t /*type*/,
+                                               nvmlEccCounterType_t /*counter*/,
+                                               unsigned long long* /*count*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t DeviceGetRemappedRows(nvmlDevice_t /*device*/, unsigned int* /*corr*/,
+                                             unsigned int* /*unc*/, unsigned int* /*pending*/,
+                                             unsigned int* /*failure*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  // nvmlDeviceGetCurrentClocksEventReasons, then the older ...ThrottleReasons.
+  virtual nvmlReturn_t DeviceGetCurrentClocksEventReasons(nvmlDevice_t /*device*/,
+                                                          unsigned long long* /*reasons*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  // Used for NVML_FI_DEV_MEMORY_TEMP; each value carries its own nvmlReturn.
+  virtual nvmlReturn_t DeviceGetFieldValues(nvmlDevice_t /*device*/, int /*count*/,
+                                            nvmlFieldValue_t* /*values*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+
   // Events (health).
   virtual nvmlReturn_t DeviceGetSupportedEventTypes(nvmlDevice_t device,
                                                     unsigned long long* types) = 0;

@@ -348,7 +348,7 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
     }
     Record(start, status, state_->stats.preferred_allocation_calls,
            state_->stats.preferred_allocation_errors, state_->stats.preferred_allocation_latency_us,
-           "GetPreferredAllocation");
+           state_->stats.preferred_allocation_latency_buckets, "GetPreferredAllocation");
     if (!status.ok()) resp->Clear();
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpcStatus(status));
@@ -390,7 +390,7 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
       for (const std::string& name : alloc->cdi_devices) out->add_cdi_devices()->set_name(name);
     }
     Record(start, status, state_->stats.allocate_calls, state_->stats.allocate_errors,
-           state_->stats.allocate_latency_us, "Allocate");
+           state_->stats.allocate_latency_us, state_->stats.allocate_latency_buckets, "Allocate");
     if (!status.ok()) resp->Clear();
     auto* reactor = ctx->DefaultReactor();
     reactor->Finish(ToGrpcStatus(status));
@@ -408,12 +408,18 @@ class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService 
  private:
   void Record(std::chrono::steady_clock::time_point start, const absl::Status& status,
               std::atomic<uint64_t>& calls, std::atomic<uint64_t>& errors,
-              std::atomic<uint64_t>& latency_us, const char* rpc) {
+              std::atomic<uint64_t>& latency_us, LatencyBuckets& buckets, const char* rpc) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::steady_clock::now() - start)
                         .count();
-    calls.fetch_add(1);
+    for (size_t i = 0; i < kLatencyBucketsUs.size(); ++i) {
+      if (static_cast<uint64_t>(us) <= kLatencyBucketsUs[i]) {
+        buckets[i].fetch_add(1);
+        break;
+      }
+    }
     latency_us.fetch_add(static_cast<uint64_t>(us));
+    calls.fetch_add(1);
     if (!status.ok()) {
       errors.fetch_add(1);
       log::Warn("request refused", {{"rpc", rpc}, {"error", status.ToString()}});

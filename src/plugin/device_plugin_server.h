@@ -18,6 +18,7 @@
 // safe to call from any thread.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -52,15 +53,24 @@ std::string SocketNameFor(std::string_view resource_name);
 // number, same message). The only place the plugin crosses that boundary.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Counters for the RPCs the kubelet makes; exported as metrics later.
+// Upper bounds (microseconds) of the RPC latency histogram buckets; a call
+// slower than the last bound is counted only in the total.
+inline constexpr std::array<uint64_t, 12> kLatencyBucketsUs = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000};
+// Per bucket (not cumulative): calls with latency in (bound[i-1], bound[i]].
+using LatencyBuckets = std::array<std::atomic<uint64_t>, kLatencyBucketsUs.size()>;
+
+// Counters for the RPCs the kubelet makes, exported on /metrics.
 // Latencies are summed in microseconds; divide by the call count for a mean.
 struct ServerStats {
   std::atomic<uint64_t> allocate_calls{0};
   std::atomic<uint64_t> allocate_errors{0};
   std::atomic<uint64_t> allocate_latency_us{0};
+  LatencyBuckets allocate_latency_buckets{};
   std::atomic<uint64_t> preferred_allocation_calls{0};
   std::atomic<uint64_t> preferred_allocation_errors{0};
   std::atomic<uint64_t> preferred_allocation_latency_us{0};
+  LatencyBuckets preferred_allocation_latency_buckets{};
   std::atomic<uint64_t> list_and_watch_sends{0};  // messages handed to gRPC
   std::atomic<int64_t> open_streams{0};           // ListAndWatch streams open now
 };

@@ -372,6 +372,9 @@ TEST_F(ServerTest, AllocateAnswersPerContainer) {
   EXPECT_EQ(resp.container_responses(1).envs().at("TEST_VISIBLE_DEVICES"), "GPU-c");
   EXPECT_EQ(server.stats().allocate_calls.load(), 1u);
   EXPECT_EQ(server.stats().allocate_errors.load(), 0u);
+  uint64_t in_buckets = 0;
+  for (const auto& b : server.stats().allocate_latency_buckets) in_buckets += b.load();
+  EXPECT_EQ(in_buckets, 1u);  // a local Allocate takes well under the last bound (1 s)
 }
 
 TEST_F(ServerTest, AllocateErrorsAreInvalidArgument) {

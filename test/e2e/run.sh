@@ -127,6 +127,22 @@ else
   fail "4 ninth pod after a deletion: expected Running, saw $(pod_phase g8)"
 fi
 
+# 10. Metrics (issue 6): a running GPU pod's GPU series on the plugin's /metrics
+# (hostNetwork, port 9101) carry its namespace, pod and container, taken from the
+# kubelet's pod-resources API; the sampler refreshes every 5 s.
+g1_uuid=$(pod_nvd g1)
+metrics_line() {
+  curl -sf http://127.0.0.1:9101/metrics |
+    grep "^gdp_gpu_temperature_celsius{" | grep "uuid=\"$g1_uuid\"" | grep 'pod="g1"'
+}
+if [ -n "$g1_uuid" ] && wait_until 30 metrics_line >/dev/null; then
+  line=$(metrics_line)
+  check "10 metrics namespace of pod g1's GPU" "namespace=\"$TNS\"" "$(grep -o "namespace=\"[^\"]*\"" <<<"$line")"
+  check "10 metrics container of pod g1's GPU" 'container="c"' "$(grep -o 'container="[^"]*"' <<<"$line")"
+else
+  fail "10 metrics: no gdp_gpu_temperature_celsius series for GPU '$g1_uuid' with pod=\"g1\": $(curl -sf http://127.0.0.1:9101/metrics | grep -c '^gdp_gpu_' || true) gdp_gpu_ lines"
+fi
+
 # 6. XID 79 on GPU 3: allocatable 7 within 5 s, the other pods keep running; back to 8.
 pods_on=(g1 g2 g3 g4 g5 g6 g7 g8)
 t=$SECONDS

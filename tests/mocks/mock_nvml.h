@@ -71,6 +71,34 @@ class MockNvml : public NvmlApi {
   MOCK_METHOD(nvmlReturn_t, EventSetWait,
               (nvmlEventSet_t set, nvmlEventData_t* data, unsigned int timeout_ms), (override));
   MOCK_METHOD(nvmlReturn_t, EventSetFree, (nvmlEventSet_t set), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetUtilizationRates,
+              (nvmlDevice_t device, nvmlUtilization_t* util), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetTemperature,
+              (nvmlDevice_t device, nvmlTemperatureSensors_t sensor, unsigned int* celsius),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetPowerUsage, (nvmlDevice_t device, unsigned int* mw),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetEnforcedPowerLimit, (nvmlDevice_t device, unsigned int* mw),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetTotalEnergyConsumption,
+              (nvmlDevice_t device, unsigned long long* mj), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetClockInfo,
+              (nvmlDevice_t device, nvmlClockType_t type, unsigned int* mhz), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetPcieThroughput,
+              (nvmlDevice_t device, nvmlPcieUtilCounter_t counter, unsigned int* kb_per_s),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetTotalEccErrors,
+              (nvmlDevice_t device, nvmlMemoryErrorType_t type, nvmlEccCounterType_t counter,
+               unsigned long long* count),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetRemappedRows,
+              (nvmlDevice_t device, unsigned int* corr, unsigned int* unc, unsigned int* pending,
+               unsigned int* failure),
+              (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetCurrentClocksEventReasons,
+              (nvmlDevice_t device, unsigned long long* reasons), (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetFieldValues,
+              (nvmlDevice_t device, int count, nvmlFieldValue_t* values), (override));
 };
 
 }  // namespace gdp::nvml

@@ -1,0 +1,151 @@
+#include "src/metrics/exposition.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+
+namespace gdp::metrics {
+namespace {
+
+const char* TypeName(MetricType t) {
+  switch (t) {
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kHistogram:
+      return "histogram";
+  }
+  return "untyped";
+}
+
+void AppendLabels(std::string* out, const Labels& labels, const std::string* extra_name = nullptr,
+                  const std::string* extra_value = nullptr) {
+  if (labels.empty() && extra_name == nullptr) return;
+  out->push_back('{');
+  bool first = true;
+  for (const auto& [k, v] : labels) {
+    if (!first) out->push_back(',');
+    first = false;
+    absl::StrAppend(out, k, "=\"", EscapeLabelValue(v), "\"");
+  }
+  if (extra_name != nullptr) {
+    if (!first) out->push_back(',');
+    absl::StrAppend(out, *extra_name, "=\"", EscapeLabelValue(*extra_value), "\"");
+  }
+  out->push_back('}');
+}
+
+}  // namespace
+
+MetricFamily& MetricFamily::Add(Labels labels, double value) {
+  Sample s;
+  s.labels = std::move(labels);
+  s.value = value;
+  samples.push_back(std::move(s));
+  return *this;
+}
+
+MetricFamily& MetricFamily::AddHistogram(Labels labels, HistogramValue histogram) {
+  Sample s;
+  s.labels = std::move(labels);
+  s.histogram = std::move(histogram);
+  samples.push_back(std::move(s));
+  return *this;
+}
+
+std::string FormatValue(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  if (value == std::trunc(value) && std::fabs(value) < 9007199254740992.0) {
+    return absl::StrCat(static_cast<int64_t>(value));
+  }
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  if (ec != std::errc()) return absl::StrCat(value);
+  return std::string(buf, end);
+}
+
+std::string EscapeLabelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string EscapeHelp(std::string_view help) {
+  std::string out;
+  out.reserve(help.size());
+  for (char c : help) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string Render(std::vector<MetricFamily> families) {
+  // Merge by name, keeping the first family's help and type.
+  std::map<std::string, MetricFamily> by_name;
+  for (MetricFamily& f : families) {
+    auto [it, inserted] = by_name.try_emplace(f.name);
+    if (inserted) {
+      it->second = std::move(f);
+    } else {
+      for (Sample& s : f.samples) it->second.samples.push_back(std::move(s));
+    }
+  }
+  std::string out;
+  for (auto& [name, f] : by_name) {
+    if (f.samples.empty()) continue;
+    for (Sample& s : f.samples) std::sort(s.labels.begin(), s.labels.end());
+    std::stable_sort(f.samples.begin(), f.samples.end(),
+                     [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
+    absl::StrAppend(&out, "# HELP ", name, " ", EscapeHelp(f.help), "\n# TYPE ", name, " ",
+                    TypeName(f.type), "\n");
+    for (const Sample& s : f.samples) {
+      if (f.type != MetricType::kHistogram) {
+        out += name;
+        AppendLabels(&out, s.labels);
+        absl::StrAppend(&out, " ", FormatValue(s.value), "\n");
+        continue;
+      }
+      static const std::string kLe = "le";
+      const HistogramValue& h = s.histogram;
+      for (size_t i = 0; i < h.upper_bounds.size() && i < h.counts.size(); ++i) {
+        const std::string le = FormatValue(h.upper_bounds[i]);
+        absl::StrAppend(&out, name, "_bucket");
+        AppendLabels(&out, s.labels, &kLe, &le);
+        absl::StrAppend(&out, " ", h.counts[i], "\n");
+      }
+      static const std::string kInf = "+Inf";
+      absl::StrAppend(&out, name, "_bucket");
+      AppendLabels(&out, s.labels, &kLe, &kInf);
+      absl::StrAppend(&out, " ", h.count, "\n", name, "_sum");
+      AppendLabels(&out, s.labels);
+      absl::StrAppend(&out, " ", FormatValue(h.sum), "\n", name, "_count");
+      AppendLabels(&out, s.labels);
+      absl::StrAppend(&out, " ", h.count, "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace gdp::metrics
