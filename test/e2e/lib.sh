@@ -70,11 +70,12 @@ EOF
 # left behind ("" when nothing), e.g. " state dir; mounts;".
 e2e_teardown() {
   hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
-  rm -rf "$GPUROOT"
-  rm -f "${values:-}"
+  rm -rf "$GPUROOT" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
+  rm -f "${values:-}" /var/run/cdi/gpu-device-plugin.*
   local left=""
   [ ! -e "$STATE" ] || left+=" state dir;"
   [ ! -e "$GPUROOT" ] || left+=" driver root $GPUROOT;"
+  ! ls /var/run/cdi/gpu-device-plugin.* >/dev/null 2>&1 || left+=" CDI spec;"
   [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
   ! grep -qE 'gdp-cluster|/var/lib/kubelet|gdp-gpuroot' /proc/mounts || left+=" mounts;"
   ! ip link show gdp-cni0 >/dev/null 2>&1 || left+=" bridge gdp-cni0;"
@@ -105,11 +106,13 @@ pod_running() { [ "$(pod_phase "$1")" = Running ]; }
 pod_nvd() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n 's/^NVD=//p' | head -1; }
 pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
 
-# gpu_pod NAME GPUS: a hostNetwork busybox pod that prints NVIDIA_VISIBLE_DEVICES and
-# what opening each /dev/nvidia0..7 gives, then sleeps (exits at once on SIGTERM).
+# gpu_pod NAME COUNT [RESOURCE]: a hostNetwork busybox pod asking for COUNT of RESOURCE
+# (default nvidia.com/gpu) that prints NVIDIA_VISIBLE_DEVICES, the MPS settings it got,
+# its /dev/nvidia-caps nodes and what opening each /dev/nvidia0..7 gives, then sleeps
+# (exits at once on SIGTERM).
 gpu_pod() {
   local limits=""
-  [ "$2" = 0 ] || limits="resources: {limits: {nvidia.com/gpu: $2}}"
+  [ "$2" = 0 ] || limits="resources: {limits: {${3:-nvidia.com/gpu}: $2}}"
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -130,6 +133,9 @@ spec:
     - |
       echo "NVD=\$NVIDIA_VISIBLE_DEVICES"
       echo "NODES=\$(ls /dev | grep -c '^nvidia')"
+      echo "MPS=\$CUDA_MPS_PIPE_DIRECTORY|\$CUDA_MPS_PINNED_DEVICE_MEM_LIMIT|\$CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
+      echo "MPSPIPE=\$(ls \$CUDA_MPS_PIPE_DIRECTORY 2>/dev/null | tr '\n' ' ')"
+      echo "CAPS=\$(ls /dev/nvidia-caps 2>/dev/null | tr '\n' ' ')"
       for i in 0 1 2 3 4 5 6 7; do
         if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
       done

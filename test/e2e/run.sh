@@ -287,4 +287,6 @@ if wait_until 60 refused; then
 else
   fail "9 fresh plugin pod with the invalid config: expected it to exit within 60s, saw pod '$(plugin_pod)' $(kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --no-headers 2>&1)"
 fi
+# Sharing, MIG and CDI (issue #5).
+source test/e2e/sharing.sh
 echo "scenarios done in $((SECONDS - t_start))s"

@@ -1,0 +1,136 @@
+# The sharing scenarios of issue #5 (docs/sharing.md) against the real node, sourced by
+# test/e2e/run.sh after its own (it defines pass/fail/check and brings the cluster up):
+#   S1 time-slicing, 4 replicas of each dgx-h100 GPU, served through CDI alone: capacity 32,
+#      32 one-replica pods run, each sees exactly its GPU; the spec passes the CDI
+#      project's validator.
+#   S2 MPS, 2 replicas per GPU: each pod gets its limits and its GPU's pipe directory; the
+#      control daemon (the stand-in nvidia-cuda-mps-control) received the same limits.
+#   S3 MIG mixed on a100-mig: one resource per profile with the node's counts; a MIG pod
+#      runs with its MIG UUID, its parent's node and its two nvidia-caps nodes.
+# shellcheck shell=bash
+
+MPS_ROOT=${GDP_MPS_ROOT:-/var/tmp/gdp-mps}
+CDI_VALIDATE=$(k8s_bin_dir)/cdi-validate
+
+# sharing_chart CONFIG_BODY [EXTRA_VALUES]: upgrades the release with this config (the
+# lines under `version: v1`) and values, and restarts the plugin pod at once (the last
+# scenario may have left it in a crash-loop back-off).
+sharing_chart() {
+  local body=$1 extra=${2:-}
+  cat >"$values" <<EOV
+image: {pullPolicy: Never}
+driverRoot: $GPUROOT
+config: |
+  version: v1
+$(sed 's/^/  /' <<<"$body")
+extraVolumes:
+  - name: gpusim-state
+    hostPath: {path: $GPUROOT/run/gpusim, type: Directory}
+extraVolumeMounts:
+  - name: gpusim-state
+    mountPath: /driver-root/run/gpusim
+$extra
+EOV
+  helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+  kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --wait=false >/dev/null 2>&1 || true
+}
+capacity_of() { kc get node "$NODE" -o jsonpath="{.status.capacity.${1//./\\.}}" 2>/dev/null || true; }
+allocatable_of() { kc get node "$NODE" -o jsonpath="{.status.allocatable.${1//./\\.}}" 2>/dev/null || true; }
+resource_is() { [ "$(capacity_of "$1")" = "$2" ] && [ "$(allocatable_of "$1")" = "$2" ]; }
+# The GPU index whose /dev/nvidiaN opens with ENXIO in a pod ("" when none or several).
+pod_own_gpu() {
+  local own
+  own=$(kc -n "$TNS" logs "$1" 2>/dev/null | grep -E '^dev[0-7]: .*No such device or address' | sed 's/^dev\([0-7]\):.*/\1/' || true)
+  [ "$(wc -w <<<"$own")" = 1 ] && echo "$own"
+}
+pod_field() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n "s/^$2=//p" | head -1; }
+delete_test_pods() { kc -n "$TNS" delete pods -l gdp-e2e --wait=true >/dev/null 2>&1 || true; }
+
+delete_test_pods
+
+# --- S1: time-slicing x4 over CDI alone ------------------------------------------------
+sharing_chart "flags:
+  plugin:
+    deviceListStrategy: cdi-cri
+    passDeviceSpecs: false
+health:
+  probeInterval: 1s
+sharing:
+  timeSlicing:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi}"
+t=$SECONDS
+if wait_until 90 resource_is nvidia.com/gpu 32; then
+  pass "S1 time-slicing x4: capacity and allocatable nvidia.com/gpu = 32 after $((SECONDS - t))s"
+else
+  fail "S1 time-slicing x4: expected 32/32 within 90s, saw $(capacity_of nvidia.com/gpu)/$(allocatable_of nvidia.com/gpu)"
+  kc -n "$NS" logs -l app.kubernetes.io/name=gpu-device-plugin --tail 20 || true
+fi
+spec=/var/run/cdi/gpu-device-plugin.nvidia.com-gpu.json
+check "S1 the CDI spec passes the CDI project's validator" "valid: nvidia.com/gpu, 32 devices" \
+  "$("$CDI_VALIDATE" "$spec" "nvidia.com/gpu=$(uuid_of 5)::3" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+for i in $(seq 0 31); do gpu_pod "ts$i" 1; done
+ts_ready() { local i; for i in $(seq 0 31); do pod_logged "ts$i" READY || return 1; done; }
+t=$SECONDS
+if wait_until 300 ts_ready; then
+  pass "S1 32 one-replica pods running after $((SECONDS - t))s"
+  # Each pod: exactly one GPU node that opens (ENXIO), the GPU of its replica, and no
+  # NVIDIA_VISIBLE_DEVICES (CDI alone gave it the device).
+  declare -A per_gpu=()
+  bad=""
+  listing=$("$PODRESOURCES" 2>&1 || true)
+  for i in $(seq 0 31); do
+    own=$(pod_own_gpu "ts$i")
+    replica=$(awk -v p="$TNS/ts$i/c" '$1 == p && $2 == "nvidia.com/gpu" { print $3 }' <<<"$listing")
+    if [ -z "$own" ] || [ "${replica%%::*}" != "$(uuid_of "$own")" ] || [ -n "$(pod_nvd "ts$i")" ]; then
+      bad+=" ts$i(node=$own replica=$replica nvd=$(pod_nvd "ts$i"))"
+    fi
+    per_gpu[$own]=$((${per_gpu[$own]:-0} + 1))
+  done
+  check "S1 pods whose only GPU node is not their replica's GPU (or that got an env var)" "" "$bad"
+  check "S1 replicas per GPU (distributed)" "4 4 4 4 4 4 4 4" \
+    "$(for g in 0 1 2 3 4 5 6 7; do echo -n "${per_gpu[$g]:-0} "; done | sed 's/ $//')"
+  check "S1 distinct replicas among the 32 pods" 32 \
+    "$(grep -E "^$TNS/ts[0-9]+/c nvidia.com/gpu" <<<"$listing" | awk '{print $3}' | sort -u | wc -l)"
+else
+  fail "S1 32 one-replica pods: expected all running within 300s, saw $(kc -n "$TNS" get pods -l gdp-e2e --no-headers | awk '{print $3}' | sort | uniq -c | tr '\n' ' ')"
+fi
+delete_test_pods
+
+# --- S3: MIG mixed on a100-mig ---------------------------------------------------------
+# A fresh driver root with the a100-mig profile: the plugin pod must not hold the old one.
+helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
+wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --no-headers 2>/dev/null | grep -q ."
+rm -rf "$GPUROOT"
+"$GPUSIM" root "$GPUROOT" --profile a100-mig --library "$NVML_LIB" >/dev/null
+sharing_chart "flags:
+  migStrategy: mixed
+health:
+  probeInterval: 1s"
+# The node's MIG devices per profile, as the simulator lays them out.
+declare -A want_mig=()
+while read -r p; do want_mig[$p]=$((${want_mig[$p]:-0} + 1)); done < <(gpusim show | awk '$1 ~ /^[0-9]+$/ { print $NF }' | tr ',' '\n' | grep -v '^-*$')
+mig_counts_right() {
+  local p
+  for p in "${!want_mig[@]}"; do resource_is "nvidia.com/mig-$p" "${want_mig[$p]}" || return 1; done
+}
+t=$SECONDS
+if ((${#want_mig[@]} >= 2)) && wait_until 90 mig_counts_right; then
+  pass "S3 MIG mixed: $(for p in "${!want_mig[@]}"; do echo -n "nvidia.com/mig-$p=${want_mig[$p]} "; done)after $((SECONDS - t))s"
+else
+  fail "S3 MIG mixed: expected $(for p in "${!want_mig[@]}"; do echo -n "mig-$p=${want_mig[$p]} "; done)saw $(kc get node "$NODE" -o jsonpath='{.status.capacity}')"
+fi
+gpu_pod mig 1 nvidia.com/mig-1g.10gb
+if wait_until 60 pod_logged mig READY; then
+  nvd=$(pod_nvd mig)
+  parent=$(pod_own_gpu mig)
+  check "S3 the MIG pod's NVIDIA_VISIBLE_DEVICES is a MIG UUID" MIG "${nvd%%-*}"
+  check "S3 the MIG pod's parent GPU node opens (ENXIO)" yes "$([ -n "$parent" ] && echo yes || echo "no: $(kc -n "$TNS" logs mig | grep '^dev')")"
+  check "S3 nvidia-caps nodes in the MIG pod" 2 "$(wc -w <<<"$(pod_field mig CAPS)")"
+  pr=$("$PODRESOURCES" 2>&1 | awk -v p="$TNS/mig/c" '$1 == p { print $2 "=" $3 }' || true)
+  check "S3 pod-resources lists the MIG device" "nvidia.com/mig-1g.10gb=$nvd" "$pr"
+else
+  fail "S3 MIG pod: expected Running, saw $(pod_phase mig): $(kc -n "$TNS" describe pod mig | tail -5 | tr '\n' ' ')"
+fi
+delete_test_pods
