@@ -125,6 +125,15 @@ void NodeLabeller::OnHealthChanged(const health::HealthEvent& event) {
   cv_.notify_all();
 }
 
+void NodeLabeller::SetUnhealthy(std::set<std::string> uuids) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    unhealthy_ = std::move(uuids);
+    ++generation_;
+  }
+  cv_.notify_all();
+}
+
 Labels NodeLabeller::Applied() const {
   std::lock_guard<std::mutex> lock(mu_);
   return applied_;

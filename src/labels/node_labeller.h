@@ -90,6 +90,9 @@ class NodeLabeller {
   // A GPU's health changed: updates gpu.unhealthy-count and queues a node
   // event (GpuXid / GpuUnhealthy / GpuLost as Warning, GpuRecovered as Normal).
   void OnHealthChanged(const health::HealthEvent& event);
+  // Replaces the set of Unhealthy GPUs without recording events (a labeller
+  // created while some GPUs are already Unhealthy, e.g. after a reload).
+  void SetUnhealthy(std::set<std::string> uuids);
 
   // The labels last applied successfully (empty before the first).
   Labels Applied() const;
