@@ -414,7 +414,8 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 }
 
 TEST(SchemaTest, SectionsAndKeys) {
-  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "health", "metrics", "log", "labels"));
+  EXPECT_THAT(detail::ChildKeys(""),
+              ElementsAre("version", "flags", "health", "metrics", "log", "labels"));
   EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
