@@ -20,6 +20,12 @@
 #   GDP_SNAPSHOTTER   containerd snapshotter (default: overlayfs if it mounts here, else native)
 #   GDP_READY_TIMEOUT seconds to wait for the node to be Ready (default 120)
 #   GDP_IMAGES        images hack/images.sh builds and imports on `up` (default "pause busybox")
+#   GDP_NODES         number of nodes, 1 or 2 (default 1). The second node is a second
+#                     kubelet with its own containerd (root, state, socket), kubelet root
+#                     dir, ports, CNI bridge and cgroup root, joined to the same API server:
+#   GDP_NODE1_NAME    its name (default gpu-node-1)
+#   GDP_KUBELET_ROOT1 its --root-dir (default /var/lib/kubelet-gpu-node-1); its state
+#                     (containerd, kubelet config, logs as *-1.log) lives in $GDP_CLUSTER_DIR/node1
 #
 # Network: every daemon listens on 127.0.0.1 only. Pods are meant to use hostNetwork;
 # the CNI config (needed for the node to report Ready) is a bridge with no gateway and
@@ -30,18 +36,38 @@ source "$(dirname "$0")/lib.sh"
 
 root=$(repo_root)
 S="${GDP_CLUSTER_DIR:-/var/tmp/gdp-cluster}"
-KROOT="${GDP_KUBELET_ROOT:-/var/lib/kubelet}"
-NODE="${GDP_NODE_NAME:-gpu-node-0}"
+KROOT0="${GDP_KUBELET_ROOT:-/var/lib/kubelet}"
+NODE0="${GDP_NODE_NAME:-gpu-node-0}"
+NODE1="${GDP_NODE1_NAME:-gpu-node-1}"
+KROOT1="${GDP_KUBELET_ROOT1:-/var/lib/kubelet-$NODE1}"
+NODES="${GDP_NODES:-1}"
+[[ "$NODES" =~ ^[12]$ ]] || die "GDP_NODES=$NODES: 1 or 2 nodes are supported"
 READY_TIMEOUT="${GDP_READY_TIMEOUT:-120}"
 ETCD_PORT=2379 ETCD_PEER_PORT=2380 API_PORT=6443
-KCM_PORT=10257 SCHED_PORT=10259 KUBELET_PORT=10250 KUBELET_HEALTHZ_PORT=10248
-BRIDGE=gdp-cni0 CNI_NET=gdp-bridge POD_SUBNET=10.244.0.0/24 SERVICE_RANGE=10.96.0.0/24
-SOCK="$S/run/containerd.sock"
+KCM_PORT=10257 SCHED_PORT=10259 SERVICE_RANGE=10.96.0.0/24
 MARKER=.gdp-local-cluster # in $KROOT: this script made it, so `down` may delete it
 
 pki="$S/pki"
 logs="$S/logs"
 run="$S/run"
+
+# select_node INDEX: sets the per-node settings. Node 0 keeps the one-node layout
+# (state in $S, ports 10250/10248, the default kubelet root); node 1 has its own.
+#   NODE KROOT  name and kubelet root dir
+#   N SFX       its state dir, and the suffix of its daemons' pid and log names
+#   SOCK        its containerd socket
+#   CGROOT      the kubelet's cgroupRoot ("/" for node 0; a kubelet each needs its own)
+select_node() {
+  if [ "$1" = 0 ]; then
+    NODE=$NODE0 KROOT=$KROOT0 N=$S SFX="" KUBELET_PORT=10250 KUBELET_HEALTHZ_PORT=10248
+    BRIDGE=gdp-cni0 CNI_NET=gdp-bridge POD_SUBNET=10.244.0.0/24 CGROOT=/
+  else
+    NODE=$NODE1 KROOT=$KROOT1 N=$S/node1 SFX=-1 KUBELET_PORT=11250 KUBELET_HEALTHZ_PORT=11248
+    BRIDGE=gdp-cni1 CNI_NET=gdp-bridge1 POD_SUBNET=10.244.1.0/24 CGROOT=/gdp-$NODE1
+  fi
+  SOCK="$N/run/containerd.sock"
+}
+select_node 0
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -184,16 +210,26 @@ make_pki() {
   cert admin "/O=system:masters/CN=gdp-admin"
   cert controller-manager "/CN=system:kube-controller-manager"
   cert scheduler "/CN=system:kube-scheduler"
-  cert kubelet-client "/O=system:nodes/CN=system:node:$NODE"
-  cert kubelet-serving "/CN=$NODE" "IP:127.0.0.1,DNS:localhost,DNS:$NODE"
+  cert kubelet-client "/O=system:nodes/CN=system:node:$NODE0"
+  cert kubelet-serving "/CN=$NODE0" "IP:127.0.0.1,DNS:localhost,DNS:$NODE0"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
   chmod 600 "$pki"/*.key
   kubeconfig "$S/admin.kubeconfig" gdp-admin admin
   kubeconfig "$S/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
   kubeconfig "$S/scheduler.kubeconfig" system:kube-scheduler scheduler
-  kubeconfig "$S/kubelet.kubeconfig" "system:node:$NODE" kubelet-client
+  kubeconfig "$S/kubelet.kubeconfig" "system:node:$NODE0" kubelet-client
   touch "$pki/done"
+}
+
+# make_node_pki: the kubelet's client and serving certificates of a node other than 0.
+make_node_pki() {
+  [ -n "$SFX" ] || return 0
+  mkdir -p "$N"
+  cert "kubelet-client$SFX" "/O=system:nodes/CN=system:node:$NODE"
+  cert "kubelet-serving$SFX" "/CN=$NODE" "IP:127.0.0.1,DNS:localhost,DNS:$NODE"
+  chmod 600 "$pki"/*.key
+  kubeconfig "$N/kubelet.kubeconfig" "system:node:$NODE" "kubelet-client$SFX"
 }
 
 # --- configuration files ---------------------------------------------------------------
@@ -217,11 +253,11 @@ pick_snapshotter() {
 
 write_containerd_config() {
   local snap=$1
-  mkdir -p "$S/containerd" "$S/cni/net.d" "$S/cdi"
-  cat >"$S/containerd/config.toml" <<EOF
+  mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
+  cat >"$N/containerd/config.toml" <<EOF
 version = 3
-root = "$S/containerd/root"
-state = "$S/containerd/state"
+root = "$N/containerd/root"
+state = "$N/containerd/state"
 oom_score = 0
 
 [grpc]
@@ -252,7 +288,7 @@ oom_score = 0
   # This machine strips CAP_SYS_RESOURCE: never ask for an oom_score_adj below ours.
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
-  cdi_spec_dirs = ["$S/cdi", "/etc/cdi", "/var/run/cdi"]
+  cdi_spec_dirs = ["$N/cdi", "/etc/cdi", "/var/run/cdi"]
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -262,11 +298,11 @@ oom_score = 0
         SystemdCgroup = false
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
-    conf_dir = "$S/cni/net.d"
+    conf_dir = "$N/cni/net.d"
     max_conf_num = 1
 EOF
   # A bridge without gateway or masquerading: pods reach their own bridge and nothing else.
-  cat >"$S/cni/net.d/10-$CNI_NET.conflist" <<EOF
+  cat >"$N/cni/net.d/10-$CNI_NET.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$CNI_NET",
@@ -280,7 +316,7 @@ EOF
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$POD_SUBNET"}]],
-        "dataDir": "$S/cni/ipam"
+        "dataDir": "$N/cni/ipam"
       }
     }
   ]
@@ -289,9 +325,21 @@ EOF
 }
 
 write_kubelet_config() {
-  mkdir -p "$S/manifests" "$S/pod-logs" "$KROOT"
+  mkdir -p "$N/manifests" "$N/pod-logs" "$KROOT"
   touch "$KROOT/$MARKER"
-  cat >"$S/kubelet.yaml" <<EOF
+  local h
+  if [ "$CGROOT" != / ]; then
+    # The kubelet wants its cgroupRoot to exist in every hierarchy; cpuset needs the
+    # parent's CPUs and memory nodes before anything can run below it.
+    for h in /sys/fs/cgroup/*/; do
+      [ -d "$h" ] && mkdir -p "$h${CGROOT#/}" 2>/dev/null || true
+    done
+    if [ -d /sys/fs/cgroup/cpuset ]; then
+      cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset$CGROOT/cpuset.cpus"
+      cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset$CGROOT/cpuset.mems"
+    fi
+  fi
+  cat >"$N/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 # cgroup v1 kernel: Kubernetes 1.35-1.37 still run on it when told so.
@@ -300,15 +348,16 @@ cgroupDriver: cgroupfs
 # CAP_SYS_RESOURCE is stripped here: the kubelet may not lower its own oom_score_adj.
 oomScoreAdj: 0
 containerRuntimeEndpoint: unix://$SOCK
-staticPodPath: $S/manifests
-podLogsDir: $S/pod-logs
+staticPodPath: $N/manifests
+podLogsDir: $N/pod-logs
+$([ "$CGROOT" = / ] || echo "cgroupRoot: $CGROOT")
 address: 127.0.0.1
 port: $KUBELET_PORT
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: $KUBELET_HEALTHZ_PORT
-tlsCertFile: $pki/kubelet-serving.crt
-tlsPrivateKeyFile: $pki/kubelet-serving.key
+tlsCertFile: $pki/kubelet-serving$SFX.crt
+tlsPrivateKeyFile: $pki/kubelet-serving$SFX.key
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
@@ -336,7 +385,8 @@ EOF
 # Pids of processes in the kubelet's cgroup tree (the pods' containers), any hierarchy.
 kubepods_pids() {
   local f
-  for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods; do
+  for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/unified/kubepods \
+    /sys/fs/cgroup/*/gdp-"$NODE1"; do
     if [ -d "$f" ]; then find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
   done | sort -u
 }
@@ -351,11 +401,13 @@ shim_pids() {
 }
 
 remove_kubepods_cgroups() {
-  local h d
+  local h d top
   for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-    [ -d "$h/kubepods" ] || continue
-    # Deepest first: a cgroup can only be removed once its children are.
-    find "$h/kubepods" -depth -type d 2>/dev/null | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+    for top in kubepods "gdp-$NODE1"; do
+      [ -d "$h/$top" ] || continue
+      # Deepest first: a cgroup can only be removed once its children are.
+      find "$h/$top" -depth -type d 2>/dev/null | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+    done
   done
 }
 
@@ -368,59 +420,77 @@ unmount_under() {
 }
 
 do_down() {
-  local bin=${BIN:-$(k8s_bin_dir)}
-  stop_pid kubelet
-  # Let the runtime stop and remove pods itself while it still runs: that unmounts
-  # rootfs and network namespaces and releases CNI addresses properly.
-  if pid_alive containerd && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
-    timeout 60 "$bin/crictl" --config "$S/crictl.yaml" rmp -fa >/dev/null 2>&1 ||
-      log "crictl rmp -fa failed; killing what is left instead"
-  fi
+  local bin=${BIN:-$(k8s_bin_dir)} i
+  for i in 1 0; do
+    select_node "$i"
+    stop_pid "kubelet$SFX"
+    # Let the runtime stop and remove pods itself while it still runs: that unmounts
+    # rootfs and network namespaces and releases CNI addresses properly.
+    if pid_alive "containerd$SFX" && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
+      timeout 60 "$bin/crictl" --config "$N/crictl.yaml" rmp -fa >/dev/null 2>&1 ||
+        log "crictl rmp -fa on $NODE failed; killing what is left instead"
+    fi
+  done
   stop_pid kube-scheduler
   stop_pid kube-controller-manager
   stop_pid kube-apiserver
-  stop_pid containerd
+  for i in 1 0; do
+    select_node "$i"
+    stop_pid "containerd$SFX"
+  done
   stop_pid etcd
-  # Anything left (after a crash): shims of our containerd, then the pods' processes.
+  # Anything left (after a crash): shims of our containerds, then the pods' processes.
   local pids
-  pids=$(shim_pids)
-  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  for i in 1 0; do
+    select_node "$i"
+    pids=$(shim_pids)
+    [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+  done
   pids=$(kubepods_pids)
   [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
   wait_for "the pods' processes to exit" 10 test -z "$(kubepods_pids)" || true
   remove_kubepods_cgroups
-  unmount_under "$KROOT"
+  local id left ok=0
+  for i in 1 0; do
+    select_node "$i"
+    unmount_under "$KROOT"
+  done
   unmount_under "$S"
-  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" || log "could not delete bridge $BRIDGE"; fi
-  # libcni caches each sandbox's results in /var/lib/cni/results (not configurable in
-  # containerd): drop those of our sandboxes, and the dirs if that leaves them empty.
-  local id
-  for id in $(ls "$S/containerd/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null); do
-    rm -f /var/lib/cni/results/*-"$id"-*
+  for i in 1 0; do
+    select_node "$i"
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE" || log "could not delete bridge $BRIDGE"; fi
+    # libcni caches each sandbox's results in /var/lib/cni/results (not configurable in
+    # containerd): drop those of our sandboxes.
+    for id in $(ls "$N/containerd/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null); do
+      rm -f /var/lib/cni/results/*-"$id"-*
+    done
+    # --one-file-system: should a mount have survived, never delete through it.
+    if [ -f "$KROOT/$MARKER" ]; then
+      rm -rf --one-file-system "$KROOT"
+    elif [ -d "$KROOT" ] && [ -n "$(ls -A "$KROOT" 2>/dev/null)" ]; then
+      log "left $KROOT alone: it was not made by this script (no $MARKER)"
+    fi
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
-  # --one-file-system: should a mount have survived, never delete through it.
-  if [ -f "$KROOT/$MARKER" ]; then
-    rm -rf --one-file-system "$KROOT"
-  elif [ -d "$KROOT" ] && [ -n "$(ls -A "$KROOT" 2>/dev/null)" ]; then
-    log "left $KROOT alone: it was not made by this script (no $MARKER)"
-  fi
   rm -rf --one-file-system "$S"
-  local left ok=0
-  left=$(kubepods_pids; shim_pids)
+  left=$(kubepods_pids; for i in 1 0; do select_node "$i"; shim_pids; done)
   [ -z "$left" ] || { log "teardown incomplete: processes still alive: $left"; ok=1; }
-  left=$(find /sys/fs/cgroup -maxdepth 2 -name kubepods 2>/dev/null)
+  left=$(find /sys/fs/cgroup -maxdepth 2 \( -name kubepods -o -name "gdp-$NODE1" \) 2>/dev/null)
   [ -z "$left" ] || { log "teardown incomplete: cgroups remain: $left"; ok=1; }
-  left=$(awk -v s="$S" -v k="$KROOT" 'index($2, s) == 1 || index($2, k) == 1 { print $2 }' /proc/self/mounts)
+  left=$(awk -v s="$S" -v k="$KROOT0" -v k1="$KROOT1" 'index($2, s) == 1 || index($2, k) == 1 || index($2, k1) == 1 { print $2 }' /proc/self/mounts)
   [ -z "$left" ] || { log "teardown incomplete: mounts remain: $left"; ok=1; }
   [ ! -e "$S" ] || { log "teardown incomplete: $S could not be removed"; ok=1; }
+  [ ! -e "$KROOT1/$MARKER" ] || { log "teardown incomplete: $KROOT1 could not be removed"; ok=1; }
+  ip link show gdp-cni1 >/dev/null 2>&1 && { log "teardown incomplete: bridge gdp-cni1 remains"; ok=1; }
+  select_node 0
   return $ok
 }
 
 # --- up --------------------------------------------------------------------------------
 
 do_up() {
-  if [ -d "$S" ] || [ -f "$KROOT/$MARKER" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+  if [ -d "$S" ] || [ -f "$KROOT0/$MARKER" ] || [ -f "$KROOT1/$MARKER" ] ||
+    ip link show gdp-cni0 >/dev/null 2>&1 || ip link show gdp-cni1 >/dev/null 2>&1; then
     log "cleaning up what a previous cluster left in $S"
     do_down || die "could not clean up after the previous cluster (see above); fix that, then run $0 down"
   fi
@@ -467,14 +537,31 @@ do_up() {
     --authorization-kubeconfig "$S/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --leader-elect=false --profiling=false
 
-  local snap
+  local snap i
   snap=$(pick_snapshotter)
-  write_containerd_config "$snap"
-  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$S/crictl.yaml"
-  start containerd "$BIN/containerd" --config "$S/containerd/config.toml" --log-level warn
-  healthy containerd serving 30 "$BIN/ctr" --address "$SOCK" version
   healthy kube-controller-manager healthy 60 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
   healthy kube-scheduler healthy 60 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
+  for ((i = 0; i < NODES; i++)); do
+    select_node "$i"
+    node_up "$snap"
+  done
+  select_node 0
+  # Pods need their namespace's service account, which the controller-manager creates.
+  wait_for "the controller-manager to create serviceaccount default/default" 60 \
+    kc get serviceaccount default -n default || die "serviceaccount default/default missing; see $logs/kube-controller-manager.log"
+  log "$NODES node(s) Ready $((SECONDS - t0))s after start (snapshotter $snap); kubeconfig $S/admin.kubeconfig"
+  echo "$S/admin.kubeconfig"
+}
+
+# node_up SNAPSHOTTER: the selected node's containerd (images imported) and kubelet,
+# registered and Ready.
+node_up() {
+  local snap=$1
+  make_node_pki
+  write_containerd_config "$snap"
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$N/crictl.yaml"
+  start "containerd$SFX" "$BIN/containerd" --config "$N/containerd/config.toml" --log-level warn
+  healthy "containerd$SFX" serving 30 "$BIN/ctr" --address "$SOCK" version
 
   # The sandbox image must be there before the kubelet starts its first pod.
   # shellcheck disable=SC2086
@@ -484,7 +571,7 @@ do_up() {
   # --cloud-provider=external: the kubelet leaves the Node's addresses to us, so they can
   # be loopback (it refuses a loopback --node-ip); set just below.
   start_kubelet
-  healthy kubelet registered 60 kc get node "$NODE"
+  healthy "kubelet$SFX" registered 60 kc get node "$NODE"
   kc patch node "$NODE" --subresource status --type merge \
     -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"127.0.0.1\"},{\"type\":\"Hostname\",\"address\":\"$NODE\"}]}}" >/dev/null ||
     die "could not set the addresses of node $NODE"
@@ -492,25 +579,20 @@ do_up() {
   kc taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
   if ! kc wait --for=condition=Ready "node/$NODE" --timeout "${READY_TIMEOUT}s" >/dev/null; then
     kc describe node "$NODE" >&2 || true
-    tail -n 30 "$logs/kubelet.log" >&2
-    die "node $NODE not Ready after ${READY_TIMEOUT}s; kubelet log: $logs/kubelet.log"
+    tail -n 30 "$logs/kubelet$SFX.log" >&2
+    die "node $NODE not Ready after ${READY_TIMEOUT}s; kubelet log: $logs/kubelet$SFX.log"
   fi
-  # Pods need their namespace's service account, which the controller-manager creates.
-  wait_for "the controller-manager to create serviceaccount default/default" 60 \
-    kc get serviceaccount default -n default || die "serviceaccount default/default missing; see $logs/kube-controller-manager.log"
-  log "node $NODE Ready $((SECONDS - t0))s after start (snapshotter $snap); kubeconfig $S/admin.kubeconfig"
-  echo "$S/admin.kubeconfig"
 }
 
 # start_kubelet: starts the kubelet (config written by write_kubelet_config) and waits
 # for its healthz; an earlier kubelet log is kept as logs/kubelet.log.prev.
 start_kubelet() {
-  if [ -f "$logs/kubelet.log" ]; then
-    mv -f "$logs/kubelet.log" "$logs/kubelet.log.prev"
+  if [ -f "$logs/kubelet$SFX.log" ]; then
+    mv -f "$logs/kubelet$SFX.log" "$logs/kubelet$SFX.log.prev"
   fi
-  start kubelet "$BIN/kubelet" --config "$S/kubelet.yaml" --kubeconfig "$S/kubelet.kubeconfig" \
+  start "kubelet$SFX" "$BIN/kubelet" --config "$N/kubelet.yaml" --kubeconfig "$N/kubelet.kubeconfig" \
     --root-dir "$KROOT" --hostname-override "$NODE" --cloud-provider external --v 2
-  healthy kubelet healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
+  healthy "kubelet$SFX" healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
 }
 
 # restart-kubelet: stops the kubelet (SIGTERM; pods keep running under containerd) and
@@ -531,7 +613,9 @@ do_restart_kubelet() {
 
 do_status() {
   local n rc=0
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet; do
+  local names="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
+  [ ! -d "$S/node1" ] || names+=" containerd-1 kubelet-1"
+  for n in $names; do
     if pid_alive "$n"; then
       printf '%-24s running (pid %s)\n' "$n" "$(cat "$run/$n.pid")"
     else

@@ -867,6 +867,7 @@ const std::vector<Field>& Fields() {
       {"flags.containerDriverRoot", FieldKind::kString},
       {"flags.nvmlLibrary", FieldKind::kString},
       {"flags.requireMinimumVersions", FieldKind::kBool},
+      {"flags.nodeName", FieldKind::kString},
       {"flags.plugin.passDeviceSpecs", FieldKind::kBool},
       {"flags.plugin.deviceListStrategy", FieldKind::kEnumList},
       {"flags.plugin.deviceIDStrategy", FieldKind::kEnum},
@@ -893,9 +894,13 @@ const std::vector<Field>& Fields() {
       {"metrics.sampleInterval", FieldKind::kDuration},
       {"metrics.podResourcesSocket", FieldKind::kString},
       {"metrics.dcgmCompatibility", FieldKind::kBool},
-      {"metrics.nodeName", FieldKind::kString},
       {"log.level", FieldKind::kEnum},
       {"log.format", FieldKind::kEnum},
+      {"labels.enabled", FieldKind::kBool},
+      {"labels.kubeconfig", FieldKind::kString},
+      {"labels.nfdFeatureFile", FieldKind::kString},
+      {"labels.events", FieldKind::kBool},
+      {"labels.resyncInterval", FieldKind::kDuration},
   };
   return kFields;
 }
@@ -1022,6 +1027,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
   if (auto raw = get("flags.requireMinimumVersions")) {
     if (auto v = dec.Bool(*raw)) config.require_minimum_versions = *v;
+  }
+  if (auto raw = get("flags.nodeName")) {
+    if (auto v = dec.String(*raw)) config.node_name = *v;
   }
   if (auto raw = get("flags.plugin.passDeviceSpecs")) {
     if (auto v = dec.Bool(*raw)) config.pass_device_specs = *v;
@@ -1163,14 +1171,28 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   if (auto raw = get("metrics.dcgmCompatibility")) {
     if (auto v = dec.Bool(*raw)) config.metrics_dcgm_compatibility = *v;
   }
-  if (auto raw = get("metrics.nodeName")) {
-    if (auto v = dec.String(*raw)) config.metrics_node_name = *v;
-  }
   if (auto raw = get("log.level")) {
     if (auto v = dec.Enum(*raw, kLevelNames)) config.log_level = *v;
   }
   if (auto raw = get("log.format")) {
     if (auto v = dec.Enum(*raw, kFormatNames)) config.log_format = *v;
+  }
+  if (auto raw = get("labels.enabled")) {
+    if (auto v = dec.Bool(*raw)) config.labels.enabled = *v;
+  }
+  if (auto raw = get("labels.kubeconfig")) {
+    if (auto v = dec.String(*raw)) config.labels.kubeconfig = *v;
+  }
+  if (auto raw = get("labels.nfdFeatureFile")) {
+    if (auto v = dec.String(*raw)) config.labels.nfd_feature_file = *v;
+  }
+  if (auto raw = get("labels.events")) {
+    if (auto v = dec.Bool(*raw)) config.labels.events = *v;
+  }
+  if (auto raw = get("labels.resyncInterval")) {
+    if (auto d = dec.Duration(*raw)) {
+      config.labels.resync_interval = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
   }
 
   std::vector<std::string> problems = std::move(dec.errors);
@@ -1271,6 +1293,17 @@ std::vector<std::string> Validate(const Config& c) {
   if (std::find(kFormatNames.begin(), kFormatNames.end(), c.log_format) == kFormatNames.end()) {
     add("log.format",
         absl::StrCat(Quote(c.log_format), " is not one of ", absl::StrJoin(kFormatNames, ", ")));
+  }
+
+  if (!c.node_name.empty() && !IsHostname(c.node_name)) {
+    add("flags.nodeName", absl::StrCat(Quote(c.node_name),
+                                        " is not a node name (a DNS subdomain, e.g. gpu-node-1)"));
+  }
+  CheckPath(&problems, "labels.kubeconfig", c.labels.kubeconfig, true);
+  CheckPath(&problems, "labels.nfdFeatureFile", c.labels.nfd_feature_file, true);
+  if (c.labels.resync_interval < std::chrono::seconds(1)) {
+    add("labels.resyncInterval",
+        absl::StrCat(detail::FormatDuration(c.labels.resync_interval), " must be at least 1s"));
   }
   return problems;
 }

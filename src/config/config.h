@@ -109,6 +109,24 @@ struct SharingConfig {
   friend bool operator==(const SharingConfig&, const SharingConfig&) = default;
 };
 
+// labels: GPU Feature Discovery node labels and node events (docs/labels.md).
+struct LabelsConfig {
+  // Label the node and record node events for GPU health transitions.
+  bool enabled = true;
+  // A kubeconfig file; empty: the pod's service account (or, outside a pod,
+  // the kubeconfig kubectl would use).
+  std::string kubeconfig;
+  // When set, write the labels to this Node Feature Discovery feature file
+  // (key=value lines) instead of patching the Node.
+  std::string nfd_feature_file;
+  // Record node events (XID, GPU lost, recovered) through the API server.
+  bool events = true;
+  // Re-apply the labels this often even when nothing changed (someone removed them).
+  std::chrono::seconds resync_interval{300};
+
+  friend bool operator==(const LabelsConfig&, const LabelsConfig&) = default;
+};
+
 struct Config {
   std::string version = "v1";
 
@@ -127,6 +145,11 @@ struct Config {
   // Driver older than 450 or CUDA driver older than 10.0: refuse to start
   // (true) or only warn (false).
   bool require_minimum_versions = true;
+  // The node this daemon runs on (a DaemonSet passes spec.nodeName as
+  // NODE_NAME): the `node` label of GPU metrics, the Node the labeller labels
+  // and records events on. Empty: no `node` label, no labels or events (with a
+  // warning).
+  std::string node_name;
 
   // --- flags.plugin ---
   bool pass_device_specs = true;
@@ -155,12 +178,13 @@ struct Config {
   std::string metrics_pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
   // Also emit dcgm-exporter's metric names and labels (DCGM_FI_DEV_*).
   bool metrics_dcgm_compatibility = false;
-  // The `node` label; usually set from NODE_NAME (the downward API). Empty: no label.
-  std::string metrics_node_name;
 
   // --- log ---
   std::string log_level = "info";   // debug|info|warn|error
   std::string log_format = "text";  // text|json
+
+  // --- labels ---
+  LabelsConfig labels;
 
   // Where the daemon actually finds the driver root.
   const std::string& EffectiveDriverRoot() const {

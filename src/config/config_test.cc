@@ -62,6 +62,7 @@ flags:
   containerDriverRoot: /driver-root
   nvmlLibrary: /usr/lib64/libnvidia-ml.so.1
   requireMinimumVersions: false
+  nodeName: gpu-node-7
   plugin:
     passDeviceSpecs: false
     deviceListStrategy: [volume-mounts, cdi-cri]
@@ -81,7 +82,6 @@ metrics:
   sampleInterval: 2s
   podResourcesSocket: /run/pr.sock
   dcgmCompatibility: true
-  nodeName: gpu-node-7
 log:
   level: debug
   format: json
@@ -108,7 +108,7 @@ log:
   EXPECT_EQ(c.metrics_sample_interval, 2000ms);
   EXPECT_EQ(c.metrics_pod_resources_socket, "/run/pr.sock");
   EXPECT_TRUE(c.metrics_dcgm_compatibility);
-  EXPECT_EQ(c.metrics_node_name, "gpu-node-7");
+  EXPECT_EQ(c.node_name, "gpu-node-7");
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.log_format, "json");
 }
@@ -423,14 +423,48 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 
 TEST(SchemaTest, SectionsAndKeys) {
   EXPECT_THAT(detail::ChildKeys(""),
-              ElementsAre("version", "flags", "sharing", "health", "metrics", "log"));
+              ElementsAre("version", "flags", "sharing", "health", "metrics", "log", "labels"));
   EXPECT_THAT(detail::ChildKeys("metrics"),
               ElementsAre("bindAddress", "port", "sampleInterval", "podResourcesSocket",
-                          "dcgmCompatibility", "nodeName"));
+                          "dcgmCompatibility"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);
   EXPECT_EQ(detail::EditDistance("kitten", "sitting"), 3u);
+}
+
+TEST(LabelsConfigTest, DefaultsFileAndOverrides) {
+  Config defaults;
+  EXPECT_TRUE(defaults.labels.enabled);
+  EXPECT_TRUE(defaults.labels.events);
+  EXPECT_EQ(defaults.node_name, "");
+  EXPECT_EQ(defaults.labels.resync_interval, std::chrono::seconds(300));
+
+  auto c = ParseConfig(
+      "version: v1\nflags:\n  nodeName: n1\nlabels:\n  enabled: false\n  kubeconfig: /k\n"
+      "  nfdFeatureFile: /f\n  events: false\n  resyncInterval: 90s\n",
+      {Override{"flags.nodeName", "node-b", "NODE_NAME"},
+       Override{"labels.enabled", "true", "--node-labels"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->labels.enabled);
+  EXPECT_EQ(c->node_name, "node-b");
+  EXPECT_EQ(c->labels.kubeconfig, "/k");
+  EXPECT_EQ(c->labels.nfd_feature_file, "/f");
+  EXPECT_FALSE(c->labels.events);
+  EXPECT_EQ(c->labels.resync_interval, std::chrono::seconds(90));
+}
+
+TEST(LabelsConfigTest, ValidateNamesEachBadField) {
+  Config c;
+  c.node_name = "bad name";
+  c.labels.kubeconfig = "rel";
+  c.labels.nfd_feature_file = "rel2";
+  c.labels.resync_interval = std::chrono::seconds(0);
+  std::vector<std::string> problems = Validate(c);
+  EXPECT_THAT(problems, ElementsAre(HasSubstr("flags.nodeName: \"bad name\" is not a node name"),
+                                    HasSubstr("labels.kubeconfig: \"rel\" must be an absolute"),
+                                    HasSubstr("labels.nfdFeatureFile: \"rel2\" must be"),
+                                    HasSubstr("labels.resyncInterval: 0 must be at least 1s")));
 }
 
 }  // namespace

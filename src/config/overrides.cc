@@ -21,6 +21,8 @@ const std::vector<OverrideSpec>& OverrideTable() {
       {"flags.nvmlLibrary", "--nvml-library", "NVML_LIBRARY", "explicit path of libnvidia-ml.so.1"},
       {"flags.requireMinimumVersions", "--require-minimum-versions", "REQUIRE_MINIMUM_VERSIONS",
        "refuse drivers older than 450 / CUDA 10.0 (false: only warn)", true},
+      {"flags.nodeName", "--node-name", "NODE_NAME",
+       "this node's name (spec.nodeName): metrics' node label, the Node to label"},
       {"flags.plugin.passDeviceSpecs", "--pass-device-specs", "PASS_DEVICE_SPECS",
        "return DeviceSpecs for /dev/nvidia* in Allocate", true},
       {"flags.plugin.deviceListStrategy", "--device-list-strategy", "DEVICE_LIST_STRATEGY",
@@ -72,9 +74,18 @@ const std::vector<OverrideSpec>& OverrideTable() {
        "the kubelet's pod-resources socket (empty: no pod labels)"},
       {"metrics.dcgmCompatibility", "--metrics-dcgm-compatibility", "METRICS_DCGM_COMPATIBILITY",
        "also emit dcgm-exporter metric names and labels", true},
-      {"metrics.nodeName", "--node-name", "NODE_NAME", "the node label of GPU metrics"},
       {"log.level", "--log-level", "LOG_LEVEL", "debug, info, warn or error"},
       {"log.format", "--log-format", "LOG_FORMAT", "text or json"},
+      {"labels.enabled", "--node-labels", "NODE_LABELS",
+       "label the node with its GPUs and record node events for GPU health", true},
+      {"labels.kubeconfig", "--kubeconfig", "KUBECONFIG",
+       "kubeconfig file for the API server (default: the pod's service account)"},
+      {"labels.nfdFeatureFile", "--nfd-feature-file", "NFD_FEATURE_FILE",
+       "write the labels to this NFD feature file instead of the Node"},
+      {"labels.events", "--node-events", "NODE_EVENTS",
+       "record node events for GPU health transitions", true},
+      {"labels.resyncInterval", "--labels-resync-interval", "LABELS_RESYNC_INTERVAL",
+       "re-apply the labels this often"},
   };
   return kTable;
 }

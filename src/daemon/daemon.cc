@@ -16,6 +16,8 @@
 #include "src/health/health_options.h"
 #include "src/metrics/collectors.h"
 #include "src/metrics/exposition.h"
+#include "src/kube/curl_api_client.h"
+#include "src/labels/node_labeller.h"
 #include "src/metrics/http_server.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
@@ -51,16 +53,26 @@ const char* PathName(nvml::PathKind p) {
 }
 
 // Forwards GPU health changes from the monitor's thread to the plugin manager
-// (which only queues them, so the monitor never waits on gRPC).
+// and the node labeller (both only queue them, so the monitor never waits on
+// gRPC or the API server). The labeller comes and goes with reloads, hence
+// the mutex.
 class HealthBridge final : public health::HealthListener {
  public:
   explicit HealthBridge(plugin::PluginManager& plugins) : plugins_(plugins) {}
   void OnHealthChanged(const health::HealthEvent& event) override {
     plugins_.SetGpuHealth(event.uuid, event.healthy);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (labeller_ != nullptr) labeller_->OnHealthChanged(event);
+  }
+  void SetLabeller(labels::NodeLabeller* labeller) {
+    std::lock_guard<std::mutex> lock(mu_);
+    labeller_ = labeller;
   }
 
  private:
   plugin::PluginManager& plugins_;
+  std::mutex mu_;
+  labels::NodeLabeller* labeller_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 // Settings that select what the process is bound to; a reload that changes
@@ -86,7 +98,7 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
   if (a.metrics_dcgm_compatibility != b.metrics_dcgm_compatibility) {
     changed.emplace_back("metrics.dcgmCompatibility");
   }
-  if (a.metrics_node_name != b.metrics_node_name) changed.emplace_back("metrics.nodeName");
+  if (a.node_name != b.node_name) changed.emplace_back("flags.nodeName");
   return changed;
 }
 
@@ -156,6 +168,12 @@ struct Daemon::Components {
   std::unique_ptr<plugin::PluginManager> plugins;
   std::unique_ptr<HealthBridge> bridge;
   std::unique_ptr<health::HealthMonitor> health;
+  // Node labels and events (labels.enabled with a node name); recreated when
+  // the labels block changes.
+  std::unique_ptr<kube::ApiClient> kube;
+  std::unique_ptr<labels::NodeLabeller> labeller;
+  config::LabelsConfig labeller_config;
+  bool warned_no_node_name = false;
   std::unique_ptr<config::ConfigWatcher> watcher;
   // /metrics: the sampler renders into the store; scrapes only read it.
   metrics::SnapshotStore metrics_store;
@@ -169,6 +187,56 @@ struct Daemon::Components {
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
   std::mutex mu;
   std::string not_ready ABSL_GUARDED_BY(mu) = "starting";
+
+  // Starts, updates, restarts or stops the labeller to match `config`. Runs
+  // on the daemon's thread, with NVML up.
+  void SyncLabeller(const FileSystem& fs) {
+    const config::LabelsConfig& lc = config->labels;
+    const std::string& node_name = config->node_name;
+    const bool want = lc.enabled && !node_name.empty();
+    if (lc.enabled && node_name.empty() && !warned_no_node_name) {
+      warned_no_node_name = true;
+      log::Warn("node labels and events are off: this node's name is unknown",
+                {{"hint", "set NODE_NAME (the chart passes spec.nodeName) or flags.nodeName"}});
+    }
+    if (labeller != nullptr && (!want || !(lc == labeller_config))) {
+      if (bridge) bridge->SetLabeller(nullptr);
+      labeller->Stop();
+      labeller.reset();
+      kube.reset();
+      log::Info("node labeller stopped");
+    }
+    if (!want) return;
+    if (labeller != nullptr) {
+      labeller->SetConfig(config);
+      return;
+    }
+    if (lc.nfd_feature_file.empty() || lc.events) {
+      absl::StatusOr<kube::RestConfig> rest =
+          kube::LoadRestConfig(fs, kube::ProcessEnv(), lc.kubeconfig);
+      if (!rest.ok()) {
+        log::Error("node labels and events are off: no API server to talk to",
+                   {{"error", rest.status().message()}});
+        return;
+      }
+      log::Info("API server", {{"server", rest->server}, {"from", rest->source}});
+      kube = std::make_unique<kube::CurlApiClient>(*std::move(rest), &fs);
+    }
+    labeller =
+        std::make_unique<labels::NodeLabeller>(kube.get(), fs, labels::OptionsFromConfig(lc, node_name));
+    labeller_config = lc;
+    labeller->SetInventory(inventory);
+    labeller->SetConfig(config);
+    if (health != nullptr) {
+      std::set<std::string> unhealthy;
+      for (const auto& [uuid, h] : health->Devices()) {
+        if (!h.healthy) unhealthy.insert(uuid);
+      }
+      labeller->SetUnhealthy(std::move(unhealthy));
+    }
+    labeller->Start();
+    if (bridge) bridge->SetLabeller(labeller.get());
+  }
 
   void SetNotReady(std::string reason) {
     std::lock_guard<std::mutex> lock(mu);
@@ -401,9 +469,10 @@ bool Daemon::StartNvml() {
                             {"mig", g.mig_enabled}});
   }
 
-  // Resources, then health (so the first health change has a device to reach).
-  ApplyConfig(nullptr);
+  // Resources and labels, then health (so the first health change has a
+  // device and a labeller to reach).
   c_->bridge = std::make_unique<HealthBridge>(*c_->plugins);
+  ApplyConfig(nullptr);
   c_->health = std::make_unique<health::HealthMonitor>(
       *c_->nvml, inv, health::FromConfig(cfg.health), *c_->bridge, *options_.clock);
   if (absl::Status s = c_->health->Start(); !s.ok()) {
@@ -429,7 +498,7 @@ void Daemon::StartMetrics() {
   if (monitor != nullptr) health = [monitor] { return HealthFromMonitor(*monitor); };
   c_->gpu_collector = std::make_unique<metrics::GpuCollector>(
       *c_->nvml, c_->inventory,
-      metrics::GpuCollector::Options{cfg.metrics_node_name, cfg.metrics_dcgm_compatibility},
+      metrics::GpuCollector::Options{cfg.node_name, cfg.metrics_dcgm_compatibility},
       c_->pod_collector.get(), std::move(health));
   collectors.push_back(c_->gpu_collector.get());
   PluginCollector::ReloadCounts reloads;
@@ -491,6 +560,7 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
   if (next != nullptr && c_->health != nullptr && !SameHealth(prev->health, cfg.health)) {
     c_->health->SetOptions(health::FromConfig(cfg.health));
   }
+  c_->SyncLabeller(*options_.fs);
 }
 
 absl::Status Daemon::SyncCdiSpec(
@@ -517,6 +587,8 @@ void Daemon::StopAll() {
   if (c_->sampler) c_->sampler->Stop();
   if (c_->watcher) c_->watcher->Stop();
   if (c_->health) c_->health->Stop();
+  if (c_->bridge) c_->bridge->SetLabeller(nullptr);
+  if (c_->labeller) c_->labeller->Stop();
   if (c_->plugins) c_->plugins->Stop();
   if (c_->nvml && c_->nvml_up) {
     c_->nvml->Shutdown();

@@ -3,8 +3,10 @@
 //
 //   config ─▶ http (/healthz, /readyz) ─▶ NVML (dlopen, init; retried when
 //   failOnInitError is false) ─▶ inventory + version checks ─▶ resources ─▶
-//   plugin manager (gRPC servers, registration, kubelet watch) ─▶ health monitor
-//   ─▶ config watcher (file changes, SIGHUP) ─▶ metrics sampler (/metrics)
+//   plugin manager (gRPC servers, registration, kubelet watch) ─▶ node labeller
+//   (labels and events through the API server, when labels.enabled and the
+//   node name is known) ─▶ health monitor ─▶ config watcher (file changes,
+//   SIGHUP) ─▶ metrics sampler (/metrics)
 //
 // Threading: Run() is called on one thread (main) and runs the daemon's event
 // loop there; every reaction that changes the set of components (reload, NVML

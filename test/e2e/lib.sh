@@ -18,6 +18,14 @@ TNS=default
 RELEASE=gpu-device-plugin
 CHART=$E2E_ROOT/deployments/helm/gpu-device-plugin
 STATE=${GDP_CLUSTER_DIR:-/var/tmp/gdp-cluster}
+# The second node (GDP_NODES=2, hack/local-cluster.sh): four Tesla T4 (profile t4x4)
+# in a driver root of its own, and the chart installed a second time for it (see
+# e2e_install_chart).
+E2E_NODES=${GDP_NODES:-1}
+NODE1=${GDP_NODE1_NAME:-gpu-node-1}
+GPUROOT1=${GPUROOT}-$NODE1
+KROOT1=${GDP_KUBELET_ROOT1:-/var/lib/kubelet-$NODE1}
+RELEASE1=$RELEASE-$NODE1
 
 # Fails with what to build when a binary the scripts need is missing.
 e2e_check_binaries() {
@@ -29,8 +37,11 @@ e2e_check_binaries() {
 
 # Lays a fresh simulated dgx-h100 driver root at $GPUROOT.
 e2e_lay_root() {
-  rm -rf "$GPUROOT"
+  rm -rf "$GPUROOT" "$GPUROOT1"
   "$GPUSIM" root "$GPUROOT" --profile dgx-h100 --library "$NVML_LIB" >/dev/null
+  if [ "$E2E_NODES" = 2 ]; then
+    "$GPUSIM" root "$GPUROOT1" --profile t4x4 --library "$NVML_LIB" >/dev/null
+  fi
 }
 
 # Brings the local cluster up with the pause, busybox and plugin images imported,
@@ -42,15 +53,26 @@ e2e_cluster_up() {
 }
 
 # e2e_install_chart QUIET_PERIOD: installs the chart over $GPUROOT with that health
-# recovery quiet period (e.g. 10s; "" keeps the chart's default, 5m) and a 1 s probe.
-# Sets $values (the values file; teardown removes it).
-e2e_install_chart() {
+# recovery quiet period (e.g. 10s; "" keeps the chart's default, 5m) and a 1 s probe,
+# pinned to node $NODE. With two nodes, installs it a second time (release $RELEASE1)
+# for $NODE1 over $GPUROOT1. One release per simulated node because the two kubelets
+# share this host: each has its own device-plugin directory and driver root, and a
+# hostPath cannot differ per node within one DaemonSet (on a real cluster every node
+# has the same paths and one release covers them all).
+# The labeller reaches the API server on 127.0.0.1 (host network; this cluster runs no
+# kube-proxy, so the kubernetes Service address is not routed).
+# Sets $values and $values1 (the values files; teardown removes them).
+e2e_values() { # NODE DRIVER_ROOT KUBELET_ROOT QUIET_PERIOD
   local quiet=""
-  [ -z "$1" ] || quiet=$'\n'"    recoveryQuietPeriod: $1"
-  values=$(mktemp)
-  cat >"$values" <<EOF
+  [ -z "$4" ] || quiet=$'\n'"    recoveryQuietPeriod: $4"
+  cat <<EOF
 image: {pullPolicy: Never}
-driverRoot: $GPUROOT
+driverRoot: $2
+devicePluginPath: $3/device-plugins
+nodeSelector: {kubernetes.io/hostname: $1}
+extraEnv:
+  - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+  - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
 config: |
   version: v1
   health:${quiet}
@@ -58,34 +80,52 @@ config: |
 # The simulated NVML library writes its shared state; the driver root stays read-only.
 extraVolumes:
   - name: gpusim-state
-    hostPath: {path: $GPUROOT/run/gpusim, type: Directory}
+    hostPath: {path: $2/run/gpusim, type: Directory}
 extraVolumeMounts:
   - name: gpusim-state
     mountPath: /driver-root/run/gpusim
 EOF
+}
+e2e_install_chart() {
+  values=$(mktemp)
+  e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "$1" >"$values"
   helm install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+  if [ "$E2E_NODES" = 2 ]; then
+    values1=$(mktemp)
+    e2e_values "$NODE1" "$GPUROOT1" "$KROOT1" "$1" >"$values1"
+    helm install "$RELEASE1" "$CHART" --namespace "$NS" -f "$values1" >/dev/null
+  fi
 }
 
 # Tears the cluster down and removes the driver root and values file; prints what is
 # left behind ("" when nothing), e.g. " state dir; mounts;".
 e2e_teardown() {
   hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
-  rm -rf "$GPUROOT" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
-  rm -f "${values:-}" /var/run/cdi/gpu-device-plugin.*
+  rm -rf "$GPUROOT" "$GPUROOT1" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
+  rm -f "${values:-}" "${values1:-}" /var/run/cdi/gpu-device-plugin.*
   local left=""
   [ ! -e "$STATE" ] || left+=" state dir;"
   [ ! -e "$GPUROOT" ] || left+=" driver root $GPUROOT;"
+  [ ! -e "$GPUROOT1" ] || left+=" driver root $GPUROOT1;"
   ! ls /var/run/cdi/gpu-device-plugin.* >/dev/null 2>&1 || left+=" CDI spec;"
   [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
+  [ ! -e "$KROOT1" ] || left+=" $KROOT1;"
   ! grep -qE 'gdp-cluster|/var/lib/kubelet|gdp-gpuroot' /proc/mounts || left+=" mounts;"
   ! ip link show gdp-cni0 >/dev/null 2>&1 || left+=" bridge gdp-cni0;"
+  ! ip link show gdp-cni1 >/dev/null 2>&1 || left+=" bridge gdp-cni1;"
+  [ -z "$(find /sys/fs/cgroup -maxdepth 2 -name "gdp-$NODE1" 2>/dev/null)" ] || left+=" cgroup gdp-$NODE1;"
   echo "$left"
 }
 
 kc() { kubectl "$@"; }
 gpusim() { "$GPUSIM" --root "$GPUROOT" "$@"; }
-node_gpus() { # capacity/allocatable
-  kc get node "$NODE" -o jsonpath="{.status.$1.nvidia\.com/gpu}" 2>/dev/null || true
+gpusim1() { "$GPUSIM" --root "$GPUROOT1" "$@"; }
+node_gpus() { # capacity/allocatable [NODE]
+  kc get node "${2:-$NODE}" -o jsonpath="{.status.$1.nvidia\.com/gpu}" 2>/dev/null || true
+}
+# node_label NODE KEY: the value of the node's label KEY ("" when absent).
+node_label() {
+  kc get node "$1" -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata"].get("labels", {}).get(sys.argv[1], ""))' "$2"
 }
 # wait_until SECONDS COMMAND...: polls COMMAND every 0.25 s until it succeeds; 1 on timeout.
 wait_until() {
@@ -97,22 +137,27 @@ wait_until() {
   done
 }
 uuid_of() { gpusim show | awk -v i="$1" '$1 == i { print $2 }'; }
-plugin_pod() { kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin -o jsonpath='{.items[0].metadata.name}'; }
-gpus_are() { [ "$(node_gpus capacity)" = "$1" ] && [ "$(node_gpus allocatable)" = "$1" ]; }
-alloc_is() { [ "$(node_gpus allocatable)" = "$1" ]; }
+plugin_pod() { # [NODE]
+  kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${1:-$NODE}" \
+    -o jsonpath='{.items[0].metadata.name}'
+}
+gpus_are() { [ "$(node_gpus capacity "${2:-}")" = "$1" ] && [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
+alloc_is() { [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
 pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
 pod_running() { [ "$(pod_phase "$1")" = Running ]; }
 # The pod's GPU as its log says: "NVD=<NVIDIA_VISIBLE_DEVICES>".
 pod_nvd() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n 's/^NVD=//p' | head -1; }
 pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
 
-# gpu_pod NAME COUNT [RESOURCE]: a hostNetwork busybox pod asking for COUNT of RESOURCE
-# (default nvidia.com/gpu) that prints NVIDIA_VISIBLE_DEVICES, the MPS settings it got,
+# gpu_pod NAME COUNT [RESOURCE] [NODE_SELECTOR]: a hostNetwork busybox pod asking for
+# COUNT of RESOURCE (default nvidia.com/gpu), on node $NODE unless NODE_SELECTOR (a YAML
+# flow map) says otherwise, that prints NVIDIA_VISIBLE_DEVICES, the MPS settings it got,
 # its /dev/nvidia-caps nodes and what opening each /dev/nvidia0..7 gives, then sleeps
 # (exits at once on SIGTERM).
 gpu_pod() {
   local limits=""
   [ "$2" = 0 ] || limits="resources: {limits: {${3:-nvidia.com/gpu}: $2}}"
+  local selector=${4:-"{kubernetes.io/hostname: $NODE}"}
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -121,6 +166,7 @@ spec:
   hostNetwork: true
   terminationGracePeriodSeconds: 1
   restartPolicy: Never
+  nodeSelector: $selector
   tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
   containers:
   - name: c

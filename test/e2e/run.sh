@@ -11,10 +11,12 @@
 # Env:   GDP_BUILD_DIR   where the release build is (default build/release)
 #        GDP_GPU_ROOT    the simulated driver root (default /var/tmp/gdp-gpuroot)
 #        GDP_E2E_KEEP=1  leave the cluster up at the end (for debugging)
+#        GDP_NODES       1 or 2 (default 2): the second node (4x Tesla T4) runs scenario 10
 # Prints one line per check (PASS/FAIL with "expected X, saw Y") and, last, exactly
 # "N passed, M failed". Exits 1 when anything failed.
 set -euo pipefail
 source "$(dirname "$0")/../../hack/lib.sh"
+export GDP_NODES=${GDP_NODES:-2}
 root=$(repo_root)
 cd "$root"
 source test/e2e/lib.sh
@@ -70,6 +72,90 @@ else
   fail "1 capacity/allocatable: expected 8/8 within 30s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
   kc -n "$NS" logs -l app.kubernetes.io/name=gpu-device-plugin --tail 20 || true
   exit 1
+fi
+
+# 10. node labels and events; with two nodes also scheduling by label, the cluster's
+# capacity and a GPU failure that touches only its own node.
+labels_are() { # NODE KEY=VALUE...
+  local n=$1 kv
+  shift
+  for kv in "$@"; do [ "$(node_label "$n" "${kv%%=*}")" = "${kv#*=}" ] || return 1; done
+}
+want0=(nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3 nvidia.com/gpu.count=8 nvidia.com/gpu.family=hopper
+  nvidia.com/gpu.memory=81559 nvidia.com/gpu.unhealthy-count=0 nvidia.com/gpu.sharing-strategy=none
+  nvidia.com/mig.strategy=none)
+if wait_until 30 labels_are "$NODE" "${want0[@]}"; then
+  pass "10 $NODE labels: ${want0[*]}"
+else
+  fail "10 $NODE labels: expected ${want0[*]}, saw $(kc get node "$NODE" -o jsonpath='{.metadata.labels}')"
+  kc -n "$NS" logs "$(plugin_pod)" --tail 10 2>&1 | sed 's/^/  plugin: /' || true
+fi
+# Only the labeller's own keys are managed by it: the kubelet's stay.
+check "10 $NODE keeps the kubelet's kubernetes.io/hostname label" "$NODE" "$(node_label "$NODE" kubernetes.io/hostname)"
+if [ "$E2E_NODES" = 2 ]; then
+  if wait_until 30 gpus_are 4 "$NODE1"; then
+    pass "10 $NODE1 capacity and allocatable nvidia.com/gpu = 4"
+  else
+    fail "10 $NODE1 capacity/allocatable: expected 4/4, saw $(node_gpus capacity "$NODE1")/$(node_gpus allocatable "$NODE1")"
+  fi
+  want1=(nvidia.com/gpu.product=Tesla-T4 nvidia.com/gpu.count=4 nvidia.com/gpu.family=turing
+    nvidia.com/gpu.memory=15360 nvidia.com/gpu.compute.major=7 nvidia.com/gpu.compute.minor=5
+    nvidia.com/gpu.unhealthy-count=0 nvidia.com/mig.capable=false)
+  if wait_until 30 labels_are "$NODE1" "${want1[@]}"; then
+    pass "10 $NODE1 labels: ${want1[*]}"
+  else
+    fail "10 $NODE1 labels: expected ${want1[*]}, saw $(kc get node "$NODE1" -o jsonpath='{.metadata.labels}')"
+  fi
+  total=$(kc get nodes -o jsonpath='{range .items[*]}{.status.capacity.nvidia\.com/gpu}{"\n"}{end}' | awk '{ s += $1 } END { print s + 0 }')
+  check "10 cluster nvidia.com/gpu capacity (8 + 4)" 12 "$total"
+  gpu_pod t4 1 nvidia.com/gpu "{nvidia.com/gpu.product: Tesla-T4}"
+  if wait_until 60 pod_logged t4 READY; then
+    check "10 pod with nodeSelector gpu.product=Tesla-T4 runs on" "$NODE1" "$(kc -n "$TNS" get pod t4 -o jsonpath='{.spec.nodeName}')"
+  else
+    fail "10 Tesla-T4 pod: expected Running on $NODE1, saw phase $(pod_phase t4) on '$(kc -n "$TNS" get pod t4 -o jsonpath='{.spec.nodeName}')'"
+  fi
+  # A GPU failure on the T4 node: its allocatable and labels change, the H100 node's do not.
+  t=$SECONDS
+  gpusim1 xid --gpu 2 --xid 79 >/dev/null
+  if wait_until 10 alloc_is 3 "$NODE1"; then
+    pass "10 $NODE1 allocatable 3 $((SECONDS - t))s after XID 79 on its GPU 2"
+  else
+    fail "10 after XID 79 on $NODE1 GPU 2: expected allocatable 3 within 10s, saw $(node_gpus allocatable "$NODE1")"
+  fi
+  if wait_until 15 labels_are "$NODE1" nvidia.com/gpu.unhealthy-count=1; then
+    pass "10 $NODE1 label gpu.unhealthy-count=1 after the XID"
+  else
+    fail "10 $NODE1 gpu.unhealthy-count: expected 1, saw '$(node_label "$NODE1" nvidia.com/gpu.unhealthy-count)'"
+  fi
+  check "10 $NODE allocatable untouched by $NODE1's failure" 8 "$(node_gpus allocatable "$NODE")"
+  check "10 $NODE gpu.unhealthy-count untouched" 0 "$(node_label "$NODE" nvidia.com/gpu.unhealthy-count)"
+  events_of() { # NODE REASON: the messages of the node's events with that reason
+    kc -n default get events --field-selector "involvedObject.kind=Node,involvedObject.name=$1,reason=$2" \
+      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null
+  }
+  xid_event() { events_of "$NODE1" GpuXid | grep 'XID 79' >/dev/null; }
+  if wait_until 15 xid_event; then
+    pass "10 node event on $NODE1: $(events_of "$NODE1" GpuXid | head -1)"
+  else
+    fail "10 node event: expected a GpuXid event naming XID 79 on $NODE1, saw: $(kc -n default get events --field-selector involvedObject.kind=Node -o jsonpath='{range .items[*]}{.involvedObject.name}/{.reason}: {.message}{"\n"}{end}' | tail -5 | tr '\n' ';')"
+  fi
+  check "10 GpuXid events on $NODE (none)" "" "$(events_of "$NODE" GpuXid)"
+  if kc describe node "$NODE1" | grep GpuXid >/dev/null; then
+    pass "10 kubectl describe node $NODE1 shows the GpuXid event"
+  else
+    fail "10 kubectl describe node $NODE1: expected the GpuXid event in its Events"
+  fi
+  gpusim1 recover --gpu 2 >/dev/null || fail "10 gpusim recover --gpu 2 on $NODE1 failed"
+  t=$SECONDS
+  if wait_until 60 alloc_is 4 "$NODE1" && wait_until 15 labels_are "$NODE1" nvidia.com/gpu.unhealthy-count=0; then
+    pass "10 $NODE1 allocatable 4 and gpu.unhealthy-count=0 again $((SECONDS - t))s after recovery"
+  else
+    fail "10 $NODE1 after recovery: expected allocatable 4 and unhealthy-count 0, saw $(node_gpus allocatable "$NODE1") and '$(node_label "$NODE1" nvidia.com/gpu.unhealthy-count)'"
+  fi
+  recovered_event() { events_of "$NODE1" GpuRecovered | grep . >/dev/null; }
+  wait_until 15 recovered_event && pass "10 GpuRecovered event on $NODE1" ||
+    fail "10 expected a GpuRecovered event on $NODE1"
+  kc -n "$TNS" delete pod t4 --wait=true >/dev/null
 fi
 
 # 2. one GPU: exactly its UUID, its node ENXIO, the others absent or EPERM.

@@ -17,22 +17,17 @@ CDI_VALIDATE=$(k8s_bin_dir)/cdi-validate
 # scenario may have left it in a crash-loop back-off).
 sharing_chart() {
   local body=$1 extra=${2:-}
-  cat >"$values" <<EOV
-image: {pullPolicy: Never}
-driverRoot: $GPUROOT
-config: |
-  version: v1
-$(sed 's/^/  /' <<<"$body")
-extraVolumes:
-  - name: gpusim-state
-    hostPath: {path: $GPUROOT/run/gpusim, type: Directory}
-extraVolumeMounts:
-  - name: gpusim-state
-    mountPath: /driver-root/run/gpusim
-$extra
-EOV
+  {
+    # The release's values for node $NODE (lib.sh), with this config instead.
+    e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" | sed '/^config: |$/,/^    probeInterval: 1s$/d'
+    echo "config: |"
+    echo "  version: v1"
+    sed 's/^/  /' <<<"$body"
+    echo "$extra"
+  } >"$values"
   helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
-  kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --wait=false >/dev/null 2>&1 || true
+  kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" \
+    --wait=false >/dev/null 2>&1 || true
 }
 capacity_of() { kc get node "$NODE" -o jsonpath="{.status.capacity.${1//./\\.}}" 2>/dev/null || true; }
 allocatable_of() { kc get node "$NODE" -o jsonpath="{.status.allocatable.${1//./\\.}}" 2>/dev/null || true; }
@@ -101,7 +96,7 @@ delete_test_pods
 # --- S3: MIG mixed on a100-mig ---------------------------------------------------------
 # A fresh driver root with the a100-mig profile: the plugin pod must not hold the old one.
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
-wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --no-headers 2>/dev/null | grep -q ."
+wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
 rm -rf "$GPUROOT"
 "$GPUSIM" root "$GPUROOT" --profile a100-mig --library "$NVML_LIB" >/dev/null
 sharing_chart "flags:
