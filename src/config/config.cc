@@ -613,6 +613,12 @@ const std::vector<Field>& Fields() {
       {"metrics.port", FieldKind::kInt},
       {"log.level", FieldKind::kEnum},
       {"log.format", FieldKind::kEnum},
+      {"labels.enabled", FieldKind::kBool},
+      {"labels.nodeName", FieldKind::kString},
+      {"labels.kubeconfig", FieldKind::kString},
+      {"labels.nfdFeatureFile", FieldKind::kString},
+      {"labels.events", FieldKind::kBool},
+      {"labels.resyncInterval", FieldKind::kDuration},
   };
   return kFields;
 }
@@ -835,6 +841,26 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   if (auto raw = get("log.format")) {
     if (auto v = dec.Enum(*raw, kFormatNames)) config.log_format = *v;
   }
+  if (auto raw = get("labels.enabled")) {
+    if (auto v = dec.Bool(*raw)) config.labels.enabled = *v;
+  }
+  if (auto raw = get("labels.nodeName")) {
+    if (auto v = dec.String(*raw)) config.labels.node_name = *v;
+  }
+  if (auto raw = get("labels.kubeconfig")) {
+    if (auto v = dec.String(*raw)) config.labels.kubeconfig = *v;
+  }
+  if (auto raw = get("labels.nfdFeatureFile")) {
+    if (auto v = dec.String(*raw)) config.labels.nfd_feature_file = *v;
+  }
+  if (auto raw = get("labels.events")) {
+    if (auto v = dec.Bool(*raw)) config.labels.events = *v;
+  }
+  if (auto raw = get("labels.resyncInterval")) {
+    if (auto d = dec.Duration(*raw)) {
+      config.labels.resync_interval = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+  }
 
   std::vector<std::string> problems = std::move(dec.errors);
   for (std::string& p : Validate(config)) {
@@ -920,6 +946,17 @@ std::vector<std::string> Validate(const Config& c) {
   if (std::find(kFormatNames.begin(), kFormatNames.end(), c.log_format) == kFormatNames.end()) {
     add("log.format",
         absl::StrCat(Quote(c.log_format), " is not one of ", absl::StrJoin(kFormatNames, ", ")));
+  }
+
+  if (!c.labels.node_name.empty() && !IsHostname(c.labels.node_name)) {
+    add("labels.nodeName", absl::StrCat(Quote(c.labels.node_name),
+                                        " is not a node name (a DNS subdomain, e.g. gpu-node-1)"));
+  }
+  CheckPath(&problems, "labels.kubeconfig", c.labels.kubeconfig, true);
+  CheckPath(&problems, "labels.nfdFeatureFile", c.labels.nfd_feature_file, true);
+  if (c.labels.resync_interval < std::chrono::seconds(1)) {
+    add("labels.resyncInterval",
+        absl::StrCat(detail::FormatDuration(c.labels.resync_interval), " must be at least 1s"));
   }
   return problems;
 }

@@ -40,6 +40,27 @@ struct HealthConfig {
   friend bool operator==(const HealthConfig&, const HealthConfig&) = default;
 };
 
+// labels: GPU Feature Discovery node labels and node events (docs/labels.md).
+struct LabelsConfig {
+  // Label the node and record node events for GPU health transitions.
+  bool enabled = true;
+  // The node this daemon runs on (a DaemonSet passes spec.nodeName as
+  // NODE_NAME). Empty: no labels or events, with a warning.
+  std::string node_name;
+  // A kubeconfig file; empty: the pod's service account (or, outside a pod,
+  // the kubeconfig kubectl would use).
+  std::string kubeconfig;
+  // When set, write the labels to this Node Feature Discovery feature file
+  // (key=value lines) instead of patching the Node.
+  std::string nfd_feature_file;
+  // Record node events (XID, GPU lost, recovered) through the API server.
+  bool events = true;
+  // Re-apply the labels this often even when nothing changed (someone removed them).
+  std::chrono::seconds resync_interval{300};
+
+  friend bool operator==(const LabelsConfig&, const LabelsConfig&) = default;
+};
+
 struct Config {
   std::string version = "v1";
 
@@ -76,6 +97,9 @@ struct Config {
   // --- log ---
   std::string log_level = "info";   // debug|info|warn|error
   std::string log_format = "text";  // text|json
+
+  // --- labels ---
+  LabelsConfig labels;
 
   // Where the daemon actually finds the driver root.
   const std::string& EffectiveDriverRoot() const {

@@ -414,12 +414,46 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 }
 
 TEST(SchemaTest, SectionsAndKeys) {
-  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "health", "metrics", "log"));
+  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "health", "metrics", "log", "labels"));
   EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);
   EXPECT_EQ(detail::EditDistance("kitten", "sitting"), 3u);
+}
+
+TEST(LabelsConfigTest, DefaultsFileAndOverrides) {
+  Config defaults;
+  EXPECT_TRUE(defaults.labels.enabled);
+  EXPECT_TRUE(defaults.labels.events);
+  EXPECT_EQ(defaults.labels.node_name, "");
+  EXPECT_EQ(defaults.labels.resync_interval, std::chrono::seconds(300));
+
+  auto c = ParseConfig(
+      "version: v1\nlabels:\n  enabled: false\n  nodeName: n1\n  kubeconfig: /k\n"
+      "  nfdFeatureFile: /f\n  events: false\n  resyncInterval: 90s\n",
+      {Override{"labels.nodeName", "node-b", "NODE_NAME"},
+       Override{"labels.enabled", "true", "--node-labels"}});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->labels.enabled);
+  EXPECT_EQ(c->labels.node_name, "node-b");
+  EXPECT_EQ(c->labels.kubeconfig, "/k");
+  EXPECT_EQ(c->labels.nfd_feature_file, "/f");
+  EXPECT_FALSE(c->labels.events);
+  EXPECT_EQ(c->labels.resync_interval, std::chrono::seconds(90));
+}
+
+TEST(LabelsConfigTest, ValidateNamesEachBadField) {
+  Config c;
+  c.labels.node_name = "bad name";
+  c.labels.kubeconfig = "rel";
+  c.labels.nfd_feature_file = "rel2";
+  c.labels.resync_interval = std::chrono::seconds(0);
+  std::vector<std::string> problems = Validate(c);
+  EXPECT_THAT(problems, ElementsAre(HasSubstr("labels.nodeName: \"bad name\" is not a node name"),
+                                    HasSubstr("labels.kubeconfig: \"rel\" must be an absolute"),
+                                    HasSubstr("labels.nfdFeatureFile: \"rel2\" must be"),
+                                    HasSubstr("labels.resyncInterval: 0 must be at least 1s")));
 }
 
 }  // namespace

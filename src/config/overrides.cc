@@ -49,6 +49,17 @@ const std::vector<OverrideSpec>& OverrideTable() {
       {"metrics.port", "--metrics-port", "METRICS_PORT", "port of the metrics server (0: any)"},
       {"log.level", "--log-level", "LOG_LEVEL", "debug, info, warn or error"},
       {"log.format", "--log-format", "LOG_FORMAT", "text or json"},
+      {"labels.enabled", "--node-labels", "NODE_LABELS",
+       "label the node with its GPUs and record node events for GPU health", true},
+      {"labels.nodeName", "--node-name", "NODE_NAME", "this node's name (spec.nodeName)"},
+      {"labels.kubeconfig", "--kubeconfig", "KUBECONFIG",
+       "kubeconfig file for the API server (default: the pod's service account)"},
+      {"labels.nfdFeatureFile", "--nfd-feature-file", "NFD_FEATURE_FILE",
+       "write the labels to this NFD feature file instead of the Node"},
+      {"labels.events", "--node-events", "NODE_EVENTS",
+       "record node events for GPU health transitions", true},
+      {"labels.resyncInterval", "--labels-resync-interval", "LABELS_RESYNC_INTERVAL",
+       "re-apply the labels this often"},
   };
   return kTable;
 }

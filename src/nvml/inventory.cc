@@ -169,6 +169,7 @@ absl::Status DiscoverMig(NvmlApi& api, nvmlDevice_t handle, Gpu& gpu) {
                 subject)) {
     return absl::OkStatus();
   }
+  gpu.mig_capable = true;
   gpu.mig_enabled = current == NVML_DEVICE_MIG_ENABLE;
   if (!gpu.mig_enabled) return absl::OkStatus();
 

@@ -42,6 +42,7 @@ struct Gpu {
   uint32_t pci_device_id = 0;  // (device << 16) | vendor, as NVML reports
   int numa_node = -1;          // -1: unknown / not NUMA
   bool mig_enabled = false;    // current MIG mode
+  bool mig_capable = false;    // nvmlDeviceGetMigMode answered: the GPU supports MIG
   std::vector<MigDevice> mig_devices;
 };
 

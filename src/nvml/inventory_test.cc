@@ -159,6 +159,7 @@ TEST_F(InventoryTest, FourPcieGpusOnTwoNumaNodes) {
     EXPECT_EQ(g.cuda_compute_major, 7);
     EXPECT_EQ(g.cuda_compute_minor, 5);
     EXPECT_FALSE(g.mig_enabled);  // MIG NOT_SUPPORTED on T4
+    EXPECT_FALSE(g.mig_capable);
   }
   EXPECT_THAT(numa, ElementsAre(0, 0, 1, 1));
   EXPECT_EQ(inv->gpus[3].pci_bus_id, "0000:af:00.0");
@@ -227,6 +228,7 @@ TEST_F(InventoryTest, DiscoversMigDevicesWithNvidiaProfileNames) {
   ASSERT_NE(inv, nullptr);
   const Gpu& g = inv->gpus[0];
   EXPECT_TRUE(g.mig_enabled);
+  EXPECT_TRUE(g.mig_capable);
   ASSERT_EQ(g.mig_devices.size(), 4u);  // slot 2 is empty
   struct Want {
     unsigned index, gi, ci;

@@ -1,0 +1,107 @@
+#include "src/kube/api_client.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gdp::kube {
+
+const char* ContentType(PatchType type) {
+  switch (type) {
+    case PatchType::kJson:
+      return "application/json-patch+json";
+    case PatchType::kMerge:
+      return "application/merge-patch+json";
+    case PatchType::kStrategicMerge:
+      return "application/strategic-merge-patch+json";
+    case PatchType::kApply:
+      return "application/apply-patch+yaml";
+  }
+  return "application/json";
+}
+
+std::string EscapeQueryValue(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(value.size());
+  for (unsigned char c : value) {
+    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+absl::StatusCode CodeForHttpStatus(int http_status, std::string_view reason) {
+  switch (http_status) {
+    case 400:
+    case 422:
+      return absl::StatusCode::kInvalidArgument;
+    case 401:
+      return absl::StatusCode::kUnauthenticated;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kNotFound;
+    case 409:
+      return reason == "AlreadyExists" ? absl::StatusCode::kAlreadyExists
+                                       : absl::StatusCode::kAborted;
+    case 429:
+      return absl::StatusCode::kResourceExhausted;
+    case 500:
+    case 502:
+    case 503:
+      return absl::StatusCode::kUnavailable;
+    case 504:
+      return absl::StatusCode::kDeadlineExceeded;
+    default:
+      return absl::StatusCode::kUnknown;
+  }
+}
+
+namespace {
+
+const char* Hint(int http_status) {
+  switch (http_status) {
+    case 401:
+      return "; check the token or client certificate of the kubeconfig / service account";
+    case 403:
+      return "; check the RBAC rules (ClusterRole and binding) of the service account";
+    case 429:
+    case 500:
+    case 502:
+    case 503:
+    case 504:
+      return "; the API server is overloaded or restarting, retry later";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+absl::Status ErrorFromResponse(std::string_view method, std::string_view url, int http_status,
+                               std::string_view body) {
+  std::string reason;
+  std::string message;
+  nlohmann::json status = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (status.is_object() && status.value("kind", "") == "Status") {
+    reason = status.value("reason", "");
+    message = status.value("message", "");
+  }
+  if (message.empty()) {
+    std::string shown(body.substr(0, 200));
+    message = shown.empty() ? std::string("empty body") : absl::StrCat("\"", shown, "\"");
+  }
+  std::string text =
+      absl::StrCat(std::string(method), " ", std::string(url), ": HTTP ", http_status);
+  if (!reason.empty()) absl::StrAppend(&text, " (", reason, ")");
+  absl::StrAppend(&text, ": ", message, Hint(http_status));
+  return absl::Status(CodeForHttpStatus(http_status, reason), text);
+}
+
+}  // namespace gdp::kube

@@ -1,0 +1,185 @@
+#include "src/labels/labels.h"
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace gdp::labels {
+
+namespace {
+
+constexpr uint64_t kMiB = 1024 * 1024;
+constexpr char kPrefix[] = "nvidia.com/";
+
+bool IsAlnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+
+std::string Bool(bool b) { return b ? "true" : "false"; }
+
+}  // namespace
+
+Sharing SharingOf(const config::Config& config) {
+  (void)config;
+  // --- SHARING PLUG-IN POINT ---
+  // When Config grows its sharing block (time-slicing replicas, MPS), return
+  // {"time-slicing", replicas, false} or {"mps", replicas, true} here. Every
+  // sharing-dependent label (gpu.sharing-strategy, gpu.replicas, mps.capable,
+  // the "-SHARED" product suffix when the resource is not renamed) follows
+  // from this value alone.
+  return Sharing{};
+}
+
+std::string SanitizeLabelValue(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    out.push_back(IsAlnum(c) || c == '-' || c == '_' || c == '.' ? c : '-');
+  }
+  if (out.size() > 63) out.resize(63);
+  while (!out.empty() && !IsAlnum(out.back())) out.pop_back();
+  size_t start = 0;
+  while (start < out.size() && !IsAlnum(out[start])) ++start;
+  return out.substr(start);
+}
+
+std::string FamilyOf(int major, int minor) {
+  switch (major) {
+    case 1:
+      return "tesla";
+    case 2:
+      return "fermi";
+    case 3:
+      return "kepler";
+    case 5:
+      return "maxwell";
+    case 6:
+      return "pascal";
+    case 7:
+      return minor < 5 ? "volta" : "turing";
+    case 8:
+      return minor < 9 ? "ampere" : "ada-lovelace";
+    case 9:
+      return "hopper";
+    case 10:
+    case 12:
+      return "blackwell";
+    default:
+      return "undefined";
+  }
+}
+
+Labels ComputeLabels(const nvml::Inventory& inventory, const config::Config& config,
+                     const NodeFacts& facts) {
+  Labels l;
+  if (inventory.gpus.empty()) return l;
+  auto set = [&](const std::string& key, const std::string& value) {
+    std::string v = SanitizeLabelValue(value);
+    if (!v.empty()) l[kPrefix + key] = v;
+  };
+  // GFD describes the node by its first GPU; mixed-model nodes are rare and
+  // get the first model's product.
+  const nvml::Gpu& first = inventory.gpus.front();
+  const Sharing sharing = SharingOf(config);
+  const std::string product = SanitizeLabelValue(first.name);
+
+  // Driver and CUDA versions.
+  {
+    std::vector<std::string> parts = absl::StrSplit(inventory.driver_version, '.');
+    const char* names[] = {"major", "minor", "revision"};
+    for (size_t i = 0; i < parts.size() && i < 3; ++i) {
+      set(absl::StrCat("cuda.driver-version.", names[i]), parts[i]);
+    }
+    set("cuda.driver-version.full", inventory.driver_version);
+    if (inventory.cuda_driver_version > 0) {
+      const int major = inventory.cuda_driver_version / 1000;
+      const int minor = (inventory.cuda_driver_version % 1000) / 10;
+      set("cuda.runtime-version.major", absl::StrCat(major));
+      set("cuda.runtime-version.minor", absl::StrCat(minor));
+      set("cuda.runtime-version.full", absl::StrCat(major, ".", minor));
+    }
+  }
+
+  set("gpu.family", FamilyOf(first.cuda_compute_major, first.cuda_compute_minor));
+  set("gpu.compute.major", absl::StrCat(first.cuda_compute_major));
+  set("gpu.compute.minor", absl::StrCat(first.cuda_compute_minor));
+  if (!facts.machine.empty()) set("gpu.machine", facts.machine);
+
+  const bool mig_capable = std::any_of(inventory.gpus.begin(), inventory.gpus.end(),
+                                       [](const nvml::Gpu& g) { return g.mig_capable; });
+  set("mig.capable", Bool(mig_capable));
+  set("mig.strategy", config::ToString(config.mig_strategy));
+  set("mps.capable", Bool(sharing.mps));
+  set("gpu.sharing-strategy", sharing.strategy);
+  set("gpu.replicas", absl::StrCat(sharing.replicas));
+  const std::string shared = sharing.strategy == "none" ? "" : "-SHARED";
+
+  size_t unhealthy = 0;
+  for (const nvml::Gpu& g : inventory.gpus) unhealthy += facts.unhealthy.count(g.uuid);
+  set("gpu.unhealthy-count", absl::StrCat(unhealthy));
+
+  // MIG devices by profile, in the order first seen.
+  struct Profile {
+    std::string name;
+    int count = 0;
+    const nvml::MigDevice* example = nullptr;
+  };
+  std::vector<Profile> profiles;
+  int mig_devices = 0;
+  for (const nvml::Gpu& g : inventory.gpus) {
+    if (!g.mig_enabled) continue;
+    for (const nvml::MigDevice& m : g.mig_devices) {
+      ++mig_devices;
+      auto it = std::find_if(profiles.begin(), profiles.end(),
+                             [&](const Profile& p) { return p.name == m.profile; });
+      if (it == profiles.end()) {
+        profiles.push_back(Profile{m.profile, 0, &m});
+        it = profiles.end() - 1;
+      }
+      ++it->count;
+    }
+  }
+
+  if (config.mig_strategy == config::MigStrategy::kSingle && !profiles.empty()) {
+    // Single: every MIG device is one nvidia.com/gpu; the node is described
+    // by its (one) MIG profile.
+    const nvml::MigDevice& m = *profiles.front().example;
+    set("gpu.product", absl::StrCat(product, "-MIG-", m.profile, shared));
+    set("gpu.count", absl::StrCat(mig_devices));
+    set("gpu.memory", absl::StrCat(m.memory_bytes / kMiB));
+    set("gpu.multiprocessors", absl::StrCat(m.multiprocessor_count));
+    set("gpu.slices.gi", absl::StrCat(m.gpu_instance_slices));
+    set("gpu.slices.ci", absl::StrCat(m.compute_instance_slices));
+    return l;
+  }
+
+  set("gpu.product", product + shared);
+  set("gpu.memory", absl::StrCat(first.memory_bytes / kMiB));
+  if (config.mig_strategy == config::MigStrategy::kMixed) {
+    // Mixed: full GPUs stay nvidia.com/gpu, MIG devices become
+    // nvidia.com/mig-<profile>; gpu.count counts the full GPUs only.
+    int full = 0;
+    for (const nvml::Gpu& g : inventory.gpus) full += g.mig_enabled ? 0 : 1;
+    set("gpu.count", absl::StrCat(full));
+    for (const Profile& p : profiles) {
+      const std::string key = absl::StrCat("mig-", p.name, ".");
+      set(key + "count", absl::StrCat(p.count));
+      set(key + "memory", absl::StrCat(p.example->memory_bytes / kMiB));
+      set(key + "multiprocessors", absl::StrCat(p.example->multiprocessor_count));
+      set(key + "slices.gi", absl::StrCat(p.example->gpu_instance_slices));
+      set(key + "slices.ci", absl::StrCat(p.example->compute_instance_slices));
+    }
+    return l;
+  }
+  set("gpu.count", absl::StrCat(inventory.gpus.size()));
+  return l;
+}
+
+std::string FeatureFile(const Labels& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) absl::StrAppend(&out, k, "=", v, "\n");
+  return out;
+}
+
+}  // namespace gdp::labels
