@@ -50,9 +50,13 @@ struct HostPaths {
 };
 
 void RegisterHostPathFlags(CLI::App& app, HostPaths* p) {
-  app.add_option("--pod-resources-socket", p->pod_resources_socket,
-                 "the kubelet's pod-resources socket (for /allocations and the doctor)")
-      ->envname("POD_RESOURCES_SOCKET");
+  // The config may own this flag (metrics.podResourcesSocket); then it is not
+  // registered twice and the default path stands here.
+  if (app.get_option_no_throw("--pod-resources-socket") == nullptr) {
+    app.add_option("--pod-resources-socket", p->pod_resources_socket,
+                   "the kubelet's pod-resources socket (for /allocations and the doctor)")
+        ->envname("POD_RESOURCES_SOCKET");
+  }
   app.add_option("--containerd-config", p->containerd_config,
                  "containerd's config file (checked by the doctor)")
       ->envname("CONTAINERD_CONFIG");
