@@ -12,6 +12,8 @@
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
 #include "src/daemon/daemon_metrics.h"
+#include "src/daemon/allocations.h"
+#include "src/doctor/doctor.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
 #include "src/metrics/collectors.h"
@@ -24,6 +26,7 @@
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/plugin/plugin_manager.h"
+#include "src/podresources/podresources.h"
 #include "src/resources/resources.h"
 
 namespace gdp::daemon {
@@ -151,6 +154,29 @@ std::string InventoryJson(const nvml::Inventory& inv) {
          "\n";
 }
 
+// The doctor's checks, each logged once (OK as info, WARN and FAIL as warnings:
+// the daemon carries on; a kubelet that is not up yet, for one, comes later).
+void LogDoctorReport(const config::Config& cfg, const DaemonOptions& o) {
+  doctor::Options d = doctor::Options::FromConfig(cfg);
+  d.containerd_config = o.containerd_config;
+  doctor::Environment env;
+  env.fs = o.fs;
+  const doctor::Report report = doctor::RunChecks(d, env);
+  for (const doctor::CheckResult& c : report.checks) {
+    if (c.severity == doctor::Severity::kOk) {
+      log::Info("doctor", {{"check", c.name}, {"status", "OK"}, {"detail", c.detail}});
+    } else {
+      log::Warn("doctor", {{"check", c.name},
+                           {"status", doctor::ToString(c.severity)},
+                           {"detail", c.detail},
+                           {"fix", c.fix}});
+    }
+  }
+  log::Info("doctor summary", {{"ok", report.Count(doctor::Severity::kOk)},
+                               {"warn", report.Count(doctor::Severity::kWarn)},
+                               {"fail", report.Count(doctor::Severity::kFail)}});
+}
+
 void ApplyLogSettings(const config::Config& c) {
   log::Level level = log::Level::kInfo;
   if (log::ParseLevel(c.log_level, &level)) log::SetLevel(level);
@@ -177,11 +203,14 @@ struct Daemon::Components {
   std::unique_ptr<config::ConfigWatcher> watcher;
   // /metrics: the sampler renders into the store; scrapes only read it.
   metrics::SnapshotStore metrics_store;
-  std::unique_ptr<metrics::GrpcPodResourcesLister> pod_lister;
+  std::unique_ptr<podresources::GrpcPodResourcesLister> pod_lister;  // for /metrics
   std::unique_ptr<metrics::PodAttributionCollector> pod_collector;
   std::unique_ptr<metrics::GpuCollector> gpu_collector;
   std::unique_ptr<PluginCollector> plugin_collector;
   std::unique_ptr<metrics::Sampler> sampler;
+  std::unique_ptr<podresources::PodResourcesLister> pod_resources;  // for /allocations
+  // `plugins` once it runs, for HTTP workers (which start before it exists).
+  plugin::PluginManager* serving ABSL_GUARDED_BY(mu) = nullptr;
   std::string inventory_json ABSL_GUARDED_BY(mu);  // empty until NVML is up
 
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
@@ -292,6 +321,8 @@ int Daemon::Run() {
              {"plugin_directory", cfg.plugin_directory},
              {"resource", cfg.resource_name}});
 
+  if (options_.run_doctor) LogDoctorReport(cfg, options_);
+
   // 2. HTTP: liveness and readiness first, so a failing start is visible.
   c_->http = std::make_unique<metrics::HttpServer>(cfg.metrics_bind_address, cfg.metrics_port);
   c_->http->Handle("/healthz", [] { return metrics::HttpResponse{200, "text/plain", "ok\n"}; });
@@ -312,6 +343,41 @@ int Daemon::Run() {
     // The last sample, rendered once by the sampler: no NVML, no kubelet here.
     return metrics::HttpResponse{200, metrics::kContentType, *comps->metrics_store.Get()};
   });
+  const std::string& pod_socket = cfg.metrics_pod_resources_socket;
+  if (!pod_socket.empty()) {
+    c_->pod_resources = std::make_unique<podresources::GrpcPodResourcesLister>(
+        pod_socket, std::chrono::seconds(2));
+  }
+  c_->http->Handle("/allocations", [comps, socket = pod_socket] {
+    // Resources() is a snapshot from the plugin manager's thread; List is one
+    // unix-socket call with a 2 s deadline.
+    plugin::PluginManager* plugins = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(comps->mu);
+      plugins = comps->serving;
+    }
+    std::vector<ResourceView> views;
+    if (plugins != nullptr) {
+      for (const plugin::PluginManager::ResourceInfo& r : plugins->Resources()) {
+        ResourceView view{r.resource_name, {}};
+        if (r.server != nullptr) {
+          const std::shared_ptr<const plugin::ResourceBackend> backend = r.server->backend();
+          for (const plugin::Device& d : r.server->Devices()) {
+            view.devices.push_back(DeviceView{d.id, backend->GpusBehind(d.id), d.healthy});
+          }
+        }
+        views.push_back(std::move(view));
+      }
+    }
+    return metrics::HttpResponse{200, "application/json",
+                                 AllocationsJson(views,
+                                                 comps->pod_resources != nullptr
+                                                     ? comps->pod_resources->List()
+                                                     : absl::UnavailableError(
+                                                           "pod attribution is off "
+                                                           "(metrics.podResourcesSocket is empty)"),
+                                                 socket)};
+  });
   if (absl::Status s = c_->http->Start(); !s.ok()) {
     log::Error("cannot serve the HTTP endpoint", {{"error", s.message()}});
     return kExitServeFailed;
@@ -327,6 +393,10 @@ int Daemon::Run() {
                {{"plugin_directory", cfg.plugin_directory}, {"error", s.message()}});
     StopAll();
     return kExitServeFailed;
+  }
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->serving = c_->plugins.get();
   }
 
   // 4. NVML, retried with backoff when failOnInitError is false.
@@ -487,7 +557,7 @@ void Daemon::StartMetrics() {
   const config::Config& cfg = *c_->config;
   std::vector<metrics::Collector*> collectors;
   if (!cfg.metrics_pod_resources_socket.empty()) {
-    c_->pod_lister = std::make_unique<metrics::GrpcPodResourcesLister>(
+    c_->pod_lister = std::make_unique<podresources::GrpcPodResourcesLister>(
         cfg.metrics_pod_resources_socket, std::chrono::seconds(2));
     c_->pod_collector =
         std::make_unique<metrics::PodAttributionCollector>(*c_->pod_lister, c_->inventory);

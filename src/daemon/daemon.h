@@ -8,6 +8,10 @@
 //   node name is known) ─▶ health monitor ─▶ config watcher (file changes,
 //   SIGHUP) ─▶ metrics sampler (/metrics)
 //
+// Before anything starts, the doctor's checks (src/doctor) run once and each
+// result is logged; they never stop the daemon. GET /allocations serves the
+// allocation view (src/daemon/allocations.h) next to /inventory.
+//
 // Threading: Run() is called on one thread (main) and runs the daemon's event
 // loop there; every reaction that changes the set of components (reload, NVML
 // retry, stop) happens on that thread. RequestStop() and RequestReload() may
@@ -36,6 +40,9 @@ struct DaemonOptions {
   std::vector<config::Override> overrides;  // flags and environment, highest first
   const FileSystem* fs = &PosixFileSystem::Get();
   Clock* clock = &RealClock::Get();
+  // Host paths that are not part of Config (flags of main.cc).
+  std::string containerd_config = "/etc/containerd/config.toml";
+  bool run_doctor = true;  // run and log the doctor's checks at start
 };
 
 // Exit codes.

@@ -1,15 +1,18 @@
-// gpu-device-plugin: parses the command line and runs the Daemon. Nothing else
-// lives here.
+// gpu-device-plugin: parses the command line and runs the Daemon, or, as
+// `gpu-device-plugin doctor`, runs the node checks (src/doctor), prints them
+// and exits 1 on any FAIL. Nothing else lives here.
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
 #include "src/common/log.h"
 #include "src/config/overrides.h"
 #include "src/daemon/daemon.h"
+#include "src/doctor/doctor.h"
 
 namespace {
 
@@ -39,6 +42,40 @@ const char* SignalName(int sig) {
   }
 }
 
+// Host paths outside Config (the pod-resources socket and the CDI directory
+// are config fields), shared by the daemon and the doctor.
+struct HostPaths {
+  std::string containerd_config = "/etc/containerd/config.toml";
+};
+
+void RegisterHostPathFlags(CLI::App& app, HostPaths* p) {
+  app.add_option("--containerd-config", p->containerd_config,
+                 "containerd's config file (checked by the doctor)")
+      ->envname("CONTAINERD_CONFIG");
+}
+
+// `gpu-device-plugin doctor`: the same configuration sources as the daemon.
+int RunDoctor(const std::string& config_file, const std::vector<gdp::config::Override>& overrides,
+              const HostPaths& paths, const std::string& output, bool mps_required) {
+  gdp::doctor::Options o;
+  absl::StatusOr<gdp::config::Config> cfg =
+      gdp::config::LoadConfig(gdp::PosixFileSystem::Get(), config_file, overrides);
+  if (cfg.ok()) {
+    o = gdp::doctor::Options::FromConfig(*cfg);
+  } else {
+    o.config_error = std::string(cfg.status().message());
+  }
+  o.containerd_config = paths.containerd_config;
+  o.mps_required = o.mps_required || mps_required;
+  // NVML's loader logs what it resolves; the report is the output here.
+  gdp::log::SetLevel(gdp::log::Level::kError);
+  const gdp::doctor::Report report = gdp::doctor::RunChecks(o, gdp::doctor::Environment{});
+  const std::string text =
+      output == "json" ? gdp::doctor::RenderJson(report) : gdp::doctor::RenderTable(report);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return report.HasFailure() ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,14 +85,33 @@ int main(int argc, char** argv) {
       "gpu-device-plugin: advertises the node's NVIDIA GPUs to the kubelet.\n"
       "Every flag has an environment variable and a config-file field; precedence is\n"
       "flag > environment > file > default (docs/configuration.md)."};
+  // Flags of the daemon are accepted after `doctor` too.
+  app.fallthrough();
   gdp::config::FlagValues flags;
   gdp::config::RegisterFlags(app, &flags);
+  HostPaths paths;
+  RegisterHostPathFlags(app, &paths);
+  CLI::App* doctor = app.add_subcommand(
+      "doctor",
+      "check that this node can run the plugin (NVML, driver, device nodes, kubelet, "
+      "pod-resources, containerd, CDI, MIG, MPS); exits 1 on any FAIL");
+  std::string output = "table";
+  bool mps_required = false;
+  doctor->add_option("-o,--output", output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}));
+  doctor->add_flag("--mps-required", mps_required,
+                   "MPS sharing is configured: a missing nvidia-cuda-mps-control is a FAIL");
   CLI11_PARSE(app, argc, argv);
 
   const auto env = gdp::config::ProcessEnv();
+  if (doctor->parsed()) {
+    return RunDoctor(gdp::config::ConfigFilePath(flags, env),
+                     gdp::config::CollectOverrides(flags, env), paths, output, mps_required);
+  }
   gdp::daemon::DaemonOptions options;
   options.config_file = gdp::config::ConfigFilePath(flags, env);
   options.overrides = gdp::config::CollectOverrides(flags, env);
+  options.containerd_config = paths.containerd_config;
   gdp::daemon::Daemon daemon(std::move(options));
 
   // The signal thread: TERM and INT stop, HUP reloads. It ends on the stop

@@ -1,61 +1,12 @@
 #include "src/metrics/pod_resources.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <cctype>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "podresources/v1/api.grpc.pb.h"
 
 namespace gdp::metrics {
-
-struct GrpcPodResourcesLister::Impl {
-  std::string socket_path;
-  std::chrono::milliseconds timeout;
-  std::unique_ptr<v1::PodResourcesLister::Stub> stub;
-};
-
-GrpcPodResourcesLister::GrpcPodResourcesLister(std::string socket_path,
-                                               std::chrono::milliseconds timeout)
-    : impl_(std::make_unique<Impl>()) {
-  impl_->socket_path = std::move(socket_path);
-  impl_->timeout = timeout;
-  impl_->stub = v1::PodResourcesLister::NewStub(
-      grpc::CreateChannel("unix://" + impl_->socket_path, grpc::InsecureChannelCredentials()));
-}
-
-GrpcPodResourcesLister::~GrpcPodResourcesLister() = default;
-
-absl::StatusOr<std::vector<ContainerDevices>> GrpcPodResourcesLister::List() {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + impl_->timeout);
-  v1::ListPodResourcesRequest req;
-  v1::ListPodResourcesResponse resp;
-  const grpc::Status status = impl_->stub->List(&ctx, req, &resp);
-  if (!status.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("pod-resources List on ", impl_->socket_path,
-                     " failed: ", status.error_message(), " (gRPC code ", status.error_code(),
-                     "); is the kubelet running and the pod-resources directory mounted?"));
-  }
-  std::vector<ContainerDevices> out;
-  for (const auto& pod : resp.pod_resources()) {
-    for (const auto& c : pod.containers()) {
-      for (const auto& d : c.devices()) {
-        ContainerDevices cd;
-        cd.pod_namespace = pod.namespace_();
-        cd.pod = pod.name();
-        cd.container = c.name();
-        cd.resource_name = d.resource_name();
-        cd.device_ids.assign(d.device_ids().begin(), d.device_ids().end());
-        out.push_back(std::move(cd));
-      }
-    }
-  }
-  return out;
-}
 
 namespace {
 

@@ -71,32 +71,5 @@ TEST(AttributeTest, SharedGpuListsEachContainerOnce) {
   EXPECT_THAT(a["GPU-aaaa"], ElementsAre(Ref("ns", "a", "c"), Ref("ns", "b", "c")));
 }
 
-TEST(GrpcPodResourcesListerTest, ListsContainersFromTheKubeletSocket) {
-  const std::string sock = "/tmp/gdp-prs-" + std::to_string(::getpid()) + ".sock";
-  kubelet_stub::PodResourcesStub stub(sock);
-  ASSERT_TRUE(stub.Start().ok());
-  stub.SetContainers({{"default", "train", "main", "nvidia.com/gpu", {"GPU-1", "GPU-2"}},
-                      {"default", "train", "side", "nvidia.com/gpu", {"GPU-3"}}});
-  GrpcPodResourcesLister lister(sock, std::chrono::seconds(5));
-  auto got = lister.List();
-  ASSERT_TRUE(got.ok()) << got.status();
-  ASSERT_EQ(got->size(), 2u);
-  EXPECT_EQ((*got)[0].pod_namespace, "default");
-  EXPECT_EQ((*got)[0].pod, "train");
-  EXPECT_EQ((*got)[0].container, "main");
-  EXPECT_EQ((*got)[0].resource_name, "nvidia.com/gpu");
-  EXPECT_THAT((*got)[0].device_ids, ElementsAre("GPU-1", "GPU-2"));
-  EXPECT_EQ((*got)[1].container, "side");
-  stub.Stop();
-}
-
-TEST(GrpcPodResourcesListerTest, NoKubeletIsAnErrorNamingTheSocket) {
-  GrpcPodResourcesLister lister("/tmp/gdp-no-such-kubelet.sock", std::chrono::milliseconds(200));
-  auto got = lister.List();
-  ASSERT_FALSE(got.ok());
-  EXPECT_THAT(std::string(got.status().message()), HasSubstr("/tmp/gdp-no-such-kubelet.sock"));
-  EXPECT_THAT(std::string(got.status().message()), HasSubstr("is the kubelet running"));
-}
-
 }  // namespace
 }  // namespace gdp::metrics

@@ -11,6 +11,7 @@ PLUGIN_BIN=$BUILD/src/daemon/gpu-device-plugin
 GPUSIM=$BUILD/sim/gpusim
 NVML_LIB=$BUILD/sim/libnvidia-ml.so.1
 PODRESOURCES=$BUILD/tools/podresources/podresources-list
+KUBECTL_GPU=$BUILD/tools/kubectl-gpu/kubectl-gpu
 GPUROOT=${GDP_GPU_ROOT:-/var/tmp/gdp-gpuroot}
 NODE=${GDP_NODE_NAME:-gpu-node-0}
 NS=kube-system

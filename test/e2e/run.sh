@@ -6,7 +6,7 @@
 #
 # Usage: test/e2e/run.sh            (as root; components built by hack/k8s-components.sh,
 #                                    binaries by hack/build.sh release gpu-device-plugin gpusim
-#                                    nvidia-ml podresources-list)
+#                                    nvidia-ml podresources-list kubectl-gpu)
 # (grep reads all of a pipe here, never -q: with pipefail an early exit fails the writer.)
 # Env:   GDP_BUILD_DIR   where the release build is (default build/release)
 #        GDP_GPU_ROOT    the simulated driver root (default /var/tmp/gdp-gpuroot)
@@ -342,6 +342,39 @@ if wait_until 60 pod_logged quad READY; then
     "$(kc -n "$TNS" logs quad | grep -E '^dev[0-7]: .*No such device or address' | sed 's/^dev\([0-7]\):.*/\1/' | tr '\n' ' ' | sed 's/ $//')"
 else
   fail "5 4-GPU pod: expected Running, saw $(pod_phase quad)"
+fi
+
+# 11. kubectl-gpu agrees with the API server on every node (one or two), names the 4-GPU
+# pod's container with the GPUs it was given (the daemon's /allocations at the node's
+# InternalIP:9101), and the plugin logged the doctor's checks at start.
+if [ -x "$KUBECTL_GPU" ]; then
+  kg=$("$KUBECTL_GPU" -o json 2>&1) || kg=""
+  if [ -z "$kg" ]; then
+    fail "11 kubectl-gpu -o json: expected exit 0, saw: $("$KUBECTL_GPU" -o json 2>&1 | tail -2 | tr '\n' ' ')"
+  else
+    for n in $(kc get nodes -o jsonpath='{.items[*].metadata.name}'); do
+      cap=$(kc get node "$n" -o jsonpath='{.status.capacity.nvidia\.com/gpu}')
+      alloc=$(kc get node "$n" -o jsonpath='{.status.allocatable.nvidia\.com/gpu}')
+      want_use=$(kc get pods -A -o json | jq --arg n "$n" '[.items[] | select(.spec.nodeName == $n and (.status.phase == "Running" or .status.phase == "Pending")) | .spec.containers[] | (.resources.requests["nvidia.com/gpu"] // .resources.limits["nvidia.com/gpu"] // "0" | tonumber)] | add // 0')
+      row() { jq -r --arg n "$n" --arg f "$1" '.nodes[] | select(.name == $n) | .resources[] | select(.name == "nvidia.com/gpu") | .[$f]' <<<"$kg"; }
+      check "11 kubectl-gpu capacity of $n" "${cap:-0}" "$(row capacity)"
+      check "11 kubectl-gpu allocatable of $n" "${alloc:-0}" "$(row allocatable)"
+      check "11 kubectl-gpu in use on $n" "$want_use" "$(row inUse)"
+      check "11 kubectl-gpu unhealthy on $n" "$((${cap:-0} - ${alloc:-0}))" "$(row unhealthy)"
+    done
+    quad_devs=$(jq -r --arg ns "$TNS" '.nodes[].holdings[] | select(.namespace == $ns and .pod == "quad") | .devices | sort | join(",")' <<<"$kg")
+    check "11 kubectl-gpu names quad's GPUs (from /allocations)" "$(pod_nvd quad | tr ',' '\n' | sort | paste -sd, -)" "$quad_devs"
+    "$KUBECTL_GPU" | grep -E "^$NODE +$TNS/quad/c +nvidia.com/gpu +4 " >/dev/null &&
+      pass "11 kubectl-gpu table lists $TNS/quad/c with 4 GPUs" ||
+      fail "11 kubectl-gpu table: expected a row '$NODE $TNS/quad/c nvidia.com/gpu 4', saw: $("$KUBECTL_GPU" | grep quad || true)"
+  fi
+else
+  fail "11 kubectl-gpu: $KUBECTL_GPU not built (hack/build.sh release kubectl-gpu)"
+fi
+if kc -n "$NS" logs "$(plugin_pod)" 2>/dev/null | grep -E 'doctor summary' >/dev/null; then
+  pass "11 the plugin logged the doctor's checks at start"
+else
+  fail "11 expected 'doctor summary' in the plugin's log, saw: $(kc -n "$NS" logs "$(plugin_pod)" 2>&1 | grep doctor | tail -2 | tr '\n' ' ')"
 fi
 
 # The chart's memory limit (64Mi) must leave room: the daemon's resident set, measured.

@@ -217,7 +217,7 @@ TEST_F(MetricsTest, PrometheusScrapesSimulatedValueWithPodLabels) {
   ASSERT_TRUE(client.WaitConnected(In(seconds(10))));
   v1beta1::AllocateResponse alloc;
   ASSERT_TRUE(client.Allocate(PluginClient::AllocateRequestFor({{uuid}}), &alloc).ok());
-  pods.SetContainers({{"ml", "trainer-0", "main", "nvidia.com/gpu", {uuid}}});
+  pods.SetAssignments({{"ml", "trainer-0", "main", "nvidia.com/gpu", {uuid}}});
   Gpusim({"set", "--gpu", "3", "temp=87", "util=42"});
 
   // The brief's scrape job, as written, against the daemon.

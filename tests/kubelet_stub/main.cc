@@ -3,14 +3,19 @@
 // opens ListAndWatch on each registered endpoint and prints every list.
 // Runs until SIGINT/SIGTERM; --remove-sockets-on-exit deletes every socket in
 // the directory on the way out, as a restarting kubelet does.
+// --pod-resources-socket also serves the pod-resources API's List there, from
+// --pod-resources-file (podresources-list's text form, re-read when it changes).
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "tests/kubelet_stub/kubelet_stub.h"
+#include "tests/kubelet_stub/pod_resources_stub.h"
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -36,6 +41,12 @@ int main(int argc, char** argv) {
   app.add_flag("--watch", watch,
                "open ListAndWatch on every registered endpoint and print the lists");
   app.add_flag("--remove-sockets-on-exit", remove_sockets, "delete every socket in --dir on exit");
+  std::string pod_resources_socket;
+  std::string pod_resources_file;
+  app.add_option("--pod-resources-socket", pod_resources_socket,
+                 "also serve the pod-resources API (List) on this socket");
+  app.add_option("--pod-resources-file", pod_resources_file,
+                 "what List answers: lines NAMESPACE/POD/CONTAINER RESOURCE ID[,ID...]");
   CLI11_PARSE(app, argc, argv);
 
   std::signal(SIGINT, OnSignal);
@@ -47,6 +58,32 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("listening %s\n", stub.socket_path().c_str());
+  std::unique_ptr<gdp::kubelet_stub::PodResourcesStub> pod_resources;
+  std::string pod_resources_text;
+  auto reload_pod_resources = [&] {
+    if (pod_resources == nullptr || pod_resources_file.empty()) return;
+    std::ifstream in(pod_resources_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (text.str() == pod_resources_text) return;
+    pod_resources_text = text.str();
+    auto parsed = gdp::kubelet_stub::ParseAssignments(pod_resources_text);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "kubelet-stub: %s: %s\n", pod_resources_file.c_str(),
+                   std::string(parsed.status().message()).c_str());
+      return;
+    }
+    pod_resources->SetAssignments(*std::move(parsed));
+  };
+  if (!pod_resources_socket.empty()) {
+    pod_resources = std::make_unique<gdp::kubelet_stub::PodResourcesStub>(pod_resources_socket);
+    if (absl::Status s = pod_resources->Start(); !s.ok()) {
+      std::fprintf(stderr, "kubelet-stub: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    reload_pod_resources();
+    std::printf("pod-resources %s\n", pod_resources_socket.c_str());
+  }
   std::fflush(stdout);
 
   struct Watched {
@@ -58,6 +95,7 @@ int main(int argc, char** argv) {
   size_t seen = 0;
   while (!g_stop) {
     stub.WaitForTotal(seen + 1, gdp::kubelet_stub::In(std::chrono::milliseconds(100)));
+    reload_pod_resources();
     const auto regs = stub.Registrations();
     for (; seen < regs.size(); ++seen) {
       const auto& r = regs[seen];
@@ -81,6 +119,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   watched.clear();
+  if (pod_resources != nullptr) pod_resources->Stop();
   stub.Stop(remove_sockets ? gdp::kubelet_stub::KubeletStub::StopMode::kRemoveAllSockets
                            : gdp::kubelet_stub::KubeletStub::StopMode::kKeepPluginSockets);
   return 0;
