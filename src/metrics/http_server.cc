@@ -18,6 +18,10 @@ HttpServer::HttpServer(std::string bind_address, int port)
   server_->set_read_timeout(std::chrono::seconds(5));
   server_->set_write_timeout(std::chrono::seconds(5));
   server_->set_keep_alive_timeout(5);
+  // Responses go out as header and body writes; without TCP_NODELAY, Nagle
+  // holds the body until the client's delayed ACK (~40 ms) on every request
+  // after the first of a keep-alive connection, which Prometheus uses.
+  server_->set_tcp_nodelay(true);
   // httplib's default adds SO_REUSEPORT, which would let a second daemon share
   // the port silently; a taken port must be an error instead.
   server_->set_socket_options([](int sock) {
