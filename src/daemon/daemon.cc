@@ -10,6 +10,7 @@
 #include "src/common/backoff.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
+#include "src/daemon/resident_pages.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
 #include "src/metrics/http_server.h"
@@ -264,6 +265,12 @@ int Daemon::Run() {
                 {{"error", s.message()}});
     }
   }
+
+  // Startup has touched every library it will only ever touch once; let
+  // resident memory be the working set from here on (resident_pages.h).
+  const ReleasedPages released = ReleaseCleanFilePages();
+  log::Debug("released clean library pages",
+             {{"mappings", released.mappings}, {"kib", static_cast<int64_t>(released.rss_kib)}});
 
   // 6. The event loop.
   for (;;) {

@@ -1,0 +1,30 @@
+// Drops this process's clean, file-backed, read-only pages (shared-library
+// code and read-only data) from its page tables, so resident memory shows the
+// working set rather than everything startup touched once.
+//
+// Why: most of the daemon's resident memory is library pages faulted in by
+// one-time initialisation (gRPC's core configuration, OpenSSL's init, which
+// Debian's libssl runs from its ELF constructor because libgrpc links it, the
+// config parser, CLI11). Only mappings with no anonymous (copied-on-write)
+// pages are touched, so no content can change: a dropped page is re-read from
+// the page cache (a minor fault) the next time it is used.
+//
+// Thread-safe in the sense that other threads may run meanwhile (they fault
+// pages back in as they need them); call it from one thread.
+#pragma once
+
+#include <cstdint>
+
+namespace gdp::daemon {
+
+struct ReleasedPages {
+  int mappings = 0;      // mappings advised
+  uint64_t rss_kib = 0;  // their resident size before the call
+};
+
+// Reads /proc/self/smaps and madvise(MADV_DONTNEED)s every private r-xp or
+// r--p mapping of a file that has resident pages and no anonymous pages.
+// Best effort: a mapping the kernel refuses is skipped.
+ReleasedPages ReleaseCleanFilePages();
+
+}  // namespace gdp::daemon
