@@ -114,7 +114,7 @@ if want envvar; then
 log "8 GPUs, envvar: footprint, Allocate latency"
 section "8 GPUs (dgx-h100 simulator), deviceListStrategy envvar, default health settings"
 node envvar dgx-h100
-sleep 2
+sleep 7 # the daemon releases its startup-only library pages 5 s after the start
 idle_rss=$(status_kib "$DAEMON_PID" VmRSS)
 idle_anon=$(status_kib "$DAEMON_PID" RssAnon)
 idle_file=$(status_kib "$DAEMON_PID" RssFile)
@@ -211,7 +211,7 @@ log "soak: $SOAK_ALLOCATES Allocates, $((SOAK_ROUNDS * 64)) health flaps on 64 G
 section "64 GPUs (sim64 profile): soak, health, metrics; quiet period 1 s, probe interval 100 ms"
 node soak "$PWD/bench/profiles/sim64.yaml" --health-recovery-quiet-period 1s --health-probe-interval 100ms
 scrape "64 GPUs"
-sleep 1
+sleep 6 # past the release of startup-only library pages (5 s after the start)
 fresh=$(snapshot)
 # Warm-up, so gRPC's pools reach their working size before the "before" numbers.
 "$LOAD" load --socket "$NODE_DIR/dp/nvidia-gpu.sock" --size 1 --count 5000 --concurrency 2 >/dev/null 2>>"$work/details.log"

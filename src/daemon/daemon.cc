@@ -266,11 +266,12 @@ int Daemon::Run() {
     }
   }
 
-  // Startup has touched every library it will only ever touch once; let
-  // resident memory be the working set from here on (resident_pages.h).
-  const ReleasedPages released = ReleaseCleanFilePages();
-  log::Debug("released clean library pages",
-             {{"mappings", released.mappings}, {"kib", static_cast<int64_t>(released.rss_kib)}});
+  // Once startup is over (registration done, first lists sent), it has
+  // touched every library page it only ever touches once; from then on let
+  // resident memory be the working set (resident_pages.h). Not sooner: reading
+  // smaps takes CPU that registration needs on a small node.
+  const auto release_pages_at = std::chrono::steady_clock::now() + kReleasePagesAfter;
+  bool pages_released = false;
 
   // 6. The event loop.
   for (;;) {
@@ -279,10 +280,14 @@ int Daemon::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       auto ready = [this] { return stop_requested_ || reload_requested_ || pending_config_; };
-      if (c_->nvml_up) {
-        cv_.wait(lock, ready);
+      if (!c_->nvml_up) {
+        cv_.wait_until(lock,
+                       pages_released ? next_nvml_try : std::min(next_nvml_try, release_pages_at),
+                       ready);
+      } else if (!pages_released) {
+        cv_.wait_until(lock, release_pages_at, ready);
       } else {
-        cv_.wait_until(lock, next_nvml_try, ready);
+        cv_.wait(lock, ready);
       }
       if (stop_requested_) break;
       reload = std::exchange(reload_requested_, false);
@@ -298,6 +303,12 @@ int Daemon::Run() {
       }
     }
     if (next != nullptr) ApplyConfig(std::move(next));
+    if (!pages_released && std::chrono::steady_clock::now() >= release_pages_at) {
+      pages_released = true;
+      const ReleasedPages released = ReleaseCleanFilePages();
+      log::Debug("released clean library pages", {{"mappings", released.mappings},
+                                                  {"kib", static_cast<int64_t>(released.rss_kib)}});
+    }
     if (!c_->nvml_up && std::chrono::steady_clock::now() >= next_nvml_try) {
       if (!StartNvml()) {
         if (exit_code_ != kExitOk) break;

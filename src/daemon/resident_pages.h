@@ -13,9 +13,14 @@
 // pages back in as they need them); call it from one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace gdp::daemon {
+
+// How long after the start the daemon releases them: startup (registration,
+// the first ListAndWatch lists) is over well before.
+inline constexpr std::chrono::seconds kReleasePagesAfter{5};
 
 struct ReleasedPages {
   int mappings = 0;      // mappings advised
