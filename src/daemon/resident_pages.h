@@ -7,7 +7,8 @@
 // Debian's libssl runs from its ELF constructor because libgrpc links it, the
 // config parser, CLI11). Only mappings with no anonymous (copied-on-write)
 // pages are touched, so no content can change: a dropped page is re-read from
-// the page cache (a minor fault) the next time it is used.
+// the page cache (a minor fault) the next time it is used: the same thing that
+// happens when the kernel reclaims those pages under memory pressure.
 //
 // Thread-safe in the sense that other threads may run meanwhile (they fault
 // pages back in as they need them); call it from one thread.
