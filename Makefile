@@ -24,6 +24,10 @@ e2e:
 demo:
 	hack/demo.sh
 
+# Every hot path and the footprint, one table (docs/benchmarks.md); under 10 minutes.
+bench:
+	hack/bench.sh
+
 # The local one-node Kubernetes of the real-node tests (docs/e2e.md).
 cluster-up:
 	hack/local-cluster.sh up
