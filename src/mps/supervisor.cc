@@ -320,9 +320,8 @@ absl::Status Supervisor::CheckHealth(const GpuSpec& gpu, int pid) {
   auto answer = Control(gpu, "get_default_active_thread_percentage");
   if (answer.ok()) return absl::OkStatus();
   if (!os_.ProcessAlive(pid)) return exited();  // died while being asked
-  return absl::UnavailableError(absl::StrCat("the MPS control daemon for ", Describe(gpu),
-                                             " (pid ", pid,
-                                             ") does not answer: ", answer.status().message(),
+  return absl::UnavailableError(absl::StrCat("the MPS control daemon for ", Describe(gpu), " (pid ",
+                                             pid, ") does not answer: ", answer.status().message(),
                                              LogTail(gpu)));
 }
 
