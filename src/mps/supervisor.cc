@@ -133,7 +133,7 @@ Supervisor::Supervisor(SupervisorOptions options, HealthCallback on_health, Os& 
       fs_(fs),
       nvml_(nvml) {
   {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     next_health_check_ = Clock::now() + options_.health_interval;
   }
   watcher_ = std::jthread([this](std::stop_token stop) { Watch(stop); });
@@ -388,7 +388,7 @@ absl::Status Supervisor::Apply(const std::vector<GpuSpec>& gpus) {
   std::vector<std::string> failures;
   absl::StatusCode code = absl::StatusCode::kOk;
   {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     if (stopped_) return absl::FailedPreconditionError("the MPS supervisor has been stopped");
     for (auto it = daemons_.begin(); it != daemons_.end();) {
       auto w = wanted.find(it->first);
@@ -468,7 +468,7 @@ void Supervisor::Watch(std::stop_token stop) {
   while (!stop.stop_requested()) {
     milliseconds sleep;
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       if (stopped_) return;
       sleep = TickLocked(stop);
     }
@@ -483,15 +483,23 @@ void Supervisor::Stop() {
   std::call_once(stop_once_, [this] {
     watcher_.request_stop();
     if (watcher_.joinable()) watcher_.join();
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     stopped_ = true;
-    for (auto& [uuid, d] : daemons_) StopDaemon(d.spec, d.pid);
+    for (auto& [uuid, d] : daemons_) {
+      if (d.pid > 0) {
+        StopDaemon(d.spec, d.pid);
+      } else if (fs_.Exists(absl::StrCat(PipeDirectory(options_, uuid), "/", kControlSocketName))) {
+        // A start cut short by Stop may have left a daemon we hold no pid of:
+        // ask it to quit, but signal no process on the strength of a pid file.
+        (void)Control(d.spec, "quit");
+      }
+    }
     daemons_.clear();
   });
 }
 
 std::vector<GpuHealth> Supervisor::Health() const {
-  absl::MutexLock lock(&mu_);
+  detail::MutexLock lock(&mu_);
   std::vector<GpuHealth> out;
   for (const auto& [uuid, d] : daemons_) out.push_back(GpuHealth{d.spec, d.healthy, d.status});
   return out;

@@ -32,9 +32,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "src/common/backoff.h"
 #include "src/common/filesystem.h"
+#include "src/mps/detail/mutex.h"
 #include "src/mps/os.h"
 #include "src/nvml/nvml_api.h"
 
@@ -116,19 +116,19 @@ class Supervisor {
   Supervisor& operator=(const Supervisor&) = delete;
 
   // Makes the running daemons match `gpus`: quits those of GPUs no longer
-  // listed or whose limits changed, starts the new and changed ones, and
-  // leaves the rest alone. Blocks until each started daemon is ready or has
-  // failed; reports each through the callback. OK when every listed GPU is
-  // healthy; otherwise an error naming each failure (failed daemons are
-  // retried by the watcher with backoff). InvalidArgument for a bad list
-  // (empty or duplicate UUID, percentage over 100); FailedPrecondition after
-  // Stop().
+  // listed (they get no further reports) or whose limits changed, starts the
+  // new and changed ones, and leaves the rest alone. Blocks until each started daemon is ready or
+  // has failed; reports each through the callback. OK when every listed GPU is healthy; otherwise
+  // an error naming each failure (failed daemons are retried by the watcher with backoff).
+  // InvalidArgument for a bad list (empty or duplicate UUID, percentage over 100);
+  // FailedPrecondition after Stop().
   absl::Status Apply(const std::vector<GpuSpec>& gpus);
 
-  // Quits every daemon and stops the watcher. Idempotent.
+  // Quits every daemon and stops the watcher. Idempotent; a second caller
+  // waits for the first to finish.
   void Stop();
 
-  // A snapshot, ordered by UUID.
+  // A snapshot, ordered by UUID. Waits while Apply or a health round runs.
   std::vector<GpuHealth> Health() const;
 
  private:
@@ -166,7 +166,7 @@ class Supervisor {
   const FileSystem& fs_;
   nvml::NvmlApi* const nvml_;
 
-  mutable absl::Mutex mu_;
+  mutable detail::Mutex mu_;
   std::map<std::string, Daemon> daemons_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::steady_clock::time_point next_health_check_ ABSL_GUARDED_BY(mu_);

@@ -98,7 +98,10 @@ class SupervisorTest : public ::testing::Test {
   }
   void ExpectQuit() {
     EXPECT_CALL(os_, ProcessAlive(kPid)).WillOnce(Return(true));
-    EXPECT_CALL(os_, Run(ClientCommand("quit"))).WillOnce(Return(Answer("")));
+    EXPECT_CALL(os_, Run(ClientCommand("quit"))).WillOnce(Invoke([this](const Command&) {
+      (void)fs_.Remove(PipeDir() + "/control");  // as the daemon does on its way out
+      return Answer("");
+    }));
     EXPECT_CALL(os_, ProcessAlive(kPid)).WillOnce(Return(false));
   }
 
