@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "src/mps/os.h"
 #include "src/mps/supervisor.h"
 
@@ -112,6 +113,20 @@ TEST(PosixOsTest, RunDoesNotWaitForADescendantHoldingTheOutput) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->output, "started\n");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(PosixOsTest, AZombieIsNotAlive) {
+  PosixOs os;
+  pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  // Exited but not reaped: a zombie, which kill(pid, 0) would call alive.
+  ASSERT_TRUE(Eventually([&] {
+    std::string stat = ReadAll("/proc/" + std::to_string(child) + "/stat");
+    return stat.find(") Z ") != std::string::npos;
+  }));
+  EXPECT_FALSE(os.ProcessAlive(child));
+  EXPECT_FALSE(std::filesystem::exists("/proc/" + std::to_string(child)));  // reaped
 }
 
 TEST(PosixOsTest, ProcessAliveAndDirectories) {
@@ -241,6 +256,27 @@ TEST_F(SupervisorIntegrationTest, RestartsAKilledDaemonAndReportsHealth) {
   auto health = s->Health();
   ASSERT_EQ(health.size(), 1u);
   EXPECT_TRUE(health[0].healthy);
+}
+
+TEST_F(SupervisorIntegrationTest, AHungDaemonIsKilledAndReplaced) {
+  SupervisorOptions o = Options();
+  o.command_timeout = milliseconds(300);
+  o.stop_timeout = milliseconds(300);
+  auto s = Make(o);
+  ASSERT_TRUE(s->Apply({{0, kGpuA, 4096, 40}}).ok());
+  const int hung = Pid(kGpuA);
+  kill(hung, SIGSTOP);  // alive, but answers nothing
+  ASSERT_TRUE(Eventually([&] { return CountReports(kGpuA, true) >= 2; }));
+  EXPECT_FALSE(os_.ProcessAlive(hung));
+  const int fresh = Pid(kGpuA);
+  EXPECT_NE(fresh, hung);
+  EXPECT_TRUE(os_.ProcessAlive(fresh));
+  bool saw_reason = false;
+  for (const auto& r : Reports()) {
+    saw_reason |= !r.healthy && absl::StrContains(r.status.message(), "does not answer") &&
+                  absl::StrContains(r.status.message(), "did not finish within 300 ms");
+  }
+  EXPECT_TRUE(saw_reason);
 }
 
 TEST_F(SupervisorIntegrationTest, ApplyRestartsOnlyWhatChanged) {
