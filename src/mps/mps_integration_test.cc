@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -126,7 +127,8 @@ TEST(PosixOsTest, AZombieIsNotAlive) {
     return stat.find(") Z ") != std::string::npos;
   }));
   EXPECT_FALSE(os.ProcessAlive(child));
-  EXPECT_FALSE(std::filesystem::exists("/proc/" + std::to_string(child)));  // reaped
+  EXPECT_FALSE(os.ProcessAlive(child));  // still not alive once reaped
+  waitpid(child, nullptr, WNOHANG);      // in case it was not
 }
 
 TEST(PosixOsTest, ProcessAliveAndDirectories) {
