@@ -134,7 +134,7 @@ class Daemon {
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, nullptr);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
     int sig_fd = -1;
     // signalfd would do; a self-pipe keeps this portable and obvious.
     int sig_pipe[2];
@@ -149,7 +149,7 @@ class Daemon {
       sigaction(SIGTERM, &sa, nullptr);
       sigaction(SIGINT, &sa, nullptr);
     }
-    sigprocmask(SIG_UNBLOCK, &block, nullptr);
+    pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
 
     for (;;) {
       std::vector<pollfd> fds;

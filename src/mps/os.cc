@@ -46,12 +46,13 @@ std::vector<std::string> BuildEnvironment(const std::map<std::string, std::strin
     std::string key = entry.substr(0, entry.find('='));
     if (extra.count(key) == 0) env.push_back(std::move(entry));
   }
-  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
+  for (const auto& [k, v] : extra) env.push_back(absl::StrCat(k, "=", v));
   return env;
 }
 
 std::vector<char*> Pointers(std::vector<std::string>& strings) {
   std::vector<char*> out;
+  out.reserve(strings.size() + 1);
   for (auto& s : strings) out.push_back(s.data());
   out.push_back(nullptr);
   return out;

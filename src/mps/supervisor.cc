@@ -25,7 +25,7 @@ using Clock = std::chrono::steady_clock;
 std::string Trim(const std::string& s) { return std::string(absl::StripAsciiWhitespace(s)); }
 
 // Stop-aware pause while polling another process's files.
-void Pause(std::stop_token stop, milliseconds d) {
+void Pause(const std::stop_token& stop, milliseconds d) {
   std::mutex m;
   std::condition_variable_any cv;
   std::unique_lock lock(m);
@@ -136,7 +136,7 @@ Supervisor::Supervisor(SupervisorOptions options, HealthCallback on_health, Os& 
     detail::MutexLock lock(&mu_);
     next_health_check_ = Clock::now() + options_.health_interval;
   }
-  watcher_ = std::jthread([this](std::stop_token stop) { Watch(stop); });
+  watcher_ = std::jthread([this](const std::stop_token& stop) { Watch(stop); });
 }
 
 Supervisor::~Supervisor() { Stop(); }
@@ -236,7 +236,7 @@ absl::Status Supervisor::SetLimits(const GpuSpec& gpu) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<int> Supervisor::StartDaemon(const GpuSpec& gpu, std::stop_token stop) {
+absl::StatusOr<int> Supervisor::StartDaemon(const GpuSpec& gpu, const std::stop_token& stop) {
   if (nvml_ != nullptr) {
     if (absl::Status st = CheckComputeMode(*nvml_, gpu); !st.ok()) return st;
   }
@@ -432,7 +432,7 @@ absl::Status Supervisor::Apply(const std::vector<GpuSpec>& gpus) {
                          " GPU(s) (retrying with backoff): ", absl::StrJoin(failures, "; ")));
 }
 
-milliseconds Supervisor::TickLocked(std::stop_token stop) {
+milliseconds Supervisor::TickLocked(const std::stop_token& stop) {
   const bool check_health = Clock::now() >= next_health_check_;
   if (check_health) next_health_check_ = Clock::now() + options_.health_interval;
   auto until_health = std::chrono::duration_cast<milliseconds>(next_health_check_ - Clock::now());
@@ -464,7 +464,7 @@ milliseconds Supervisor::TickLocked(std::stop_token stop) {
   return sleep;
 }
 
-void Supervisor::Watch(std::stop_token stop) {
+void Supervisor::Watch(const std::stop_token& stop) {
   while (!stop.stop_requested()) {
     milliseconds sleep;
     {

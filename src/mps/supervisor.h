@@ -143,14 +143,15 @@ class Supervisor {
     std::chrono::steady_clock::time_point next_attempt;
   };
 
-  void Watch(std::stop_token stop);
+  void Watch(const std::stop_token& stop);
   // One round of health checks and due restarts; returns how long to sleep.
-  std::chrono::milliseconds TickLocked(std::stop_token stop) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::chrono::milliseconds TickLocked(const std::stop_token& stop)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Report(Daemon& d, bool healthy, absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailLocked(Daemon& d, absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The steps, each with an error that says what to do.
-  absl::StatusOr<int> StartDaemon(const GpuSpec& gpu, std::stop_token stop);
+  absl::StatusOr<int> StartDaemon(const GpuSpec& gpu, const std::stop_token& stop);
   absl::Status CheckHealth(const GpuSpec& gpu, int pid);
   void StopDaemon(const GpuSpec& gpu, int pid);
   absl::StatusOr<std::string> Control(const GpuSpec& gpu, const std::string& command);
