@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <set>
@@ -222,6 +223,7 @@ int Main(int argc, char** argv) {
 
   LayoutOptions layout;
   layout.library = GPUSIM_DEFAULT_LIBRARY;
+  layout.mps_control = GPUSIM_DEFAULT_MPS_CONTROL;
   std::string layout_dir;
   auto* cmd_root = app.add_subcommand("root", "lay out a driver root for a profile");
   cmd_root->add_option("dir", layout_dir, "directory to lay out")->required();
@@ -233,6 +235,11 @@ int Main(int argc, char** argv) {
                        "override the CUDA driver version (1000*major+10*minor, e.g. 12040)");
   cmd_root->add_option("--library", layout.library, "the libnvidia-ml.so.1 to install")
       ->capture_default_str();
+  auto* mps_option = cmd_root
+                         ->add_option("--mps-control", layout.mps_control,
+                                      "the nvidia-cuda-mps-control stand-in to install in usr/bin "
+                                      "(default: the one built beside gpusim, when present)")
+                         ->capture_default_str();
   cmd_root->add_flag("--no-mknod", layout.allow_regular_files,
                      "without root, create empty files instead of character devices");
 
@@ -265,6 +272,10 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (cmd_root->parsed()) {
+    std::error_code ec;
+    if (mps_option->count() == 0 && !std::filesystem::is_regular_file(layout.mps_control, ec)) {
+      layout.mps_control.clear();  // the default is optional; an explicit path is not
+    }
     auto r = LayoutRoot(layout_dir, layout);
     if (!r.ok()) return Fail(r.status());
     std::printf("laid out %s for profile %s: %zu device nodes%s\n", layout_dir.c_str(),

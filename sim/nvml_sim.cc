@@ -588,6 +588,14 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned in
   return NVML_SUCCESS;
 }
 
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(mode);
+  SIM_ALIVE(c, d);
+  *mode = static_cast<nvmlComputeMode_t>(d->spec->compute_mode);
+  return NVML_SUCCESS;
+}
+
 namespace {
 // The simulated host has kCpusPerNode logical CPUs per NUMA node, node n
 // holding CPUs [n*kCpusPerNode, (n+1)*kCpusPerNode).

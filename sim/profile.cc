@@ -257,6 +257,19 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index,
                    absl::StrCat("must look like 0000:18:00.0, got '", bus_id, "'"));
   }
   SIM_RETURN_IF_ERROR(f.Uint("numaNode", &out->numa_node, true));
+  std::string compute_mode = "DEFAULT";
+  SIM_RETURN_IF_ERROR(f.String("computeMode", &compute_mode, false));
+  if (compute_mode == "DEFAULT") {
+    out->compute_mode = 0;
+  } else if (compute_mode == "PROHIBITED") {
+    out->compute_mode = 2;
+  } else if (compute_mode == "EXCLUSIVE_PROCESS") {
+    out->compute_mode = 3;
+  } else {
+    return f.Error(
+        f.Path("computeMode"),
+        absl::StrCat("must be DEFAULT, EXCLUSIVE_PROCESS or PROHIBITED, got '", compute_mode, "'"));
+  }
   unsigned sw = 0;
   if (f.Has("pcieSwitch")) {
     SIM_RETURN_IF_ERROR(f.Uint("pcieSwitch", &sw, true));

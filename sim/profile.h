@@ -63,7 +63,8 @@ struct GpuSpec {
   std::string serial;
   unsigned domain = 0, bus = 0, device = 0;  // PCI address
   unsigned numa_node = 0;
-  int pcie_switch = -1;                       // GPUs with the same switch id share a PCIe switch
+  unsigned compute_mode = 0;  // NVML_COMPUTEMODE_*; profile key computeMode (nvidia-smi's names)
+  int pcie_switch = -1;       // GPUs with the same switch id share a PCIe switch
   std::vector<std::string> nvswitch_bus_ids;  // remote end of the links (round robin)
 
   bool mig_enabled = false;

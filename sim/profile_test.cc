@@ -140,6 +140,19 @@ TEST(ProfileTest, MinimalProfileParses) {
   EXPECT_EQ(p->gpus[0].pci_device_id, 0x1EB810DEu);
   EXPECT_EQ(p->gpus[0].bus, 0x3bu);
   EXPECT_EQ(p->gpus[0].reserved_mib, 0u);  // optional
+  EXPECT_EQ(p->gpus[0].compute_mode, 0u);  // optional: DEFAULT
+}
+
+TEST(ProfileTest, ComputeModeByNvidiaSmiName) {
+  for (auto [name, mode] : {std::pair{"DEFAULT", 0u}, std::pair{"PROHIBITED", 2u},
+                            std::pair{"EXCLUSIVE_PROCESS", 3u}}) {
+    std::string yaml = kMinimal;
+    yaml.replace(yaml.find("numaNode: 0}"), 12,
+                 std::string("numaNode: 0, computeMode: ") + name + "}");
+    auto p = ParseProfile(yaml, "test.yaml");
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->gpus[0].compute_mode, mode) << name;
+  }
 }
 
 TEST(ProfileTest, BadProfilesNameTheFileAndField) {
@@ -156,6 +169,7 @@ TEST(ProfileTest, BadProfilesNameTheFileAndField) {
       {"model: t4,", "model: t5,", "unknown model 't5'"},
       {"numaNode: 0}", "numaNode: 0, colour: red}", "'gpus[0].colour' is not a known field"},
       {"numaNode: 0}", "numaNode: 0, mig: [1g.10gb]}", "not MIG-capable"},
+      {"numaNode: 0}", "numaNode: 0, computeMode: SHARED}", "gpus[0].computeMode"},
       {"driverVersion: \"550.54.15\"", "driverVersion: \"new\"", "driverVersion"},
       {"cudaDriverVersion: 12040", "cudaDriverVersion: 12", "cudaDriverVersion"},
       {"name: tiny\n", "", "field 'name' is required"},

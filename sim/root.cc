@@ -175,6 +175,11 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
                                             " not found; build the nvidia-ml target or pass "
                                             "--library"));
   }
+  if (!o.mps_control.empty() && !fs::is_regular_file(o.mps_control, ec)) {
+    return absl::NotFoundError(absl::StrCat("MPS control stand-in ", o.mps_control,
+                                            " not found; build the nvidia-cuda-mps-control "
+                                            "target or pass --mps-control"));
+  }
   bool can_mknod = geteuid() == 0;
   if (!can_mknod && !o.allow_regular_files) {
     return absl::PermissionDeniedError(
@@ -192,6 +197,13 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   fs::copy_file(o.library, tmp, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(tmp, lib, ec);  // atomic: a process mapping the old one keeps it
   if (ec) return absl::InternalError(absl::StrCat("cannot install ", lib, ": ", ec.message()));
+  if (!o.mps_control.empty()) {
+    std::string bin = root + "/" + kMpsControlRelPath;
+    fs::create_directories(fs::path(bin).parent_path(), ec);
+    if (!ec) fs::copy_file(o.mps_control, bin + ".tmp", fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::rename(bin + ".tmp", bin, ec);  // atomic: a running daemon keeps the old one
+    if (ec) return absl::InternalError(absl::StrCat("cannot install ", bin, ": ", ec.message()));
+  }
 
   RootConfig config = o.config;
   bool is_path = config.profile.find('/') != std::string::npos || config.profile.ends_with(".yaml");

@@ -3,6 +3,8 @@
 // a containerised driver (its driver-root setting).
 //
 //   <root>/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1   the simulator library
+//   <root>/usr/bin/nvidia-cuda-mps-control               the MPS control stand-in
+//                                                        (sim/mps_control_standin.cc)
 //   <root>/etc/gpusim/config.yaml                       profile + version overrides
 //   <root>/run/gpusim/state                             shared mutable state (state.h)
 //   <root>/dev/nvidia0..N-1, nvidiactl, nvidia-modeset, nvidia-uvm,
@@ -22,6 +24,7 @@
 namespace gdp::sim {
 
 inline constexpr char kLibraryRelPath[] = "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1";
+inline constexpr char kMpsControlRelPath[] = "usr/bin/nvidia-cuda-mps-control";
 inline constexpr char kRootEnv[] = "GPUSIM_ROOT";
 // Majors for the nodes whose major is dynamic on a real system (read from
 // /proc/devices there). Documented in docs/simulator.md.
@@ -62,6 +65,9 @@ std::string MigMinorsFile(const Profile& profile);
 
 struct LayoutOptions {
   std::string library;  // the built libnvidia-ml.so.1 to copy into the root
+  // The MPS control stand-in to install as usr/bin/nvidia-cuda-mps-control;
+  // empty: none is installed.
+  std::string mps_control;
   RootConfig config;
   // mknod needs CAP_MKNOD; without it the call fails unless this is set, in
   // which case empty regular files stand in for the nodes (and it is said so).

@@ -110,6 +110,7 @@ struct Nvml {
   X(nvmlDeviceGetPciInfo_v2) \
   X(nvmlDeviceGetPciInfo_v3) \
   X(nvmlDeviceGetNumaNodeId) \
+  X(nvmlDeviceGetComputeMode) \
   X(nvmlDeviceGetCpuAffinity) \
   X(nvmlDeviceGetCpuAffinityWithinScope) \
   X(nvmlDeviceGetMemoryAffinity) \
@@ -309,6 +310,9 @@ TEST_P(EveryProfile, EveryCallAnswersAsTheProfileSays) {
     unsigned node = 99;
     ASSERT_EQ(n.nvmlDeviceGetNumaNodeId(d, &node), NVML_SUCCESS);
     EXPECT_EQ(node, g.numa_node);
+    nvmlComputeMode_t mode = NVML_COMPUTEMODE_COUNT;
+    ASSERT_EQ(n.nvmlDeviceGetComputeMode(d, &mode), NVML_SUCCESS);
+    EXPECT_EQ(static_cast<unsigned>(mode), g.compute_mode);
     unsigned long cpus[4] = {}, mems[1] = {};
     ASSERT_EQ(n.nvmlDeviceGetCpuAffinity(d, 4, cpus), NVML_SUCCESS);
     EXPECT_NE(cpus[0] | cpus[1] | cpus[2] | cpus[3], 0UL);
@@ -1037,6 +1041,23 @@ TEST(SimRootLayout, RelayingOutWithAnotherProfileReplacesTheNodes) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(fs::exists(sim.root() + "/dev/nvidia1"));
   EXPECT_FALSE(fs::exists(sim.root() + "/dev/nvidia2"));
+}
+
+TEST(SimRootLayout, InstallsTheMpsControlStandin) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  const std::string bin = sim.root() + "/" + kMpsControlRelPath;
+  ASSERT_TRUE(fs::is_regular_file(bin));
+  EXPECT_EQ(access(bin.c_str(), X_OK), 0);
+  // It is the stand-in: usage on a bad argument, as the real one.
+  auto r = RunCommand(bin + " --bogus 2>&1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, ::testing::HasSubstr("usage: nvidia-cuda-mps-control [-d | -f]"));
+  // An explicit path that does not exist is an error that names it.
+  auto bad = Gpusim("root " + sim.root() + " --profile geforce --mps-control /nowhere/ctl" +
+                    (geteuid() == 0 ? "" : " --no-mknod"));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_THAT(bad.output, ::testing::HasSubstr("/nowhere/ctl not found"));
 }
 
 TEST(SimRootLayout, EnvironmentOverridesTheRoot) {

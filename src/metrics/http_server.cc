@@ -18,18 +18,15 @@ HttpServer::HttpServer(std::string bind_address, int port)
   server_->set_read_timeout(std::chrono::seconds(5));
   server_->set_write_timeout(std::chrono::seconds(5));
   server_->set_keep_alive_timeout(5);
-<<<<<<< HEAD
   // One request per connection: with keep-alive, each idle connection would
   // hold one of the two workers, so a third concurrent scraper would wait for
   // a keep-alive timeout (seen at ~1 s with 8 scrapers). A scrape every 15 s
   // does not need a kept connection.
   server_->set_keep_alive_max_count(1);
-=======
   // Responses go out as header and body writes; without TCP_NODELAY, Nagle
   // holds the body until the client's delayed ACK (~40 ms) on every request
   // after the first of a keep-alive connection, which Prometheus uses.
   server_->set_tcp_nodelay(true);
->>>>>>> bench
   // httplib's default adds SO_REUSEPORT, which would let a second daemon share
   // the port silently; a taken port must be an error instead.
   server_->set_socket_options([](int sock) {

@@ -203,6 +203,10 @@ nvmlReturn_t DlNvml::DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node
   GDP_NVML_CALL(numa_, nvmlDeviceGetNumaNodeId, "NUMA discovery through NVML",
                 GDP_NAMES("nvmlDeviceGetNumaNodeId"), device, node);
 }
+nvmlReturn_t DlNvml::DeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) {
+  GDP_NVML_CALL(compute_mode_, nvmlDeviceGetComputeMode, "the MPS compute-mode check",
+                GDP_NAMES("nvmlDeviceGetComputeMode"), device, mode);
+}
 nvmlReturn_t DlNvml::DeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
                                                      nvmlGpuTopologyLevel_t* level) {
   GDP_NVML_CALL(ancestor_, nvmlDeviceGetTopologyCommonAncestor, "PCIe topology",

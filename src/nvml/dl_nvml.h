@@ -75,6 +75,7 @@ class DlNvml final : public NvmlApi {
   nvmlReturn_t DeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) override;
   nvmlReturn_t DeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t* pci) override;
   nvmlReturn_t DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node) override;
+  nvmlReturn_t DeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) override;
   nvmlReturn_t DeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
                                                nvmlGpuTopologyLevel_t* level) override;
   nvmlReturn_t DeviceGetNvLinkState(nvmlDevice_t device, unsigned int link,
@@ -150,7 +151,8 @@ class DlNvml final : public NvmlApi {
       ancestor_, nvlink_state_, nvlink_remote_pci_, nvlink_remote_type_, mig_mode_, max_mig_,
       mig_by_index_, gi_id_, ci_id_, attributes_, event_types_, event_create_, register_events_,
       event_wait_, event_free_, utilization_, temperature_, power_usage_, power_limit_, energy_,
-      clock_, pcie_throughput_, ecc_errors_, remapped_rows_, clock_reasons_, field_values_;
+      clock_, pcie_throughput_, ecc_errors_, remapped_rows_, clock_reasons_, field_values_,
+      compute_mode_;
 };
 
 }  // namespace gdp::nvml

@@ -50,6 +50,12 @@ class NvmlApi {
   // _v3, then _v2, then v1.
   virtual nvmlReturn_t DeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t* pci) = 0;
   virtual nvmlReturn_t DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node) = 0;
+  // Whether (and how) CUDA contexts may be created, which decides whether an
+  // MPS server can run (src/mps). Added later: the default answers
+  // FUNCTION_NOT_FOUND so earlier implementations keep compiling.
+  virtual nvmlReturn_t DeviceGetComputeMode(nvmlDevice_t /*device*/, nvmlComputeMode_t* /*mode*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
 
   // Topology.
   virtual nvmlReturn_t DeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,

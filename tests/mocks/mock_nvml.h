@@ -42,6 +42,8 @@ class MockNvml : public NvmlApi {
               (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetNumaNodeId, (nvmlDevice_t device, unsigned int* node),
               (override));
+  MOCK_METHOD(nvmlReturn_t, DeviceGetComputeMode, (nvmlDevice_t device, nvmlComputeMode_t* mode),
+              (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetTopologyCommonAncestor,
               (nvmlDevice_t a, nvmlDevice_t b, nvmlGpuTopologyLevel_t* level), (override));
   MOCK_METHOD(nvmlReturn_t, DeviceGetNvLinkState,

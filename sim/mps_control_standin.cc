@@ -1,0 +1,432 @@
+// A stand-in for NVIDIA's `nvidia-cuda-mps-control`, for machines without a
+// driver. It behaves like the real program for what the device plugin uses:
+//
+//   nvidia-cuda-mps-control -d    start the control daemon in the background
+//   nvidia-cuda-mps-control -f    run it in the foreground
+//   nvidia-cuda-mps-control       client: read commands from stdin, one a
+//                                 line, send each to the daemon, print answers
+//
+// Environment, as for the real one: CUDA_MPS_PIPE_DIRECTORY (default
+// /tmp/nvidia-mps) holds the control socket `control` and the pid file
+// `nvidia-cuda-mps-control.pid`; CUDA_MPS_LOG_DIRECTORY (default
+// /var/log/nvidia-mps) holds `control.log` in the real format
+// ("[YYYY-MM-DD HH:MM:SS.mmm Control PID] message"); CUDA_VISIBLE_DEVICES
+// bounds the device indices the daemon accepts (the real daemon remaps the
+// visible devices to 0..n-1).
+//
+// For tests the daemon also appends every command it receives, verbatim, one
+// a line, to `commands.log` in the log directory. Documented in
+// docs/simulator.md.
+//
+// Commands: quit, get_server_list, set_default_active_thread_percentage P,
+// get_default_active_thread_percentage, set_default_device_pinned_mem_limit
+// DEV VALUE (VALUE is an integer followed by M or G),
+// get_default_device_pinned_mem_limit DEV.
+//
+// Wire protocol between client and daemon (private to the stand-in): the
+// client sends a command line ending in '\n'; the daemon answers with text
+// ending in '\0'. After `quit` the daemon closes every connection and exits,
+// so a client sees EOF once the daemon is gone.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr char kSocketName[] = "control";
+constexpr char kPidFileName[] = "nvidia-cuda-mps-control.pid";
+
+std::string Env(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): single-threaded
+  return v != nullptr ? v : fallback;
+}
+
+std::string PipeDir() { return Env("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"); }
+std::string LogDir() { return Env("CUDA_MPS_LOG_DIRECTORY", "/var/log/nvidia-mps"); }
+std::string SocketPath() { return PipeDir() + "/" + kSocketName; }
+std::string PidPath() { return PipeDir() + "/" + kPidFileName; }
+
+std::string ErrnoText(int err) {
+  char buf[256];
+  return strerror_r(err, buf, sizeof buf);  // GNU variant returns the text
+}
+
+bool FillAddress(const std::string& path, sockaddr_un* addr) {
+  std::memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr->sun_path) return false;
+  std::memcpy(addr->sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+int Connect(const std::string& path) {
+  sockaddr_un addr;
+  if (!FillAddress(path, &addr)) return -1;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool WriteAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = write(fd, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// --- Daemon -----------------------------------------------------------------
+
+class Daemon {
+ public:
+  Daemon(int listen_fd, FILE* control_log, FILE* commands_log)
+      : listen_fd_(listen_fd), control_log_(control_log), commands_log_(commands_log) {
+    std::string visible = Env("CUDA_VISIBLE_DEVICES", "\x01");
+    if (visible != "\x01") {
+      devices_ = 0;
+      std::stringstream ss(visible);
+      for (std::string item; std::getline(ss, item, ',');) {
+        if (!item.empty()) ++*devices_;
+      }
+    }
+  }
+
+  void Log(const std::string& message) {
+    auto now = std::chrono::system_clock::now();
+    std::time_t t = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    std::fprintf(control_log_, "[%s.%03d Control %d] %s\n", stamp, static_cast<int>(ms.count()),
+                 static_cast<int>(getpid()), message.c_str());
+    std::fflush(control_log_);
+  }
+
+  // Serves until `quit` or SIGTERM/SIGINT. Returns the exit code.
+  int Serve() {
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
+    int sig_fd = -1;
+    // signalfd would do; a self-pipe keeps this portable and obvious.
+    int sig_pipe[2];
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+      self_pipe_ = sig_pipe[1];
+      sig_fd = sig_pipe[0];
+      struct sigaction sa {};
+      sa.sa_handler = [](int) {
+        char c = 1;
+        [[maybe_unused]] ssize_t n = write(self_pipe_, &c, 1);
+      };
+      sigaction(SIGTERM, &sa, nullptr);
+      sigaction(SIGINT, &sa, nullptr);
+    }
+    pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+
+    for (;;) {
+      std::vector<pollfd> fds;
+      fds.push_back({listen_fd_, POLLIN, 0});
+      if (sig_fd >= 0) fds.push_back({sig_fd, POLLIN, 0});
+      for (const auto& [fd, buf] : clients_) fds.push_back({fd, POLLIN, 0});
+      int n = poll(fds.data(), fds.size(), -1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        Log("poll failed: " + ErrnoText(errno));
+        return Shutdown(1);
+      }
+      for (const auto& p : fds) {
+        if (p.revents == 0) continue;
+        if (p.fd == listen_fd_) {
+          int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+          if (c >= 0) {
+            clients_[c] = "";
+            Log("Accepting connection...");
+            Log("NEW UI");
+          }
+        } else if (p.fd == sig_fd) {
+          Log("Received termination signal, shutting down");
+          return Shutdown(0);
+        } else if (!ReadClient(p.fd)) {
+          return Shutdown(0);  // quit
+        }
+      }
+    }
+  }
+
+ private:
+  // False when the daemon must exit (quit).
+  bool ReadClient(int fd) {
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) {
+      Log("UI closed");
+      close(fd);
+      clients_.erase(fd);
+      return true;
+    }
+    std::string& pending = clients_[fd];
+    pending.append(buf, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      bool quit = false;
+      std::string answer = Handle(line, &quit);
+      WriteAll(fd, answer + '\0');
+      if (quit) return false;
+    }
+    return true;
+  }
+
+  std::string Handle(const std::string& line, bool* quit) {
+    std::fprintf(commands_log_, "%s\n", line.c_str());
+    std::fflush(commands_log_);
+    Log("Cmd:" + line);
+    std::stringstream ss(line);
+    std::vector<std::string> words;
+    for (std::string w; ss >> w;) words.push_back(w);
+    if (words.empty()) return "";
+    const std::string& cmd = words[0];
+    std::string answer;
+    if (cmd == "quit" && words.size() == 1) {
+      *quit = true;
+    } else if (cmd == "get_server_list" && words.size() == 1) {
+      answer = "";  // no CUDA client has asked for a server
+    } else if (cmd == "set_default_active_thread_percentage" && words.size() == 2) {
+      char* end = nullptr;
+      double p = std::strtod(words[1].c_str(), &end);
+      if (end == words[1].c_str() || *end != '\0' || !(p > 0) || p > 100) {
+        answer = "Invalid active thread percentage " + words[1] + ": expected a number in (0, 100]";
+      } else {
+        thread_percentage_ = p;
+        answer = Percentage();
+      }
+    } else if (cmd == "get_default_active_thread_percentage" && words.size() == 1) {
+      answer = Percentage();
+    } else if (cmd == "set_default_device_pinned_mem_limit" && words.size() == 3) {
+      static const std::regex kValue("^[0-9]+[MG]$");
+      if (!ValidDevice(words[1])) {
+        answer = "Invalid device " + words[1] + DeviceRange();
+      } else if (!std::regex_match(words[2], kValue)) {
+        answer = "Invalid memory limit " + words[2] +
+                 ": expected an integer followed by M or G, e.g. 2048M or 2G";
+      } else {
+        limits_[std::stoi(words[1])] = words[2];
+      }
+    } else if (cmd == "get_default_device_pinned_mem_limit" && words.size() == 2) {
+      if (!ValidDevice(words[1])) {
+        answer = "Invalid device " + words[1] + DeviceRange();
+      } else {
+        auto it = limits_.find(std::stoi(words[1]));
+        answer = it == limits_.end() ? "N/A" : it->second;
+      }
+    } else {
+      answer = "Unrecognized command: " + line;
+    }
+    if (!answer.empty()) Log(answer);
+    return answer.empty() ? answer : answer + "\n";
+  }
+
+  bool ValidDevice(const std::string& word) const {
+    if (word.empty() || word.size() > 3 || word.find_first_not_of("0123456789") != word.npos) {
+      return false;
+    }
+    return !devices_ || std::stoi(word) < *devices_;
+  }
+  std::string DeviceRange() const {
+    if (!devices_) return "";
+    return ": " + std::to_string(*devices_) + " device(s) visible to this daemon (0.." +
+           std::to_string(*devices_ - 1) + ")";
+  }
+  std::string Percentage() const {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", thread_percentage_);
+    return buf;
+  }
+
+  int Shutdown(int code) {
+    for (const auto& [fd, buf] : clients_) close(fd);
+    clients_.clear();
+    close(listen_fd_);
+    unlink(SocketPath().c_str());
+    unlink(PidPath().c_str());
+    Log("Shutting down");
+    return code;
+  }
+
+  static inline int self_pipe_ = -1;
+  int listen_fd_;
+  FILE* control_log_;
+  FILE* commands_log_;
+  std::optional<int> devices_;  // nullopt: CUDA_VISIBLE_DEVICES unset
+  std::map<int, std::string> clients_;
+  std::map<int, std::string> limits_;
+  double thread_percentage_ = 100.0;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "nvidia-cuda-mps-control: %s\n", message.c_str());
+  return 1;
+}
+
+int RunDaemon(bool background) {
+  const std::string pipe_dir = PipeDir();
+  const std::string log_dir = LogDir();
+  if (mkdir(pipe_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Fail("cannot create pipe directory " + pipe_dir + ": " + ErrnoText(errno));
+  }
+  if (access(pipe_dir.c_str(), W_OK | X_OK) != 0) {
+    return Fail("cannot use pipe directory " + pipe_dir + ": " + ErrnoText(errno));
+  }
+  if (mkdir(log_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Fail("cannot create log directory " + log_dir + ": " + ErrnoText(errno));
+  }
+  FILE* control_log = std::fopen((log_dir + "/control.log").c_str(), "ae");
+  FILE* commands_log = std::fopen((log_dir + "/commands.log").c_str(), "ae");
+  if (control_log == nullptr || commands_log == nullptr) {
+    return Fail("cannot open the log in " + log_dir + ": " + ErrnoText(errno));
+  }
+  const std::string socket_path = SocketPath();
+  if (int fd = Connect(socket_path); fd >= 0) {
+    close(fd);
+    return Fail("An instance of this daemon is already running with pipe directory " + pipe_dir);
+  }
+  sockaddr_un addr;
+  if (!FillAddress(socket_path, &addr)) {
+    return Fail("pipe directory path too long for a unix socket: " + socket_path);
+  }
+  unlink(socket_path.c_str());  // stale, from a daemon that did not quit
+  int listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd < 0 || bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listen_fd, 16) != 0) {
+    return Fail("cannot listen on " + socket_path + ": " + ErrnoText(errno));
+  }
+
+  int ready[2] = {-1, -1};
+  if (background) {
+    if (pipe2(ready, O_CLOEXEC) != 0) return Fail("pipe: " + ErrnoText(errno));
+    pid_t pid = fork();
+    if (pid < 0) return Fail("fork: " + ErrnoText(errno));
+    if (pid > 0) {  // the caller's process: returns once the daemon serves
+      close(ready[1]);
+      char c = 0;
+      ssize_t n;
+      do {
+        n = read(ready[0], &c, 1);
+      } while (n < 0 && errno == EINTR);
+      return n == 1 ? 0 : Fail("the daemon exited during start; see " + log_dir + "/control.log");
+    }
+    close(ready[0]);
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, STDIN_FILENO);
+      dup2(devnull, STDOUT_FILENO);
+      dup2(devnull, STDERR_FILENO);
+      if (devnull > STDERR_FILENO) close(devnull);
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  Daemon daemon(listen_fd, control_log, commands_log);
+  {
+    FILE* pid_file = std::fopen(PidPath().c_str(), "we");
+    if (pid_file == nullptr) {
+      daemon.Log("cannot write " + PidPath() + ": " + ErrnoText(errno));
+      return 1;
+    }
+    std::fprintf(pid_file, "%d\n", static_cast<int>(getpid()));
+    std::fclose(pid_file);
+  }
+  daemon.Log("Starting control daemon using socket " + socket_path);
+  daemon.Log("To connect CUDA applications to this daemon, set env CUDA_MPS_PIPE_DIRECTORY=" +
+             pipe_dir);
+  if (background) {
+    char c = 1;
+    [[maybe_unused]] ssize_t n = write(ready[1], &c, 1);
+    close(ready[1]);
+  }
+  return daemon.Serve();
+}
+
+// --- Client -----------------------------------------------------------------
+
+int RunClient() {
+  int fd = Connect(SocketPath());
+  if (fd < 0) {
+    std::fprintf(stderr, "Cannot find MPS control daemon process\n");
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  std::string line;
+  int c;
+  bool eof = false;
+  while (!eof) {
+    line.clear();
+    while ((c = std::getchar()) != EOF && c != '\n') line.push_back(static_cast<char>(c));
+    eof = c == EOF;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (!WriteAll(fd, line + "\n")) {
+      std::fprintf(stderr, "Lost connection to the MPS control daemon\n");
+      return 1;
+    }
+    std::string answer;
+    char ch;
+    ssize_t n;
+    while ((n = read(fd, &ch, 1)) == 1 && ch != '\0') answer.push_back(ch);
+    if (n != 1) {
+      std::fprintf(stderr, "Lost connection to the MPS control daemon\n");
+      return 1;
+    }
+    std::fputs(answer.c_str(), stdout);
+    std::fflush(stdout);
+    std::string first_word;
+    std::stringstream(line) >> first_word;
+    if (first_word == "quit") {
+      // Returns once the daemon is gone, as the real client does.
+      while (read(fd, &ch, 1) > 0) {
+      }
+      break;
+    }
+  }
+  close(fd);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 1) return RunClient();
+  std::string arg = argv[1];
+  if (argc == 2 && arg == "-d") return RunDaemon(true);
+  if (argc == 2 && arg == "-f") return RunDaemon(false);
+  std::fprintf(stderr, "usage: nvidia-cuda-mps-control [-d | -f]\n");
+  return 2;
+}
