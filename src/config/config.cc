@@ -1296,8 +1296,8 @@ std::vector<std::string> Validate(const Config& c) {
   }
 
   if (!c.node_name.empty() && !IsHostname(c.node_name)) {
-    add("flags.nodeName", absl::StrCat(Quote(c.node_name),
-                                        " is not a node name (a DNS subdomain, e.g. gpu-node-1)"));
+    add("flags.nodeName",
+        absl::StrCat(Quote(c.node_name), " is not a node name (a DNS subdomain, e.g. gpu-node-1)"));
   }
   CheckPath(&problems, "labels.kubeconfig", c.labels.kubeconfig, true);
   CheckPath(&problems, "labels.nfdFeatureFile", c.labels.nfd_feature_file, true);

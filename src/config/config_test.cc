@@ -424,9 +424,8 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 TEST(SchemaTest, SectionsAndKeys) {
   EXPECT_THAT(detail::ChildKeys(""),
               ElementsAre("version", "flags", "sharing", "health", "metrics", "log", "labels"));
-  EXPECT_THAT(detail::ChildKeys("metrics"),
-              ElementsAre("bindAddress", "port", "sampleInterval", "podResourcesSocket",
-                          "dcgmCompatibility"));
+  EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port", "sampleInterval",
+                                                        "podResourcesSocket", "dcgmCompatibility"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);

@@ -1,6 +1,9 @@
 #include "src/daemon/daemon.h"
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <set>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -11,18 +14,19 @@
 #include "src/common/backoff.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
-#include "src/daemon/daemon_metrics.h"
 #include "src/daemon/allocations.h"
+#include "src/daemon/daemon_metrics.h"
 #include "src/doctor/doctor.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
-#include "src/metrics/collectors.h"
-#include "src/metrics/exposition.h"
 #include "src/kube/curl_api_client.h"
 #include "src/labels/node_labeller.h"
+#include "src/metrics/collectors.h"
+#include "src/metrics/exposition.h"
 #include "src/metrics/http_server.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
+#include "src/mps/supervisor.h"
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/plugin/plugin_manager.h"
@@ -59,13 +63,28 @@ const char* PathName(nvml::PathKind p) {
 // and the node labeller (both only queue them, so the monitor never waits on
 // gRPC or the API server). The labeller comes and goes with reloads, hence
 // the mutex.
+// A GPU is healthy when NVML health says so and, for a GPU shared through
+// MPS, its MPS control daemon is up with its limits; the bridge combines both
+// sources per GPU and tells the plugin manager (and the labeller, of NVML
+// health changes). Called from the health monitor's thread and the MPS
+// supervisor's; every call is quick.
 class HealthBridge final : public health::HealthListener {
  public:
   explicit HealthBridge(plugin::PluginManager& plugins) : plugins_(plugins) {}
   void OnHealthChanged(const health::HealthEvent& event) override {
-    plugins_.SetGpuHealth(event.uuid, event.healthy);
     std::lock_guard<std::mutex> lock(mu_);
+    Set(&nvml_unhealthy_, event.uuid, event.healthy);
     if (labeller_ != nullptr) labeller_->OnHealthChanged(event);
+  }
+  void OnMpsHealth(const mps::GpuHealth& h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!h.healthy) {
+      log::Warn("MPS daemon not healthy; the GPU's replicas are Unhealthy until it is restarted",
+                {{"gpu", h.gpu.uuid}, {"error", h.status.message()}});
+    } else if (mps_unhealthy_.count(h.gpu.uuid) != 0) {
+      log::Info("MPS daemon healthy again", {{"gpu", h.gpu.uuid}});
+    }
+    Set(&mps_unhealthy_, h.gpu.uuid, h.healthy);
   }
   void SetLabeller(labels::NodeLabeller* labeller) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -73,9 +92,22 @@ class HealthBridge final : public health::HealthListener {
   }
 
  private:
+  void Set(std::set<std::string>* unhealthy, const std::string& uuid, bool healthy)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (healthy) {
+      unhealthy->erase(uuid);
+    } else {
+      unhealthy->insert(uuid);
+    }
+    plugins_.SetGpuHealth(uuid,
+                          nvml_unhealthy_.count(uuid) == 0 && mps_unhealthy_.count(uuid) == 0);
+  }
+
   plugin::PluginManager& plugins_;
   std::mutex mu_;
   labels::NodeLabeller* labeller_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::set<std::string> nvml_unhealthy_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> mps_unhealthy_ ABSL_GUARDED_BY(mu_);
 };
 
 // Settings that select what the process is bound to; a reload that changes
@@ -193,6 +225,9 @@ struct Daemon::Components {
   std::shared_ptr<const nvml::Inventory> inventory;
   std::unique_ptr<plugin::PluginManager> plugins;
   std::unique_ptr<HealthBridge> bridge;
+  // MPS control daemons, while some GPU is shared through MPS; its options.
+  std::unique_ptr<mps::Supervisor> mps;
+  mps::SupervisorOptions mps_options;
   std::unique_ptr<health::HealthMonitor> health;
   // Node labels and events (labels.enabled with a node name); recreated when
   // the labels block changes.
@@ -251,8 +286,8 @@ struct Daemon::Components {
       log::Info("API server", {{"server", rest->server}, {"from", rest->source}});
       kube = std::make_unique<kube::CurlApiClient>(*std::move(rest), &fs);
     }
-    labeller =
-        std::make_unique<labels::NodeLabeller>(kube.get(), fs, labels::OptionsFromConfig(lc, node_name));
+    labeller = std::make_unique<labels::NodeLabeller>(kube.get(), fs,
+                                                      labels::OptionsFromConfig(lc, node_name));
     labeller_config = lc;
     labeller->SetInventory(inventory);
     labeller->SetConfig(config);
@@ -345,8 +380,8 @@ int Daemon::Run() {
   });
   const std::string& pod_socket = cfg.metrics_pod_resources_socket;
   if (!pod_socket.empty()) {
-    c_->pod_resources = std::make_unique<podresources::GrpcPodResourcesLister>(
-        pod_socket, std::chrono::seconds(2));
+    c_->pod_resources =
+        std::make_unique<podresources::GrpcPodResourcesLister>(pod_socket, std::chrono::seconds(2));
   }
   c_->http->Handle("/allocations", [comps, socket = pod_socket] {
     // Resources() is a snapshot from the plugin manager's thread; List is one
@@ -369,14 +404,14 @@ int Daemon::Run() {
         views.push_back(std::move(view));
       }
     }
-    return metrics::HttpResponse{200, "application/json",
-                                 AllocationsJson(views,
-                                                 comps->pod_resources != nullptr
-                                                     ? comps->pod_resources->List()
-                                                     : absl::UnavailableError(
-                                                           "pod attribution is off "
-                                                           "(metrics.podResourcesSocket is empty)"),
-                                                 socket)};
+    return metrics::HttpResponse{
+        200, "application/json",
+        AllocationsJson(views,
+                        comps->pod_resources != nullptr
+                            ? comps->pod_resources->List()
+                            : absl::UnavailableError("pod attribution is off "
+                                                     "(metrics.podResourcesSocket is empty)"),
+                        socket)};
   });
   if (absl::Status s = c_->http->Start(); !s.ok()) {
     log::Error("cannot serve the HTTP endpoint", {{"error", s.message()}});
@@ -610,6 +645,15 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     if (next != nullptr) c_->config = prev;
     return;
   }
+  // MPS daemons next: replicas of a GPU whose daemon is not up are advertised
+  // Unhealthy (the bridge remembers it before the resources exist).
+  if (absl::Status s = SyncMps(cfg, *backends); !s.ok()) {
+    log::Error("cannot share GPUs through MPS; keeping the previous resources",
+               {{"error", s.message()}});
+    c_->SetNotReady(std::string(s.message()));
+    if (next != nullptr) c_->config = prev;
+    return;
+  }
   // The CDI spec goes first: a runtime given a CDI name must find it.
   if (absl::Status s = SyncCdiSpec(cfg, *backends); !s.ok()) {
     log::Error("cannot write the CDI spec; keeping the previous resources",
@@ -631,6 +675,57 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     c_->health->SetOptions(health::FromConfig(cfg.health));
   }
   c_->SyncLabeller(*options_.fs);
+}
+
+absl::Status Daemon::SyncMps(
+    const config::Config& cfg,
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends) {
+  const std::vector<resources::MpsGpu> gpus = resources::MpsGpus(backends);
+  if (gpus.empty()) {
+    if (c_->mps != nullptr) {
+      c_->mps->Stop();
+      c_->mps.reset();
+      log::Info("MPS daemons stopped: no GPU is shared through MPS any more");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> binary = mps::FindControlBinary(
+      *options_.fs, cfg.EffectiveDriverRoot(), cfg.sharing.mps.control_binary);
+  if (!binary.ok()) return binary.status();
+  mps::SupervisorOptions o;
+  o.control_binary = *binary;
+  o.pipe_root = o.log_root = cfg.sharing.mps.root;
+  if (c_->mps != nullptr && (c_->mps_options.control_binary != o.control_binary ||
+                             c_->mps_options.pipe_root != o.pipe_root)) {
+    c_->mps->Stop();
+    c_->mps.reset();
+  }
+  // Every client mounts <root>/shm as /dev/shm; the chart creates it too.
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.sharing.mps.root + "/shm", ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the MPS shared-memory directory ", cfg.sharing.mps.root,
+                     "/shm: ", ec.message(), "; mount sharing.mps.root read-write"));
+  }
+  if (c_->mps == nullptr) {
+    HealthBridge* bridge = c_->bridge.get();
+    c_->mps = std::make_unique<mps::Supervisor>(
+        o, [bridge](const mps::GpuHealth& h) { bridge->OnMpsHealth(h); }, mps::PosixOs::Get(),
+        *options_.fs, c_->nvml.get());
+    c_->mps_options = o;
+  }
+  std::vector<mps::GpuSpec> specs;
+  for (const resources::MpsGpu& g : gpus) {
+    specs.push_back(mps::GpuSpec{g.index, g.uuid, g.memory_limit_mib, g.active_thread_percentage});
+  }
+  if (absl::Status s = c_->mps->Apply(specs); !s.ok()) {
+    // The supervisor retries with backoff; the replicas stay Unhealthy meanwhile.
+    log::Warn("MPS is not up on every shared GPU yet", {{"error", s.message()}});
+  } else {
+    log::Info("MPS daemons ready", {{"gpus", specs.size()}, {"root", cfg.sharing.mps.root}});
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Daemon::SyncCdiSpec(
@@ -660,6 +755,7 @@ void Daemon::StopAll() {
   if (c_->bridge) c_->bridge->SetLabeller(nullptr);
   if (c_->labeller) c_->labeller->Stop();
   if (c_->plugins) c_->plugins->Stop();
+  if (c_->mps) c_->mps->Stop();
   if (c_->nvml && c_->nvml_up) {
     c_->nvml->Shutdown();
     c_->nvml_up = false;

@@ -73,6 +73,10 @@ class Daemon {
   bool StartNvml();
   void StartMetrics();
   void ApplyConfig(std::shared_ptr<const config::Config> next);
+  // Runs one MPS control daemon per GPU that `backends` share through MPS
+  // (stops them when none is); errors when the control binary is missing.
+  absl::Status SyncMps(const config::Config& cfg,
+                       const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends);
   // Writes the CDI spec for `backends` when a cdi-* strategy is on; removes
   // ours otherwise.
   absl::Status SyncCdiSpec(

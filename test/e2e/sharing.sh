@@ -93,6 +93,46 @@ else
 fi
 delete_test_pods
 
+# --- S2: MPS, 2 replicas per GPU -------------------------------------------------------
+sharing_chart "health:
+  probeInterval: 1s
+sharing:
+  mps:
+    root: $MPS_ROOT
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 2" "mps: {enabled: true, root: $MPS_ROOT}"
+t=$SECONDS
+if wait_until 90 resource_is nvidia.com/gpu 16; then
+  pass "S2 MPS x2: capacity and allocatable nvidia.com/gpu = 16 after $((SECONDS - t))s"
+else
+  fail "S2 MPS x2: expected 16/16 within 90s, saw $(capacity_of nvidia.com/gpu)/$(allocatable_of nvidia.com/gpu)"
+  kc -n "$NS" logs -l app.kubernetes.io/name=gpu-device-plugin --tail 20 || true
+fi
+gpu_pod mps0 1
+if wait_until 60 pod_logged mps0 READY; then
+  gpu=$(pod_nvd mps0)
+  # Half of the GPU's memory in MiB (the dgx-h100 profile's memoryMiB).
+  total_mib=$(awk '$1 == "memoryMiB:" { print $2; exit }' sim/profiles/dgx-h100.yaml)
+  mps=$(pod_field mps0 MPS)
+  check "S2 the MPS pod's pipe directory and thread share" "/run/nvidia-mps|50" "${mps%%|*}|${mps##*|}"
+  limit=$(cut -d'|' -f2 <<<"$mps")
+  if [ "$total_mib" -gt 0 ]; then
+    check "S2 the MPS pod's memory limit (half its GPU)" "0=$((total_mib / 2))M" "$limit"
+  else
+    check "S2 the MPS pod's memory limit has the form 0=<MiB>M" yes "$([[ $limit =~ ^0=[0-9]+M$ ]] && echo yes || echo "no: $limit")"
+  fi
+  check "S2 the MPS pod sees its GPU's control socket in CUDA_MPS_PIPE_DIRECTORY" control "$(pod_field mps0 MPSPIPE | tr ' ' '\n' | grep -x control || true)"
+  sent=$(cat "$MPS_ROOT/$gpu/log/commands.log" 2>/dev/null | tr '\n' ';' || true)
+  check "S2 the stand-in MPS daemon of that GPU received the pod's memory limit" yes \
+    "$(grep -q "set_default_device_pinned_mem_limit 0 ${limit#0=}" <<<"$sent" && echo yes || echo "no: $sent")"
+  check "S2 the stand-in MPS daemon received the thread share" yes \
+    "$(grep -q "set_default_active_thread_percentage 50" <<<"$sent" && echo yes || echo "no: $sent")"
+else
+  fail "S2 MPS pod: expected Running, saw $(pod_phase mps0): $(kc -n "$TNS" describe pod mps0 | tail -5 | tr '\n' ' ')"
+fi
+delete_test_pods
+
 # --- S3: MIG mixed on a100-mig ---------------------------------------------------------
 # A fresh driver root with the a100-mig profile: the plugin pod must not hold the old one.
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
