@@ -10,7 +10,6 @@
 #include "src/common/backoff.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
-#include "src/daemon/resident_pages.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
 #include "src/metrics/http_server.h"
@@ -266,13 +265,6 @@ int Daemon::Run() {
     }
   }
 
-  // Once startup is over (registration done, first lists sent), it has
-  // touched every library page it only ever touches once; from then on let
-  // resident memory be the working set (resident_pages.h). Not sooner: reading
-  // smaps takes CPU that registration needs on a small node.
-  const auto release_pages_at = std::chrono::steady_clock::now() + kReleasePagesAfter;
-  bool pages_released = false;
-
   // 6. The event loop.
   for (;;) {
     std::shared_ptr<const config::Config> next;
@@ -280,14 +272,10 @@ int Daemon::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       auto ready = [this] { return stop_requested_ || reload_requested_ || pending_config_; };
-      if (!c_->nvml_up) {
-        cv_.wait_until(lock,
-                       pages_released ? next_nvml_try : std::min(next_nvml_try, release_pages_at),
-                       ready);
-      } else if (!pages_released) {
-        cv_.wait_until(lock, release_pages_at, ready);
-      } else {
+      if (c_->nvml_up) {
         cv_.wait(lock, ready);
+      } else {
+        cv_.wait_until(lock, next_nvml_try, ready);
       }
       if (stop_requested_) break;
       reload = std::exchange(reload_requested_, false);
@@ -303,12 +291,6 @@ int Daemon::Run() {
       }
     }
     if (next != nullptr) ApplyConfig(std::move(next));
-    if (!pages_released && std::chrono::steady_clock::now() >= release_pages_at) {
-      pages_released = true;
-      const ReleasedPages released = ReleaseCleanFilePages();
-      log::Debug("released clean library pages", {{"mappings", released.mappings},
-                                                  {"kib", static_cast<int64_t>(released.rss_kib)}});
-    }
     if (!c_->nvml_up && std::chrono::steady_clock::now() >= next_nvml_try) {
       if (!StartNvml()) {
         if (exit_code_ != kExitOk) break;
