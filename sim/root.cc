@@ -190,6 +190,7 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   fs::create_directories(root + "/usr/lib/x86_64-linux-gnu", ec);
   fs::create_directories(root + "/dev/nvidia-caps", ec);
   fs::create_directories(root + "/proc/driver/nvidia-caps", ec);
+  fs::create_directories(root + "/etc/gpusim", ec);  // a profile file is copied there
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", root, ": ", ec.message()));
 
   std::string lib = LibraryPath(root);

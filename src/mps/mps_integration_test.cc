@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "src/mps/os.h"
 #include "src/mps/supervisor.h"
+#include "src/nvml/dl_nvml.h"
 
 namespace gdp::mps {
 namespace {
@@ -355,6 +356,62 @@ TEST_F(SupervisorIntegrationTest, AFailedStartIsRetriedUntilItWorks) {
   std::filesystem::remove(o.pipe_root);
   ASSERT_TRUE(Eventually([&] { return CountReports(kGpuA, true) == 1; }));
   EXPECT_THAT(Commands(kGpuA), HasSubstr("set_default_active_thread_percentage 10\n"));
+}
+
+// --- On a simulated driver root: the stand-in found there, NVML's compute mode -----
+
+TEST_F(SupervisorIntegrationTest, OnASimulatedDriverRootProhibitedGpusAreRefused) {
+  // A two-GPU profile whose second GPU is in compute mode PROHIBITED.
+  const std::string profile = dir_.path() + "/two.yaml";
+  std::ofstream(profile) << R"(name: two
+description: two T4, the second compute-prohibited
+driverVersion: "535.183.01"
+cudaDriverVersion: 12020
+models:
+  t4: {name: Tesla T4, brand: nvidia, architecture: turing, computeCapability: "7.5",
+       memoryMiB: 15360, pciDeviceId: 0x1EB810DE, multiprocessors: 40, powerLimitW: 70,
+       idlePowerW: 9, maxSmClockMHz: 1590, maxMemClockMHz: 5001}
+gpus:
+  - {model: t4, busId: "0000:3b:00.0", numaNode: 0, uuid: GPU-00000000-0000-0000-0000-00000000000a}
+  - {model: t4, busId: "0000:3c:00.0", numaNode: 0, computeMode: PROHIBITED,
+     uuid: GPU-00000000-0000-0000-0000-00000000000b}
+)";
+  const std::string root = dir_.path() + "/driver";
+  auto laid = os_.Run(Command{{GDP_GPUSIM_BIN, "root", root, "--profile", profile, "--no-mknod"},
+                              {},
+                              "",
+                              milliseconds(20'000)});
+  ASSERT_TRUE(laid.ok() && laid->exit_code == 0)
+      << laid.status() << (laid.ok() ? laid->output : "");
+
+  auto binary = FindControlBinary(PosixFileSystem::Get(), root);
+  ASSERT_TRUE(binary.ok()) << binary.status();
+  EXPECT_EQ(*binary, root + "/usr/bin/nvidia-cuda-mps-control");
+  auto nvml = nvml::DlNvml::Open(root + "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1");
+  ASSERT_TRUE(nvml.ok()) << nvml.status();
+  ASSERT_EQ((*nvml)->Init(), NVML_SUCCESS);
+
+  SupervisorOptions o = Options();
+  o.control_binary = *binary;
+  options_ = o;
+  Supervisor s(
+      o,
+      [this](const GpuHealth& h) {
+        std::lock_guard lock(mu_);
+        reports_.push_back(h);
+      },
+      os_, PosixFileSystem::Get(), nvml->get());
+  const GpuSpec ok{0, "GPU-00000000-0000-0000-0000-00000000000a", 7680, 50};
+  const GpuSpec prohibited{1, "GPU-00000000-0000-0000-0000-00000000000b", 7680, 50};
+  absl::Status st = s.Apply({ok, prohibited});
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(st.message(), HasSubstr("MPS is not ready on 1 of 2 GPU(s)"));
+  EXPECT_THAT(st.message(),
+              HasSubstr("GPU 1 (" + prohibited.uuid + ") is in compute mode PROHIBITED"));
+  EXPECT_THAT(Commands(ok.uuid), HasSubstr("set_default_device_pinned_mem_limit 0 7680M\n"));
+  EXPECT_FALSE(std::filesystem::exists(LogDirectory(o, prohibited.uuid)));  // nothing started
+  s.Stop();
+  EXPECT_EQ((*nvml)->Shutdown(), NVML_SUCCESS);
 }
 
 }  // namespace
