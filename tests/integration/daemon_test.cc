@@ -203,7 +203,14 @@ TEST_P(ProfileTest, AdvertisesEveryGpuOfTheProfileAsNvmlReportsIt) {
       }
     }
   }
+  // Ready once the resources are applied, which ends just after the kubelet
+  // sees the registration (registration runs on the plugin manager's thread).
+  const Deadline deadline = In(seconds(10));
   auto ready = Get("/readyz");
+  while (ready && ready->status != 200 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ready = Get("/readyz");
+  }
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200) << ready->body;
 }
