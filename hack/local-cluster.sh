@@ -437,6 +437,7 @@ do_down() {
   for i in 1 0; do
     select_node "$i"
     stop_pid "containerd$SFX"
+    [ -z "$SFX" ] || stop_pid "mntns$SFX"
   done
   stop_pid etcd
   # Anything left (after a crash): shims of our containerds, then the pods' processes.
@@ -560,7 +561,24 @@ node_up() {
   make_node_pki
   write_containerd_config "$snap"
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$N/crictl.yaml"
-  start "containerd$SFX" "$BIN/containerd" --config "$N/containerd/config.toml" --log-level warn
+  local ns=()
+  if [ -n "$SFX" ]; then
+    # The kubelet's device manager ignores --root-dir: its kubelet.sock is always
+    # /var/lib/kubelet/device-plugins/kubelet.sock. So this node's containerd and kubelet
+    # share a mount namespace of their own (held by a sleeping process), where that
+    # directory is $KROOT/device-plugins. Propagation "slave": host mounts (driver roots)
+    # are seen inside, and nothing mounted inside (rootfs, volumes) reaches the host; it
+    # all goes away with the namespace's last process.
+    mkdir -p "$KROOT/device-plugins" /var/lib/kubelet/device-plugins
+    # shellcheck disable=SC2016
+    # (exec -a: the holder's command line names $N, which `ours` looks for.)
+    start "mntns$SFX" unshare --mount --propagation slave bash -c \
+      'mount --bind "$1" /var/lib/kubelet/device-plugins && exec -a "gdp-mntns $2" sleep infinity' \
+      gdp-mntns "$KROOT/device-plugins" "$N/"
+    healthy "mntns$SFX" ready 10 grep -q " /var/lib/kubelet/device-plugins " "/proc/$(cat "$run/mntns$SFX.pid")/mountinfo"
+    ns=(nsenter "--mount=/proc/$(cat "$run/mntns$SFX.pid")/ns/mnt" --)
+  fi
+  start "containerd$SFX" "${ns[@]}" "$BIN/containerd" --config "$N/containerd/config.toml" --log-level warn
   healthy "containerd$SFX" serving 30 "$BIN/ctr" --address "$SOCK" version
 
   # The sandbox image must be there before the kubelet starts its first pod.
@@ -590,7 +608,9 @@ start_kubelet() {
   if [ -f "$logs/kubelet$SFX.log" ]; then
     mv -f "$logs/kubelet$SFX.log" "$logs/kubelet$SFX.log.prev"
   fi
-  start "kubelet$SFX" "$BIN/kubelet" --config "$N/kubelet.yaml" --kubeconfig "$N/kubelet.kubeconfig" \
+  local ns=()
+  [ -z "$SFX" ] || ns=(nsenter "--mount=/proc/$(cat "$run/mntns$SFX.pid")/ns/mnt" --)
+  start "kubelet$SFX" "${ns[@]}" "$BIN/kubelet" --config "$N/kubelet.yaml" --kubeconfig "$N/kubelet.kubeconfig" \
     --root-dir "$KROOT" --hostname-override "$NODE" --cloud-provider external --v 2
   healthy "kubelet$SFX" healthy 60 curl -fsS "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz"
 }

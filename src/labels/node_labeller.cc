@@ -288,10 +288,11 @@ void NodeLabeller::Run(const std::stop_token& stop) {
     // 3. Sleep until an input changes, an event arrives, or a deadline.
     std::unique_lock<std::mutex> lock(mu_);
     const bool can_label = inventory_ != nullptr && config_ != nullptr;
-    // Without inputs only a change wakes the thread.
-    Clock::time_point wake = can_label ? next_resync : Clock::now() + std::chrono::hours(24);
     const bool labels_pending = can_label && (!have_applied || generation_ != applied_generation);
-    if (labels_pending) wake = std::min(wake, std::max(label_retry_at, Clock::now()));
+    // Without inputs only a change wakes the thread; otherwise the next apply is
+    // due now (pending) or at the resync, and never before the backoff allows.
+    Clock::time_point wake = Clock::now() + std::chrono::hours(24);
+    if (can_label) wake = std::max(labels_pending ? Clock::now() : next_resync, label_retry_at);
     if (!events_.empty()) wake = std::min(wake, event_retry_at);
     const uint64_t seen = generation_;
     const size_t queued = events_.size();

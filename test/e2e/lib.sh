@@ -63,7 +63,7 @@ e2e_cluster_up() {
 # The labeller reaches the API server on 127.0.0.1 (host network; this cluster runs no
 # kube-proxy, so the kubernetes Service address is not routed).
 # Sets $values and $values1 (the values files; teardown removes them).
-e2e_values() { # NODE DRIVER_ROOT KUBELET_ROOT QUIET_PERIOD
+e2e_values() { # NODE DRIVER_ROOT KUBELET_ROOT QUIET_PERIOD METRICS_PORT
   local quiet=""
   [ -z "$4" ] || quiet=$'\n'"    recoveryQuietPeriod: $4"
   cat <<EOF
@@ -71,6 +71,7 @@ image: {pullPolicy: Never}
 driverRoot: $2
 devicePluginPath: $3/device-plugins
 nodeSelector: {kubernetes.io/hostname: $1}
+metrics: {port: $5, bindAddress: 0.0.0.0}
 extraEnv:
   - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
   - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
@@ -89,11 +90,12 @@ EOF
 }
 e2e_install_chart() {
   values=$(mktemp)
-  e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "$1" >"$values"
+  e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "$1" 9101 >"$values"
   helm install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
   if [ "$E2E_NODES" = 2 ]; then
     values1=$(mktemp)
-    e2e_values "$NODE1" "$GPUROOT1" "$KROOT1" "$1" >"$values1"
+    # Both plugins share the host network: the second serves its metrics on 9102.
+    e2e_values "$NODE1" "$GPUROOT1" "$KROOT1" "$1" 9102 >"$values1"
     helm install "$RELEASE1" "$CHART" --namespace "$NS" -f "$values1" >/dev/null
   fi
 }
