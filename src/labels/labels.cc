@@ -22,13 +22,16 @@ std::string Bool(bool b) { return b ? "true" : "false"; }
 }  // namespace
 
 Sharing SharingOf(const config::Config& config) {
-  (void)config;
-  // --- SHARING PLUG-IN POINT ---
-  // When Config grows its sharing block (time-slicing replicas, MPS), return
-  // {"time-slicing", replicas, false} or {"mps", replicas, true} here. Every
-  // sharing-dependent label (gpu.sharing-strategy, gpu.replicas, mps.capable,
-  // the "-SHARED" product suffix when the resource is not renamed) follows
-  // from this value alone.
+  // As GPU Feature Discovery: the sharing of the node's GPU resource
+  // (flags.plugin.resourceName), time-slicing first, then MPS.
+  for (const config::SharedResource& r : config.sharing.time_slicing.resources) {
+    if (r.name == config.resource_name) {
+      return Sharing{"time-slicing", static_cast<int>(r.replicas), false};
+    }
+  }
+  for (const config::SharedResource& r : config.sharing.mps.resources) {
+    if (r.name == config.resource_name) return Sharing{"mps", static_cast<int>(r.replicas), true};
+  }
   return Sharing{};
 }
 

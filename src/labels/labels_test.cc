@@ -204,11 +204,32 @@ TEST(FeatureFileTest, SortedKeyValueLines) {
   EXPECT_EQ(FeatureFile({}), "");
 }
 
-TEST(SharingOfTest, NoSharingYet) {
+TEST(SharingOfTest, FollowsTheSharingOfTheGpuResource) {
   Sharing s = SharingOf(config::Config{});
   EXPECT_EQ(s.strategy, "none");
   EXPECT_EQ(s.replicas, 1);
   EXPECT_FALSE(s.mps);
+
+  config::Config ts;
+  config::SharedResource mig;
+  mig.name = "nvidia.com/mig-1g.10gb";
+  mig.replicas = 7;
+  config::SharedResource gpu;
+  gpu.name = "nvidia.com/gpu";
+  gpu.replicas = 4;
+  ts.sharing.time_slicing.resources = {mig, gpu};
+  s = SharingOf(ts);
+  EXPECT_EQ(s.strategy, "time-slicing");
+  EXPECT_EQ(s.replicas, 4);
+  EXPECT_FALSE(s.mps);
+
+  config::Config mps;
+  gpu.replicas = 2;
+  mps.sharing.mps.resources = {gpu};
+  s = SharingOf(mps);
+  EXPECT_EQ(s.strategy, "mps");
+  EXPECT_EQ(s.replicas, 2);
+  EXPECT_TRUE(s.mps);
 }
 
 }  // namespace
