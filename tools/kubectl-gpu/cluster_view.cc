@@ -71,6 +71,25 @@ std::vector<std::string> ContainerGpuResources(const json& container) {
   return out;
 }
 
+// The plugin pod's hostIP and "metrics" container port, when `pod` is one.
+bool DaemonEndpoint(const json& pod, std::string* host, int* port) {
+  if (Str(Field(Field(pod, "metadata"), "labels"), "app.kubernetes.io/name") !=
+      "gpu-device-plugin") {
+    return false;
+  }
+  for (const json& c : Field(Field(pod, "spec"), "containers")) {
+    for (const json& p : Field(c, "ports")) {
+      if (Str(p, "name") != "metrics" || !Field(p, "containerPort").is_number_integer()) continue;
+      const std::string ip = Str(Field(pod, "status"), "hostIP");
+      if (ip.empty()) return false;
+      *host = ip;
+      *port = Field(p, "containerPort").get<int>();
+      return true;
+    }
+  }
+  return false;
+}
+
 using HolderKey = std::tuple<std::string, std::string, std::string, std::string>;
 
 // (namespace, pod, container, resource) -> device IDs, from /allocations.
@@ -92,13 +111,13 @@ std::map<HolderKey, std::vector<std::string>> DevicesByHolder(const json& alloca
 
 bool IsGpuResource(const std::string& name) { return absl::StartsWith(name, "nvidia.com/"); }
 
-absl::StatusOr<nlohmann::json> HttpDaemonClient::Get(const std::string& address,
+absl::StatusOr<nlohmann::json> HttpDaemonClient::Get(const std::string& host, int port,
                                                      const std::string& path) {
-  httplib::Client http(address, port_);
+  httplib::Client http(host, port);
   http.set_connection_timeout(timeout_seconds_);
   http.set_read_timeout(timeout_seconds_);
   auto res = http.Get(path.c_str());
-  const std::string url = absl::StrCat("http://", address, ":", port_, path);
+  const std::string url = absl::StrCat("http://", host, ":", port, path);
   if (!res) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": ", httplib::to_string(res.error()),
                                                "; is gpu-device-plugin running on the node?"));
@@ -135,7 +154,12 @@ absl::StatusOr<std::vector<NodeView>> BuildClusterView(kube::ApiClient& api, Dae
   for (const json& n : Field(*nodes, "items")) {
     NodeView v;
     v.name = Str(Field(n, "metadata"), "name");
-    v.address = InternalIp(n);
+    std::string host = InternalIp(n);
+    int port = options.daemon_port;
+    for (const json* p : pods_by_node[v.name]) {
+      if (DaemonEndpoint(*p, &host, &port)) break;
+    }
+    if (!host.empty()) v.address = absl::StrCat(host, ":", port);
     const json& status = Field(n, "status");
     std::map<std::string, ResourceCounts> counts;
     for (const char* kind : {"capacity", "allocatable"}) {
@@ -176,9 +200,9 @@ absl::StatusOr<std::vector<NodeView>> BuildClusterView(kube::ApiClient& api, Dae
       v.products[product] = count;
     }
 
-    if (v.address.empty()) {
+    if (host.empty()) {
       v.daemon_error = "the node has no InternalIP";
-    } else if (absl::StatusOr<json> alloc = daemon.Get(v.address, "/allocations"); !alloc.ok()) {
+    } else if (absl::StatusOr<json> alloc = daemon.Get(host, port, "/allocations"); !alloc.ok()) {
       v.daemon_error = std::string(alloc.status().message());
     } else {
       v.daemon_reached = true;
@@ -188,7 +212,7 @@ absl::StatusOr<std::vector<NodeView>> BuildClusterView(kube::ApiClient& api, Dae
         if (it != devices.end()) h.devices = it->second;
       }
       if (v.products.empty()) {
-        if (absl::StatusOr<json> inv = daemon.Get(v.address, "/inventory"); inv.ok()) {
+        if (absl::StatusOr<json> inv = daemon.Get(host, port, "/inventory"); inv.ok()) {
           for (const json& g : Field(*inv, "gpus")) ++v.products[Str(g, "name")];
         }
       }

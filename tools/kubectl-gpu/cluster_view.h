@@ -3,7 +3,8 @@
 // use and unhealthy counts, plus which pod and container holds which devices.
 //
 // Sources: the API server (nodes and pods, through kube::ApiClient) and, when
-// reachable, each node's gpu-device-plugin HTTP endpoint (/allocations for
+// reachable, each node's gpu-device-plugin HTTP endpoint (the plugin pod's
+// hostIP and "metrics" port, else the node's InternalIP and a default port) (/allocations for
 // device IDs per container, /inventory for the product when the node has no
 // nvidia.com/gpu.product label), through the DaemonClient seam.
 //
@@ -29,23 +30,22 @@
 namespace gdp::kubectl_gpu {
 
 // Reaches a node's gpu-device-plugin HTTP endpoint. HttpDaemonClient is the
-// real one (GET http://<address>:<port><path>, short timeouts).
+// real one (GET http://<host>:<port><path>, short timeouts).
 class DaemonClient {
  public:
   virtual ~DaemonClient() = default;
-  // The decoded JSON of GET <path> on the node's daemon at `address`.
-  virtual absl::StatusOr<nlohmann::json> Get(const std::string& address,
+  // The decoded JSON of GET <path> on the daemon at host:port.
+  virtual absl::StatusOr<nlohmann::json> Get(const std::string& host, int port,
                                              const std::string& path) = 0;
 };
 
 class HttpDaemonClient final : public DaemonClient {
  public:
-  explicit HttpDaemonClient(int port, int timeout_seconds = 2)
-      : port_(port), timeout_seconds_(timeout_seconds) {}
-  absl::StatusOr<nlohmann::json> Get(const std::string& address, const std::string& path) override;
+  explicit HttpDaemonClient(int timeout_seconds = 2) : timeout_seconds_(timeout_seconds) {}
+  absl::StatusOr<nlohmann::json> Get(const std::string& host, int port,
+                                     const std::string& path) override;
 
  private:
-  int port_;
   int timeout_seconds_;
 };
 
@@ -76,6 +76,10 @@ struct NodeView {
 
 struct Options {
   std::string node;  // only this node (empty: all)
+  // The daemon's port when the node runs no gpu-device-plugin pod that names
+  // one (a container port called "metrics" of a pod labelled
+  // app.kubernetes.io/name=gpu-device-plugin, reached at its hostIP).
+  int daemon_port = 9101;
 };
 
 // Reads the nodes and pods and asks each node's daemon. Fails only when the

@@ -27,8 +27,8 @@ using ::testing::StrictMock;
 
 class MockDaemonClient : public DaemonClient {
  public:
-  MOCK_METHOD(absl::StatusOr<json>, Get, (const std::string& address, const std::string& path),
-              (override));
+  MOCK_METHOD(absl::StatusOr<json>, Get,
+              (const std::string& host, int port, const std::string& path), (override));
 };
 
 json Node(const std::string& name, const std::string& ip, json labels, long capacity,
@@ -53,8 +53,18 @@ json Pod(const std::string& ns, const std::string& name, const std::string& node
           {"status", {{"phase", phase}}}};
 }
 
-// node-a: 8 H100 (labelled), one unhealthy; node-b: 4 T4 (no label; the
-// daemon's /inventory says), daemon unreachable.
+// A gpu-device-plugin pod whose "metrics" port is not the default.
+json PluginPod(const std::string& node, const std::string& host_ip, int port) {
+  json pod = Pod("kube-system", "gpu-device-plugin-x", node, "Running",
+                 {{{"name", "gpu-device-plugin"},
+                   {"ports", {{{"name", "metrics"}, {"containerPort", port}}}}}});
+  pod["metadata"]["labels"] = {{"app.kubernetes.io/name", "gpu-device-plugin"}};
+  pod["status"]["hostIP"] = host_ip;
+  return pod;
+}
+
+// node-a: 8 H100 (labelled), one unhealthy; node-b: 4 T4 (no label), its
+// plugin pod names port 9200 on host 10.0.0.3, unreachable.
 json Nodes() {
   return {
       {"items",
@@ -76,6 +86,7 @@ json Pods() {
                 {Container("c", {{"limits", {{"nvidia.com/gpu", "4"}}}})}),
             Pod("ml", "t4", "node-b", "Running",
                 {Container("c", {{"limits", {{"nvidia.com/gpu", "3"}}}})}),
+            PluginPod("node-b", "10.0.0.3", 9200),
             Pod("ml", "unscheduled", "", "Pending",
                 {Container("c", {{"limits", {{"nvidia.com/gpu", "1"}}}})})}}};
 }
@@ -99,8 +110,8 @@ TEST(BuildClusterViewTest, CountsAndHoldersPerNode) {
   StrictMock<MockDaemonClient> daemon;
   EXPECT_CALL(api, Get("/api/v1/nodes")).WillOnce(Return(Nodes()));
   EXPECT_CALL(api, Get(StartsWith("/api/v1/pods"))).WillOnce(Return(Pods()));
-  EXPECT_CALL(daemon, Get("127.0.0.1", "/allocations")).WillOnce(Return(Allocations()));
-  EXPECT_CALL(daemon, Get("10.0.0.2", "/allocations"))
+  EXPECT_CALL(daemon, Get("127.0.0.1", 9101, "/allocations")).WillOnce(Return(Allocations()));
+  EXPECT_CALL(daemon, Get("10.0.0.3", 9200, "/allocations"))
       .WillOnce(Return(absl::UnavailableError("connection refused")));
 
   absl::StatusOr<std::vector<NodeView>> view = BuildClusterView(api, daemon);
@@ -125,6 +136,7 @@ TEST(BuildClusterViewTest, CountsAndHoldersPerNode) {
   const NodeView& b = (*view)[1];
   EXPECT_EQ(b.resources[0].in_use, 3);
   EXPECT_EQ(b.resources[0].unhealthy, 0);
+  EXPECT_EQ(b.address, "10.0.0.3:9200");  // from its plugin pod, not InternalIP:9101
   EXPECT_FALSE(b.daemon_reached);
   EXPECT_THAT(b.daemon_error, HasSubstr("connection refused"));
   EXPECT_TRUE(b.products.empty());
@@ -151,9 +163,9 @@ TEST(BuildClusterViewTest, ProductFromTheDaemonsInventoryWithoutALabel) {
       .WillOnce(Return(json{{"items", {Nodes()["items"][1]}}}));
   EXPECT_CALL(api, Get(StartsWith("/api/v1/pods")))
       .WillOnce(Return(json{{"items", json::array()}}));
-  EXPECT_CALL(daemon, Get("10.0.0.2", "/allocations"))
+  EXPECT_CALL(daemon, Get("10.0.0.2", 9101, "/allocations"))
       .WillOnce(Return(json{{"resources", json::array()}}));
-  EXPECT_CALL(daemon, Get("10.0.0.2", "/inventory"))
+  EXPECT_CALL(daemon, Get("10.0.0.2", 9101, "/inventory"))
       .WillOnce(Return(json{{"gpus", {{{"name", "Tesla T4"}}, {{"name", "Tesla T4"}}}}}));
   auto view = BuildClusterView(api, daemon, Options{"node-b"});
   ASSERT_TRUE(view.ok()) << view.status();

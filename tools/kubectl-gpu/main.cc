@@ -23,15 +23,15 @@ int main(int argc, char** argv) {
   std::string context;
   std::string output = "table";
   gdp::kubectl_gpu::Options options;
-  int daemon_port = 9101;
   int timeout_s = 10;
   app.add_option("--kubeconfig", kubeconfig,
                  "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)");
   app.add_option("--context", context, "kubeconfig context (default: current-context)");
   app.add_option("-o,--output", output, "table or json")->check(CLI::IsMember({"table", "json"}));
   app.add_option("--node", options.node, "only this node");
-  app.add_option("--daemon-port", daemon_port,
-                 "port of gpu-device-plugin's HTTP endpoint on each node (/allocations)");
+  app.add_option("--daemon-port", options.daemon_port,
+                 "port of gpu-device-plugin's HTTP endpoint (/allocations) on nodes without a "
+                 "plugin pod naming its \"metrics\" port");
   app.add_option("--request-timeout", timeout_s, "seconds per API server request");
   CLI11_PARSE(app, argc, argv);
 
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   }
   rest->timeout = std::chrono::seconds(timeout_s);
   gdp::kube::CurlApiClient api(*std::move(rest), &fs);
-  gdp::kubectl_gpu::HttpDaemonClient daemon(daemon_port);
+  gdp::kubectl_gpu::HttpDaemonClient daemon;
   absl::StatusOr<std::vector<gdp::kubectl_gpu::NodeView>> view =
       gdp::kubectl_gpu::BuildClusterView(api, daemon, options);
   if (!view.ok()) {
