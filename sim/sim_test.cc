@@ -138,6 +138,9 @@ struct Nvml {
   X(nvmlEventSetFree) \
   X(nvmlDeviceGetUtilizationRates) \
   X(nvmlDeviceGetTemperature) \
+  X(nvmlDeviceGetCurrentClocksEventReasons) \
+  X(nvmlDeviceGetFieldValues) \
+  X(nvmlDeviceGetPcieThroughput) \
   X(nvmlDeviceGetPowerUsage) \
   X(nvmlDeviceGetPowerManagementLimit) \
   X(nvmlDeviceGetEnforcedPowerLimit) \
@@ -737,6 +740,36 @@ TEST(SimState, LostGpuAnswersGpuIsLostUntilRecovered) {
   EXPECT_EQ(n.nvmlDeviceGetUUID(d0, buf, sizeof buf), NVML_SUCCESS);
   EXPECT_EQ(n.nvmlDeviceGetUUID(mig, buf, sizeof buf), NVML_SUCCESS);
   EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimState, MemoryTemperaturePcieAndClockReasonsSetByAnotherProcess) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d;
+  ASSERT_EQ(n.nvmlDeviceGetHandleByIndex_v2(2, &d), NVML_SUCCESS);
+  auto r = sim.Inject("set --gpu 2 mem-temp=71 pcie-tx=1200 pcie-rx=3400 clock-reasons=0x4");
+  ASSERT_EQ(r.status, 0) << r.output;
+  unsigned v = 0;
+  ASSERT_EQ(n.nvmlDeviceGetPcieThroughput(d, NVML_PCIE_UTIL_TX_BYTES, &v), NVML_SUCCESS);
+  EXPECT_EQ(v, 1200u);
+  ASSERT_EQ(n.nvmlDeviceGetPcieThroughput(d, NVML_PCIE_UTIL_RX_BYTES, &v), NVML_SUCCESS);
+  EXPECT_EQ(v, 3400u);
+  unsigned long long reasons = 0;
+  ASSERT_EQ(n.nvmlDeviceGetCurrentClocksEventReasons(d, &reasons), NVML_SUCCESS);
+  EXPECT_EQ(reasons, 0x4u);
+  // Memory temperature is a field value; other fields answer NOT_SUPPORTED per value.
+  nvmlFieldValue_t fields[2] = {};
+  fields[0].fieldId = NVML_FI_DEV_MEMORY_TEMP;
+  fields[1].fieldId = NVML_FI_DEV_ECC_CURRENT;
+  ASSERT_EQ(n.nvmlDeviceGetFieldValues(d, 2, fields), NVML_SUCCESS);
+  EXPECT_EQ(fields[0].nvmlReturn, NVML_SUCCESS);
+  EXPECT_EQ(fields[0].value.uiVal, 71u);
+  EXPECT_EQ(fields[1].nvmlReturn, NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetFieldValues(d, -1, fields), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetPcieThroughput(d, NVML_PCIE_UTIL_TX_BYTES, nullptr),
+            NVML_ERROR_INVALID_ARGUMENT);
 }
 
 TEST(SimState, TelemetrySetByAnotherProcess) {

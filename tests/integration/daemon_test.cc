@@ -205,7 +205,7 @@ TEST_P(ProfileTest, AdvertisesEveryGpuOfTheProfileAsNvmlReportsIt) {
   }
   // Ready once the resources are applied, which ends just after the kubelet
   // sees the registration (registration runs on the plugin manager's thread).
-  const Deadline deadline = In(seconds(10));
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
   auto ready = Get("/readyz");
   while (ready && ready->status != 200 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -188,7 +188,8 @@ TEST_F(DoctorTest, DaemonLogsTheChecksAtStart) {
   ASSERT_TRUE(daemon_->WaitForOutput("doctor summary", milliseconds(20000))) << daemon_->Output();
   const std::string log = daemon_->Output();
   EXPECT_THAT(log, HasSubstr("check=\"kubelet socket\" status=OK"));
-  EXPECT_THAT(log, HasSubstr("check=mps status=WARN"));
+  // gpusim root installs the nvidia-cuda-mps-control stand-in under the driver root.
+  EXPECT_THAT(log, HasSubstr("check=mps status=OK"));
   ASSERT_TRUE(kubelet_->WaitForRegistration("nvidia.com/gpu", In(seconds(20)))) << log;
 }
 
