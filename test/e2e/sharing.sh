@@ -19,7 +19,7 @@ sharing_chart() {
   local body=$1 extra=${2:-}
   {
     # The release's values for node $NODE (lib.sh), with this config instead.
-    e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" | sed '/^config: |$/,/^    probeInterval: 1s$/d'
+    e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 | sed '/^config: |$/,/^    probeInterval: 1s$/d'
     echo "config: |"
     echo "  version: v1"
     sed 's/^/  /' <<<"$body"
