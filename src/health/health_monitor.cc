@@ -77,7 +77,7 @@ void HealthMonitor::StopThread() {
 }
 
 HealthOptions HealthMonitor::Options() const {
-  detail::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return options_;
 }
 
@@ -85,7 +85,7 @@ void HealthMonitor::SetOptions(HealthOptions options) {
   std::lock_guard control(control_mu_);
   HealthOptions old;
   {
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     old = options_;
     options_ = options;
     tracker_.SetOptions(options);
@@ -108,7 +108,7 @@ void HealthMonitor::SetOptions(HealthOptions options) {
     StopThread();
     std::vector<HealthEvent> cleared;
     {
-      detail::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       cleared = tracker_.ClearAll(
           "health checking disabled (health.enabled: false), so nothing would ever clear it");
     }
@@ -125,7 +125,7 @@ void HealthMonitor::SetOptions(HealthOptions options) {
 }
 
 std::map<std::string, DeviceHealth> HealthMonitor::Devices() const {
-  detail::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return tracker_.devices();
 }
 
@@ -140,7 +140,7 @@ HealthStats HealthMonitor::Stats() const {
   s.probes = probes_.load();
   s.probe_failures = probe_failures_.load();
   s.transitions = transitions_.load();
-  detail::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   s.xids = xids_;
   s.xids_by_gpu = xids_by_gpu_;
   s.last_xid_by_gpu = last_xid_by_gpu_;
@@ -156,7 +156,7 @@ void HealthMonitor::Emit(std::optional<HealthEvent> event) {
 void HealthMonitor::MarkLost(const std::string& uuid) {
   std::optional<HealthEvent> event;
   {
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     event = tracker_.OnLost(uuid, clock_.Now());
   }
   Emit(std::move(event));
@@ -346,7 +346,7 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
   if (ecc) ++ecc_events_;
   std::vector<HealthEvent> changes;
   {
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (xid) ++xids_[data.eventData];
     const Clock::TimePoint now = clock_.Now();
     for (const auto& uuid : targets) {
@@ -377,7 +377,7 @@ void HealthMonitor::ProbeAll() {
     ++probes_;
     bool was_lost = false;
     {
-      detail::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (const DeviceHealth* d = tracker_.Get(uuid)) was_lost = d->lost;
     }
     nvmlDevice_t device = nullptr;
@@ -409,7 +409,7 @@ void HealthMonitor::ProbeAll() {
     std::optional<HealthEvent> event;
     bool found_again = false;
     {
-      detail::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       event = tracker_.OnProbe(uuid, ok, clock_.Now());
       const DeviceHealth* d = tracker_.Get(uuid);
       found_again = was_lost && d != nullptr && !d->lost;

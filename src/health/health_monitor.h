@@ -71,7 +71,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "src/common/clock.h"
-#include "src/health/detail/mutex.h"
+#include "src/common/mutex.h"
 #include "src/health/health_options.h"
 #include "src/health/health_tracker.h"
 #include "src/nvml/inventory.h"
@@ -168,7 +168,7 @@ class HealthMonitor {
   std::mutex control_mu_;
   bool started_ = false;  // Start() called and Stop() not since; guarded by control_mu_
 
-  mutable detail::Mutex mu_;
+  mutable Mutex mu_;
   HealthTracker tracker_ ABSL_GUARDED_BY(mu_);
   HealthOptions options_ ABSL_GUARDED_BY(mu_);
   std::map<unsigned long long, uint64_t> xids_ ABSL_GUARDED_BY(mu_);

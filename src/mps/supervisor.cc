@@ -133,7 +133,7 @@ Supervisor::Supervisor(SupervisorOptions options, HealthCallback on_health, Os& 
       fs_(fs),
       nvml_(nvml) {
   {
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     next_health_check_ = Clock::now() + options_.health_interval;
   }
   watcher_ = std::jthread([this](const std::stop_token& stop) { Watch(stop); });
@@ -388,7 +388,7 @@ absl::Status Supervisor::Apply(const std::vector<GpuSpec>& gpus) {
   std::vector<std::string> failures;
   absl::StatusCode code = absl::StatusCode::kOk;
   {
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stopped_) return absl::FailedPreconditionError("the MPS supervisor has been stopped");
     for (auto it = daemons_.begin(); it != daemons_.end();) {
       auto w = wanted.find(it->first);
@@ -468,7 +468,7 @@ void Supervisor::Watch(const std::stop_token& stop) {
   while (!stop.stop_requested()) {
     milliseconds sleep;
     {
-      detail::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       if (stopped_) return;
       sleep = TickLocked(stop);
     }
@@ -483,7 +483,7 @@ void Supervisor::Stop() {
   std::call_once(stop_once_, [this] {
     watcher_.request_stop();
     if (watcher_.joinable()) watcher_.join();
-    detail::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
     for (auto& [uuid, d] : daemons_) {
       if (d.pid > 0) {
@@ -499,7 +499,7 @@ void Supervisor::Stop() {
 }
 
 std::vector<GpuHealth> Supervisor::Health() const {
-  detail::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::vector<GpuHealth> out;
   for (const auto& [uuid, d] : daemons_) out.push_back(GpuHealth{d.spec, d.healthy, d.status});
   return out;

@@ -34,7 +34,7 @@
 #include "absl/status/statusor.h"
 #include "src/common/backoff.h"
 #include "src/common/filesystem.h"
-#include "src/mps/detail/mutex.h"
+#include "src/common/mutex.h"
 #include "src/mps/os.h"
 #include "src/nvml/nvml_api.h"
 
@@ -167,7 +167,7 @@ class Supervisor {
   const FileSystem& fs_;
   nvml::NvmlApi* const nvml_;
 
-  mutable detail::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, Daemon> daemons_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::chrono::steady_clock::time_point next_health_check_ ABSL_GUARDED_BY(mu_);

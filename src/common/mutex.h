@@ -5,14 +5,14 @@
 // TSan cannot see absl::Mutex's locking and reports every access it guards
 // as a race. std::mutex goes through pthread, which TSan intercepts.
 //
-// Private to the health component. Thread-safe, as a mutex is.
+// Used by components whose threads TSan must see (health, mps). Thread-safe, as a mutex is.
 #pragma once
 
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
 
-namespace gdp::health::detail {
+namespace gdp {
 
 class ABSL_LOCKABLE Mutex {
  public:
@@ -34,4 +34,4 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
   Mutex* const mu_;
 };
 
-}  // namespace gdp::health::detail
+}  // namespace gdp
