@@ -9,7 +9,8 @@ find_package(spdlog REQUIRED)            # structured logs
 find_package(CLI11 REQUIRED)             # command line
 find_package(GTest REQUIRED)
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # /metrics, /healthz
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # HTTP in tests and tools
+include(GdpStaticDeps)
 
 # The pinned NVML header (hack/deps.sh fetches it).
 set(NVML_INCLUDE_DIR "$ENV{HOME}/.cache/gpu-device-plugin/nvml-dev-13.0.87/include"

@@ -1,43 +1,213 @@
 #include "src/metrics/http_server.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <stdexcept>
 
 namespace gdp::metrics {
 namespace {
 
-TEST(HttpServerTest, ServesRegisteredHandlersOnAFreePort) {
-  HttpServer server("127.0.0.1", 0);
-  std::atomic<int> calls{0};
-  server.Handle("/readyz", [&] {
-    ++calls;
-    return HttpResponse{503, "text/plain", "not ready: NVML not initialised\n"};
-  });
-  ASSERT_TRUE(server.Start().ok());
-  ASSERT_GT(server.port(), 0);
+// Sends `request` raw over a new connection to 127.0.0.1:port and returns all
+// the server wrote before closing.
+std::string Exchange(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer (431) and close before it has read it all
+    sent += static_cast<size_t>(n);
+  }
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, n);
+  ::close(fd);
+  return out;
+}
 
-  httplib::Client client("127.0.0.1", server.port());
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.Handle("/readyz", [this] {
+      ++calls_;
+      return HttpResponse{503, "text/plain", "not ready: NVML not initialised\n"};
+    });
+    server_.Handle("/throws", []() -> HttpResponse { throw std::runtime_error("boom"); });
+    ASSERT_TRUE(server_.Start().ok());
+    ASSERT_GT(server_.port(), 0);
+  }
+
+  HttpServer server_{"127.0.0.1", 0};
+  std::atomic<int> calls_{0};
+};
+
+TEST_F(HttpServerTest, ServesRegisteredHandlersToAnHttpClient) {
+  httplib::Client client("127.0.0.1", server_.port());
   auto res = client.Get("/readyz");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
   EXPECT_EQ(res->body, "not ready: NVML not initialised\n");
-  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/plain");
+  EXPECT_EQ(calls_.load(), 1);
 
   auto missing = client.Get("/nope");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
-  server.Stop();
 }
 
-TEST(HttpServerTest, PortInUseIsAClearError) {
+TEST_F(HttpServerTest, AnswersEveryKindOfRequestWithTheRightStatus) {
+  struct Case {
+    const char* name;
+    std::string request;
+    std::string status_line;
+    bool has_body;
+  };
+  const std::string big(20 * 1024, 'a');
+  const Case cases[] = {
+      {"get", "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 503 Service Unavailable", true},
+      {"http/1.0", "GET /readyz HTTP/1.0\r\n\r\n", "HTTP/1.1 503 ", true},
+      {"query string ignored", "GET /readyz?x=1 HTTP/1.1\r\n\r\n", "HTTP/1.1 503 ", true},
+      {"head has no body", "HEAD /readyz HTTP/1.1\r\n\r\n", "HTTP/1.1 503 ", false},
+      {"post", "POST /readyz HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405 ", true},
+      {"unknown path", "GET /readyzz HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ", true},
+      {"prefix is not a match", "GET /ready HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ", true},
+      {"garbage", "hello\r\n\r\n", "HTTP/1.1 400 ", true},
+      {"absolute target", "GET http://x/readyz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 ", true},
+      {"header without colon", "GET /readyz HTTP/1.1\r\nbad header\r\n\r\n", "HTTP/1.1 400 ", true},
+      {"http/2", "GET /readyz HTTP/2.0\r\n\r\n", "HTTP/1.1 505 ", true},
+      {"head too large", "GET /readyz HTTP/1.1\r\nX: " + big + "\r\n\r\n", "HTTP/1.1 431 ", true},
+      {"handler throws", "GET /throws HTTP/1.1\r\n\r\n", "HTTP/1.1 500 ", true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string out = Exchange(server_.port(), c.request);
+    EXPECT_EQ(out.substr(0, c.status_line.size()), c.status_line) << out.substr(0, 200);
+    EXPECT_NE(out.find("\r\nConnection: close\r\n"), std::string::npos);
+    size_t blank = out.find("\r\n\r\n");
+    ASSERT_NE(blank, std::string::npos);
+    EXPECT_EQ(blank + 4 < out.size(), c.has_body) << out;
+  }
+  EXPECT_NE(Exchange(server_.port(), "PUT / HTTP/1.1\r\n\r\n").find("\r\nAllow: GET, HEAD\r\n"),
+            std::string::npos);
+}
+
+TEST_F(HttpServerTest, ARequestSplitAcrossWritesIsReadWhole) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  for (const char* part : {"GET /rea", "dyz HTTP/1.1\r\n", "\r", "\n"}) {
+    ASSERT_GT(::send(fd, part, std::strlen(part), MSG_NOSIGNAL), 0);
+  }
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, n);
+  ::close(fd);
+  EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 503");
+}
+
+TEST_F(HttpServerTest, StopEndsConnectionsThatSendNothing) {
+  // Two idle connections hold both workers; Stop() must still return, and
+  // must not wait for their 5 s deadline (a hang here fails by ctest's timeout).
+  int fds[2];
+  for (int& fd : fds) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  server_.Stop();
+  for (int fd : fds) {
+    char c;
+    // Closed, nothing sent: an orderly close once accepted, a reset while
+    // still in the listen queue.
+    EXPECT_LE(::recv(fd, &c, 1, 0), 0);
+    ::close(fd);
+  }
+  server_.Stop();  // idempotent
+}
+
+TEST(HttpServerStartTest, PortInUseIsAClearError) {
   HttpServer first("127.0.0.1", 0);
   ASSERT_TRUE(first.Start().ok());
   HttpServer second("127.0.0.1", first.port());
   absl::Status s = second.Start();
   ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("address in use"), std::string::npos) << s;
   EXPECT_NE(s.message().find("--metrics-port"), std::string::npos) << s;
+}
+
+TEST(HttpServerStartTest, AnAddressThatIsNotThisHostsIsAClearError) {
+  HttpServer server("not an address", 0);
+  absl::Status s = server.Start();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not an address"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("--metrics-bind-address"), std::string::npos) << s;
+}
+
+TEST(HttpServerStartTest, ServesOnIPv6Loopback) {
+  int probe = ::socket(AF_INET6, SOCK_STREAM, 0);
+  sockaddr_in6 any{};
+  any.sin6_family = AF_INET6;
+  any.sin6_addr = in6addr_loopback;
+  bool has_v6 = probe >= 0 && ::bind(probe, reinterpret_cast<sockaddr*>(&any), sizeof any) == 0;
+  if (probe >= 0) ::close(probe);
+  if (!has_v6) GTEST_SKIP() << "no IPv6 loopback in this environment";
+
+  HttpServer server("::1", 0);
+  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  ASSERT_TRUE(server.Start().ok());
+  httplib::Client client("::1", server.port());
+  auto res = client.Get("/healthz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body, "ok\n");
+}
+
+TEST(ParseRequestHeadTest, TakesThePathAndRefusesWhatIsNotHttp11) {
+  struct Case {
+    std::string head;
+    int error;
+    std::string method, path;
+  };
+  const Case cases[] = {
+      {"GET /metrics HTTP/1.1", 0, "GET", "/metrics"},
+      {"GET /metrics?name[]=x#frag HTTP/1.1\r\nAccept: */*\r\nX-Empty:", 0, "GET", "/metrics"},
+      {"HEAD / HTTP/1.0", 0, "HEAD", "/"},
+      {"GET  /metrics HTTP/1.1", 400, "", ""},
+      {"GET /metrics", 400, "", ""},
+      {"G(T /metrics HTTP/1.1", 400, "", ""},
+      {"GET metrics HTTP/1.1", 400, "", ""},
+      {"GET /a\x01 HTTP/1.1", 400, "", ""},
+      {"GET / HTTP/1.1\r\n folded", 400, "", ""},
+      {"GET / HTTP/1.1\r\n: no name", 400, "", ""},
+      {"GET / HTTP/1.1\r\nBad Name: x", 400, "", ""},
+      {"GET / HTTPS/1.1", 400, "", ""},
+      {"GET / HTTP/3.0", 505, "", ""},
+      {"", 400, "", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.head);
+    detail::RequestHead r = detail::ParseRequestHead(c.head);
+    EXPECT_EQ(r.error, c.error) << r.reason;
+    EXPECT_EQ(r.method, c.method);
+    EXPECT_EQ(r.path, c.path);
+    EXPECT_EQ(r.reason.empty(), c.error == 0);
+  }
 }
 
 }  // namespace
