@@ -19,7 +19,7 @@
 #include "src/doctor/doctor.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
-#include "src/kube/curl_api_client.h"
+#include "src/kube/openssl_api_client.h"
 #include "src/labels/node_labeller.h"
 #include "src/metrics/collectors.h"
 #include "src/metrics/exposition.h"
@@ -284,7 +284,7 @@ struct Daemon::Components {
         return;
       }
       log::Info("API server", {{"server", rest->server}, {"from", rest->source}});
-      kube = std::make_unique<kube::CurlApiClient>(*std::move(rest), &fs);
+      kube = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), &fs);
     }
     labeller = std::make_unique<labels::NodeLabeller>(kube.get(), fs,
                                                       labels::OptionsFromConfig(lc, node_name));

@@ -9,7 +9,7 @@
 // decoded JSON body or a Status that names the method, the URL, the HTTP status
 // and the API server's own Status message.
 //
-// Implementations must be thread-safe (CurlApiClient is).
+// Implementations must be thread-safe (OpenSslApiClient is).
 #pragma once
 
 #include <string>

@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/log.h"
+#include "src/common/poll.h"
 
 namespace gdp::metrics {
 
@@ -59,20 +60,6 @@ detail::RequestHead Malformed(std::string reason) {
   r.error = 400;
   r.reason = std::move(reason);
   return r;
-}
-
-// Waits until `fd` is ready for `events` or the server stops or the deadline
-// passes. True when ready.
-bool WaitFor(int fd, short events, int stop_fd, Clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd fds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
-    int n = ::poll(fds, 2, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || (fds[1].revents & POLLIN) != 0) return false;
-    if (n > 0) return true;
-  }
 }
 
 }  // namespace
@@ -248,7 +235,8 @@ void HttpServer::Serve(int fd) {
   char buf[4096];
   while (end == std::string::npos) {
     if (in.size() > kMaxHead) break;
-    if (!WaitFor(fd, POLLIN, stop_fd_, deadline)) return;  // slow client or stopping: drop it
+    if (PollUntil(fd, POLLIN, deadline, stop_fd_) != PollResult::kReady)
+      return;  // slow client or stopping: drop it
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) return;  // closed before a whole request
@@ -269,7 +257,7 @@ void HttpServer::Serve(int fd) {
   const std::string out = detail::RenderResponse(request, response);
   size_t sent = 0;
   while (sent < out.size()) {
-    if (!WaitFor(fd, POLLOUT, stop_fd_, deadline)) return;
+    if (PollUntil(fd, POLLOUT, deadline, stop_fd_) != PollResult::kReady) return;
     ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) return;

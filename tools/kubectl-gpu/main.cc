@@ -11,7 +11,7 @@
 #include <iostream>
 
 #include "src/common/filesystem.h"
-#include "src/kube/curl_api_client.h"
+#include "src/kube/openssl_api_client.h"
 #include "src/kube/rest_config.h"
 #include "tools/kubectl-gpu/cluster_view.h"
 
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   rest->timeout = std::chrono::seconds(timeout_s);
-  gdp::kube::CurlApiClient api(*std::move(rest), &fs);
+  gdp::kube::OpenSslApiClient api(*std::move(rest), &fs);
   gdp::kubectl_gpu::HttpDaemonClient daemon;
   absl::StatusOr<std::vector<gdp::kubectl_gpu::NodeView>> view =
       gdp::kubectl_gpu::BuildClusterView(api, daemon, options);

@@ -1,6 +1,6 @@
-// CurlApiClient against real HTTP and HTTPS servers on 127.0.0.1 (cpp-httplib),
+// OpenSslApiClient against real HTTP and HTTPS servers on 127.0.0.1 (cpp-httplib),
 // with a CA and certificates made by the test.
-#include "src/kube/curl_api_client.h"
+#include "src/kube/openssl_api_client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -74,9 +74,9 @@ void Record(Seen* seen, const httplib::Request& req) {
   seen->body = req.body;
 }
 
-class CurlApiClientTest : public ::testing::Test {
+class OpenSslApiClientTest : public ::testing::Test {
  protected:
-  CurlApiClientTest() : server_(std::make_unique<httplib::Server>()) {
+  OpenSslApiClientTest() : server_(std::make_unique<httplib::Server>()) {
     auto echo = [this](const httplib::Request& req, httplib::Response& res) {
       Record(&seen_, req);
       res.set_content(json{{"kind", "Node"}, {"method", req.method}}.dump(), "application/json");
@@ -94,6 +94,22 @@ class CurlApiClientTest : public ::testing::Test {
       res.status = 503;
       res.set_content("<html>down</html>", "text/html");
     });
+    server_.server().Get("/chunked", [](const httplib::Request&, httplib::Response& res) {
+      // Sent as chunks, the way the API server sends a long list.
+      res.set_chunked_content_provider("application/json", [](size_t, httplib::DataSink& sink) {
+        std::string items;
+        for (int i = 0; i < 2000; ++i) absl::StrAppend(&items, i == 0 ? "" : ",", i);
+        std::string text = absl::StrCat(R"({"items":[)", items, "]}");
+        for (size_t at = 0; at < text.size(); at += 1000)
+          sink.write(text.data() + at, std::min<size_t>(1000, text.size() - at));
+        sink.done();
+        return true;
+      });
+    });
+    server_.server().Get("/prefix/api/v1/nodes/n1",
+                         [](const httplib::Request&, httplib::Response& res) {
+                           res.set_content(R"({"kind":"Node","via":"prefix"})", "application/json");
+                         });
     server_.server().Get("/notjson", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("hello", "text/plain");
     });
@@ -103,7 +119,7 @@ class CurlApiClientTest : public ::testing::Test {
       res.set_content("{}", "application/json");
     });
   }
-  ~CurlApiClientTest() override {
+  ~OpenSslApiClientTest() override {
     {
       std::lock_guard<std::mutex> lock(slow_mu_);
       release_slow_ = true;
@@ -126,8 +142,8 @@ class CurlApiClientTest : public ::testing::Test {
   TestServer server_;
 };
 
-TEST_F(CurlApiClientTest, GetSendsTokenAndDecodesJson) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, GetSendsTokenAndDecodesJson) {
+  OpenSslApiClient client(Config());
   auto r = client.Get("/api/v1/nodes/n1");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)["kind"], "Node");
@@ -137,8 +153,8 @@ TEST_F(CurlApiClientTest, GetSendsTokenAndDecodesJson) {
   EXPECT_EQ(seen_.accept, "application/json");
 }
 
-TEST_F(CurlApiClientTest, ApplyPatchSendsFieldManagerForceAndContentType) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, ApplyPatchSendsFieldManagerForceAndContentType) {
+  OpenSslApiClient client(Config());
   json body = {{"apiVersion", "v1"},
                {"kind", "Node"},
                {"metadata", {{"name", "n1"}, {"labels", {{"nvidia.com/gpu.count", "8"}}}}}};
@@ -152,8 +168,8 @@ TEST_F(CurlApiClientTest, ApplyPatchSendsFieldManagerForceAndContentType) {
   EXPECT_EQ(json::parse(seen_.body), body);
 }
 
-TEST_F(CurlApiClientTest, MergeAndStrategicPatchContentTypes) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, MergeAndStrategicPatchContentTypes) {
+  OpenSslApiClient client(Config());
   for (PatchType type : {PatchType::kMerge, PatchType::kStrategicMerge, PatchType::kJson}) {
     ASSERT_TRUE(client.Patch("/api/v1/nodes/n1", type, json::object(), {}).ok());
     std::lock_guard<std::mutex> lock(seen_.mu);
@@ -162,16 +178,16 @@ TEST_F(CurlApiClientTest, MergeAndStrategicPatchContentTypes) {
   }
 }
 
-TEST_F(CurlApiClientTest, ApplyWithoutFieldManagerIsRefusedBeforeSending) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, ApplyWithoutFieldManagerIsRefusedBeforeSending) {
+  OpenSslApiClient client(Config());
   auto r = client.Patch("/api/v1/nodes/n1", PatchType::kApply, json::object(), {});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   std::lock_guard<std::mutex> lock(seen_.mu);
   EXPECT_EQ(seen_.method, "");
 }
 
-TEST_F(CurlApiClientTest, PostSendsJson) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, PostSendsJson) {
+  OpenSslApiClient client(Config());
   json event = {{"kind", "Event"}, {"reason", "GpuXid"}};
   ASSERT_TRUE(client.Post("/api/v1/namespaces/default/events", event).ok());
   std::lock_guard<std::mutex> lock(seen_.mu);
@@ -180,8 +196,8 @@ TEST_F(CurlApiClientTest, PostSendsJson) {
   EXPECT_EQ(json::parse(seen_.body), event);
 }
 
-TEST_F(CurlApiClientTest, ErrorsCarryStatusAndApiMessage) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, ErrorsCarryStatusAndApiMessage) {
+  OpenSslApiClient client(Config());
   std::string base = Config().server;
   auto forbidden = client.Get("/forbidden");
   EXPECT_EQ(forbidden.status().code(), absl::StatusCode::kPermissionDenied);
@@ -198,21 +214,125 @@ TEST_F(CurlApiClientTest, ErrorsCarryStatusAndApiMessage) {
   EXPECT_THAT(notjson.status().message(), HasSubstr("not JSON: \"hello\""));
 }
 
-TEST_F(CurlApiClientTest, TimeoutIsDeadlineExceeded) {
+TEST_F(OpenSslApiClientTest, ReadsChunkedBodiesAndServerPathPrefixes) {
+  OpenSslApiClient client(Config());
+  auto r = client.Get("/chunked");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ((*r)["items"].size(), 2000u);
+  EXPECT_EQ((*r)["items"][1999], 1999);
+
+  RestConfig c = Config();
+  c.server += "/prefix/";  // e.g. a Rancher-style proxy URL
+  r = OpenSslApiClient(c).Get("/api/v1/nodes/n1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)["via"], "prefix");
+}
+
+TEST(OpenSslApiClientConfigTest, BadServerUrlsAndKeysFailEveryCallSayingWhy) {
+  struct Case {
+    const char* name;
+    RestConfig config;
+    const char* message;
+  };
+  auto with = [](const char* server, auto edit) {
+    RestConfig c;
+    c.server = server;
+    c.source = "kubeconfig /k";
+    edit(c);
+    return c;
+  };
+  auto none = [](RestConfig&) {};
+  const Case cases[] = {
+      {"scheme", with("ftp://h", none), "is not an http:// or https:// URL"},
+      {"port", with("https://h:99999", none), "bad port"},
+      {"no host", with("https://:443", none), "no host"},
+      {"ipv6", with("https://[::1", none), "unclosed ["},
+      {"ca", with("https://h", [](RestConfig& c) { c.ca_data = "not pem"; }), "no PEM certificate"},
+      {"key", with("https://h", [](RestConfig& c) { c.client_key_data = "not pem"; }),
+       "client-key-data is not a PEM private key"},
+      {"key alone",
+       with("https://h", [](RestConfig& c) { c.client_key_file = "/nonexistent/key"; }),
+       "cannot load the client key /nonexistent/key"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = OpenSslApiClient(c.config).Get("/api");
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+    EXPECT_THAT(r.status().message(), HasSubstr(c.message));
+    EXPECT_THAT(r.status().message(), HasSubstr("(kubeconfig /k)"));
+  }
+}
+
+TEST(ResponseParserTest, FramesResponsesFedInAnyPieces) {
+  using State = detail::ResponseParser::State;
+  struct Case {
+    const char* name;
+    std::string raw;
+    State state;  // after all bytes (and Finish() when still incomplete)
+    int status;
+    std::string body;
+  };
+  const Case cases[] = {
+      {"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", State::kComplete, 200,
+       "hello"},
+      {"no reason", "HTTP/1.1 204\r\n\r\n", State::kComplete, 204, ""},
+      {"until close", "HTTP/1.0 200 OK\r\n\r\nall of it", State::kComplete, 200, "all of it"},
+      {"chunked",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n"
+       "1\r\n!\r\n0\r\nTrailer: t\r\n\r\n",
+       State::kComplete, 200, "hello!"},
+      {"chunked wins",
+       "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: Chunked\r\n\r\n"
+       "2\r\nok\r\n0\r\n\r\n",
+       State::kComplete, 200, "ok"},
+      {"interim 100",
+       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}",
+       State::kComplete, 201, "{}"},
+      {"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", State::kError, 200,
+       "hello"},
+      {"not http", "SSH-2.0-OpenSSH\r\n\r\n", State::kError, 0, ""},
+      {"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", State::kError, 200, ""},
+      {"bad chunk", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", State::kError,
+       200, ""},
+      {"gzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", State::kError, 200, ""},
+      {"cut head", "HTTP/1.1 200 OK\r\nContent-", State::kError, 0, ""},
+  };
+  for (const Case& c : cases) {
+    for (size_t piece : {c.raw.size(), size_t{1}, size_t{7}}) {
+      SCOPED_TRACE(absl::StrCat(c.name, ", pieces of ", piece));
+      detail::ResponseParser p;
+      State s = State::kIncomplete;
+      for (size_t at = 0; at < c.raw.size() && s == State::kIncomplete; at += piece) {
+        s = p.Feed(c.raw.data() + at, std::min(piece, c.raw.size() - at));
+      }
+      if (s == State::kIncomplete) s = p.Finish();
+      EXPECT_EQ(s, c.state) << p.error();
+      EXPECT_EQ(p.status(), c.status);
+      if (c.state == State::kComplete) {
+        EXPECT_EQ(p.body(), c.body);
+      }
+      EXPECT_EQ(p.error().empty(), c.state != State::kError);
+    }
+  }
+  detail::ResponseParser head(/*head_request=*/true);
+  EXPECT_EQ(head.Feed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 38), State::kComplete);
+}
+
+TEST_F(OpenSslApiClientTest, TimeoutIsDeadlineExceeded) {
   RestConfig c = Config();
   c.timeout = std::chrono::milliseconds(200);
-  CurlApiClient client(c);
+  OpenSslApiClient client(c);
   auto r = client.Get("/slow");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
 }
 
-TEST_F(CurlApiClientTest, TokenFileIsReadForEveryRequest) {
+TEST_F(OpenSslApiClientTest, TokenFileIsReadForEveryRequest) {
   FakeFileSystem fs;
   fs.AddFile("/sa/token", "first\n");
   RestConfig c = Config();
   c.token = "";
   c.token_file = "/sa/token";
-  CurlApiClient client(c, &fs);
+  OpenSslApiClient client(c, &fs);
   ASSERT_TRUE(client.Get("/api/v1/nodes/n1").ok());
   {
     std::lock_guard<std::mutex> lock(seen_.mu);
@@ -230,8 +350,8 @@ TEST_F(CurlApiClientTest, TokenFileIsReadForEveryRequest) {
   EXPECT_THAT(r.status().message(), HasSubstr("cannot read the token file /sa/token"));
 }
 
-TEST_F(CurlApiClientTest, ParallelRequestsFromSeveralThreads) {
-  CurlApiClient client(Config());
+TEST_F(OpenSslApiClientTest, ParallelRequestsFromSeveralThreads) {
+  OpenSslApiClient client(Config());
   std::atomic<int> ok{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -245,7 +365,7 @@ TEST_F(CurlApiClientTest, ParallelRequestsFromSeveralThreads) {
   EXPECT_EQ(ok.load(), 40);
 }
 
-TEST(CurlApiClientNoServerTest, ConnectionRefusedIsUnavailableWithAHint) {
+TEST(OpenSslApiClientNoServerTest, ConnectionRefusedIsUnavailableWithAHint) {
   // Bind a port, then close it, so nothing listens there.
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
@@ -260,7 +380,7 @@ TEST(CurlApiClientNoServerTest, ConnectionRefusedIsUnavailableWithAHint) {
   RestConfig c;
   c.server = absl::StrCat("http://127.0.0.1:", port);
   c.source = "kubeconfig /k (context a)";
-  CurlApiClient client(c);
+  OpenSslApiClient client(c);
   auto r = client.Get("/api/v1/nodes/n1");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(r.status().message(), HasSubstr("(kubeconfig /k (context a))"));
@@ -339,7 +459,7 @@ void WriteFile(const std::filesystem::path& p, const std::string& text) {
   std::ofstream(p) << text;
 }
 
-class CurlApiClientTlsTest : public ::testing::Test {
+class OpenSslApiClientTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
@@ -390,43 +510,53 @@ class CurlApiClientTlsTest : public ::testing::Test {
   Cert ca_, client_;
 };
 
-TEST_F(CurlApiClientTlsTest, TrustsTheCaFromDataAndFromFile) {
+TEST_F(OpenSslApiClientTlsTest, TrustsTheCaFromDataAndFromFile) {
   auto server = Serve(/*mutual=*/false);
   RestConfig c;
   c.server = absl::StrCat("https://127.0.0.1:", server->port());
   c.ca_data = Pem(ca_.get());
-  auto r = CurlApiClient(c).Get("/api");
+  auto r = OpenSslApiClient(c).Get("/api");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)["user"], "none");
 
   c.ca_data.clear();
   c.ca_file = (dir_ / "ca.crt").string();
-  EXPECT_TRUE(CurlApiClient(c).Get("/api").ok());
+  EXPECT_TRUE(OpenSslApiClient(c).Get("/api").ok());
 }
 
-TEST_F(CurlApiClientTlsTest, RefusesAServerTheCaDidNotSign) {
+TEST_F(OpenSslApiClientTlsTest, RefusesAServerTheCaDidNotSign) {
   auto server = Serve(/*mutual=*/false);
   Pkey other_key = NewKey();
   Cert other = NewCert("other-ca", other_key.get(), nullptr, nullptr, true, nullptr);
   RestConfig c;
   c.server = absl::StrCat("https://127.0.0.1:", server->port());
   c.ca_data = Pem(other.get());
-  auto r = CurlApiClient(c).Get("/api");
+  auto r = OpenSslApiClient(c).Get("/api");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
   EXPECT_THAT(r.status().message(), HasSubstr("not signed by the configured CA"));
 
   c.insecure_skip_tls_verify = true;
-  EXPECT_TRUE(CurlApiClient(c).Get("/api").ok());
+  EXPECT_TRUE(OpenSslApiClient(c).Get("/api").ok());
 }
 
-TEST_F(CurlApiClientTlsTest, ClientCertificateFromDataAndFromFiles) {
+TEST_F(OpenSslApiClientTlsTest, RefusesACertificateForAnotherAddressOrName) {
+  auto server = Serve(/*mutual=*/false);  // its certificate names IP 127.0.0.1 only
+  RestConfig c;
+  c.ca_data = Pem(ca_.get());
+  c.server = absl::StrCat("https://localhost:", server->port());
+  auto r = OpenSslApiClient(c).Get("/api");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("the server's certificate is not for localhost"));
+}
+
+TEST_F(OpenSslApiClientTlsTest, ClientCertificateFromDataAndFromFiles) {
   auto server = Serve(/*mutual=*/true);
   RestConfig c;
   c.server = absl::StrCat("https://127.0.0.1:", server->port());
   c.ca_data = Pem(ca_.get());
   c.client_cert_data = Pem(client_.get());
   c.client_key_data = Pem(client_key_.get());
-  auto r = CurlApiClient(c).Get("/api");
+  auto r = OpenSslApiClient(c).Get("/api");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)["user"], "system:node:n1");
 
@@ -434,13 +564,13 @@ TEST_F(CurlApiClientTlsTest, ClientCertificateFromDataAndFromFiles) {
   c.client_key_data.clear();
   c.client_cert_file = (dir_ / "client.crt").string();
   c.client_key_file = (dir_ / "client.key").string();
-  r = CurlApiClient(c).Get("/api");
+  r = OpenSslApiClient(c).Get("/api");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)["user"], "system:node:n1");
 
   c.client_cert_file.clear();
   c.client_key_file.clear();
-  EXPECT_FALSE(CurlApiClient(c).Get("/api").ok());  // the server wants a certificate
+  EXPECT_FALSE(OpenSslApiClient(c).Get("/api").ok());  // the server wants a certificate
 }
 
 }  // namespace
