@@ -1,5 +1,7 @@
 #include "src/daemon/daemon_metrics.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 namespace gdp::daemon {
@@ -129,6 +131,16 @@ absl::Status PluginCollector::Collect(std::vector<MetricFamily>* out) {
         MetricType::kCounter,
         {}}.Add({}, static_cast<double>(hs.wait_errors)));
   }
+  // The malloc heap over all arenas: a leak grows in_use; fragmentation grows
+  // free (memory the allocator holds but no object uses).
+  const struct mallinfo2 heap = ::mallinfo2();
+  out->push_back(MetricFamily{"gdp_process_heap_bytes",
+                              "The daemon's malloc heap, by state: in_use by live allocations, "
+                              "free held by the allocator for reuse.",
+                              MetricType::kGauge,
+                              {}}
+                     .Add({{"state", "in_use"}}, static_cast<double>(heap.uordblks + heap.hblkhd))
+                     .Add({{"state", "free"}}, static_cast<double>(heap.fordblks)));
   if (reloads_) {
     const auto [ok, failed] = reloads_();
     out->push_back(MetricFamily{"gdp_plugin_config_reloads_total",

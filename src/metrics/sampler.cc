@@ -5,13 +5,13 @@
 namespace gdp::metrics {
 
 std::shared_ptr<const std::string> SnapshotStore::Get() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return text_;
 }
 
 void SnapshotStore::Set(std::string text) {
   auto next = std::make_shared<const std::string>(std::move(text));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   text_ = std::move(next);
 }
 

@@ -29,6 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "src/common/mutex.h"
 #include "src/metrics/exposition.h"
 
 namespace gdp::metrics {
@@ -49,7 +50,7 @@ class SnapshotStore {
   void Set(std::string text);
 
  private:
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const std::string> text_ ABSL_GUARDED_BY(mu_) =
       std::make_shared<const std::string>();
 };
