@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "src/common/log.h"
 #include "src/config/overrides.h"
 #include "src/daemon/daemon.h"
@@ -85,15 +86,20 @@ int RunDoctor(const std::string& config_file, const std::vector<gdp::config::Ove
 // largest block freed, so memory freed by gRPC's threads stays resident. With
 // two arenas and a fixed 128 KiB threshold, a soak of Allocates and health
 // flaps no longer grows resident memory (docs/benchmarks.md).
-void TuneMalloc() {
+void TuneRuntime() {
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
+  // detection on: every lock gRPC takes also updates a global lock graph
+  // (perf showed GraphCycles::GetId on gRPC's threads). A debugging aid, off
+  // in the daemon; the tests keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  TuneMalloc();
+  TuneRuntime();
   const sigset_t handled = BlockHandledSignals();
 
   CLI::App app{

@@ -1,6 +1,7 @@
 #include "src/health/health_monitor.h"
 
 #include <fmt/format.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <utility>
@@ -168,6 +169,7 @@ void HealthMonitor::SleepFor(const std::stop_token& stop, std::chrono::milliseco
 }
 
 void HealthMonitor::Run(const std::stop_token& stop) {
+  ::pthread_setname_np(::pthread_self(), "gdp-health");  // as top -H and perf show it
   HealthOptions options = Options();
   log::Info("health monitor started",
             {{"gpus", uuids_.size()},

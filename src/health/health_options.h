@@ -32,8 +32,10 @@ struct HealthOptions {
   std::chrono::milliseconds probe_interval{5000};
 
   // The timeout of one nvmlEventSetWait call. Stop() returns within about
-  // this long, because NVML's wait cannot be interrupted.
-  std::chrono::milliseconds wait_timeout{500};
+  // this long, because NVML's wait cannot be interrupted. Each timeout wakes
+  // the thread once: 1 s keeps an idle node's cost low (NVIDIA's plugin
+  // waits 5 s) and a shutdown or reload prompt.
+  std::chrono::milliseconds wait_timeout{1000};
 
   // Backoff after an event-wait error (other than a timeout), doubling from
   // initial up to max, reset by the next successful wait.

@@ -22,6 +22,20 @@ const char* TypeName(MetricType t) {
   return "untyped";
 }
 
+// name="escaped value", appended in place: this runs for every label of
+// every sample of every sample round, so no temporary strings.
+void AppendLabel(std::string* out, const std::string& name, std::string_view value) {
+  out->append(name);
+  out->append("=\"");
+  for (size_t special; (special = value.find_first_of("\\\"\n")) != std::string_view::npos;) {
+    out->append(value.substr(0, special));
+    out->append(value[special] == '\n' ? "\\n" : value[special] == '"' ? "\\\"" : "\\\\");
+    value.remove_prefix(special + 1);
+  }
+  out->append(value);
+  out->push_back('"');
+}
+
 void AppendLabels(std::string* out, const Labels& labels, const std::string* extra_name = nullptr,
                   const std::string* extra_value = nullptr) {
   if (labels.empty() && extra_name == nullptr) return;
@@ -30,11 +44,11 @@ void AppendLabels(std::string* out, const Labels& labels, const std::string* ext
   for (const auto& [k, v] : labels) {
     if (!first) out->push_back(',');
     first = false;
-    absl::StrAppend(out, k, "=\"", EscapeLabelValue(v), "\"");
+    AppendLabel(out, k, v);
   }
   if (extra_name != nullptr) {
     if (!first) out->push_back(',');
-    absl::StrAppend(out, *extra_name, "=\"", EscapeLabelValue(*extra_value), "\"");
+    AppendLabel(out, *extra_name, *extra_value);
   }
   out->push_back('}');
 }
@@ -113,9 +127,17 @@ std::string Render(std::vector<MetricFamily> families) {
     }
   }
   std::string out;
+  size_t samples = 0;
+  for (const auto& [name, f] : by_name) samples += f.samples.size();
+  out.reserve(samples * 160);  // about a line per sample; saves the doublings
   for (auto& [name, f] : by_name) {
     if (f.samples.empty()) continue;
-    for (Sample& s : f.samples) std::sort(s.labels.begin(), s.labels.end());
+    for (Sample& s : f.samples) {
+      // Collectors mostly build labels in order already; checking is cheaper than sorting.
+      if (!std::is_sorted(s.labels.begin(), s.labels.end())) {
+        std::sort(s.labels.begin(), s.labels.end());
+      }
+    }
     std::stable_sort(f.samples.begin(), f.samples.end(),
                      [](const Sample& a, const Sample& b) { return a.labels < b.labels; });
     absl::StrAppend(&out, "# HELP ", name, " ", EscapeHelp(f.help), "\n# TYPE ", name, " ",

@@ -1,5 +1,7 @@
 #include "src/metrics/sampler.h"
 
+#include <pthread.h>
+
 #include "src/common/log.h"
 
 namespace gdp::metrics {
@@ -39,6 +41,7 @@ void Sampler::Stop() {
 }
 
 void Sampler::Run(const std::stop_token& stop) {
+  ::pthread_setname_np(::pthread_self(), "gdp-metrics");  // as top -H and perf show it
   while (!stop.stop_requested()) {
     SampleOnce();
     std::unique_lock<std::mutex> lock(mu_);
