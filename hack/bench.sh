@@ -226,15 +226,17 @@ if want soak; then
 # --- soak on 64 GPUs ----------------------------------------------------------------
 log "soak: $SOAK_ALLOCATES Allocates, $((SOAK_ROUNDS * 64)) health flaps on 64 GPUs"
 section "64 GPUs (sim64 profile): soak, health, metrics; quiet period 1 s, probe interval 100 ms"
-node soak "$PWD/bench/profiles/sim64.yaml" --health-recovery-quiet-period 1s --health-probe-interval 100ms
-scrape "64 GPUs" 64
-sleep 1
+# Samples every 500 ms, so the heap figure read after a 1.5 s pause comes from
+# a sample taken after the phase ended (gdp_process_heap_bytes is sampled).
+node soak "$PWD/bench/profiles/sim64.yaml" --health-recovery-quiet-period 1s --health-probe-interval 100ms \
+  --metrics-sample-interval 500ms
+sleep 1.5
 fresh=$(snapshot)
 # Warm-up, so gRPC's pools reach their working size before the "before" numbers.
 "$LOAD" load --socket "$NODE_DIR/dp/nvidia-gpu.sock" --size 1 --count 5000 --concurrency 2 >/dev/null 2>>"$work/details.log"
 "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 1 \
   --inject-coprocess "$INJECTOR --root $NODE_DIR/root --xid 79" >/dev/null 2>>"$work/details.log"
-sleep 1
+sleep 1.5
 before=$(snapshot)
 anon_before=$(status_kib "$DAEMON_PID" RssAnon)
 heap_before=$(heap_kib)
@@ -246,7 +248,7 @@ for half in 1 2; do
   measure "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds $(((SOAK_ROUNDS + 2 - half) / 2)) \
     --inject-coprocess "$INJECTOR --root $NODE_DIR/root --xid 79"
   measure "$LOAD" load --socket "$NODE_DIR/dp/nvidia-gpu.sock" --size 1 --count $((SOAK_ALLOCATES / 2)) --concurrency 2
-  sleep 1
+  sleep 1.5
   [ "$half" = 1 ] && anon_half=$(status_kib "$DAEMON_PID" RssAnon) && heap_half=$(heap_kib) && half_snap=$(snapshot)
 done
 anon_after=$(status_kib "$DAEMON_PID" RssAnon)
@@ -266,6 +268,9 @@ row "Soak: $SOAK_ALLOCATES Allocates + $((SOAK_ROUNDS * 64)) health flaps, in tw
   "fresh: $fresh; after a warm-up (5000 Allocates, 64 flaps): $before, heap in use $heap_before KiB; half-way: $half_snap, heap in use $heap_half KiB; after the soak: $after, heap in use $heap_after KiB" \
   "no growth in anonymous RSS or heap in use (<= 256 KiB each), fds, threads" \
   "$soak_verdict (anonymous memory $((anon_half - anon_before)) + $((anon_after - anon_half)) KiB, heap in use $((heap_half - heap_before)) + $((heap_after - heap_half)) KiB)"
+# After the soak: the 5 ms NVML latency slows the sampler's rounds, which the
+# soak's before/after figures should not straddle.
+scrape "64 GPUs" 64
 stop_node
 fi
 

@@ -28,7 +28,7 @@ class Registrar {
     std::string plugin_dir = "/var/lib/kubelet/device-plugins";
     std::string kubelet_socket = "kubelet.sock";  // file name inside plugin_dir
     std::chrono::milliseconds attempt_timeout{5000};
-    std::chrono::milliseconds backoff_initial{250};
+    std::chrono::milliseconds backoff_initial{20};  // PluginManager::Options says why
     std::chrono::milliseconds backoff_max{10000};
   };
 
