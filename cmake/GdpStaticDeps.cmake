@@ -15,6 +15,10 @@
 # archives, so the order and the cycles between them do not matter. OpenSSL,
 # libstdc++ and glibc stay shared (security updates come with the distribution).
 #
+# The tsan preset turns it off: ThreadSanitizer ignores what uninstrumented
+# libraries do only when they are modules of their own
+# (ignore_noninstrumented_modules, hack/test.sh).
+#
 # Shared objects we build (the simulator's libnvidia-ml.so.1) cannot take
 # Debian's archives, which are not position-independent; they link
 # gdp_shared_deps, abseil and yaml-cpp as shared libraries, in either mode.

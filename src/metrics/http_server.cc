@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -203,6 +204,7 @@ void HttpServer::Stop() {
 }
 
 void HttpServer::Work() {
+  ::pthread_setname_np(::pthread_self(), "gdp-http");  // as top -H and perf show it
   for (;;) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
