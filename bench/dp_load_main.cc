@@ -619,8 +619,9 @@ int Scrape(const std::string& url, int concurrency, int count, const std::string
     }
   }
   Row("Metrics scrape, " + label,
-      absl::StrFormat("p50 %s, p99 %s over %d scrapes, %zu bytes, %d errors", Fmt(lat.Median()),
-                      Fmt(lat.P99()), lat.size(), bytes, errors.load()),
+      absl::StrFormat("p50 %s, p99 %s, max %s over %d scrapes, %zu bytes, %d errors",
+                      Fmt(lat.Median()), Fmt(lat.P99()), Fmt(lat.Max()), lat.size(), bytes,
+                      errors.load()),
       absl::StrFormat("p99 < %.0f ms", limit_ms), Verdict(lat.P99() / 1000, limit_ms));
   return errors.load() == 0 ? 0 : 1;
 }
