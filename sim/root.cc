@@ -6,10 +6,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "sim/errno_string.h"
@@ -157,6 +160,44 @@ std::string MigMinorsFile(const Profile& profile) {
   return out;
 }
 
+namespace {
+
+// Copies the shared libraries `library` needs, other than glibc's, into `dir`
+// under the names it asks for (their sonames), as a real driver root carries
+// the driver's own libraries. The simulator library finds them there through
+// its RPATH ($ORIGIN), also inside a container whose image lacks them: the
+// plugin's image carries only what the plugin needs. The list comes from ldd.
+absl::Status CopyLibraryDependencies(const std::string& library, const std::string& dir) {
+  const std::string cmd = "ldd '" + library + "' 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return absl::InternalError(absl::StrCat("cannot run ", cmd));
+  std::vector<std::pair<std::string, std::string>> deps;  // soname, path
+  char line[1024];
+  while (std::fgets(line, sizeof line, p) != nullptr) {
+    std::istringstream in(line);
+    std::string name, arrow, path;
+    if (!(in >> name >> arrow >> path) || arrow != "=>" || path.empty() || path[0] != '/') continue;
+    static const char* const kGlibc[] = {"libc.so",       "libm.so",  "libdl.so",
+                                         "libpthread.so", "librt.so", "ld-linux"};
+    bool glibc = false;
+    for (const char* g : kGlibc) glibc = glibc || name.starts_with(g);
+    if (!glibc) deps.emplace_back(name, path);
+  }
+  if (int rc = ::pclose(p); rc != 0) {
+    return absl::InternalError(absl::StrCat(cmd, " failed (status ", rc, "); is ldd installed?"));
+  }
+  for (const auto& [name, path] : deps) {
+    std::error_code ec;
+    const std::string dest = dir + "/" + name;
+    fs::copy_file(fs::canonical(path, ec), dest + ".tmp", fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::rename(dest + ".tmp", dest, ec);  // atomic, as for the library
+    if (ec) return absl::InternalError(absl::StrCat("cannot install ", dest, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOptions& o) {
   // Validate everything before touching the root.
   auto profile = LoadProfile(o.config.profile);
@@ -198,6 +239,9 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   fs::copy_file(o.library, tmp, fs::copy_options::overwrite_existing, ec);
   if (!ec) fs::rename(tmp, lib, ec);  // atomic: a process mapping the old one keeps it
   if (ec) return absl::InternalError(absl::StrCat("cannot install ", lib, ": ", ec.message()));
+  if (auto st = CopyLibraryDependencies(o.library, root + "/usr/lib/x86_64-linux-gnu"); !st.ok()) {
+    return st;
+  }
   if (!o.mps_control.empty()) {
     std::string bin = root + "/" + kMpsControlRelPath;
     fs::create_directories(fs::path(bin).parent_path(), ec);
