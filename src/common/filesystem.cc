@@ -41,6 +41,8 @@ absl::StatusOr<FileInfo> PosixFileSystem::Stat(const std::string& path) const {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   FileInfo info;
+  info.fs_device = st.st_dev;
+  info.inode = st.st_ino;
   if (S_ISREG(st.st_mode))
     info.type = FileInfo::Type::kRegular;
   else if (S_ISDIR(st.st_mode))

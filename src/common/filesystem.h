@@ -3,6 +3,7 @@
 // use a fake tree. PosixFileSystem is stateless and thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,11 @@ struct FileInfo {
   Type type = Type::kOther;
   unsigned major = 0;  // device numbers, for kCharDevice
   unsigned minor = 0;
+  // The file's identity (st_dev, st_ino of the path itself, not a symlink's
+  // target): a path that names another file than before was replaced. 0 when
+  // unknown.
+  uint64_t fs_device = 0;
+  uint64_t inode = 0;
 };
 
 class FileSystem {

@@ -868,6 +868,7 @@ const std::vector<Field>& Fields() {
       {"flags.nvmlLibrary", FieldKind::kString},
       {"flags.requireMinimumVersions", FieldKind::kBool},
       {"flags.nodeName", FieldKind::kString},
+      {"flags.rescanInterval", FieldKind::kDuration},
       {"flags.plugin.passDeviceSpecs", FieldKind::kBool},
       {"flags.plugin.deviceListStrategy", FieldKind::kEnumList},
       {"flags.plugin.deviceIDStrategy", FieldKind::kEnum},
@@ -1030,6 +1031,16 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
   if (auto raw = get("flags.nodeName")) {
     if (auto v = dec.String(*raw)) config.node_name = *v;
+  }
+  if (auto raw = get("flags.rescanInterval")) {
+    if (auto d = dec.Duration(*raw)) {
+      if (*d % std::chrono::milliseconds(1) != std::chrono::nanoseconds(0)) {
+        dec.Error(raw->where(),
+                  absl::StrCat(raw->Seen(), " must be a whole number of milliseconds"));
+      } else {
+        config.rescan_interval = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      }
+    }
   }
   if (auto raw = get("flags.plugin.passDeviceSpecs")) {
     if (auto v = dec.Bool(*raw)) config.pass_device_specs = *v;
@@ -1295,6 +1306,12 @@ std::vector<std::string> Validate(const Config& c) {
         absl::StrCat(Quote(c.log_format), " is not one of ", absl::StrJoin(kFormatNames, ", ")));
   }
 
+  if (c.rescan_interval != std::chrono::milliseconds(0) &&
+      c.rescan_interval < std::chrono::milliseconds(100)) {
+    add("flags.rescanInterval",
+        absl::StrCat(detail::FormatDuration(c.rescan_interval),
+                     " is too short: use 0 (events only) or at least 100ms"));
+  }
   if (!c.node_name.empty() && !IsHostname(c.node_name)) {
     add("flags.nodeName",
         absl::StrCat(Quote(c.node_name), " is not a node name (a DNS subdomain, e.g. gpu-node-1)"));

@@ -150,6 +150,11 @@ struct Config {
   // and records events on. Empty: no `node` label, no labels or events (with a
   // warning).
   std::string node_name;
+  // How often the daemon checks, cheaply, whether the node's GPUs changed
+  // under it (a GPU added or removed, a MIG re-layout, the driver leaving or
+  // coming back) when no NVML event said so; a change found re-discovers the
+  // GPUs and applies the difference. Zero: only events are followed.
+  std::chrono::milliseconds rescan_interval{5000};
 
   // --- flags.plugin ---
   bool pass_device_specs = true;

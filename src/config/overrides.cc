@@ -23,6 +23,8 @@ const std::vector<OverrideSpec>& OverrideTable() {
        "refuse drivers older than 450 / CUDA 10.0 (false: only warn)", true},
       {"flags.nodeName", "--node-name", "NODE_NAME",
        "this node's name (spec.nodeName): metrics' node label, the Node to label"},
+      {"flags.rescanInterval", "--rescan-interval", "RESCAN_INTERVAL",
+       "how often to check whether the GPUs, MIG layout or driver changed (0: events only)"},
       {"flags.plugin.passDeviceSpecs", "--pass-device-specs", "PASS_DEVICE_SPECS",
        "return DeviceSpecs for /dev/nvidia* in Allocate", true},
       {"flags.plugin.deviceListStrategy", "--device-list-strategy", "DEVICE_LIST_STRATEGY",

@@ -16,6 +16,7 @@
 #include "src/config/config_watcher.h"
 #include "src/daemon/allocations.h"
 #include "src/daemon/daemon_metrics.h"
+#include "src/daemon/held_devices.h"
 #include "src/doctor/doctor.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
@@ -27,6 +28,7 @@
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
 #include "src/mps/supervisor.h"
+#include "src/nvml/change_watcher.h"
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/plugin/plugin_manager.h"
@@ -70,12 +72,14 @@ const char* PathName(nvml::PathKind p) {
 // supervisor's; every call is quick.
 class HealthBridge final : public health::HealthListener {
  public:
-  explicit HealthBridge(plugin::PluginManager& plugins) : plugins_(plugins) {}
+  HealthBridge(plugin::PluginManager& plugins, std::function<void(const std::string&)> on_mig)
+      : plugins_(plugins), on_mig_(std::move(on_mig)) {}
   void OnHealthChanged(const health::HealthEvent& event) override {
     std::lock_guard<std::mutex> lock(mu_);
     Set(&nvml_unhealthy_, event.uuid, event.healthy);
     if (labeller_ != nullptr) labeller_->OnHealthChanged(event);
   }
+  void OnMigConfigChanged(const std::string& uuid) override { on_mig_(uuid); }
   void OnMpsHealth(const mps::GpuHealth& h) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!h.healthy) {
@@ -90,6 +94,23 @@ class HealthBridge final : public health::HealthListener {
     std::lock_guard<std::mutex> lock(mu_);
     labeller_ = labeller;
   }
+  // The driver went away (every GPU Unhealthy) or came back.
+  void SetDriverAvailable(bool available, const std::vector<std::string>& uuids) {
+    std::lock_guard<std::mutex> lock(mu_);
+    driver_down_ = !available;
+    for (const std::string& uuid : uuids) Push(uuid);
+  }
+  // The monitor now watches another set of GPUs: take its view as the NVML
+  // health of every GPU (after a re-discovery).
+  void Resync(const std::map<std::string, health::DeviceHealth>& devices) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::set<std::string> unhealthy;
+    for (const auto& [uuid, h] : devices) {
+      if (!h.healthy) unhealthy.insert(uuid);
+    }
+    nvml_unhealthy_ = std::move(unhealthy);
+    for (const auto& [uuid, h] : devices) Push(uuid);
+  }
 
  private:
   void Set(std::set<std::string>* unhealthy, const std::string& uuid, bool healthy)
@@ -99,15 +120,20 @@ class HealthBridge final : public health::HealthListener {
     } else {
       unhealthy->insert(uuid);
     }
-    plugins_.SetGpuHealth(uuid,
-                          nvml_unhealthy_.count(uuid) == 0 && mps_unhealthy_.count(uuid) == 0);
+    Push(uuid);
+  }
+  void Push(const std::string& uuid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    plugins_.SetGpuHealth(
+        uuid, !driver_down_ && nvml_unhealthy_.count(uuid) == 0 && mps_unhealthy_.count(uuid) == 0);
   }
 
   plugin::PluginManager& plugins_;
+  const std::function<void(const std::string&)> on_mig_;
   std::mutex mu_;
   labels::NodeLabeller* labeller_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::set<std::string> nvml_unhealthy_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> mps_unhealthy_ ABSL_GUARDED_BY(mu_);
+  bool driver_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Settings that select what the process is bound to; a reload that changes
@@ -229,6 +255,16 @@ struct Daemon::Components {
   std::unique_ptr<mps::Supervisor> mps;
   mps::SupervisorOptions mps_options;
   std::unique_ptr<health::HealthMonitor> health;
+  // Notices GPUs, MIG layouts and the driver changing; recreated with each
+  // inventory.
+  std::unique_ptr<nvml::ChangeWatcher> changes;
+  std::string nvml_library_path;  // the libnvidia-ml.so.1 loaded
+  // What the plugin servers advertise, and the devices among it that left the
+  // node but are held by pods (src/daemon/held_devices.h).
+  Advertised advertised;
+  std::map<std::string, std::vector<HeldDevice>> held;
+  // The resources the inventory and config give, before held devices.
+  std::vector<std::shared_ptr<const plugin::ResourceBackend>> backends;
   // Node labels and events (labels.enabled with a node name); recreated when
   // the labels block changes.
   std::unique_ptr<kube::ApiClient> kube;
@@ -272,6 +308,7 @@ struct Daemon::Components {
     }
     if (!want) return;
     if (labeller != nullptr) {
+      labeller->SetInventory(inventory);
       labeller->SetConfig(config);
       return;
     }
@@ -325,6 +362,23 @@ void Daemon::RequestStop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_requested_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Daemon::OnNodeChange(const std::string& reason, bool driver_gone) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string& pending = driver_gone ? release_reason_ : rescan_reason_;
+    if (pending.empty()) {
+      pending = reason;
+    } else if (pending.find(reason) == std::string::npos && pending.size() < 4096) {
+      absl::StrAppend(&pending, "; ", reason);
+    }
+    if (!driver_gone && !rescan_due_.has_value()) {
+      rescan_due_ = std::chrono::steady_clock::now() + options_.rescan_settle;
+    }
+    rescan_noticed_ = true;
   }
   cv_.notify_all();
 }
@@ -468,21 +522,40 @@ int Daemon::Run() {
   if (c_->nvml_up) StartMetrics();
 
   // 6. The event loop.
+  using SteadyClock = std::chrono::steady_clock;
+  std::optional<SteadyClock::time_point> held_recheck;
   for (;;) {
     std::shared_ptr<const config::Config> next;
     bool reload = false;
+    std::string rescan;
+    std::string release;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      auto ready = [this] { return stop_requested_ || reload_requested_ || pending_config_; };
-      if (c_->nvml_up) {
-        cv_.wait(lock, ready);
+      std::optional<SteadyClock::time_point> deadline;
+      auto earliest = [&deadline](std::optional<SteadyClock::time_point> t) {
+        if (t.has_value() && (!deadline.has_value() || *t < *deadline)) deadline = t;
+      };
+      if (!c_->nvml_up) earliest(next_nvml_try);
+      if (c_->nvml_up) earliest(rescan_due_);
+      if (!c_->held.empty()) earliest(held_recheck);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_requested_ || reload_requested_ || pending_config_ || rescan_noticed_;
+      };
+      if (deadline.has_value()) {
+        cv_.wait_until(lock, *deadline, ready);
       } else {
-        cv_.wait_until(lock, next_nvml_try, ready);
+        cv_.wait(lock, ready);
       }
       if (stop_requested_) break;
+      rescan_noticed_ = false;
       reload = std::exchange(reload_requested_, false);
       next = std::move(pending_config_);
       pending_config_.reset();
+      release = std::exchange(release_reason_, std::string());
+      if (rescan_due_.has_value() && SteadyClock::now() >= *rescan_due_) {
+        rescan = std::exchange(rescan_reason_, std::string());
+        rescan_due_.reset();
+      }
     }
     if (reload) {
       if (c_->watcher != nullptr) {
@@ -493,13 +566,31 @@ int Daemon::Run() {
       }
     }
     if (next != nullptr) ApplyConfig(std::move(next));
-    if (!c_->nvml_up && std::chrono::steady_clock::now() >= next_nvml_try) {
+    if (!release.empty() && c_->nvml_up) {
+      ReleaseDriver(release);
+      // Try again soon, and no less often than the periodic check.
+      const auto max = std::max(c_->config->rescan_interval, milliseconds(1000));
+      nvml_backoff = Backoff(milliseconds(500), max);
+      next_nvml_try = SteadyClock::now() + nvml_backoff.Next();
+    } else if (!rescan.empty() && c_->nvml_up) {
+      Rediscover(rescan);
+    }
+    if (!c_->nvml_up && SteadyClock::now() >= next_nvml_try) {
       if (!StartNvml()) {
         if (exit_code_ != kExitOk) break;
-        next_nvml_try = std::chrono::steady_clock::now() + nvml_backoff.Next();
+        next_nvml_try = SteadyClock::now() + nvml_backoff.Next();
       } else {
         StartMetrics();
       }
+    }
+    // Devices held by pods after leaving the node: ask the kubelet again.
+    if (c_->held.empty()) {
+      held_recheck.reset();
+    } else if (!held_recheck.has_value()) {
+      held_recheck = SteadyClock::now() + milliseconds(2000);
+    } else if (SteadyClock::now() >= *held_recheck) {
+      held_recheck = SteadyClock::now() + milliseconds(2000);
+      if (c_->nvml_up) ServeWithHeld(c_->backends, /*log_served=*/false);
     }
   }
   log::Info("stopping");
@@ -528,8 +619,12 @@ bool Daemon::StartNvml() {
     absl::StatusOr<std::unique_ptr<nvml::DlNvml>> lib = nvml::DlNvml::Open(*path);
     if (!lib.ok()) return fail(lib.status());
     c_->nvml = *std::move(lib);
+    c_->nvml_library_path = *path;
   }
   if (absl::Status s = nvml::NvmlStatus(*c_->nvml, c_->nvml->Init(), "nvmlInit"); !s.ok()) {
+    // Unloaded, so that a driver coming back (maybe another version, another
+    // library file) is loaded afresh, and nothing of the old one is held.
+    c_->nvml.reset();
     return fail(absl::Status(
         s.code(), absl::StrCat(s.message(),
                                "; is the NVIDIA driver loaded on the host, and does the container "
@@ -540,8 +635,10 @@ bool Daemon::StartNvml() {
       nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
   if (!inventory.ok()) {
     c_->nvml->Shutdown();
+    c_->nvml.reset();
     return fail(inventory.status());
   }
+  const std::shared_ptr<const nvml::Inventory> before = c_->inventory;
   c_->inventory = *std::move(inventory);
   const nvml::Inventory& inv = *c_->inventory;
   if (absl::Status s = nvml::CheckMinimumVersions(inv); !s.ok()) {
@@ -561,9 +658,21 @@ bool Daemon::StartNvml() {
     std::lock_guard<std::mutex> lock(c_->mu);
     c_->inventory_json = InventoryJson(inv);
   }
-  log::Info("NVML initialised", {{"driver", inv.driver_version},
-                                 {"cuda_driver", inv.CudaDriverVersionString()},
-                                 {"gpus", inv.gpus.size()}});
+  log::Info(before == nullptr ? "NVML initialised" : "NVML initialised again: the driver is back",
+            {{"driver", inv.driver_version},
+             {"cuda_driver", inv.CudaDriverVersionString()},
+             {"gpus", inv.gpus.size()}});
+  if (before != nullptr) {
+    for (const std::string& change : nvml::InventoryChanges(*before, inv)) {
+      log::Info("changed while the driver was away", {{"change", change}});
+    }
+    if (before->driver_version != inv.driver_version) {
+      log::Warn(
+          "the driver version changed; running pods keep their devices, and containers "
+          "started before the change still use the old driver's files until they restart",
+          {{"was", before->driver_version}, {"now", inv.driver_version}});
+    }
+  }
   for (const nvml::Gpu& g : inv.gpus) {
     log::Info("found GPU", {{"index", g.index},
                             {"uuid", g.uuid},
@@ -576,14 +685,143 @@ bool Daemon::StartNvml() {
 
   // Resources and labels, then health (so the first health change has a
   // device and a labeller to reach).
-  c_->bridge = std::make_unique<HealthBridge>(*c_->plugins);
+  if (c_->bridge == nullptr) {
+    c_->bridge = std::make_unique<HealthBridge>(*c_->plugins, [this](const std::string& uuid) {
+      OnNodeChange(absl::StrCat("NVML: MIG configuration of GPU ", uuid, " changed"),
+                   /*driver_gone=*/false);
+    });
+  }
+  std::vector<std::string> uuids;
+  for (const nvml::Gpu& g : inv.gpus) uuids.push_back(g.uuid);
+  if (c_->health == nullptr) {
+    c_->health = std::make_unique<health::HealthMonitor>(
+        *c_->nvml, inv, health::FromConfig(cfg.health), *c_->bridge, *options_.clock);
+  } else {
+    // The driver is back: same monitor, same state for the GPUs still here.
+    if (absl::Status s = c_->health->SetInventory(*c_->nvml, inv); !s.ok()) {
+      log::Warn("health monitor kept its old GPUs", {{"error", s.message()}});
+    }
+    c_->bridge->Resync(c_->health->Devices());
+  }
+  c_->bridge->SetDriverAvailable(true, uuids);
   ApplyConfig(nullptr);
-  c_->health = std::make_unique<health::HealthMonitor>(
-      *c_->nvml, inv, health::FromConfig(cfg.health), *c_->bridge, *options_.clock);
   if (absl::Status s = c_->health->Start(); !s.ok()) {
     log::Warn("health monitoring did not start", {{"error", s.message()}});
   }
+  StartChangeWatcher();
   return true;
+}
+
+void Daemon::StartChangeWatcher() {
+  const config::Config& cfg = *c_->config;
+  nvml::ChangeWatcherOptions o;
+  o.interval = cfg.rescan_interval;
+  o.library_path = c_->nvml_library_path;
+  o.dev_dir = JoinRoot(cfg.EffectiveDriverRoot(), "/dev");
+  c_->changes = std::make_unique<nvml::ChangeWatcher>(
+      *c_->nvml, *options_.fs, c_->inventory, o, [this](const nvml::NodeChange& change) {
+        OnNodeChange(change.reason, change.kind == nvml::NodeChange::Kind::kDriverGone);
+      });
+  if (absl::Status s = c_->changes->Start(); !s.ok()) {
+    log::Warn("node changes will not be noticed", {{"error", s.message()}});
+  }
+}
+
+void Daemon::StopMetrics() {
+  if (c_->sampler) c_->sampler->Stop();
+  c_->sampler.reset();
+  c_->plugin_collector.reset();
+  c_->gpu_collector.reset();
+  c_->pod_collector.reset();
+  c_->pod_lister.reset();
+}
+
+void Daemon::StopNvmlUsers() {
+  if (c_->changes) c_->changes->Stop();
+  c_->changes.reset();
+  StopMetrics();
+  if (c_->health) c_->health->Stop();
+}
+
+void Daemon::StartNvmlUsers() {
+  if (absl::Status s = c_->health->Start(); !s.ok()) {
+    log::Warn("health monitoring did not start", {{"error", s.message()}});
+  }
+  StartChangeWatcher();
+  StartMetrics();
+}
+
+void Daemon::Rediscover(const std::string& reason) {
+  const auto start = std::chrono::steady_clock::now();
+  log::Info("node change noticed: discovering the GPUs again", {{"reason", reason}});
+  StopNvmlUsers();
+  // A fresh NVML session: a GPU added since the last one is only enumerated
+  // by a new session, and every old handle goes with the old one.
+  c_->nvml->Shutdown();
+  const nvmlReturn_t r = c_->nvml->Init();
+  if (r != NVML_SUCCESS) {
+    ReleaseDriver(absl::StrCat("nvmlInit answers ", nvml::ReturnCodeName(r),
+                               " while discovering the GPUs again"));
+    return;
+  }
+  absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
+      nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+  if (!found.ok()) {
+    // Mid-change (a MIG instance being created): keep what is served, look
+    // again shortly.
+    log::Warn("cannot discover the GPUs again; keeping the current devices and retrying",
+              {{"error", found.status().message()}});
+    StartNvmlUsers();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rescan_reason_.empty()) rescan_reason_ = reason;
+    rescan_due_ = std::chrono::steady_clock::now() + milliseconds(1000);
+    return;
+  }
+  const std::shared_ptr<const nvml::Inventory> before = c_->inventory;
+  const std::vector<std::string> changes = nvml::InventoryChanges(*before, **found);
+  c_->inventory = *std::move(found);
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->inventory_json = InventoryJson(*c_->inventory);
+  }
+  if (absl::Status s = c_->health->SetInventory(*c_->nvml, *c_->inventory); !s.ok()) {
+    log::Warn("health monitor kept its old GPUs", {{"error", s.message()}});
+  }
+  c_->bridge->Resync(c_->health->Devices());
+  for (const std::string& change : changes) log::Info("node change", {{"change", change}});
+  if (!changes.empty()) ApplyConfig(nullptr);
+  StartNvmlUsers();
+  log::Info(changes.empty() ? "GPUs discovered again: nothing changed"
+                            : "GPUs discovered again: the difference is applied",
+            {{"changes", changes.size()},
+             {"gpus", c_->inventory->gpus.size()},
+             {"took_ms",
+              std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start)
+                  .count()}});
+}
+
+void Daemon::ReleaseDriver(const std::string& reason) {
+  log::Warn(
+      "the driver is going away: releasing NVML and every device file so it can unload; "
+      "the GPUs stay registered, Unhealthy, until it is back",
+      {{"reason", reason}});
+  StopNvmlUsers();
+  if (c_->mps != nullptr) {  // MPS control daemons hold the device files too
+    c_->mps->Stop();
+    c_->mps.reset();
+  }
+  std::vector<std::string> uuids;
+  for (const nvml::Gpu& g : c_->inventory->gpus) uuids.push_back(g.uuid);
+  c_->bridge->SetDriverAvailable(false, uuids);
+  c_->nvml->Shutdown();
+  c_->nvml.reset();  // dlclose: the next start loads whatever driver is there then
+  c_->nvml_up = false;
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->inventory_json.clear();
+  }
+  c_->SetNotReady(absl::StrCat("the NVIDIA driver is unavailable (", reason,
+                               "); its GPUs are advertised Unhealthy until it is back"));
 }
 
 // Starts sampling for /metrics; NVML is up and the watcher (if any) exists, and
@@ -662,19 +900,88 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     if (next != nullptr) c_->config = prev;
     return;
   }
-  std::vector<std::string> names;
-  for (const auto& b : *backends) names.push_back(b->ResourceName());
-  if (absl::Status s = c_->plugins->Apply(*backends); !s.ok()) {
-    log::Error("cannot serve the resources", {{"error", s.message()}});
-    return;
-  }
+  c_->backends = *backends;
+  if (!ServeWithHeld(*backends, /*log_served=*/true)) return;
   c_->SetNotReady(backends->empty() ? "NVML reports no GPUs on this node" : "");
-  log::Info("serving resources", {{"resources", absl::StrJoin(names, ",")}});
 
   if (next != nullptr && c_->health != nullptr && !SameHealth(prev->health, cfg.health)) {
     c_->health->SetOptions(health::FromConfig(cfg.health));
   }
+  if (next != nullptr && c_->changes != nullptr && prev->rescan_interval != cfg.rescan_interval) {
+    c_->changes->Stop();
+    StartChangeWatcher();
+  }
   c_->SyncLabeller(*options_.fs);
+}
+
+bool Daemon::ServeWithHeld(
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends, bool log_served) {
+  // Who holds a device that is no longer offered: asked only when one is gone.
+  bool gone = !c_->held.empty();
+  for (const auto& [resource, devices] : c_->advertised) {
+    if (gone) break;
+    auto it = std::find_if(backends.begin(), backends.end(),
+                           [&r = resource](const auto& b) { return b->ResourceName() == r; });
+    if (it == backends.end()) {
+      gone = true;
+      break;
+    }
+    std::set<std::string> ids;
+    for (const plugin::Device& d : (*it)->Devices()) ids.insert(d.id);
+    for (const auto& [id, gpus] : devices) {
+      if (ids.count(id) == 0) {
+        gone = true;
+        break;
+      }
+    }
+  }
+  podresources::HolderIndex holders;
+  if (gone && c_->pod_resources != nullptr) {
+    absl::StatusOr<std::vector<podresources::Assignment>> list = c_->pod_resources->List();
+    if (list.ok()) {
+      holders = podresources::IndexByDevice(*list);
+    } else {
+      // Keeping them on a guess could keep them for ever on a node whose
+      // pod-resources socket is not mounted.
+      log::Warn(
+          "cannot ask the kubelet which devices pods hold: devices that left the node are "
+          "no longer listed, even if a pod holds one",
+          {{"error", list.status().message()}});
+    }
+  }
+  HeldResult result = KeepHeldDevices(backends, c_->advertised, holders);
+  if (result.held != c_->held) {
+    for (const auto& [resource, held] : result.held) {
+      for (const HeldDevice& h : held) {
+        log::Warn("device left the node while a pod holds it: listed Unhealthy until released",
+                  {{"resource", resource}, {"device", h.id}, {"holder", h.holder}});
+      }
+    }
+    for (const auto& [resource, held] : c_->held) {
+      for (const HeldDevice& h : held) {
+        auto now = result.held.find(resource);
+        const bool still = now != result.held.end() &&
+                           std::any_of(now->second.begin(), now->second.end(),
+                                       [&h](const HeldDevice& x) { return x.id == h.id; });
+        if (!still) {
+          log::Info("device that left the node is no longer held: no longer listed",
+                    {{"resource", resource}, {"device", h.id}});
+        }
+      }
+    }
+  }
+  if (absl::Status s = c_->plugins->Apply(result.backends); !s.ok()) {
+    log::Error("cannot serve the resources", {{"error", s.message()}});
+    return false;
+  }
+  c_->advertised = std::move(result.advertised);
+  c_->held = std::move(result.held);
+  if (log_served) {
+    std::vector<std::string> names;
+    for (const auto& b : result.backends) names.push_back(b->ResourceName());
+    log::Info("serving resources", {{"resources", absl::StrJoin(names, ",")}});
+  }
+  return true;
 }
 
 absl::Status Daemon::SyncMps(
@@ -749,6 +1056,7 @@ absl::Status Daemon::SyncCdiSpec(
 
 void Daemon::StopAll() {
   if (c_ == nullptr) return;
+  if (c_->changes) c_->changes->Stop();
   if (c_->sampler) c_->sampler->Stop();
   if (c_->watcher) c_->watcher->Stop();
   if (c_->health) c_->health->Stop();

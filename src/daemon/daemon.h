@@ -5,8 +5,18 @@
 //   failOnInitError is false) ─▶ inventory + version checks ─▶ resources ─▶
 //   plugin manager (gRPC servers, registration, kubelet watch) ─▶ node labeller
 //   (labels and events through the API server, when labels.enabled and the
-//   node name is known) ─▶ health monitor ─▶ config watcher (file changes,
-//   SIGHUP) ─▶ metrics sampler (/metrics)
+//   node name is known) ─▶ health monitor ─▶ change watcher ─▶ config watcher
+//   (file changes, SIGHUP) ─▶ metrics sampler (/metrics)
+//
+// A node that changes (docs/lifecycle.md): the change watcher and the health
+// monitor report what they notice; the loop waits rescan_settle for more,
+// then re-initialises NVML, re-discovers, and applies the difference through
+// the same path as a config reload (servers, registrations and streams stay;
+// a device that left while a pod holds it stays listed Unhealthy until it is
+// released, src/daemon/held_devices.h). When the driver is leaving, NVML and
+// every device file are released (MPS daemons stopped) so it can unload; the
+// devices stay registered, Unhealthy, /readyz says why, and NVML is tried
+// again until the driver is back.
 //
 // Before anything starts, the doctor's checks (src/doctor) run once and each
 // result is logged; they never stop the daemon. GET /allocations serves the
@@ -14,11 +24,12 @@
 //
 // Threading: Run() is called on one thread (main) and runs the daemon's event
 // loop there; every reaction that changes the set of components (reload, NVML
-// retry, stop) happens on that thread. RequestStop() and RequestReload() may
-// be called from any thread (the signal thread). Health changes go straight
+// retry, re-discovery, driver release, stop) happens on that thread. RequestStop() and
+// RequestReload() may be called from any thread (the signal thread). Health changes go straight
 // from the monitor's thread to the plugin manager, which is thread-safe.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -43,6 +54,10 @@ struct DaemonOptions {
   // Host paths that are not part of Config (flags of main.cc).
   std::string containerd_config = "/etc/containerd/config.toml";
   bool run_doctor = true;  // run and log the doctor's checks at start
+  // After a node change is first noticed, how long to wait for more before
+  // re-discovering, so a burst (a MIG re-layout is several instance
+  // creations) is applied once.
+  std::chrono::milliseconds rescan_settle{50};
 };
 
 // Exit codes.
@@ -69,8 +84,23 @@ class Daemon {
   struct Components;
   enum class Event { kNone, kStop, kReload };
 
+  // Thread-safe: a node change noticed on another thread (the change
+  // watcher's, the health monitor's).
+  void OnNodeChange(const std::string& reason, bool driver_gone);
+
   // All run on the Run() thread.
   bool StartNvml();
+  // Stops what reads NVML while it runs (change watcher, metrics sampler,
+  // health thread) and starts it again.
+  void StopNvmlUsers();
+  void StartNvmlUsers();
+  void StartChangeWatcher();
+  void StopMetrics();
+  // Re-initialises NVML, re-discovers the GPUs and applies the difference.
+  void Rediscover(const std::string& reason);
+  // Lets go of NVML and every device file so the driver can unload; the
+  // devices stay registered, Unhealthy, until NVML comes back.
+  void ReleaseDriver(const std::string& reason);
   void StartMetrics();
   void ApplyConfig(std::shared_ptr<const config::Config> next);
   // Runs one MPS control daemon per GPU that `backends` share through MPS
@@ -82,6 +112,10 @@ class Daemon {
   absl::Status SyncCdiSpec(
       const config::Config& cfg,
       const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends);
+  // Serves `backends` plus the devices that left the node but are still
+  // held by pods; false when the plugin manager refused.
+  bool ServeWithHeld(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends,
+                     bool log_served);
   void StopAll();
 
   DaemonOptions options_;
@@ -93,6 +127,12 @@ class Daemon {
   bool stop_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool reload_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<const config::Config> pending_config_ ABSL_GUARDED_BY(mu_);
+  // Node changes noticed and not yet acted on ("" when none); a re-discovery
+  // waits until rescan_due_ so a burst is applied once.
+  std::string rescan_reason_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::chrono::steady_clock::time_point> rescan_due_ ABSL_GUARDED_BY(mu_);
+  bool rescan_noticed_ ABSL_GUARDED_BY(mu_) = false;
+  std::string release_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace gdp::daemon

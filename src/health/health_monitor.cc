@@ -13,8 +13,9 @@
 namespace gdp::health {
 namespace {
 
-constexpr unsigned long long kWantedEvents =
+constexpr unsigned long long kHealthEvents =
     nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError;
+constexpr unsigned long long kWantedEvents = kHealthEvents | nvmlEventMigConfigChange;
 
 std::vector<std::string> GpuUuids(const nvml::Inventory& inventory) {
   std::vector<std::string> uuids;
@@ -31,7 +32,7 @@ unsigned int ToMs(std::chrono::milliseconds d) {
 
 HealthMonitor::HealthMonitor(nvml::NvmlApi& api, const nvml::Inventory& inventory,
                              HealthOptions options, HealthListener& listener, Clock& clock)
-    : api_(api),
+    : api_(&api),
       listener_(listener),
       clock_(clock),
       uuids_(GpuUuids(inventory)),
@@ -125,6 +126,20 @@ void HealthMonitor::SetOptions(HealthOptions options) {
   }
 }
 
+absl::Status HealthMonitor::SetInventory(nvml::NvmlApi& api, const nvml::Inventory& inventory) {
+  std::lock_guard control(control_mu_);
+  if (thread_.joinable()) {
+    return absl::FailedPreconditionError(
+        "health monitor: SetInventory() while the monitor runs; call Stop() first");
+  }
+  api_ = &api;
+  uuids_ = GpuUuids(inventory);
+  probe_failure_runs_.clear();
+  MutexLock lock(&mu_);
+  tracker_.Retarget(uuids_);
+  return absl::OkStatus();
+}
+
 std::map<std::string, DeviceHealth> HealthMonitor::Devices() const {
   MutexLock lock(&mu_);
   return tracker_.devices();
@@ -213,7 +228,7 @@ void HealthMonitor::Run(const std::stop_token& stop) {
     }
 
     nvmlEventData_t data{};
-    const nvmlReturn_t r = api_.EventSetWait(set_, &data, ToMs(options.wait_timeout));
+    const nvmlReturn_t r = api_->EventSetWait(set_, &data, ToMs(options.wait_timeout));
     if (r == NVML_SUCCESS || r == NVML_ERROR_TIMEOUT) {
       if (consecutive_errors > 0) {
         log::Info("NVML event wait works again", {{"failed_waits", consecutive_errors}});
@@ -250,7 +265,7 @@ void HealthMonitor::OnWaitError(nvmlReturn_t r, int consecutive, const HealthOpt
   log::Warn(
       "NVML event wait failed; retrying with backoff. Device health is unchanged; "
       "if this persists, check the driver (dmesg, nvidia-smi)",
-      {{"error", api_.ErrorString(r)},
+      {{"error", api_->ErrorString(r)},
        {"code", static_cast<int>(r)},
        {"consecutive_errors", consecutive},
        {"total_errors", wait_errors_.load()}});
@@ -258,18 +273,18 @@ void HealthMonitor::OnWaitError(nvmlReturn_t r, int consecutive, const HealthOpt
 
 HealthMonitor::SetState HealthMonitor::SetUp() {
   nvmlEventSet_t set = nullptr;
-  const nvmlReturn_t r = api_.EventSetCreate(&set);
+  const nvmlReturn_t r = api_->EventSetCreate(&set);
   if (r == NVML_ERROR_NOT_SUPPORTED) {
     log::Warn(
         "NVML event sets are not supported here; XIDs will not be seen, GPUs are only probed "
         "for being lost",
-        {{"error", api_.ErrorString(r)}});
+        {{"error", api_->ErrorString(r)}});
     return SetState::kUnsupported;
   }
   if (r != NVML_SUCCESS) {
     ++wait_errors_;
     log::Warn("nvmlEventSetCreate failed; retrying with backoff, GPUs are probed meanwhile",
-              {{"error", api_.ErrorString(r)}, {"code", static_cast<int>(r)}});
+              {{"error", api_->ErrorString(r)}, {"code", static_cast<int>(r)}});
     return SetState::kNone;
   }
   set_ = set;
@@ -277,10 +292,10 @@ HealthMonitor::SetState HealthMonitor::SetUp() {
 
   for (const auto& uuid : uuids_) {
     nvmlDevice_t device = nullptr;
-    nvmlReturn_t rr = api_.DeviceGetHandleByUUID(uuid.c_str(), &device);
+    nvmlReturn_t rr = api_->DeviceGetHandleByUUID(uuid.c_str(), &device);
     if (rr == NVML_ERROR_NOT_FOUND) rr = NVML_ERROR_GPU_IS_LOST;  // as in ProbeAll()
     unsigned long long supported = 0;
-    if (rr == NVML_SUCCESS) rr = api_.DeviceGetSupportedEventTypes(device, &supported);
+    if (rr == NVML_SUCCESS) rr = api_->DeviceGetSupportedEventTypes(device, &supported);
     if (rr == NVML_ERROR_GPU_IS_LOST) {
       MarkLost(uuid);
       continue;
@@ -288,17 +303,17 @@ HealthMonitor::SetState HealthMonitor::SetUp() {
     if (rr != NVML_SUCCESS) {
       ++registration_failures_;
       log::Warn("cannot query the health events of a GPU; it is only probed",
-                {{"device", uuid}, {"error", api_.ErrorString(rr)}});
+                {{"device", uuid}, {"error", api_->ErrorString(rr)}});
       continue;
     }
     const unsigned long long wanted = supported & kWantedEvents;
-    if (wanted == 0) {
+    if ((wanted & kHealthEvents) == 0) {
       log::Warn(
           "GPU supports neither XID nor double-bit ECC events; it is only probed for being lost",
           {{"device", uuid}, {"supported_events", fmt::format("{:#x}", supported)}});
-      continue;
     }
-    rr = api_.DeviceRegisterEvents(device, wanted, set_);
+    if (wanted == 0) continue;
+    rr = api_->DeviceRegisterEvents(device, wanted, set_);
     if (rr == NVML_ERROR_GPU_IS_LOST) {
       MarkLost(uuid);
       continue;
@@ -306,7 +321,7 @@ HealthMonitor::SetState HealthMonitor::SetUp() {
     if (rr != NVML_SUCCESS) {
       ++registration_failures_;
       log::Warn("nvmlDeviceRegisterEvents failed; the GPU is only probed",
-                {{"device", uuid}, {"error", api_.ErrorString(rr)}});
+                {{"device", uuid}, {"error", api_->ErrorString(rr)}});
       continue;
     }
     registered_.emplace(device, uuid);
@@ -318,9 +333,9 @@ HealthMonitor::SetState HealthMonitor::SetUp() {
 
 void HealthMonitor::TearDown() {
   if (set_ == nullptr) return;
-  const nvmlReturn_t r = api_.EventSetFree(set_);
+  const nvmlReturn_t r = api_->EventSetFree(set_);
   if (r != NVML_SUCCESS) {
-    log::Warn("nvmlEventSetFree failed", {{"error", api_.ErrorString(r)}});
+    log::Warn("nvmlEventSetFree failed", {{"error", api_->ErrorString(r)}});
   }
   set_ = nullptr;
   registered_.clear();
@@ -338,6 +353,12 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
     targets = uuids_;
   }
 
+  if ((data.eventType & nvmlEventMigConfigChange) != 0) {
+    for (const auto& uuid : targets) {
+      log::Info("NVML: MIG configuration changed", {{"device", uuid}});
+      listener_.OnMigConfigChanged(uuid);
+    }
+  }
   const bool xid = (data.eventType & nvmlEventTypeXidCriticalError) != 0;
   const bool ecc = (data.eventType & nvmlEventTypeDoubleBitEccError) != 0;
   if (!xid && !ecc) {
@@ -383,11 +404,11 @@ void HealthMonitor::ProbeAll() {
       if (const DeviceHealth* d = tracker_.Get(uuid)) was_lost = d->lost;
     }
     nvmlDevice_t device = nullptr;
-    nvmlReturn_t r = api_.DeviceGetHandleByUUID(uuid.c_str(), &device);
+    nvmlReturn_t r = api_->DeviceGetHandleByUUID(uuid.c_str(), &device);
     std::string_view call = "nvmlDeviceGetHandleByUUID";
     if (r == NVML_SUCCESS) {
       nvmlMemory_t memory{};
-      r = api_.DeviceGetMemoryInfo(device, &memory);
+      r = api_->DeviceGetMemoryInfo(device, &memory);
       call = "nvmlDeviceGetMemoryInfo";
     }
     // A GPU NVML no longer enumerates has gone as surely as one it calls lost.
@@ -403,7 +424,7 @@ void HealthMonitor::ProbeAll() {
       ++probe_failures_;
       if (failures++ == 0) {
         log::Warn("GPU probe failed; its health is unchanged until NVML answers normally",
-                  {{"device", uuid}, {"call", call}, {"error", api_.ErrorString(r)}});
+                  {{"device", uuid}, {"call", call}, {"error", api_->ErrorString(r)}});
       }
     } else {
       failures = 0;

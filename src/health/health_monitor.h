@@ -4,8 +4,9 @@
 // It owns one thread (std::jthread), started by Start() and joined by Stop()
 // or the destructor. On that thread it
 //   - creates an NVML event set and registers every GPU for
-//     nvmlEventTypeXidCriticalError, plus nvmlEventTypeDoubleBitEccError where
-//     nvmlDeviceGetSupportedEventTypes says the GPU has it. A GPU that supports
+//     nvmlEventTypeXidCriticalError, plus nvmlEventTypeDoubleBitEccError and
+//     nvmlEventMigConfigChange where nvmlDeviceGetSupportedEventTypes says the
+//     GPU has them (the latter is passed on to the listener, not judged). A GPU that supports
 //     neither, or whose registration fails, is logged and only probed; one whose
 //     registration answers NVML_ERROR_GPU_IS_LOST (or that NVML no longer
 //     finds by UUID) is marked lost;
@@ -85,6 +86,10 @@ class HealthListener {
  public:
   virtual ~HealthListener() = default;
   virtual void OnHealthChanged(const HealthEvent& event) = 0;
+  // NVML said a GPU's MIG configuration changed (nvmlEventMigConfigChange):
+  // its MIG devices are no longer what the inventory says. Not a health
+  // change; the owner re-discovers.
+  virtual void OnMigConfigChanged(const std::string& /*uuid*/) {}
 };
 
 // A snapshot of the monitor's counters, for metrics. All monotonic.
@@ -131,6 +136,15 @@ class HealthMonitor {
   void SetOptions(HealthOptions options);
   HealthOptions Options() const;
 
+  // Watches the GPUs of `inventory` from now on: a GPU still present keeps
+  // its state (an Unhealthy one stays so, with its reason and quiet period),
+  // a new one starts Healthy, a gone one is forgotten. Only while stopped
+  // (the daemon re-initialises NVML in between, which invalidates the event
+  // set's handles): FailedPrecondition otherwise.
+  // `api` replaces the NVML the monitor was given (the driver came back and
+  // its library was loaded afresh); it must outlive the monitor's thread.
+  absl::Status SetInventory(nvml::NvmlApi& api, const nvml::Inventory& inventory);
+
   // The current state of every GPU, by UUID.
   std::map<std::string, DeviceHealth> Devices() const;
   HealthStats Stats() const;
@@ -158,10 +172,11 @@ class HealthMonitor {
   void Emit(std::optional<HealthEvent> event);
   void MarkLost(const std::string& uuid);
 
-  nvml::NvmlApi& api_;
+  nvml::NvmlApi* api_;  // changed by SetInventory() only while no thread runs
   HealthListener& listener_;
   Clock& clock_;
-  const std::vector<std::string> uuids_;
+  // The GPUs watched; changed by SetInventory() only while no thread runs.
+  std::vector<std::string> uuids_;
 
   // Serialises Start(), Stop() and SetOptions(); never taken by the monitor's
   // thread (they join it while holding this).

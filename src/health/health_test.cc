@@ -29,6 +29,7 @@ namespace gdp::health {
 namespace {
 
 using std::chrono::milliseconds;
+using std::chrono::minutes;
 using std::chrono::seconds;
 using ::testing::_;
 using ::testing::AnyNumber;
@@ -330,6 +331,23 @@ TEST(TrackerUnknownDeviceTest, IsIgnored) {
   EXPECT_EQ(tracker.devices().size(), 1u);
 }
 
+TEST(TrackerRetargetTest, KeepsStateOfGpusStillPresentAndForgetsTheRest) {
+  HealthTracker tracker({"GPU-a", "GPU-b"}, HealthOptions{});
+  const auto now = Clock::TimePoint(seconds(1));
+  ASSERT_TRUE(tracker.OnXid("GPU-b", 79, now).has_value());
+  ASSERT_TRUE(tracker.OnLost("GPU-a", now).has_value());
+  tracker.Retarget({"GPU-b", "GPU-c"});
+  EXPECT_EQ(tracker.uuids(), (std::vector<std::string>{"GPU-b", "GPU-c"}));
+  ASSERT_NE(tracker.Get("GPU-b"), nullptr);
+  EXPECT_FALSE(tracker.Get("GPU-b")->healthy) << "an Unhealthy GPU stays so";
+  EXPECT_THAT(tracker.Get("GPU-b")->reason, HasSubstr("XID 79"));
+  ASSERT_NE(tracker.Get("GPU-c"), nullptr);
+  EXPECT_TRUE(tracker.Get("GPU-c")->healthy);
+  EXPECT_EQ(tracker.Get("GPU-a"), nullptr);
+  // GPU-b still recovers after its quiet period, measured from its XID.
+  EXPECT_TRUE(tracker.OnProbe("GPU-b", true, now + minutes(5)).has_value());
+}
+
 // ---------------------------------------------------------------- monitor
 
 constexpr int kGpus = 4;
@@ -417,6 +435,18 @@ class EventScript {
 
 class RecordingListener : public HealthListener {
  public:
+  void OnMigConfigChanged(const std::string& uuid) override {
+    {
+      std::lock_guard lock(mu_);
+      mig_changes_.push_back(uuid);
+    }
+    cv_.notify_all();
+  }
+  std::vector<std::string> WaitForMigChanges(size_t n) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, kDeadline, [&] { return mig_changes_.size() >= n; });
+    return mig_changes_;
+  }
   void OnHealthChanged(const HealthEvent& event) override {
     {
       std::lock_guard lock(mu_);
@@ -439,6 +469,7 @@ class RecordingListener : public HealthListener {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<HealthEvent> events_;
+  std::vector<std::string> mig_changes_;
 };
 
 template <typename Pred>
@@ -560,6 +591,41 @@ TEST_F(MonitorTest, XidEventMarksOnlyThatGpuUnhealthy) {
   EXPECT_EQ(stats.last_xid_by_gpu, (std::map<std::string, unsigned long long>{{Uuid(2), 79}}));
   EXPECT_EQ(stats.wait_errors, 0u);
   EXPECT_EQ(listener_.events().size(), 1u);
+}
+
+TEST_F(MonitorTest, MigConfigChangeIsPassedOnAndIsNoHealthChange) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  nvmlEventData_t d{};
+  d.device = Handle(1);
+  d.eventType = nvmlEventMigConfigChange;
+  script_.Push(NVML_SUCCESS, d);
+  EXPECT_EQ(listener_.WaitForMigChanges(1), (std::vector<std::string>{Uuid(1)}));
+  monitor->Stop();
+  EXPECT_TRUE(listener_.events().empty());
+  EXPECT_EQ(HealthOf(*monitor), (std::vector<bool>(kGpus, true)));
+}
+
+TEST_F(MonitorTest, SetInventoryOnlyWhileStoppedAndKeepsKnownGpusState) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  script_.PushXid(Handle(2), 79);
+  ASSERT_EQ(listener_.WaitFor(1).size(), 1u);
+  EXPECT_EQ(monitor->SetInventory(nvml_, inventory_).code(), absl::StatusCode::kFailedPrecondition);
+  monitor->Stop();
+
+  nvml::Inventory next = inventory_;
+  next.gpus.erase(next.gpus.begin());  // GPU 0 removed
+  nvml::Gpu added;
+  added.uuid = "GPU-new";
+  next.gpus.push_back(added);
+  ASSERT_TRUE(monitor->SetInventory(nvml_, next).ok());
+  const auto devices = monitor->Devices();
+  EXPECT_EQ(devices.size(), 4u);
+  EXPECT_EQ(devices.count(Uuid(0)), 0u);
+  EXPECT_FALSE(devices.at(Uuid(2)).healthy);
+  EXPECT_TRUE(devices.at("GPU-new").healthy);
+  EXPECT_EQ(listener_.events().size(), 1u) << "retargeting reports nothing";
 }
 
 TEST_F(MonitorTest, IgnoredXidIsCountedButChangesNothing) {

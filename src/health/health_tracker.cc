@@ -140,3 +140,17 @@ std::optional<HealthEvent> HealthTracker::OnProbe(const std::string& uuid, bool 
 }
 
 }  // namespace gdp::health
+
+namespace gdp::health {
+
+void HealthTracker::Retarget(const std::vector<std::string>& uuids) {
+  std::map<std::string, DeviceHealth> next;
+  for (const std::string& uuid : uuids) {
+    auto it = devices_.find(uuid);
+    next.emplace(uuid, it != devices_.end() ? it->second : DeviceHealth{});
+  }
+  devices_ = std::move(next);
+  uuids_ = uuids;
+}
+
+}  // namespace gdp::health

@@ -81,6 +81,10 @@ class HealthTracker {
   // Returns one Healthy event per GPU that changed, in the constructor's order.
   std::vector<HealthEvent> ClearAll(std::string_view why);
 
+  // Tracks `uuids` from now on: a GPU in both keeps its state, a new one
+  // starts Healthy, one no longer listed is forgotten.
+  void Retarget(const std::vector<std::string>& uuids);
+
   // nullptr for an unknown UUID.
   const DeviceHealth* Get(const std::string& uuid) const;
   const std::map<std::string, DeviceHealth>& devices() const { return devices_; }

@@ -335,6 +335,23 @@ nvmlReturn_t DlNvml::DeviceGetFieldValues(nvmlDevice_t device, int count,
                 GDP_NAMES("nvmlDeviceGetFieldValues"), device, count, values);
 }
 
+nvmlReturn_t DlNvml::SystemEventSetCreate(nvmlSystemEventSetCreateRequest_t* request) {
+  GDP_NVML_CALL(system_set_create_, nvmlSystemEventSetCreate, "driver bind/unbind events",
+                GDP_NAMES("nvmlSystemEventSetCreate"), request);
+}
+nvmlReturn_t DlNvml::SystemRegisterEvents(nvmlSystemRegisterEventRequest_t* request) {
+  GDP_NVML_CALL(system_register_, nvmlSystemRegisterEvents, "driver bind/unbind events",
+                GDP_NAMES("nvmlSystemRegisterEvents"), request);
+}
+nvmlReturn_t DlNvml::SystemEventSetWait(nvmlSystemEventSetWaitRequest_t* request) {
+  GDP_NVML_CALL(system_wait_, nvmlSystemEventSetWait, "driver bind/unbind events",
+                GDP_NAMES("nvmlSystemEventSetWait"), request);
+}
+nvmlReturn_t DlNvml::SystemEventSetFree(nvmlSystemEventSetFreeRequest_t* request) {
+  GDP_NVML_CALL(system_set_free_, nvmlSystemEventSetFree, "driver bind/unbind events",
+                GDP_NAMES("nvmlSystemEventSetFree"), request);
+}
+
 #undef GDP_NAMES
 #undef GDP_NVML_CALL
 

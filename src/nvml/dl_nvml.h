@@ -120,6 +120,10 @@ class DlNvml final : public NvmlApi {
   nvmlReturn_t EventSetWait(nvmlEventSet_t set, nvmlEventData_t* data,
                             unsigned int timeout_ms) override;
   nvmlReturn_t EventSetFree(nvmlEventSet_t set) override;
+  nvmlReturn_t SystemEventSetCreate(nvmlSystemEventSetCreateRequest_t* request) override;
+  nvmlReturn_t SystemRegisterEvents(nvmlSystemRegisterEventRequest_t* request) override;
+  nvmlReturn_t SystemEventSetWait(nvmlSystemEventSetWaitRequest_t* request) override;
+  nvmlReturn_t SystemEventSetFree(nvmlSystemEventSetFreeRequest_t* request) override;
 
   // One lazily resolved entry point (public only so the .cc's table can name
   // it; not part of the API).
@@ -152,7 +156,7 @@ class DlNvml final : public NvmlApi {
       mig_by_index_, gi_id_, ci_id_, attributes_, event_types_, event_create_, register_events_,
       event_wait_, event_free_, utilization_, temperature_, power_usage_, power_limit_, energy_,
       clock_, pcie_throughput_, ecc_errors_, remapped_rows_, clock_reasons_, field_values_,
-      compute_mode_;
+      compute_mode_, system_set_create_, system_register_, system_wait_, system_set_free_;
 };
 
 }  // namespace gdp::nvml

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "src/common/log.h"
 
@@ -477,6 +478,44 @@ absl::StatusOr<std::shared_ptr<const Inventory>> DiscoverInventory(
   }
   if (absl::Status s = DiscoverLinks(api, handles, *inv); !s.ok()) return s;
   return std::shared_ptr<const Inventory>(std::move(inv));
+}
+
+std::vector<std::string> InventoryChanges(const Inventory& before, const Inventory& after) {
+  std::vector<std::string> changes;
+  if (before.driver_version != after.driver_version) {
+    changes.push_back(absl::StrCat("driver ", before.driver_version, " -> ", after.driver_version));
+  }
+  for (const Gpu& g : after.gpus) {
+    const Gpu* old = before.FindByUuid(g.uuid);
+    if (old == nullptr) {
+      changes.push_back(absl::StrCat("GPU added: ", g.uuid, " (", g.name, ", ", g.pci_bus_id,
+                                     ", /dev/nvidia", g.minor, ")"));
+      continue;
+    }
+    if (old->mig_enabled != g.mig_enabled) {
+      changes.push_back(
+          absl::StrCat("MIG ", g.mig_enabled ? "enabled" : "disabled", " on GPU ", g.uuid));
+    }
+    std::vector<std::string> was;
+    std::vector<std::string> now;
+    for (const MigDevice& m : old->mig_devices) was.push_back(m.uuid + " " + m.profile);
+    for (const MigDevice& m : g.mig_devices) now.push_back(m.uuid + " " + m.profile);
+    std::sort(was.begin(), was.end());
+    std::sort(now.begin(), now.end());
+    if (was != now) {
+      std::vector<std::string> profiles;
+      for (const MigDevice& m : g.mig_devices) profiles.push_back(m.profile);
+      changes.push_back(absl::StrCat("MIG layout of GPU ", g.uuid, ": ", was.size(), " -> ",
+                                     now.size(), " MIG devices [", absl::StrJoin(profiles, ","),
+                                     "]"));
+    }
+  }
+  for (const Gpu& g : before.gpus) {
+    if (after.FindByUuid(g.uuid) == nullptr) {
+      changes.push_back(absl::StrCat("GPU removed: ", g.uuid, " (", g.pci_bus_id, ")"));
+    }
+  }
+  return changes;
 }
 
 }  // namespace gdp::nvml

@@ -92,6 +92,12 @@ struct DiscoveryOptions {
 absl::StatusOr<std::shared_ptr<const Inventory>> DiscoverInventory(NvmlApi& api,
                                                                    const DiscoveryOptions& options);
 
+// What differs between two inventories, one line each, for the log and node
+// events: GPUs added and removed (by UUID), MIG mode and MIG devices per GPU,
+// the driver version. Empty when they describe the same node (indices may
+// differ: NVML renumbers after a change, and devices are keyed by UUID).
+std::vector<std::string> InventoryChanges(const Inventory& before, const Inventory& after);
+
 // "major.minor" of a driver version string; false when it does not parse.
 bool ParseDriverVersion(const std::string& version, int* major, int* minor);
 

@@ -149,6 +149,22 @@ class NvmlApi {
   virtual nvmlReturn_t EventSetWait(nvmlEventSet_t set, nvmlEventData_t* data,
                                     unsigned int timeout_ms) = 0;
   virtual nvmlReturn_t EventSetFree(nvmlEventSet_t set) = 0;
+
+  // System events (node changes): driver bind and unbind of a GPU, nvml.h
+  // 12.9 and newer. Older drivers lack them (FUNCTION_NOT_FOUND): the daemon
+  // then relies on its periodic check alone.
+  virtual nvmlReturn_t SystemEventSetCreate(nvmlSystemEventSetCreateRequest_t* /*request*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t SystemRegisterEvents(nvmlSystemRegisterEventRequest_t* /*request*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t SystemEventSetWait(nvmlSystemEventSetWaitRequest_t* /*request*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+  virtual nvmlReturn_t SystemEventSetFree(nvmlSystemEventSetFreeRequest_t* /*request*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
 };
 
 // Converts an NVML return code into a Status whose message names the call:

@@ -65,7 +65,8 @@ class ServerState {
   }
 
   void SetHealth(const std::map<std::string, bool>& health);
-  void SwapBackend(std::shared_ptr<const ResourceBackend> backend);
+  void SwapBackend(std::shared_ptr<const ResourceBackend> backend,
+                   const std::map<std::string, bool>& health);
 
   // A new stream: registered and handed the current list, or refused when the
   // server is closing (returns nullptr then).
@@ -264,11 +265,18 @@ void ServerState::SetHealth(const std::map<std::string, bool>& health) {
   StartWrites(to_start);
 }
 
-void ServerState::SwapBackend(std::shared_ptr<const ResourceBackend> backend) {
+void ServerState::SwapBackend(std::shared_ptr<const ResourceBackend> backend,
+                              const std::map<std::string, bool>& health) {
   std::vector<ListAndWatchReactor*> to_start;
   {
     std::lock_guard lock(mu_);
     backend_ = std::move(backend);
+    // Forget the health of devices the new backend no longer lists, so a
+    // device that comes back starts from what it is told, not from old news.
+    std::set<std::string> ids;
+    for (const Device& d : backend_->Devices()) ids.insert(d.id);
+    std::erase_if(overlay_, [&ids](const auto& kv) { return ids.count(kv.first) == 0; });
+    for (const auto& [id, healthy] : health) overlay_[id] = healthy;
     if (!RebuildLocked()) return;
     BroadcastLocked(&to_start);
   }
@@ -511,8 +519,9 @@ void DevicePluginServer::SetUnhealthy(const std::vector<std::string>& device_ids
   state_->SetHealth(health);
 }
 
-void DevicePluginServer::SwapBackend(std::shared_ptr<const ResourceBackend> backend) {
-  state_->SwapBackend(std::move(backend));
+void DevicePluginServer::SwapBackend(std::shared_ptr<const ResourceBackend> backend,
+                                     const std::map<std::string, bool>& health) {
+  state_->SwapBackend(std::move(backend), health);
 }
 
 std::shared_ptr<const ResourceBackend> DevicePluginServer::backend() const {

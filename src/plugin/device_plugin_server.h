@@ -110,9 +110,13 @@ class DevicePluginServer {
   void SetHealth(const std::map<std::string, bool>& health);
   void SetUnhealthy(const std::vector<std::string>& device_ids);
 
-  // Replaces the backend while serving (same device list expected; the list
-  // is re-sent if it differs). Used by config reloads that keep the resource.
-  void SwapBackend(std::shared_ptr<const ResourceBackend> backend);
+  // Replaces the backend while serving, with `health` applied to the overlay
+  // in the same step (overlay entries of IDs the new backend does not list
+  // are dropped). Open streams get the new list when it differs, so a device
+  // list that changes (a GPU added or removed, a MIG re-layout, a config
+  // reload) keeps the socket, the registration and every stream.
+  void SwapBackend(std::shared_ptr<const ResourceBackend> backend,
+                   const std::map<std::string, bool>& health = {});
   std::shared_ptr<const ResourceBackend> backend() const;
 
   // The list ListAndWatch sends now (backend devices with the health overlay).

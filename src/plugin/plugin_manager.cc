@@ -237,24 +237,15 @@ void PluginManager::DoApply(const std::vector<std::shared_ptr<const ResourceBack
     if (it != entries_.end()) {
       Entry& e = *it->second;
       if (e.backend == b) continue;
-      if (e.backend->Devices() == b->Devices()) {
-        // Same devices: keep the server and the registration.
-        e.backend = b;
-        e.server->SwapBackend(b);
-        ApplyHealth(e);
-        log::Info("resource unchanged; kept its registration", {{"resource", name}});
-        continue;
-      }
-      log::Info("resource changed: new server and registration", {{"resource", name}});
-      e.server->Stop();
+      // The kubelet takes each ListAndWatch message as the resource's whole
+      // device set, so a changed list is one more message on the open
+      // streams: the socket, the registration and the streams stay.
+      const bool same = e.backend->Devices() == b->Devices();
       e.backend = b;
-      e.server = std::make_shared<DevicePluginServer>(
-          b, DevicePluginServer::Options{options_.plugin_dir, options_.shutdown_deadline});
-      e.have_socket_id = false;
-      e.registered = false;
-      e.registrar->Reset();
-      e.next_attempt = now;
-      ApplyHealth(e);
+      e.server->SwapBackend(b, HealthFor(*b));
+      log::Info(same ? "resource unchanged; kept its registration"
+                     : "resource devices changed; sent the new list on the open streams",
+                {{"resource", name}, {"devices", b->Devices().size()}});
       continue;
     }
     auto e = std::make_unique<Entry>();
@@ -280,18 +271,20 @@ void PluginManager::DoSetGpuHealth(const std::string& uuid, bool healthy) {
   for (auto& [name, e] : entries_) ApplyHealth(*e);
 }
 
-void PluginManager::ApplyHealth(Entry& e) {
+std::map<std::string, bool> PluginManager::HealthFor(const ResourceBackend& backend) const {
   std::map<std::string, bool> health;
-  for (const Device& d : e.backend->Devices()) {
+  for (const Device& d : backend.Devices()) {
     bool healthy = true;
-    for (const std::string& gpu : e.backend->GpusBehind(d.id)) {
+    for (const std::string& gpu : backend.GpusBehind(d.id)) {
       auto it = gpu_health_.find(gpu);
       if (it != gpu_health_.end() && !it->second) healthy = false;
     }
     health[d.id] = healthy;
   }
-  e.server->SetHealth(health);
+  return health;
 }
+
+void PluginManager::ApplyHealth(Entry& e) { e.server->SetHealth(HealthFor(*e.backend)); }
 
 void PluginManager::RestartServer(Entry& e, const char* reason) {
   if (e.server->running()) {

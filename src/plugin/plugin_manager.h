@@ -15,11 +15,12 @@
 // kubelet deletes every socket at start), that server restarts and registers
 // again. Both happen as soon as the event is seen (well within one second).
 //
-// Config reloads (Apply): a resource whose backend and device list are the same
-// keeps its server and registration (a new backend object with the same device
-// list is swapped in without a restart); a resource whose device list changed
-// gets a new server on a fresh socket and registers again; a resource no longer
-// present is stopped (its socket removed); a new one starts and registers.
+// Apply (config reloads, node changes): a resource still present keeps its
+// server, socket, registration and open ListAndWatch streams; its new backend
+// is swapped in and, when the device list differs, the streams get the new
+// list (the kubelet takes each message as the whole set). A resource no
+// longer present is stopped (its socket removed); a new one starts and
+// registers.
 #pragma once
 
 #include <atomic>
@@ -116,6 +117,7 @@ class PluginManager {
   void DoApply(const std::vector<std::shared_ptr<const ResourceBackend>>& backends);
   void DoSetGpuHealth(const std::string& uuid, bool healthy);
   void ApplyHealth(Entry& entry);
+  std::map<std::string, bool> HealthFor(const ResourceBackend& backend) const;
   void RestartServer(Entry& entry, const char* reason);
   void AttemptDue(const std::stop_token& stop);
   void Publish();

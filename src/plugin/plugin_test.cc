@@ -716,18 +716,33 @@ TEST_F(ManagerTest, ApplyKeepsUnchangedAndReplacesChanged) {
   EXPECT_EQ(Inode(Path("nvidia-gpu.sock")), gpu_inode);
   EXPECT_EQ(manager.counters().registrations, 2u);
 
-  // The GPU list changes: that resource gets a new server and registers again;
-  // the other keeps its registration; a removed resource loses its socket.
+  // The GPU list changes (a GPU added, one removed): the same stream gets the
+  // new list; no new socket, no new registration. A removed resource loses
+  // its socket; the other keeps its registration.
+  PluginClient client(Path("nvidia-gpu.sock"));
+  auto stream = client.Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(5))));
+  manager.SetGpuHealth("GPU-z", false);  // known before the GPU appears
   ASSERT_TRUE(manager.Apply({GpuBackend({Device{"GPU-a"}, Device{"GPU-z"}})}).ok());
-  ASSERT_TRUE(kubelet.WaitForRegistration("nvidia.com/gpu", In(seconds(5)), 2));
+  EXPECT_TRUE(
+      stream->WaitFor(HealthIs({{"GPU-a", "Healthy"}, {"GPU-z", "Unhealthy"}}), In(seconds(5))))
+      << "the new device arrives with its known health in the same message";
+  for (const auto& update : stream->Updates()) {
+    for (const auto& d : update.devices()) {
+      EXPECT_FALSE(d.id() == "GPU-z" && d.health() == "Healthy") << "never flapped Healthy";
+    }
+  }
   EXPECT_FALSE(Exists(Path("example-thing.sock")));
   const auto resources = manager.Resources();
   ASSERT_EQ(resources.size(), 1u);
   EXPECT_EQ(resources[0].resource_name, "nvidia.com/gpu");
-  PluginClient client(Path("nvidia-gpu.sock"));
-  auto stream = client.Watch();
-  EXPECT_TRUE(
-      stream->WaitFor(HealthIs({{"GPU-a", "Healthy"}, {"GPU-z", "Healthy"}}), In(seconds(5))));
+  EXPECT_EQ(kubelet.RegistrationCount("nvidia.com/gpu"), 1u);
+  EXPECT_EQ(Inode(Path("nvidia-gpu.sock")), gpu_inode);
+  EXPECT_FALSE(stream->finished());
+  v1beta1::AllocateResponse resp;
+  EXPECT_TRUE(client.Allocate(PluginClient::AllocateRequestFor({{"GPU-z"}}), &resp).ok());
+  EXPECT_FALSE(client.Allocate(PluginClient::AllocateRequestFor({{"GPU-b"}}), &resp).ok())
+      << "a device no longer listed is not handed out";
   EXPECT_EQ(kubelet.RegistrationCount("example.com/thing"), 1u);
 }
 

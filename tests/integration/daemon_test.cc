@@ -28,6 +28,7 @@
 #include "sim/profile.h"
 #include "tests/integration/process.h"
 #include "tests/kubelet_stub/kubelet_stub.h"
+#include "tests/kubelet_stub/pod_resources_stub.h"
 
 namespace gdp::testing {
 namespace {
@@ -76,10 +77,13 @@ class DaemonTest : public ::testing::Test {
   }
 
   void Gpusim(const std::vector<std::string>& args) {
+    std::string out;
+    ASSERT_EQ(GpusimStatus(args, &out), 0) << out;
+  }
+  int GpusimStatus(const std::vector<std::string>& args, std::string* out) {
     std::vector<std::string> argv = {GDP_GPUSIM_BIN, "--root", root_};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::string out;
-    ASSERT_EQ(RunCommand(argv, &out), 0) << out;
+    return RunCommand(argv, out);
   }
 
   void StartStub() {
@@ -598,18 +602,23 @@ TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) 
       client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
 
-  // A valid change of the device IDs re-registers and advertises indices,
-  // here triggered by SIGHUP as well as by the file change.
-  WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    deviceIDStrategy: index\n");
-  daemon_->Signal(SIGHUP);
-  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(10)), 2)) << daemon_->Output();
+  // A valid change of the device IDs advertises indices on the open stream,
+  // without registering again; here triggered by SIGHUP as well as by the
+  // file change.
   auto fresh = Client();
   auto stream = fresh->Watch();
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
-  std::vector<std::string> ids;
-  const v1beta1::ListAndWatchResponse first = stream->Updates().front();
-  for (const auto& d : first.devices()) ids.push_back(d.id());
-  EXPECT_EQ(ids, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7"}));
+  WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    deviceIDStrategy: index\n");
+  daemon_->Signal(SIGHUP);
+  const std::vector<std::string> want = {"0", "1", "2", "3", "4", "5", "6", "7"};
+  auto ids_of = [](const v1beta1::ListAndWatchResponse& r) {
+    std::vector<std::string> ids;
+    for (const auto& d : r.devices()) ids.push_back(d.id());
+    return ids;
+  };
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return ids_of(r) == want; }, In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
   ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok());
   EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "3");
 }
@@ -700,6 +709,231 @@ TEST_F(DaemonTest, MigMixedAdvertisesOneResourcePerProfileWithCapsNodes) {
     }
     EXPECT_EQ(caps, 2) << resource;  // its GPU instance and compute instance
   }
+}
+
+// --- a node that changes under the daemon --------------------------------------
+
+size_t HealthyCount(const v1beta1::ListAndWatchResponse& r) {
+  size_t n = 0;
+  for (const auto& d : r.devices()) n += d.health() == "Healthy" ? 1 : 0;
+  return n;
+}
+
+// Every device of `resource` a stream of it shows now, with its health.
+std::map<std::string, std::string> Last(const kubelet_stub::WatchStream& s) {
+  const auto updates = s.Updates();
+  return updates.empty() ? std::map<std::string, std::string>{} : HealthById(updates.back());
+}
+
+TEST_F(DaemonTest, HotAddedGpuIsAdvertisedOnTheOpenStreamWithoutReRegistering) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--rescan-interval", "200ms"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  Gpusim({"add", "--like", "3"});
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return r.devices_size() == 9; }, In(seconds(10))))
+      << daemon_->Output();
+  const auto now = Last(*stream);
+  EXPECT_EQ(HealthyCount(stream->Updates().back()), 9u);
+  EXPECT_FALSE(stream->finished()) << "the stream stays open";
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u) << "no new registration";
+  std::string added;
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  for (const auto& [id, health] : now) {
+    bool known = false;
+    for (const auto& g : profile->gpus) known = known || g.uuid == id;
+    if (!known) added = id;
+  }
+  ASSERT_FALSE(added.empty());
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(client->Allocate(PluginClient::AllocateRequestFor({{added}}), &resp).ok());
+  EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), added);
+  auto inv = Get("/inventory");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(nlohmann::json::parse(inv->body)["gpus"].size(), 9u);
+  EXPECT_THAT(daemon_->Output(), HasSubstr("GPU added: " + added));
+}
+
+TEST_F(DaemonTest, RemovedGpuAPodHoldsStaysUnhealthyUntilReleasedAndIsNeverReissued) {
+  LayRoot("dgx-h100");
+  kubelet_stub::PodResourcesStub pods(dir_ + "/pr.sock");
+  ASSERT_TRUE(pods.Start().ok());
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  const std::string held = profile->gpus[3].uuid;
+  const std::string free = profile->gpus[5].uuid;
+  pods.SetAssignments({{"default", "trainer", "main", kResource, {held}}});
+  StartRegistered({"--rescan-interval", "200ms", "--pod-resources-socket", dir_ + "/pr.sock"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+
+  Gpusim({"remove", "--uuid", free});
+  Gpusim({"remove", "--uuid", held});
+  ASSERT_TRUE(stream->WaitFor(
+      [&](const auto& r) {
+        auto h = HealthById(r);
+        return r.devices_size() == 7 && h.count(free) == 0 && h[held] == "Unhealthy";
+      },
+      In(seconds(10))))
+      << daemon_->Output();
+  // Never handed out again, and no failure for the other GPUs.
+  v1beta1::AllocateResponse resp;
+  grpc::Status st = client->Allocate(PluginClient::AllocateRequestFor({{held}}), &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("default/trainer/main"));
+  v1beta1::PreferredAllocationRequest pref_req;
+  auto* creq = pref_req.add_container_requests();
+  creq->add_available_deviceids(profile->gpus[0].uuid);
+  creq->add_available_deviceids(held);
+  creq->set_allocation_size(1);
+  v1beta1::PreferredAllocationResponse pref;
+  st = client->GetPreferredAllocation(pref_req, &pref);
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(
+      client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+
+  // The pod ends: the device goes away.
+  pods.SetAssignments({});
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return r.devices_size() == 6; }, In(seconds(15))))
+      << daemon_->Output();
+  EXPECT_EQ(HealthyCount(stream->Updates().back()), 6u);
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+}
+
+TEST_F(DaemonTest, MigReLayoutUnderMixedAddsAndRemovesProfileResourcesLive) {
+  LayRoot("a100-mig");
+  StartStub();
+  StartDaemon({"--mig-strategy", "mixed", "--rescan-interval", "200ms"});
+  ASSERT_TRUE(stub_->WaitForRegistration("nvidia.com/mig-2g.20gb", In(seconds(20))))
+      << daemon_->Output();
+  ASSERT_TRUE(stub_->WaitForRegistration("nvidia.com/mig-1g.10gb", In(seconds(20))));
+  PluginClient small(plugin_dir_ + "/" +
+                     stub_->LastRegistration("nvidia.com/mig-1g.10gb").endpoint());
+  ASSERT_TRUE(small.WaitConnected(In(seconds(10))));
+  auto stream = small.Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const int before = stream->Updates().back().devices_size();
+  const std::string mid_socket =
+      plugin_dir_ + "/" + stub_->LastRegistration("nvidia.com/mig-2g.20gb").endpoint();
+
+  // GPU 0 (3g+2g+1g x2) becomes 1g x7, GPU 3 (2g x3 + 1g) one 4g.40gb: the
+  // 2g.20gb profile leaves the node, 4g.40gb arrives, 1g.10gb grows by 4.
+  Gpusim({"mig", "--gpu", "0", "--layout", "1g.10gb=7"});
+  Gpusim({"mig", "--gpu", "3", "--layout", "4g.40gb=1"});
+  ASSERT_TRUE(stub_->WaitForRegistration("nvidia.com/mig-4g.40gb", In(seconds(10))))
+      << daemon_->Output();
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return r.devices_size() == before + 5 - 1; },
+                              In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_FALSE(stream->finished());
+  EXPECT_EQ(stub_->RegistrationCount("nvidia.com/mig-1g.10gb"), 1u);
+  for (int i = 0; i < 100 && std::filesystem::exists(mid_socket); ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_FALSE(std::filesystem::exists(mid_socket)) << "the 2g.20gb server stopped";
+}
+
+TEST_F(DaemonTest, MigReLayoutUnderSingleChangesTheGpuResourceLive) {
+  LayRoot("a100-mig");
+  for (const char* gpu : {"0", "1", "2", "3"})
+    Gpusim({"mig", "--gpu", gpu, "--layout", "1g.10gb=7"});
+  StartRegistered({"--mig-strategy", "single", "--rescan-interval", "200ms"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(
+      stream->WaitFor([](const auto& r) { return r.devices_size() == 28; }, In(seconds(10))));
+  Gpusim({"mig", "--gpu", "2", "--layout", "1g.10gb=3"});
+  ASSERT_TRUE(
+      stream->WaitFor([](const auto& r) { return r.devices_size() == 24; }, In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+}
+
+TEST_F(DaemonTest, DriverStopReleasesEverythingAndStartBringsTheGpusBack) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--rescan-interval", "200ms"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+
+  // Without a wait the unload fails: the daemon has the driver open.
+  std::string out;
+  EXPECT_NE(GpusimStatus({"driver", "stop"}, &out), 0);
+  EXPECT_THAT(out, HasSubstr("EBUSY"));
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 8; }, In(seconds(10))))
+      << "a failed stop changes nothing";
+
+  // With a wait, the daemon notices the driver leaving and lets go.
+  ASSERT_EQ(GpusimStatus({"driver", "stop", "--wait", "20s"}, &out), 0) << out << daemon_->Output();
+  ASSERT_TRUE(stream->WaitFor(
+      [](const auto& r) { return r.devices_size() == 8 && HealthyCount(r) == 0; }, In(seconds(10))))
+      << daemon_->Output();
+  auto ready = Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_THAT(ready->body, HasSubstr("driver is unavailable"));
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u) << "still registered";
+
+  Gpusim({"driver", "start"});
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 8; }, In(seconds(15))))
+      << daemon_->Output();
+  EXPECT_TRUE(daemon_->WaitForOutput("the driver is back", seconds(5)));
+
+  // Again, now with a new driver version.
+  ASSERT_EQ(GpusimStatus({"driver", "stop", "--wait", "20s"}, &out), 0) << out;
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 0; }, In(seconds(10))));
+  Gpusim({"driver", "start", "--version", "560.35.03"});
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 8; }, In(seconds(15))))
+      << daemon_->Output();
+  for (int i = 0; i < 100; ++i) {
+    auto inv = Get("/inventory");
+    if (inv && inv->status == 200 &&
+        nlohmann::json::parse(inv->body)["driverVersion"] == "560.35.03") {
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  auto inv = Get("/inventory");
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(nlohmann::json::parse(inv->body)["driverVersion"], "560.35.03");
+  EXPECT_THAT(daemon_->Output(), HasSubstr("the driver version changed"));
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+  EXPECT_FALSE(stream->finished());
+}
+
+TEST_F(DaemonTest, ANodeChangeDuringAConfigReloadEndsWithBoth) {
+  LayRoot("dgx-h100");
+  const std::string config = WriteConfig("config.yaml", "version: v1\n");
+  StartRegistered({"--config-file", config, "--rescan-interval", "200ms"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  WriteConfig("config.yaml",
+              "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
+              "    - name: nvidia.com/gpu\n      replicas: 2\n");
+  Gpusim({"add"});
+  ASSERT_TRUE(
+      stream->WaitFor([](const auto& r) { return r.devices_size() == 18; }, In(seconds(15))))
+      << daemon_->Output();
+  EXPECT_EQ(HealthyCount(stream->Updates().back()), 18u);
+}
+
+TEST_F(DaemonTest, ABurstOfChangesEndsInTheLastStateWithoutFlapping) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--rescan-interval", "200ms"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  for (int i = 0; i < 3; ++i) Gpusim({"add"});
+  ASSERT_TRUE(
+      stream->WaitFor([](const auto& r) { return r.devices_size() == 11; }, In(seconds(15))))
+      << daemon_->Output();
+  for (const auto& u : stream->Updates()) {
+    EXPECT_EQ(HealthyCount(u), static_cast<size_t>(u.devices_size())) << "no device flapped";
+  }
+  EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
 }
 
 }  // namespace

@@ -32,6 +32,13 @@ class FakeFileSystem final : public FileSystem {
     entries_[path] = Entry{FileInfo{FileInfo::Type::kDirectory, 0, 0}, {}};
   }
 
+  // Gives an existing entry a file identity (inode), as if it were replaced
+  // by another file when the number changes.
+  void SetInode(const std::string& path, uint64_t inode) {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.at(path).info.inode = inode;
+  }
+
   // Every later WriteFileAtomic fails with `status` (OkStatus() restores writes).
   void FailWrites(absl::Status status) {
     std::lock_guard<std::mutex> lock(mu_);
