@@ -15,13 +15,24 @@ namespace {
 
 constexpr unsigned long long kHealthEvents =
     nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError;
-constexpr unsigned long long kWantedEvents = kHealthEvents | nvmlEventMigConfigChange;
+constexpr unsigned long long kWantedEvents =
+    kHealthEvents | nvmlEventMigConfigChange | nvmlEventTypeGpuRecoveryAction;
 
 std::vector<std::string> GpuUuids(const nvml::Inventory& inventory) {
   std::vector<std::string> uuids;
   uuids.reserve(inventory.gpus.size());
   for (const auto& gpu : inventory.gpus) uuids.push_back(gpu.uuid);
   return uuids;
+}
+
+// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION; nullopt when the driver lacks it.
+std::optional<RecoveryAction> ReadRecoveryAction(nvml::NvmlApi& api, nvmlDevice_t device) {
+  nvmlFieldValue_t v{};
+  v.fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
+  if (api.DeviceGetFieldValues(device, 1, &v) != NVML_SUCCESS || v.nvmlReturn != NVML_SUCCESS) {
+    return std::nullopt;
+  }
+  return RecoveryActionFromNvml(v.value.uiVal);
 }
 
 unsigned int ToMs(std::chrono::milliseconds d) {
@@ -359,6 +370,9 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
       listener_.OnMigConfigChanged(uuid);
     }
   }
+  if ((data.eventType & nvmlEventTypeGpuRecoveryAction) != 0) {
+    for (const auto& uuid : targets) ApplyRecoveryAction(uuid, data.device, 0);
+  }
   const bool xid = (data.eventType & nvmlEventTypeXidCriticalError) != 0;
   const bool ecc = (data.eventType & nvmlEventTypeDoubleBitEccError) != 0;
   if (!xid && !ecc) {
@@ -383,6 +397,31 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
     }
   }
   for (auto& e : changes) Emit(std::move(e));
+  if (xid && !Options().ignored_xids.contains(data.eventData)) {
+    for (const auto& uuid : targets) ApplyRecoveryAction(uuid, data.device, data.eventData);
+  }
+}
+
+void HealthMonitor::ApplyRecoveryAction(const std::string& uuid, nvmlDevice_t device,
+                                        unsigned long long xid) {
+  nvmlDevice_t handle = device;
+  if (registered_.count(handle) == 0 || registered_.at(handle) != uuid) {
+    handle = nullptr;
+    if (api_->DeviceGetHandleByUUID(uuid.c_str(), &handle) != NVML_SUCCESS) handle = nullptr;
+  }
+  std::optional<RecoveryAction> nvml_action;
+  if (handle != nullptr) nvml_action = ReadRecoveryAction(*api_, handle);
+  std::optional<HealthEvent> event;
+  {
+    MutexLock lock(&mu_);
+    if (nvml_action.has_value()) {
+      event = tracker_.OnRecoveryAction(uuid, *nvml_action, /*from_nvml=*/true, clock_.Now());
+    } else if (xid != 0) {
+      event = tracker_.OnRecoveryAction(uuid, XidDocumentedAction(xid), /*from_nvml=*/false,
+                                        clock_.Now());
+    }
+  }
+  Emit(std::move(event));
 }
 
 void HealthMonitor::ProbeIfDue(const HealthOptions& options) {
@@ -410,6 +449,24 @@ void HealthMonitor::ProbeAll() {
       nvmlMemory_t memory{};
       r = api_->DeviceGetMemoryInfo(device, &memory);
       call = "nvmlDeviceGetMemoryInfo";
+    }
+    bool nvml_action_pending = false;
+    {
+      MutexLock lock(&mu_);
+      if (const DeviceHealth* d = tracker_.Get(uuid)) {
+        nvml_action_pending = d->pending_action != RecoveryAction::kNone && d->action_from_nvml;
+      }
+    }
+    if (r == NVML_SUCCESS && nvml_action_pending) {
+      // A reset clears NVML's field; only then can the GPU recover.
+      if (std::optional<RecoveryAction> a = ReadRecoveryAction(*api_, device)) {
+        std::optional<HealthEvent> e;
+        {
+          MutexLock lock(&mu_);
+          e = tracker_.OnRecoveryAction(uuid, *a, /*from_nvml=*/true, clock_.Now());
+        }
+        Emit(std::move(e));
+      }
     }
     // A GPU NVML no longer enumerates has gone as surely as one it calls lost.
     if (r == NVML_ERROR_GPU_IS_LOST ||

@@ -14,6 +14,11 @@
 //     time, so Stop() takes at most about that long) and feeds each event to a
 //     HealthTracker (health_tracker.h holds the rules: ignored XIDs, quiet
 //     period, recovery);
+//   - after a critical XID, and on nvmlEventTypeGpuRecoveryAction, reads
+//     NVML's recovery-action field (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION): a
+//     GPU that needs a reset or a reboot stays Unhealthy until the field says
+//     none (probes re-read it); a driver without the field gets the XID's
+//     documented action instead (health_tracker.h says how that clears);
 //   - every probe_interval probes every GPU (nvmlDeviceGetHandleByUUID, then
 //     nvmlDeviceGetMemoryInfo): NVML_ERROR_GPU_IS_LOST, or a UUID NVML no
 //     longer finds, marks it lost; a normal answer lets it recover. A lost GPU
@@ -161,6 +166,10 @@ class HealthMonitor {
   SetState SetUp();
   void TearDown();
   void HandleEvent(const nvmlEventData_t& data);
+  // Reads NVML's recovery-action field for the GPU (its event handle
+  // `device`, else looked up) and applies it; where the driver lacks the
+  // field, the documented action of `xid` (0: none) instead.
+  void ApplyRecoveryAction(const std::string& uuid, nvmlDevice_t device, unsigned long long xid);
   void ProbeAll();
   void ProbeIfDue(const HealthOptions& options);
   void OnWaitError(nvmlReturn_t r, int consecutive, const HealthOptions& options);

@@ -331,6 +331,39 @@ TEST(TrackerUnknownDeviceTest, IsIgnored) {
   EXPECT_EQ(tracker.devices().size(), 1u);
 }
 
+TEST(TrackerRecoveryActionTest, NvmlOutranksTheTableAndOnlyNvmlNoneClears) {
+  HealthTracker tracker({"GPU-a"}, HealthOptions{});
+  const auto now = Clock::TimePoint(seconds(1));
+  ASSERT_TRUE(tracker.OnXid("GPU-a", 79, now).has_value());
+  EXPECT_FALSE(tracker.OnRecoveryAction("GPU-a", RecoveryAction::kGpuReset, true, now).has_value());
+  // A table guess does not replace NVML's word, and a table "none" clears nothing.
+  tracker.OnRecoveryAction("GPU-a", RecoveryAction::kNodeReboot, false, now);
+  EXPECT_EQ(tracker.Get("GPU-a")->pending_action, RecoveryAction::kGpuReset);
+  tracker.OnRecoveryAction("GPU-a", RecoveryAction::kNone, false, now);
+  EXPECT_EQ(tracker.Get("GPU-a")->pending_action, RecoveryAction::kGpuReset);
+  EXPECT_FALSE(tracker.OnProbe("GPU-a", true, now + minutes(10)).has_value());
+  tracker.OnRecoveryAction("GPU-a", RecoveryAction::kNone, true, now + minutes(10));
+  auto e = tracker.OnProbe("GPU-a", true, now + minutes(10));
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->healthy);
+  // A reset does not cut the quiet period short.
+  ASSERT_TRUE(tracker.OnXid("GPU-a", 48, now + minutes(11)).has_value());
+  tracker.OnRecoveryAction("GPU-a", RecoveryAction::kGpuReset, true, now + minutes(11));
+  tracker.OnRecoveryAction("GPU-a", RecoveryAction::kNone, true, now + minutes(12));
+  EXPECT_FALSE(tracker.OnProbe("GPU-a", true, now + minutes(12)).has_value());
+  EXPECT_TRUE(tracker.OnProbe("GPU-a", true, now + minutes(16)).has_value());
+}
+
+TEST(XidTest, DocumentedActions) {
+  EXPECT_EQ(XidDocumentedAction(79), RecoveryAction::kGpuReset);
+  EXPECT_EQ(XidDocumentedAction(48), RecoveryAction::kGpuReset);
+  EXPECT_EQ(XidDocumentedAction(94), RecoveryAction::kNone);
+  EXPECT_EQ(XidDocumentedAction(13), RecoveryAction::kNone);
+  EXPECT_EQ(RecoveryActionFromNvml(NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET),
+            RecoveryAction::kDrainAndReset);
+  EXPECT_EQ(RecoveryActionFromNvml(77), RecoveryAction::kGpuReset);
+}
+
 TEST(TrackerRetargetTest, KeepsStateOfGpusStillPresentAndForgetsTheRest) {
   HealthTracker tracker({"GPU-a", "GPU-b"}, HealthOptions{});
   const auto now = Clock::TimePoint(seconds(1));
@@ -524,6 +557,21 @@ class MonitorTest : public ::testing::Test {
     EXPECT_CALL(nvml_, EventSetWait(kSet, _, _))
         .Times(AnyNumber())
         .WillRepeatedly(Invoke(&script_, &EventScript::Wait));
+    // NVML's recovery-action field: action_[i] (-1: the driver lacks it).
+    EXPECT_CALL(nvml_, DeviceGetFieldValues(_, 1, _))
+        .Times(AnyNumber())
+        .WillRepeatedly(Invoke([this](nvmlDevice_t device, int, nvmlFieldValue_t* v) {
+          for (int i = 0; i < kGpus; ++i) {
+            if (Handle(i) != device) continue;
+            if (v->fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION || action_[i] < 0) {
+              return NVML_ERROR_FUNCTION_NOT_FOUND;
+            }
+            v->nvmlReturn = NVML_SUCCESS;
+            v->value.uiVal = static_cast<unsigned>(action_[i].load());
+            return NVML_SUCCESS;
+          }
+          return NVML_ERROR_INVALID_ARGUMENT;
+        }));
   }
 
   // The usual start: one set, every GPU registered for XID and ECC events.
@@ -568,6 +616,7 @@ class MonitorTest : public ::testing::Test {
   RecordingListener listener_;
   std::atomic<int> creates_{0};
   std::array<std::atomic<nvmlReturn_t>, kGpus> memory_rc_;
+  std::array<std::atomic<int>, kGpus> action_{0, 0, 0, 0};
   std::array<std::atomic<nvmlReturn_t>, kGpus> handle_rc_{NVML_SUCCESS, NVML_SUCCESS, NVML_SUCCESS,
                                                           NVML_SUCCESS};
 };
@@ -626,6 +675,87 @@ TEST_F(MonitorTest, SetInventoryOnlyWhileStoppedAndKeepsKnownGpusState) {
   EXPECT_FALSE(devices.at(Uuid(2)).healthy);
   EXPECT_TRUE(devices.at("GPU-new").healthy);
   EXPECT_EQ(listener_.events().size(), 1u) << "retargeting reports nothing";
+}
+
+TEST_F(MonitorTest, GpuNeedingAResetStaysUnhealthyPastTheQuietPeriodUntilNvmlSaysNone) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  action_[1] = NVML_GPU_RECOVERY_ACTION_GPU_RESET;
+  script_.PushXid(Handle(1), 79);
+  auto events = listener_.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].healthy);
+  ASSERT_TRUE(Eventually(
+      [&] { return monitor->Devices().at(Uuid(1)).pending_action == RecoveryAction::kGpuReset; }));
+  EXPECT_THAT(monitor->Devices().at(Uuid(1)).reason,
+              HasSubstr("needs a GPU reset before it is used again (NVML recovery action)"));
+
+  // Quiet period long gone: still Unhealthy while the reset is pending.
+  uint64_t probes = monitor->Stats().probes;
+  clock_.Advance(seconds(120));
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  EXPECT_EQ(listener_.events().size(), 1u);
+
+  // The GPU is reset: NVML reports no action, the next probe recovers it.
+  action_[1] = NVML_GPU_RECOVERY_ACTION_NONE;
+  probes = monitor->Stats().probes;
+  clock_.Advance(seconds(5));
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  clock_.Advance(seconds(5));
+  events = listener_.WaitFor(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[1].healthy);
+  monitor->Stop();
+}
+
+TEST_F(MonitorTest, WithoutTheFieldTheXidsDocumentedActionHoldsUntilLostAndFound) {
+  ExpectSetUp(2);  // the GPU found again is registered afresh
+  for (auto& a : action_) a = -1;
+  auto monitor = StartMonitor();
+  script_.PushXid(Handle(2), 48);  // documented: reset the GPU
+  ASSERT_EQ(listener_.WaitFor(1).size(), 1u);
+  ASSERT_TRUE(Eventually([&] {
+    const DeviceHealth d = monitor->Devices().at(Uuid(2));
+    return d.pending_action == RecoveryAction::kGpuReset && !d.action_from_nvml;
+  }));
+  uint64_t probes = monitor->Stats().probes;
+  clock_.Advance(seconds(120));
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  EXPECT_EQ(listener_.events().size(), 1u) << "the quiet period alone does not recover it";
+
+  // A reset takes the GPU off the bus and back.
+  handle_rc_[2] = NVML_ERROR_GPU_IS_LOST;
+  probes = monitor->Stats().probes;
+  clock_.Advance(seconds(5));
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  handle_rc_[2] = NVML_SUCCESS;
+  clock_.Advance(seconds(5));
+  const auto events = listener_.WaitFor(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[1].healthy);
+  monitor->Stop();
+}
+
+TEST_F(MonitorTest, RecoveryActionEventAloneMarksAndClears) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  action_[0] = NVML_GPU_RECOVERY_ACTION_NODE_REBOOT;
+  nvmlEventData_t d{};
+  d.device = Handle(0);
+  d.eventType = nvmlEventTypeGpuRecoveryAction;
+  script_.Push(NVML_SUCCESS, d);
+  auto events = listener_.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_THAT(events[0].reason, HasSubstr("needs a node reboot"));
+  action_[0] = NVML_GPU_RECOVERY_ACTION_NONE;
+  clock_.Advance(seconds(5));
+  const uint64_t probes = monitor->Stats().probes;
+  ASSERT_TRUE(Eventually([&] { return monitor->Stats().probes >= probes + kGpus; }));
+  clock_.Advance(seconds(5));
+  events = listener_.WaitFor(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_TRUE(events[1].healthy);
+  monitor->Stop();
 }
 
 TEST_F(MonitorTest, IgnoredXidIsCountedButChangesNothing) {

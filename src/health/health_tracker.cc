@@ -73,12 +73,54 @@ std::optional<HealthEvent> HealthTracker::OnDoubleBitEcc(const std::string& uuid
   return MarkCritical(uuid, *d, "double-bit ECC error", now);
 }
 
+namespace {
+
+std::string WithAction(const std::string& reason, RecoveryAction action, bool from_nvml) {
+  if (action == RecoveryAction::kNone) return reason;
+  return fmt::format("{}; needs a {} before it is used again ({})", reason,
+                     RecoveryActionName(action),
+                     from_nvml ? "NVML recovery action" : "documented action of the XID");
+}
+
+}  // namespace
+
+std::optional<HealthEvent> HealthTracker::OnRecoveryAction(const std::string& uuid,
+                                                           RecoveryAction action, bool from_nvml,
+                                                           Clock::TimePoint /*now*/) {
+  DeviceHealth* d = Find(uuid, "recovery action");
+  if (d == nullptr) return std::nullopt;
+  if (action == RecoveryAction::kNone) {
+    if (!from_nvml || d->pending_action == RecoveryAction::kNone) return std::nullopt;
+    log::Info("NVML reports no recovery action pending any more",
+              {{"device", uuid}, {"was", RecoveryActionName(d->pending_action)}});
+    d->pending_action = RecoveryAction::kNone;
+    d->action_from_nvml = false;
+    if (!d->healthy) d->reason = d->lost ? std::string(kLostReason) : d->critical_reason;
+    return std::nullopt;
+  }
+  // NVML's own word outranks the table's guess; a table guess never replaces it.
+  if (!from_nvml && d->action_from_nvml) return std::nullopt;
+  d->pending_action = action;
+  d->action_from_nvml = from_nvml;
+  const std::string base = d->lost                       ? std::string(kLostReason)
+                           : !d->critical_reason.empty() ? d->critical_reason
+                                                         : std::string("recovery action pending");
+  d->reason = WithAction(base, action, from_nvml);
+  if (!d->healthy) {
+    log::Warn("device unhealthy until it is recovered", {{"device", uuid}, {"reason", d->reason}});
+    return std::nullopt;
+  }
+  d->healthy = false;
+  log::Warn("device unhealthy", {{"device", uuid}, {"reason", d->reason}});
+  return HealthEvent{uuid, false, d->reason};
+}
+
 std::optional<HealthEvent> HealthTracker::MarkCritical(const std::string& uuid, DeviceHealth& d,
                                                        std::string reason, Clock::TimePoint now) {
   d.critical = true;
   d.last_critical = now;
   d.critical_reason = std::move(reason);
-  if (!d.lost) d.reason = d.critical_reason;
+  if (!d.lost) d.reason = WithAction(d.critical_reason, d.pending_action, d.action_from_nvml);
   if (!d.healthy) {
     log::Warn("device still unhealthy: another critical error restarts its quiet period",
               {{"device", uuid},
@@ -117,11 +159,23 @@ std::optional<HealthEvent> HealthTracker::OnProbe(const std::string& uuid, bool 
   if (d->lost) {
     d->lost = false;
     how = "NVML finds the GPU again";
+    if (d->pending_action != RecoveryAction::kNone && !d->action_from_nvml) {
+      // Off the bus and back: the reset the XID called for has happened.
+      log::Info("GPU found again after being lost: taking it as the reset its XID called for",
+                {{"device", uuid}, {"action", RecoveryActionName(d->pending_action)}});
+      d->pending_action = RecoveryAction::kNone;
+    }
     if (d->critical) {
       d->reason = d->critical_reason;
       log::Info("lost device found again; still waiting out its critical error",
                 {{"device", uuid}, {"reason", d->reason}});
     }
+  }
+  if (d->pending_action != RecoveryAction::kNone) {
+    d->reason =
+        WithAction(d->critical ? d->critical_reason : std::string("recovery action pending"),
+                   d->pending_action, d->action_from_nvml);
+    return std::nullopt;  // waits for the reset, whatever the quiet period says
   }
   if (d->critical) {
     if (options_.quiet_period.count() == 0) return std::nullopt;  // never recovers
@@ -131,6 +185,7 @@ std::optional<HealthEvent> HealthTracker::OnProbe(const std::string& uuid, bool 
     how = fmt::format("no critical error for {}s after \"{}\" and NVML answers normally",
                       Seconds(options_.quiet_period), d->critical_reason);
   }
+  if (how.empty()) how = "NVML reports no recovery action pending";
   d->healthy = true;
   d->reason.clear();
   d->critical_reason.clear();

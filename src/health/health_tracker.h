@@ -10,6 +10,13 @@
 //             period of zero never clears it.
 //   lost      NVML answered NVML_ERROR_GPU_IS_LOST (or no longer finds the
 //             GPU). Cleared by the first successful probe (NVML finds it again).
+// and, on top of either, a pending recovery action: what NVML says the GPU
+// needs before it can be used again (a reset, a reboot), or, where the driver
+// lacks that field, what the XID's catalog entry documents. While one is
+// pending the GPU stays Unhealthy whatever the quiet period says. NVML's value
+// is cleared when NVML reports no action any more (after `gpusim reset` or a
+// real reset); the documented one when the GPU is seen lost and found again
+// (a reset takes it off the bus and back).
 // Every Healthy<->Unhealthy transition is logged with its reason and returned
 // as a HealthEvent; events that do not change the health (another XID on an
 // Unhealthy GPU) return nothing.
@@ -28,6 +35,7 @@
 
 #include "src/common/clock.h"
 #include "src/health/health_options.h"
+#include "src/health/xid.h"
 
 namespace gdp::health {
 
@@ -49,8 +57,11 @@ struct DeviceHealth {
   bool critical = false;
   Clock::TimePoint last_critical{};  // valid when critical
   std::string critical_reason;       // e.g. "XID 48: Double Bit ECC Error"
-  // Why it is Unhealthy (the lost reason while lost, else the critical one);
-  // empty when Healthy.
+  // What the GPU needs before it can be used again; kNone when nothing.
+  RecoveryAction pending_action = RecoveryAction::kNone;
+  bool action_from_nvml = false;  // NVML's field said so (else the XID table)
+  // Why it is Unhealthy (the lost reason while lost, else the critical one,
+  // with the pending action); empty when Healthy.
   std::string reason;
 };
 
@@ -64,6 +75,12 @@ class HealthTracker {
                                    Clock::TimePoint now);
   std::optional<HealthEvent> OnDoubleBitEcc(const std::string& uuid, Clock::TimePoint now);
   std::optional<HealthEvent> OnLost(const std::string& uuid, Clock::TimePoint now);
+  // What the GPU needs now: `from_nvml` when NVML's recovery-action field
+  // said so, false for an XID's documented action. kNone from NVML clears a
+  // pending action (the GPU then recovers at a probe once nothing else holds
+  // it); kNone from the table changes nothing.
+  std::optional<HealthEvent> OnRecoveryAction(const std::string& uuid, RecoveryAction action,
+                                              bool from_nvml, Clock::TimePoint now);
   // `ok`: NVML answered normally for the GPU. A failed probe changes nothing.
   std::optional<HealthEvent> OnProbe(const std::string& uuid, bool ok, Clock::TimePoint now);
 

@@ -1,6 +1,7 @@
 #include "src/health/xid.h"
 
 #include <fmt/format.h>
+#include <nvml.h>
 
 #include <array>
 #include <utility>
@@ -41,6 +42,59 @@ std::string_view XidDescription(unsigned long long xid) {
     if (code == xid) return text;
   }
   return {};
+}
+
+RecoveryAction RecoveryActionFromNvml(unsigned value) {
+  switch (value) {
+    case NVML_GPU_RECOVERY_ACTION_NONE:
+      return RecoveryAction::kNone;
+    case NVML_GPU_RECOVERY_ACTION_GPU_RESET:
+      return RecoveryAction::kGpuReset;
+    case NVML_GPU_RECOVERY_ACTION_NODE_REBOOT:
+      return RecoveryAction::kNodeReboot;
+    case NVML_GPU_RECOVERY_ACTION_DRAIN_P2P:
+      return RecoveryAction::kDrainP2p;
+    case NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET:
+      return RecoveryAction::kDrainAndReset;
+    default:
+      return RecoveryAction::kGpuReset;
+  }
+}
+
+std::string_view RecoveryActionName(RecoveryAction action) {
+  switch (action) {
+    case RecoveryAction::kNone:
+      return "nothing";
+    case RecoveryAction::kGpuReset:
+      return "GPU reset";
+    case RecoveryAction::kNodeReboot:
+      return "node reboot";
+    case RecoveryAction::kDrainP2p:
+      return "drain of peer-to-peer traffic";
+    case RecoveryAction::kDrainAndReset:
+      return "drain and GPU reset";
+  }
+  return "GPU reset";
+}
+
+RecoveryAction XidDocumentedAction(unsigned long long xid) {
+  // XIDs whose catalog entry says the GPU must be reset (or the node
+  // rebooted) before it is used again. Application faults, contained errors
+  // and rate warnings (13, 31, 43, 45, 68, 92, 94, 109, ...) need no reset.
+  switch (xid) {
+    case 48:   // double-bit ECC error
+    case 63:   // row remapping pending: applied at the next reset
+    case 64:   // row remapping failure
+    case 74:   // NVLink error
+    case 79:   // fallen off the bus
+    case 95:   // uncontained ECC error
+    case 119:  // GSP RPC timeout
+    case 120:  // GSP error
+    case 140:  // unrecovered ECC error
+      return RecoveryAction::kGpuReset;
+    default:
+      return RecoveryAction::kNone;
+  }
 }
 
 std::string XidReason(unsigned long long xid) {

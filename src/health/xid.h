@@ -21,4 +21,19 @@ std::string_view XidDescription(unsigned long long xid);
 // "XID 79: GPU has fallen off the bus"; "XID 200" for an XID the table lacks.
 std::string XidReason(unsigned long long xid);
 
+// What a GPU needs before it can be used again, as NVML's
+// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION field says (nvmlDeviceGpuRecoveryAction_t).
+enum class RecoveryAction { kNone, kGpuReset, kNodeReboot, kDrainP2p, kDrainAndReset };
+
+// NVML's value (NVML_GPU_RECOVERY_ACTION_*); an unknown value is taken as a
+// GPU reset, the safe reading of "something is needed".
+RecoveryAction RecoveryActionFromNvml(unsigned value);
+// "GPU reset", "node reboot", "drain peer-to-peer traffic", "drain and GPU reset".
+std::string_view RecoveryActionName(RecoveryAction action);
+
+// The action NVIDIA's XID catalog documents for an XID, for drivers whose NVML
+// lacks the recovery-action field; kNone for an XID whose documented action
+// is restarting the application (or that the table does not hold).
+RecoveryAction XidDocumentedAction(unsigned long long xid);
+
 }  // namespace gdp::health
