@@ -1727,6 +1727,13 @@ TEST(SimDriver, BadDriverCommandsChangeNothing) {
   }
   EXPECT_EQ(Snap(sim), before);
   EXPECT_TRUE(fs::exists(AsideLibraryPath(sim.root())));
+  // Without the library anywhere there is nothing to start.
+  fs::rename(AsideLibraryPath(sim.root()), sim.root() + "/elsewhere.so");
+  auto gone = sim.Inject("driver start");
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_THAT(gone.output, HasSubstr("driver start: the library is neither at"));
+  EXPECT_EQ(Snap(sim), before);
+  fs::rename(sim.root() + "/elsewhere.so", AsideLibraryPath(sim.root()));
   // mig needs the driver too.
   SimRoot mig("h100-mig");
   ASSERT_TRUE(mig.ok());
