@@ -53,7 +53,17 @@
 
 #define SIM_EXPORT extern "C" __attribute__((visibility("default")))
 
-// The opaque handle types nvml.h forward-declares. Immutable once made.
+// The opaque handle types nvml.h forward-declares. Immutable once made. A MIG
+// device is one GPU instance with one compute instance spanning it: its GPU
+// and compute instance handles live inside its device handle, and are valid
+// exactly while it is.
+struct nvmlGpuInstance_st {
+  const nvmlDevice_st* mig = nullptr;
+};
+struct nvmlComputeInstance_st {
+  const nvmlDevice_st* mig = nullptr;
+};
+
 struct nvmlDevice_st {
   unsigned gpu = 0;                              // index in the session
   unsigned slot = 0;                             // state slot of the physical GPU
@@ -62,6 +72,8 @@ struct nvmlDevice_st {
   const gdp::sim::MigDeviceSpec* mig = nullptr;  // null for a full GPU; else &own_mig
   gdp::sim::MigDeviceSpec own_mig;
   nvmlDevice_st* parent = nullptr;  // the full GPU of a MIG device
+  nvmlGpuInstance_st gi;            // of a MIG device
+  nvmlComputeInstance_st ci;        // of a MIG device
 };
 
 struct nvmlEventSet_st {
@@ -224,6 +236,8 @@ std::shared_ptr<const Snapshot> BuildSnapshot(Generation* gen, const Profile& la
           d->spec = parent->spec;
           d->own_mig = m;
           d->mig = &d->own_mig;
+          d->gi.mig = d.get();
+          d->ci.mig = d.get();
           d->parent = parent;
           h = d.get();
           gen->mig_by_uuid[m.uuid] = h;
@@ -358,6 +372,14 @@ struct Ctx {
     }
   }
   const Snapshot::Mig& MigOf(const nvmlDevice_st* d) const { return snap->mig[d->gpu]; }
+  // The MIG device behind a GPU or compute instance handle, if it is live.
+  nvmlReturn_t Instance(const void* h, const nvmlDevice_st* mig, const nvmlDevice_st** d) const {
+    if (h == nullptr || mig == nullptr || !snap->valid.count(mig)) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    *d = mig;
+    return NVML_SUCCESS;
+  }
 };
 
 // Needs g_mu.
@@ -1023,6 +1045,388 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes_v2(nvmlDevice_t device,
 }
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes(nvmlDevice_t device, nvmlDeviceAttributes_t* a) {
   return nvmlDeviceGetAttributes_v2(device, a);
+}
+
+// ---------------------------------------------------------------- MIG instances (go-nvlib)
+
+namespace {
+// NVML's GPU instance profile id for one of a model's MIG profiles: by compute
+// slices, and for a one-slice profile with more memory than the smallest one
+// (1g.20gb beside 1g.10gb) the REV2 id. -1 when it has none.
+int GiProfileId(const GpuSpec& g, const std::string& name) {
+  auto it = g.mig_profiles.find(name);
+  if (it == g.mig_profiles.end()) return -1;
+  const gdp::sim::MigProfile& p = it->second;
+  switch (p.slices) {
+    case 1:
+      for (const auto& [other, q] : g.mig_profiles) {
+        if (q.slices == 1 && q.memory_mib < p.memory_mib)
+          return NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2;
+      }
+      return NVML_GPU_INSTANCE_PROFILE_1_SLICE;
+    case 2:
+      return NVML_GPU_INSTANCE_PROFILE_2_SLICE;
+    case 3:
+      return NVML_GPU_INSTANCE_PROFILE_3_SLICE;
+    case 4:
+      return NVML_GPU_INSTANCE_PROFILE_4_SLICE;
+    case 6:
+      return NVML_GPU_INSTANCE_PROFILE_6_SLICE;
+    case 7:
+      return NVML_GPU_INSTANCE_PROFILE_7_SLICE;
+    default:
+      return -1;
+  }
+}
+
+// Compute instance profile ids by compute slices; -1 for none.
+int CiProfileId(unsigned slices) {
+  switch (slices) {
+    case 1:
+      return NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE;
+    case 2:
+      return NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE;
+    case 3:
+      return NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE;
+    case 4:
+      return NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE;
+    case 6:
+      return NVML_COMPUTE_INSTANCE_PROFILE_6_SLICE;
+    case 7:
+      return NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE;
+    default:
+      return -1;
+  }
+}
+
+// Everything a GPU instance profile info struct holds, whatever its version.
+struct GiProfile {
+  std::string name;  // "1g.10gb"
+  unsigned id = 0, slices = 0, instances = 0, sms = 0, copy = 0, dec = 0, enc = 0, jpeg = 0,
+           ofa = 0;
+  unsigned long long memory_mib = 0;
+};
+
+// The model's profile with NVML profile id `profile`; NOT_SUPPORTED when the
+// model has none, INVALID_ARGUMENT past the ids nvml.h defines.
+nvmlReturn_t FindGiProfile(const GpuSpec& g, unsigned profile, GiProfile* out) {
+  if (profile >= NVML_GPU_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  uint64_t budget = 0;
+  for (const auto& [name, p] : g.mig_profiles) budget = std::max(budget, p.memory_mib);
+  for (const auto& [name, p] : g.mig_profiles) {
+    if (GiProfileId(g, name) != static_cast<int>(profile)) continue;
+    out->name = name;
+    out->id = profile;
+    out->slices = p.slices;
+    out->instances =
+        std::min<unsigned>(std::min(7 / p.slices, g.max_mig_devices),
+                           p.memory_mib > 0 ? static_cast<unsigned>(budget / p.memory_mib) : 0);
+    out->sms = p.multiprocessors;
+    out->copy = std::max(1u, g.copy_engines * p.slices / 7);
+    out->dec = g.decoders * p.slices / 7;
+    out->enc = g.encoders * p.slices / 7;
+    out->jpeg = g.jpeg * p.slices / 7;
+    out->ofa = p.slices == 7 ? g.ofa : 0;
+    out->memory_mib = p.memory_mib;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// A compute instance profile of a GPU instance of `gi_slices` slices.
+struct CiProfile {
+  unsigned id = 0, slices = 0, instances = 0, sms = 0;
+};
+nvmlReturn_t FindCiProfile(const nvmlDevice_st* m, unsigned profile, CiProfile* out) {
+  if (profile >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  const unsigned s = m->mig->slices;
+  for (unsigned c : {1u, 2u, 3u, 4u, 6u, 7u}) {
+    if (CiProfileId(c) != static_cast<int>(profile)) continue;
+    if (c > s || (s == 4 && c == 3)) return NVML_ERROR_NOT_SUPPORTED;
+    out->id = profile;
+    out->slices = c;
+    out->instances = s / c;
+    out->sms = m->mig->multiprocessors * c / s;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// Where a MIG device's GPU instance starts: the slices of those before it.
+unsigned PlacementStart(const Ctx& c, const nvmlDevice_st* m) {
+  unsigned start = 0;
+  for (const nvmlDevice_st* other : c.MigOf(m).devices) {
+    if (other == m) break;
+    start += other->mig->slices;
+  }
+  return start;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device,
+                                                            unsigned int profile,
+                                                            nvmlGpuInstanceProfileInfo_t* info) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(info);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
+  GiProfile p;
+  if (nvmlReturn_t r = FindGiProfile(*d->spec, profile, &p); r != NVML_SUCCESS) return r;
+  std::memset(info, 0, sizeof(*info));
+  info->id = p.id;
+  info->isP2pSupported = 0;
+  info->sliceCount = p.slices;
+  info->instanceCount = p.instances;
+  info->multiprocessorCount = p.sms;
+  info->copyEngineCount = p.copy;
+  info->decoderCount = p.dec;
+  info->encoderCount = p.enc;
+  info->jpegCount = p.jpeg;
+  info->ofaCount = p.ofa;
+  info->memorySizeMB = p.memory_mib;
+  return NVML_SUCCESS;
+}
+
+// Fills the v2 or v3 layout of the profile info, which differ after `id`.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfoV(
+    nvmlDevice_t device, unsigned int profile, nvmlGpuInstanceProfileInfo_v2_t* info) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(info);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  if (info->version != nvmlGpuInstanceProfileInfo_v2 &&
+      info->version != nvmlGpuInstanceProfileInfo_v3) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  SIM_ALIVE(c, d);
+  // nvml.h: NOT_SUPPORTED unless MIG mode is enabled.
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  GiProfile p;
+  if (nvmlReturn_t r = FindGiProfile(*d->spec, profile, &p); r != NVML_SUCCESS) return r;
+  const std::string name = "MIG " + p.name;
+  if (info->version == nvmlGpuInstanceProfileInfo_v2) {
+    const unsigned version = info->version;
+    std::memset(info, 0, sizeof(*info));
+    info->version = version;
+    info->id = p.id;
+    info->sliceCount = p.slices;
+    info->instanceCount = p.instances;
+    info->multiprocessorCount = p.sms;
+    info->copyEngineCount = p.copy;
+    info->decoderCount = p.dec;
+    info->encoderCount = p.enc;
+    info->jpegCount = p.jpeg;
+    info->ofaCount = p.ofa;
+    info->memorySizeMB = p.memory_mib;
+    std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+  } else {
+    auto* v3 = reinterpret_cast<nvmlGpuInstanceProfileInfo_v3_t*>(info);
+    const unsigned version = v3->version;
+    std::memset(v3, 0, sizeof(*v3));
+    v3->version = version;
+    v3->id = p.id;
+    v3->sliceCount = p.slices;
+    v3->instanceCount = p.instances;
+    v3->multiprocessorCount = p.sms;
+    v3->copyEngineCount = p.copy;
+    v3->decoderCount = p.dec;
+    v3->encoderCount = p.enc;
+    v3->jpegCount = p.jpeg;
+    v3->ofaCount = p.ofa;
+    v3->memorySizeMB = p.memory_mib;
+    std::snprintf(v3->name, sizeof v3->name, "%s", name.c_str());
+    v3->capabilities = 0;
+  }
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstances(nvmlDevice_t device, unsigned int profileId,
+                                                  nvmlGpuInstance_t* gpuInstances,
+                                                  unsigned int* count) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuInstances, count);
+  if (d->mig || profileId >= NVML_GPU_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  unsigned n = 0;
+  for (const nvmlDevice_st* m : c.MigOf(d).devices) {
+    if (GiProfileId(*d->spec, m->mig->profile) == static_cast<int>(profileId)) {
+      gpuInstances[n++] = const_cast<nvmlGpuInstance_t>(&m->gi);
+    }
+  }
+  *count = n;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceById(nvmlDevice_t device, unsigned int id,
+                                                     nvmlGpuInstance_t* gpuInstance) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuInstance);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  for (const nvmlDevice_st* m : c.MigOf(d).devices) {
+    if (m->mig->gpu_instance_id == id) {
+      *gpuInstance = const_cast<nvmlGpuInstance_t>(&m->gi);
+      return NVML_SUCCESS;
+    }
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gpuInstance,
+                                               nvmlGpuInstanceInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  SIM_ALIVE(c, m);
+  std::memset(info, 0, sizeof(*info));
+  info->device = m->parent;
+  info->id = m->mig->gpu_instance_id;
+  info->profileId = static_cast<unsigned>(GiProfileId(*m->spec, m->mig->profile));
+  info->placement.start = PlacementStart(c, m);
+  info->placement.size = m->mig->slices;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  if (engProfile >= NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, m);
+  CiProfile p;
+  if (nvmlReturn_t r = FindCiProfile(m, profile, &p); r != NVML_SUCCESS) return r;
+  std::memset(info, 0, sizeof(*info));
+  info->id = p.id;
+  info->sliceCount = p.slices;
+  info->instanceCount = p.instances;
+  info->multiprocessorCount = p.sms;
+  const GpuSpec& g = *m->spec;
+  const unsigned s = m->mig->slices;
+  info->sharedCopyEngineCount = std::max(1u, g.copy_engines * s / 7);
+  info->sharedDecoderCount = g.decoders * s / 7;
+  info->sharedEncoderCount = g.encoders * s / 7;
+  info->sharedJpegCount = g.jpeg * s / 7;
+  info->sharedOfaCount = s == 7 ? g.ofa : 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfoV(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_v2_t* info) {
+  if (info == nullptr)
+    return nvmlGpuInstanceGetComputeInstanceProfileInfo(gpuInstance, profile, engProfile, nullptr);
+  if (info->version != nvmlComputeInstanceProfileInfo_v2 &&
+      info->version != nvmlComputeInstanceProfileInfo_v3) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  nvmlComputeInstanceProfileInfo_t v1{};
+  nvmlReturn_t r =
+      nvmlGpuInstanceGetComputeInstanceProfileInfo(gpuInstance, profile, engProfile, &v1);
+  if (r != NVML_SUCCESS) return r;
+  const nvmlDevice_st* m = gpuInstance->mig;
+  const std::string name = v1.sliceCount == m->mig->slices
+                               ? "MIG " + m->mig->profile
+                               : "MIG " + std::to_string(v1.sliceCount) + "c." + m->mig->profile;
+  // v3 is v2 with `capabilities` after the name.
+  const unsigned version = info->version;
+  if (version == nvmlComputeInstanceProfileInfo_v3) {
+    std::memset(info, 0, sizeof(nvmlComputeInstanceProfileInfo_v3_t));
+  } else {
+    std::memset(info, 0, sizeof(*info));
+  }
+  info->version = version;
+  info->id = v1.id;
+  info->sliceCount = v1.sliceCount;
+  info->instanceCount = v1.instanceCount;
+  info->multiprocessorCount = v1.multiprocessorCount;
+  info->sharedCopyEngineCount = v1.sharedCopyEngineCount;
+  info->sharedDecoderCount = v1.sharedDecoderCount;
+  info->sharedEncoderCount = v1.sharedEncoderCount;
+  info->sharedJpegCount = v1.sharedJpegCount;
+  info->sharedOfaCount = v1.sharedOfaCount;
+  std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceById(
+    nvmlGpuInstance_t gpuInstance, unsigned int id, nvmlComputeInstance_t* computeInstance) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(computeInstance);
+  SIM_ALIVE(c, m);
+  if (id != m->mig->compute_instance_id) return NVML_ERROR_NOT_FOUND;
+  *computeInstance = const_cast<nvmlComputeInstance_t>(&m->ci);
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlComputeInstanceGetInfo_v2(nvmlComputeInstance_t computeInstance,
+                                                      nvmlComputeInstanceInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r =
+          c.Instance(computeInstance, computeInstance ? computeInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  SIM_ALIVE(c, m);
+  std::memset(info, 0, sizeof(*info));
+  info->device = m->parent;
+  info->gpuInstance = const_cast<nvmlGpuInstance_t>(&m->gi);
+  info->id = m->mig->compute_instance_id;
+  info->profileId = static_cast<unsigned>(CiProfileId(m->mig->slices));
+  info->placement.start = 0;
+  info->placement.size = m->mig->slices;
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlComputeInstanceGetInfo(nvmlComputeInstance_t computeInstance,
+                                                   nvmlComputeInstanceInfo_t* info) {
+  return nvmlComputeInstanceGetInfo_v2(computeInstance, info);
+}
+
+// No NVLink fabric (Fabric Manager, IMEX) is simulated: every GPU answers as
+// one that does not take part in one.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device,
+                                                   nvmlGpuFabricInfo_t* gpuFabricInfo) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuFabricInfo);
+  SIM_ALIVE(c, d);
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device,
+                                                    nvmlGpuFabricInfoV_t* gpuFabricInfo) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuFabricInfo);
+  SIM_ALIVE(c, d);
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// Neither HMM nor ATS: the simulated host mirrors no CPU page tables.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetAddressingMode(nvmlDevice_t device,
+                                                    nvmlDeviceAddressingMode_t* mode) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(mode);
+  if (mode->version != nvmlDeviceAddressingMode_v1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  SIM_ALIVE(c, d);
+  if (d->mig || d->spec->architecture < NVML_DEVICE_ARCH_TURING) return NVML_ERROR_NOT_SUPPORTED;
+  mode->value = NVML_DEVICE_ADDRESSING_MODE_NONE;
+  return NVML_SUCCESS;
 }
 
 // ---------------------------------------------------------------- events

@@ -14,6 +14,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -144,6 +145,19 @@ struct Nvml {
   X(nvmlSystemRegisterEvents) \
   X(nvmlSystemEventSetWait) \
   X(nvmlSystemEventSetFree) \
+  X(nvmlDeviceGetGpuInstanceProfileInfo) \
+  X(nvmlDeviceGetGpuInstanceProfileInfoV) \
+  X(nvmlDeviceGetGpuInstances) \
+  X(nvmlDeviceGetGpuInstanceById) \
+  X(nvmlGpuInstanceGetInfo) \
+  X(nvmlGpuInstanceGetComputeInstanceProfileInfo) \
+  X(nvmlGpuInstanceGetComputeInstanceProfileInfoV) \
+  X(nvmlGpuInstanceGetComputeInstanceById) \
+  X(nvmlComputeInstanceGetInfo) \
+  X(nvmlComputeInstanceGetInfo_v2) \
+  X(nvmlDeviceGetGpuFabricInfo) \
+  X(nvmlDeviceGetGpuFabricInfoV) \
+  X(nvmlDeviceGetAddressingMode) \
   X(nvmlDeviceGetUtilizationRates) \
   X(nvmlDeviceGetTemperature) \
   X(nvmlDeviceGetCurrentClocksEventReasons) \
@@ -1916,6 +1930,231 @@ TEST(SimArguments, SystemEventSets) {
   EXPECT_EQ(n.nvmlSystemEventSetFree(&free_req), NVML_ERROR_INVALID_ARGUMENT);
   free_req.version = 0;
   EXPECT_EQ(n.nvmlSystemEventSetFree(&free_req), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+// ---------------------------------------------------------------- go-nvlib's MIG calls
+
+// go-nvlib's MigDevice.GetProfile (pkg/nvlib/device/mig_device.go), as NVIDIA's
+// plugin runs it to name a MIG device's resource: the GPU and compute instance
+// profile ids matched through the profile info calls, the size in GB from the
+// MIG device's memory over the parent's.
+std::string GoNvlibProfile(Nvml& n, nvmlDevice_t mig) {
+  nvmlDevice_t parent = nullptr;
+  if (n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig, &parent) != NVML_SUCCESS) return "parent";
+  nvmlMemory_t parent_mem;
+  if (n.nvmlDeviceGetMemoryInfo(parent, &parent_mem) != NVML_SUCCESS) return "memory";
+  nvmlDeviceAttributes_t attrs;
+  if (n.nvmlDeviceGetAttributes_v2(mig, &attrs) != NVML_SUCCESS) return "attributes";
+  unsigned gi_id = 0, ci_id = 0;
+  if (n.nvmlDeviceGetGpuInstanceId(mig, &gi_id) != NVML_SUCCESS) return "gi id";
+  if (n.nvmlDeviceGetComputeInstanceId(mig, &ci_id) != NVML_SUCCESS) return "ci id";
+  nvmlGpuInstance_t gi = nullptr;
+  if (n.nvmlDeviceGetGpuInstanceById(parent, gi_id, &gi) != NVML_SUCCESS) return "gi";
+  nvmlComputeInstance_t ci = nullptr;
+  if (n.nvmlGpuInstanceGetComputeInstanceById(gi, ci_id, &ci) != NVML_SUCCESS) return "ci";
+  nvmlGpuInstanceInfo_t gi_info;
+  if (n.nvmlGpuInstanceGetInfo(gi, &gi_info) != NVML_SUCCESS) return "gi info";
+  nvmlComputeInstanceInfo_t ci_info;
+  if (n.nvmlComputeInstanceGetInfo(ci, &ci_info) != NVML_SUCCESS) return "ci info";
+  for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; ++i) {
+    nvmlGpuInstanceProfileInfo_t gp;
+    nvmlReturn_t r = n.nvmlDeviceGetGpuInstanceProfileInfo(parent, i, &gp);
+    if (r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_INVALID_ARGUMENT) continue;
+    if (r != NVML_SUCCESS) return "gi profile";
+    if (gp.id != gi_info.profileId) continue;
+    for (unsigned j = 0; j < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++j) {
+      nvmlComputeInstanceProfileInfo_t cp;
+      r = n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, j, 0, &cp);
+      if (r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_INVALID_ARGUMENT) continue;
+      if (r != NVML_SUCCESS) return "ci profile";
+      if (cp.id != ci_info.profileId) continue;
+      const double one_gb = 1024.0 * 1024 * 1024;
+      double frac = attrs.memorySizeMB * 1024.0 * 1024 / static_cast<double>(parent_mem.total);
+      frac = std::ceil(frac * 8) / 8;
+      const double total_gb = std::ceil(static_cast<double>(parent_mem.total) / one_gb);
+      const auto gb = static_cast<unsigned long long>(std::round(frac * total_gb));
+      return std::to_string(cp.sliceCount) + "c." + std::to_string(gp.sliceCount) + "g." +
+             std::to_string(gb) + "gb";
+    }
+  }
+  return "no matching profile";
+}
+
+TEST(SimMigInstances, NvidiasProfileDerivationNamesEveryMigDevice) {
+  for (const std::string profile : {"h100-mig", "a100-mig"}) {
+    SCOPED_TRACE(profile);
+    SimRoot sim(profile);
+    ASSERT_TRUE(sim.ok());
+    Nvml& n = sim.nvml();
+    ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+    const Profile& p = sim.profile();
+    for (unsigned i = 0; i < p.gpus.size(); ++i) {
+      nvmlDevice_t gpu = Handle(n, i);
+      for (unsigned j = 0; j < p.gpus[i].mig_devices.size(); ++j) {
+        const MigDeviceSpec& m = p.gpus[i].mig_devices[j];
+        nvmlDevice_t mig = nullptr;
+        ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu, j, &mig), NVML_SUCCESS);
+        // "1g.10gb" in go-nvlib's long form: C equals G for a full-GI compute instance.
+        const std::string g = m.profile.substr(0, m.profile.find('g'));
+        EXPECT_EQ(GoNvlibProfile(n, mig), g + "c." + m.profile) << i << "/" << j;
+      }
+    }
+    EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  }
+}
+
+TEST(SimMigInstances, ProfileInfoAndInstances) {
+  SimRoot sim("h100-mig");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t gpu = Handle(n, 1);  // 4g.40gb + 1g.20gb x2
+  // The model's six profiles, as a real H100 80GB lists them.
+  struct Want {
+    unsigned id, slices, instances;
+    unsigned long long mib;
+  };
+  const Want want[] = {{NVML_GPU_INSTANCE_PROFILE_1_SLICE, 1, 7, 9984},
+                       {NVML_GPU_INSTANCE_PROFILE_2_SLICE, 2, 3, 20096},
+                       {NVML_GPU_INSTANCE_PROFILE_3_SLICE, 3, 2, 40448},
+                       {NVML_GPU_INSTANCE_PROFILE_4_SLICE, 4, 1, 40448},
+                       {NVML_GPU_INSTANCE_PROFILE_7_SLICE, 7, 1, 80896},
+                       {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 1, 4, 20096}};
+  unsigned supported = 0;
+  for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; ++i) {
+    nvmlGpuInstanceProfileInfo_t info;
+    if (n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, i, &info) == NVML_SUCCESS) ++supported;
+  }
+  EXPECT_EQ(supported, 6u);
+  for (const Want& w : want) {
+    SCOPED_TRACE(w.id);
+    nvmlGpuInstanceProfileInfo_t info;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, w.id, &info), NVML_SUCCESS);
+    EXPECT_EQ(info.id, w.id);
+    EXPECT_EQ(info.sliceCount, w.slices);
+    EXPECT_EQ(info.instanceCount, w.instances);
+    EXPECT_EQ(info.memorySizeMB, w.mib);
+    nvmlGpuInstanceProfileInfo_v2_t v2{};
+    v2.version = nvmlGpuInstanceProfileInfo_v2;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, w.id, &v2), NVML_SUCCESS);
+    EXPECT_EQ(v2.sliceCount, w.slices);
+    EXPECT_EQ(v2.memorySizeMB, w.mib);
+    EXPECT_THAT(Str(v2.name), ::testing::StartsWith("MIG "));
+    nvmlGpuInstanceProfileInfo_v3_t v3{};
+    v3.version = nvmlGpuInstanceProfileInfo_v3;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(
+                  gpu, w.id, reinterpret_cast<nvmlGpuInstanceProfileInfo_v2_t*>(&v3)),
+              NVML_SUCCESS);
+    EXPECT_EQ(v3.memorySizeMB, w.mib);
+    EXPECT_EQ(Str(v3.name), Str(v2.name));
+  }
+  nvmlGpuInstance_t gis[7] = {};
+  unsigned count = 9;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstances(gpu, NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, gis, &count),
+            NVML_SUCCESS);
+  ASSERT_EQ(count, 2u);
+  nvmlGpuInstanceInfo_t gi_info;
+  ASSERT_EQ(n.nvmlGpuInstanceGetInfo(gis[1], &gi_info), NVML_SUCCESS);
+  EXPECT_EQ(gi_info.device, gpu);
+  EXPECT_EQ(gi_info.id, 3u);
+  EXPECT_EQ(gi_info.placement.start, 5u);  // after 4g (4 slices) and the first 1g
+  EXPECT_EQ(gi_info.placement.size, 1u);
+  nvmlGpuInstance_t gi = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi), NVML_SUCCESS);
+  // The 4-slice instance: compute instance profiles of 1, 2 and 4 slices.
+  unsigned ci_supported = 0;
+  for (unsigned j = 0; j < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++j) {
+    nvmlComputeInstanceProfileInfo_t cp;
+    if (n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, j, 0, &cp) == NVML_SUCCESS) {
+      ++ci_supported;
+      EXPECT_EQ(cp.instanceCount * cp.sliceCount, 4u);
+    }
+  }
+  EXPECT_EQ(ci_supported, 3u);
+  nvmlComputeInstanceProfileInfo_v2_t cv{};
+  cv.version = nvmlComputeInstanceProfileInfo_v2;
+  ASSERT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfoV(
+                gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, 0, &cv),
+            NVML_SUCCESS);
+  EXPECT_EQ(Str(cv.name), "MIG 1c.4g.40gb");
+  EXPECT_EQ(cv.multiprocessorCount, 16u);
+  nvmlComputeInstance_t ci = nullptr;
+  ASSERT_EQ(n.nvmlGpuInstanceGetComputeInstanceById(gi, 0, &ci), NVML_SUCCESS);
+  nvmlComputeInstanceInfo_t ci_info, ci_info2;
+  ASSERT_EQ(n.nvmlComputeInstanceGetInfo_v2(ci, &ci_info), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlComputeInstanceGetInfo(ci, &ci_info2), NVML_SUCCESS);
+  EXPECT_EQ(ci_info.gpuInstance, gi);
+  EXPECT_EQ(ci_info.device, gpu);
+  EXPECT_EQ(ci_info.profileId, unsigned{NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE});
+  EXPECT_EQ(ci_info2.profileId, ci_info.profileId);
+
+  // Errors, as nvml.h lists them.
+  nvmlDevice_t mig = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu, 0, &mig), NVML_SUCCESS);
+  nvmlGpuInstanceProfileInfo_t info;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(mig, 0, &info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, NVML_GPU_INSTANCE_PROFILE_COUNT, &info),
+            NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, NVML_GPU_INSTANCE_PROFILE_8_SLICE, &info),
+            NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuInstanceProfileInfo_v2_t bad{};
+  bad.version = 1;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, 0, &bad),
+            NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 9, &gi), NVML_ERROR_NOT_FOUND);
+  nvmlGpuInstance_t gi1 = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi1), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceById(gi1, 1, &ci), NVML_ERROR_NOT_FOUND);
+  nvmlComputeInstanceProfileInfo_t cp;
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi1, 0, 1, &cp),
+            NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfo(
+                gi1, NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE, 0, &cp),
+            NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlGpuInstanceGetInfo(nullptr, &gi_info), NVML_ERROR_INVALID_ARGUMENT);
+
+  // A destroyed instance's handles are refused; MIG off: NOT_SUPPORTED.
+  ASSERT_EQ(sim.Inject("mig --gpu 1 --disable").status, 0);
+  EXPECT_EQ(n.nvmlGpuInstanceGetInfo(gi1, &gi_info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlComputeInstanceGetInfo_v2(ci, &ci_info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstances(gpu, 0, gis, &count), NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuInstanceProfileInfo_v2_t v2{};
+  v2.version = nvmlGpuInstanceProfileInfo_v2;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, 0, &v2), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, 0, &info), NVML_SUCCESS);  // mode-free
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+
+  // A GPU that cannot do MIG.
+  SimRoot t4("t4x4");
+  ASSERT_TRUE(t4.ok());
+  Nvml& m = t4.nvml();
+  ASSERT_EQ(m.nvmlInit_v2(), NVML_SUCCESS);
+  EXPECT_EQ(m.nvmlDeviceGetGpuInstanceProfileInfo(Handle(m, 0), 0, &info),
+            NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(m.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimMigInstances, FabricAndAddressingMode) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d = Handle(n, 0);
+  nvmlGpuFabricInfo_t fabric;
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfo(d, &fabric), NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuFabricInfoV_t fabric_v{};
+  fabric_v.version = nvmlGpuFabricInfo_v2;
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfoV(d, &fabric_v), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfoV(d, nullptr), NVML_ERROR_INVALID_ARGUMENT);
+  nvmlDeviceAddressingMode_t mode{};
+  mode.version = nvmlDeviceAddressingMode_v1;
+  mode.value = 9;
+  ASSERT_EQ(n.nvmlDeviceGetAddressingMode(d, &mode), NVML_SUCCESS);
+  EXPECT_EQ(mode.value, unsigned{NVML_DEVICE_ADDRESSING_MODE_NONE});
+  mode.version = 0;
+  EXPECT_EQ(n.nvmlDeviceGetAddressingMode(d, &mode), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
   EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
 }
 
