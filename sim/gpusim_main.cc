@@ -576,16 +576,26 @@ std::vector<long> LockHolders(const std::string& path) {
   return {pids.begin(), pids.end()};
 }
 
-int DriverStop(Session& s, const std::string& wait_text) {
+// Runs without the layout lock while it waits for the driver lock (a process
+// starting NVML takes the driver lock, then the layout lock: holding the
+// layout lock here would keep that process, and so the driver, busy), and
+// takes the layout lock only for the change itself. The same order as the
+// library's, so the two never wait on each other.
+int DriverStop(const std::string& root, const std::string& wait_text) {
   std::chrono::milliseconds wait{0};
   if (!wait_text.empty() && !ParseDuration(wait_text, &wait)) {
     return Fail(absl::StrCat("driver stop: bad --wait '", wait_text,
                              "': want a duration like 500ms, 30s, 2m or 1h (a number: seconds)"));
   }
-  if (!s.state->DriverLoaded()) return Fail("driver stop: the driver is not loaded");
+  {
+    FileLock read(LayoutLockPath(root), LOCK_SH);
+    auto s = OpenRoot(root);
+    if (!s.ok()) return Fail(s.status());
+    if (!s->state->DriverLoaded()) return Fail("driver stop: the driver is not loaded");
+  }
   // First the driver's user space leaves the root, as a containerised
   // driver's shutdown takes its files away before it unloads the module.
-  const std::string lib = LibraryPath(s.root), aside = AsideLibraryPath(s.root);
+  const std::string lib = LibraryPath(root), aside = AsideLibraryPath(root);
   std::error_code ec;
   const bool moved = fs::exists(lib, ec);
   if (moved && std::rename(lib.c_str(), aside.c_str()) != 0) {
@@ -596,7 +606,7 @@ int DriverStop(Session& s, const std::string& wait_text) {
   };
   // Then "rmmod": exclusive on the driver lock, which every NVML session (and
   // a running MPS control daemon) holds shared.
-  const std::string lock_path = DriverLockPath(s.root);
+  const std::string lock_path = DriverLockPath(root);
   int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd < 0) {
     int e = errno;
@@ -622,10 +632,18 @@ int DriverStop(Session& s, const std::string& wait_text) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  RemoveDeviceNodes(s.root);
-  s.state->SetDriverLoaded(false);
-  s.state->BumpLayoutGeneration();
-  PostForEveryGpu(*s.state, s.profile, EventKind::kDriverUnbind);
+  FileLock write(LayoutLockPath(root), LOCK_EX);
+  auto s = OpenRoot(root);
+  if (!s.ok() || !s->state->DriverLoaded()) {  // another stop finished first
+    close(fd);
+    put_back();
+    return Fail(s.ok() ? absl::FailedPreconditionError("driver stop: the driver is not loaded")
+                       : s.status());
+  }
+  RemoveDeviceNodes(root);
+  s->state->SetDriverLoaded(false);
+  s->state->BumpLayoutGeneration();
+  PostForEveryGpu(*s->state, s->profile, EventKind::kDriverUnbind);
   close(fd);
   std::printf("driver stopped: device nodes removed%s\n",
               moved ? ", libnvidia-ml.so.1 moved to run/gpusim/" : "");
@@ -781,11 +799,12 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (root.empty()) return Fail(OpenRoot(root).status());
-  // Layout changes run one at a time, and never under a reader.
-  const bool changes_layout =
-      cmd_add->parsed() || cmd_remove->parsed() || cmd_mig->parsed() || cmd_driver->parsed();
   std::error_code ec;
   if (!fs::exists(ConfigPath(root), ec)) return Fail(OpenRoot(root).status());
+  if (cmd_stop->parsed()) return DriverStop(root, wait);  // takes its locks itself
+  // Layout changes run one at a time, and never under a reader.
+  const bool changes_layout =
+      cmd_add->parsed() || cmd_remove->parsed() || cmd_mig->parsed() || cmd_start->parsed();
   FileLock layout_lock(LayoutLockPath(root), changes_layout ? LOCK_EX : LOCK_SH);
   auto s = OpenRoot(root);
   if (!s.ok()) return Fail(s.status());
@@ -798,7 +817,6 @@ int Main(int argc, char** argv) {
   if (cmd_mig->parsed()) {
     return Mig(*s, gpu, mig_layout, mig_layout_option->count() > 0, mig_disable);
   }
-  if (cmd_stop->parsed()) return DriverStop(*s, wait);
   if (cmd_start->parsed()) return DriverStart(*s, start_version, start_cuda);
 
   if (auto st = CheckGpu(*s, gpu); !st.ok()) return Fail(st);

@@ -1685,6 +1685,31 @@ TEST(SimDriver, StopWaitsForTheLastSessionToClose) {
   EXPECT_EQ(n.nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
 }
 
+// A process that starts NVML while `driver stop --wait` waits is not held up
+// by the stop (it takes the driver lock, then the layout lock; the stop waits
+// for the first without holding the second), and the stop succeeds once every
+// session has closed.
+TEST(SimDriver, ASessionStartedDuringAWaitingStopIsNotHeldUp) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  SecondSession second(sim.root());  // loaded before the library moves aside
+  ASSERT_TRUE(second.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  CommandResult stop;
+  std::thread stopper([&] { stop = sim.Inject("driver stop --wait 20s"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stop is waiting now
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(second.nvml().nvmlInit_v2(), NVML_SUCCESS);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(Count(second.nvml()), 2u);
+  EXPECT_EQ(second.nvml().nvmlShutdown(), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  stopper.join();
+  EXPECT_EQ(stop.status, 0) << stop.output;
+  EXPECT_EQ(second.nvml().nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+}
+
 TEST(SimDriver, TheMpsControlDaemonHoldsTheDriver) {
   SimRoot sim("geforce");
   ASSERT_TRUE(sim.ok());
