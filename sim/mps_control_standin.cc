@@ -18,6 +18,12 @@
 // a line, to `commands.log` in the log directory. Documented in
 // docs/simulator.md.
 //
+// While it runs, the daemon holds the simulated driver open as the real one
+// holds the GPU device files: a shared flock on <root>/run/gpusim/driver.lock,
+// the root being $GPUSIM_ROOT or the directory this program is installed
+// under (<root>/usr/bin/nvidia-cuda-mps-control), so `gpusim driver stop`
+// fails with EBUSY until the daemon quits.
+//
 // Commands: quit, get_server_list, set_default_active_thread_percentage P,
 // get_default_active_thread_percentage, set_default_device_pinned_mem_limit
 // DEV VALUE (VALUE is an integer followed by M or G),
@@ -30,6 +36,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -62,6 +69,29 @@ std::string PipeDir() { return Env("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
 std::string LogDir() { return Env("CUDA_MPS_LOG_DIRECTORY", "/var/log/nvidia-mps"); }
 std::string SocketPath() { return PipeDir() + "/" + kSocketName; }
 std::string PidPath() { return PipeDir() + "/" + kPidFileName; }
+
+// Takes the simulated driver's lock shared for the life of the process (the
+// descriptor stays open); nothing when there is no driver root.
+void HoldDriver() {
+  std::string root = Env("GPUSIM_ROOT", "");
+  if (root.empty()) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const std::string suffix = "/usr/bin/nvidia-cuda-mps-control";
+    if (n > 0) {
+      std::string path(exe, static_cast<size_t>(n));
+      if (path.size() > suffix.size() &&
+          path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        root = path.substr(0, path.size() - suffix.size());
+      }
+    }
+  }
+  if (root.empty()) return;
+  int fd = open((root + "/run/gpusim/driver.lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  while (flock(fd, LOCK_SH) != 0 && errno == EINTR) {
+  }
+}
 
 std::string ErrnoText(int err) {
   char buf[256];
@@ -355,6 +385,7 @@ int RunDaemon(bool background) {
     }
   }
   signal(SIGPIPE, SIG_IGN);
+  HoldDriver();  // before the caller of -d returns: from then on the driver is in use
   Daemon daemon(listen_fd, control_log, commands_log);
   {
     FILE* pid_file = std::fopen(PidPath().c_str(), "we");

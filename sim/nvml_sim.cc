@@ -2,24 +2,39 @@
 //
 // Every exported function has the C signature nvml.h declares and returns an
 // nvmlReturn_t; no exception crosses the C ABI. The library's lifetime is
-// reference-counted like real NVML's: the first nvmlInit loads the profile
-// named by the driver root's config and maps the shared state, the matching
-// last nvmlShutdown drops them. Device handles are pointers into a Generation
-// (one per first-init); generations are kept for the life of the process so a
-// stale handle is rejected (NVML_ERROR_INVALID_ARGUMENT), never dereferenced
-// as freed memory.
+// reference-counted like real NVML's: the first nvmlInit starts a session
+// (a Generation): it takes the driver lock shared (root.h, DriverLockPath;
+// `gpusim driver stop` fails with EBUSY while any session holds it), loads the
+// root's layout and maps the shared state; the matching last nvmlShutdown ends
+// it. Generations are kept for the life of the process, so a stale handle is
+// rejected (NVML_ERROR_INVALID_ARGUMENT), never dereferenced as freed memory.
+//
+// Within a session the set of full GPUs is the one seen at init (a GPU added
+// later is not seen; one removed answers NVML_ERROR_GPU_IS_LOST), while MIG
+// state is live: every call compares the state's layout generation with the
+// session's snapshot (one atomic load) and, when it moved, re-reads the layout
+// and builds a new Snapshot: MIG mode and devices per GPU and the set of valid
+// handles. A MIG device that was destroyed drops out of that set, so its
+// handle answers INVALID_ARGUMENT; handles are never freed.
 //
 // Check order, as the real library: initialised, handle valid, pointers
-// non-NULL, then the GPU's health (a lost GPU answers NVML_ERROR_GPU_IS_LOST).
+// non-NULL, then the GPU's health (a lost or removed GPU answers
+// NVML_ERROR_GPU_IS_LOST).
 //
 // Thread-safety: all entry points are thread-safe. The global state is guarded
-// by g_mu; a call holds a shared_ptr to the current Generation, which is
-// immutable apart from its SharedState (which locks itself).
+// by g_mu; a call holds shared_ptrs to the current Generation and Snapshot,
+// which are immutable apart from the Generation's SharedState (which locks
+// itself) and its handle arena (guarded by g_mu).
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <nvml.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,13 +53,27 @@
 
 #define SIM_EXPORT extern "C" __attribute__((visibility("default")))
 
-// The opaque handle types nvml.h forward-declares.
+// The opaque handle types nvml.h forward-declares. Immutable once made. A MIG
+// device is one GPU instance with one compute instance spanning it: its GPU
+// and compute instance handles live inside its device handle, and are valid
+// exactly while it is.
+struct nvmlGpuInstance_st {
+  const nvmlDevice_st* mig = nullptr;
+};
+struct nvmlComputeInstance_st {
+  const nvmlDevice_st* mig = nullptr;
+};
+
 struct nvmlDevice_st {
-  unsigned gpu = 0;  // physical index
-  const gdp::sim::GpuSpec* spec = nullptr;
-  const gdp::sim::MigDeviceSpec* mig = nullptr;  // null for a full GPU
-  nvmlDevice_st* parent = nullptr;               // the full GPU of a MIG device
-  unsigned mig_index = 0;
+  unsigned gpu = 0;                              // index in the session
+  unsigned slot = 0;                             // state slot of the physical GPU
+  unsigned minor = 0;                            // of the physical GPU
+  const gdp::sim::GpuSpec* spec = nullptr;       // the physical GPU, as at session start
+  const gdp::sim::MigDeviceSpec* mig = nullptr;  // null for a full GPU; else &own_mig
+  gdp::sim::MigDeviceSpec own_mig;
+  nvmlDevice_st* parent = nullptr;  // the full GPU of a MIG device
+  nvmlGpuInstance_st gi;            // of a MIG device
+  nvmlComputeInstance_st ci;        // of a MIG device
 };
 
 struct nvmlEventSet_st {
@@ -53,7 +82,14 @@ struct nvmlEventSet_st {
   uint64_t seen = 0;                                              // guarded by mu
 };
 
+struct nvmlSystemEventSet_st {
+  std::mutex mu;
+  unsigned long long types = 0;  // guarded by mu
+  uint64_t seen = 0;             // guarded by mu
+};
+
 namespace {
+using gdp::sim::EventKind;
 using gdp::sim::GpuSpec;
 using gdp::sim::Profile;
 using gdp::sim::SharedState;
@@ -67,7 +103,8 @@ constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
 // derived from what each type is about: the ECC types (and the DRAM
 // retirement and poison types, which belong to Ampere's row remapping and
 // error containment) need ECC, the MIG configuration event a MIG-capable GPU.
-// Only XIDs are ever generated; the others can merely be registered.
+// XIDs, MIG configuration changes and recovery actions are generated; the
+// others can merely be registered.
 unsigned long long SupportedEvents(const GpuSpec& g) {
   unsigned long long types = nvmlEventTypePState | nvmlEventTypeXidCriticalError |
                              nvmlEventTypeClock | nvmlEventTypePowerSourceChange |
@@ -84,13 +121,28 @@ unsigned long long SupportedEvents(const GpuSpec& g) {
   return types;
 }
 
+// What a session sees of the live layout at one layout generation.
+struct Snapshot {
+  uint64_t generation = 0;
+  std::unordered_set<const nvmlDevice_st*> valid;  // the GPUs and the live MIG devices
+  struct Mig {
+    bool enabled = false;
+    std::vector<const nvmlDevice_st*> devices;  // in the layout's order
+  };
+  std::vector<Mig> mig;  // by session index
+};
+
+// One session: first nvmlInit to last nvmlShutdown.
 struct Generation {
-  Profile profile;
+  Profile profile;  // as at session start: the session's GPUs and versions
   std::string root;
   std::unique_ptr<SharedState> state;
-  std::vector<std::unique_ptr<nvmlDevice_st>> gpus;
-  std::vector<std::vector<std::unique_ptr<nvmlDevice_st>>> migs;  // per GPU
-  std::unordered_set<const nvmlDevice_st*> valid;
+  std::vector<std::unique_ptr<nvmlDevice_st>> gpus;  // by session index
+  std::vector<int> index_of_slot;                    // state slot -> session index, or -1
+  // Every MIG handle made in this session, by MIG UUID; guarded by g_mu.
+  std::vector<std::unique_ptr<nvmlDevice_st>> mig_arena;
+  std::map<std::string, const nvmlDevice_st*> mig_by_uuid;
+  std::shared_ptr<const Snapshot> snap;  // guarded by g_mu
 };
 
 std::mutex g_mu;
@@ -98,6 +150,8 @@ int g_refcount = 0;                                      // guarded by g_mu
 std::shared_ptr<Generation> g_current;                   // guarded by g_mu
 std::vector<std::shared_ptr<Generation>> g_generations;  // guarded by g_mu; never shrinks
 std::set<nvmlEventSet_st*> g_event_sets;                 // guarded by g_mu
+std::set<nvmlSystemEventSet_st*> g_system_event_sets;    // guarded by g_mu
+int g_driver_lock_fd = -1;  // guarded by g_mu; open (LOCK_SH) while a session is
 
 // Where this library lives: dladdr on one of its own symbols.
 std::string FindRoot() {
@@ -122,46 +176,140 @@ void Complain(const std::string& what) {
   std::fprintf(stderr, "gpusim libnvidia-ml: %s\n", what.c_str());
 }
 
-nvmlReturn_t Load(std::shared_ptr<Generation>* out) {
+void Flock(int fd, int op) {
+  while (flock(fd, op) != 0 && errno == EINTR) {
+  }
+}
+
+// Holds the root's layout lock shared, when the root has one (roots laid out
+// before it existed have none: nothing to order then).
+class LayoutReadLock {
+ public:
+  explicit LayoutReadLock(const std::string& root)
+      : fd_(open(gdp::sim::LayoutLockPath(root).c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ >= 0) Flock(fd_, LOCK_SH);
+  }
+  ~LayoutReadLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  LayoutReadLock(const LayoutReadLock&) = delete;
+  LayoutReadLock& operator=(const LayoutReadLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+// The session's view of `layout` (the root's current GPU list): per session
+// GPU its MIG mode and devices, found by the GPU's state slot. A GPU no longer
+// in the layout (removed) keeps its last MIG view; it answers GPU_IS_LOST.
+// MIG handles are reused by MIG UUID and made for new devices. Needs g_mu (or
+// a Generation no other thread sees yet).
+std::shared_ptr<const Snapshot> BuildSnapshot(Generation* gen, const Profile& layout,
+                                              uint64_t generation) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->generation = generation;
+  snap->mig.resize(gen->gpus.size());
+  for (const auto& g : gen->gpus) snap->valid.insert(g.get());
+  std::vector<const GpuSpec*> by_index(gen->gpus.size(), nullptr);
+  for (const GpuSpec& g : layout.gpus) {
+    if (g.slot < gen->index_of_slot.size() && gen->index_of_slot[g.slot] >= 0) {
+      by_index[static_cast<size_t>(gen->index_of_slot[g.slot])] = &g;
+    }
+  }
+  for (size_t i = 0; i < gen->gpus.size(); ++i) {
+    const GpuSpec* g = by_index[i];
+    if (g == nullptr) {  // removed: keep what it had
+      if (gen->snap) snap->mig[i] = gen->snap->mig[i];
+    } else {
+      snap->mig[i].enabled = g->mig_enabled;
+      for (const auto& m : g->mig_devices) {
+        auto it = gen->mig_by_uuid.find(m.uuid);
+        const nvmlDevice_st* h = nullptr;
+        if (it != gen->mig_by_uuid.end()) {
+          h = it->second;
+        } else {
+          auto d = std::make_unique<nvmlDevice_st>();
+          nvmlDevice_st* parent = gen->gpus[i].get();
+          d->gpu = parent->gpu;
+          d->slot = parent->slot;
+          d->minor = parent->minor;
+          d->spec = parent->spec;
+          d->own_mig = m;
+          d->mig = &d->own_mig;
+          d->gi.mig = d.get();
+          d->ci.mig = d.get();
+          d->parent = parent;
+          h = d.get();
+          gen->mig_by_uuid[m.uuid] = h;
+          gen->mig_arena.push_back(std::move(d));
+        }
+        snap->mig[i].devices.push_back(h);
+      }
+    }
+    for (const nvmlDevice_st* m : snap->mig[i].devices) snap->valid.insert(m);
+  }
+  return snap;
+}
+
+// Brings the session's snapshot up to the state's layout generation. Needs g_mu.
+void Refresh(Generation* gen) {
+  uint64_t generation;
+  absl::StatusOr<Profile> layout;
+  {
+    LayoutReadLock lock(gen->root);
+    generation = gen->state->LayoutGeneration();
+    layout = gdp::sim::LoadRootProfile(gen->root);
+  }
+  if (!layout.ok()) {
+    // Keep the last view; do not re-read until the layout moves again.
+    Complain(std::string("cannot re-read the GPU layout: ") +
+             std::string(layout.status().message()));
+    auto snap = std::make_shared<Snapshot>(*gen->snap);
+    snap->generation = generation;
+    gen->snap = std::move(snap);
+    return;
+  }
+  gen->snap = BuildSnapshot(gen, *layout, generation);
+}
+
+nvmlReturn_t Load(const std::string& root, std::shared_ptr<Generation>* out) {
   auto gen = std::make_shared<Generation>();
-  gen->root = FindRoot();
-  if (gen->root.empty()) {
-    Complain(std::string("cannot find the driver root: the library is not installed as <root>/") +
-             gdp::sim::kLibraryRelPath + " and $" + gdp::sim::kRootEnv + " is not set");
+  gen->root = root;
+  uint64_t generation;
+  {
+    LayoutReadLock lock(root);
+    auto profile = gdp::sim::LoadRootProfile(root);
+    if (!profile.ok()) {
+      Complain(std::string(profile.status().message()));
+      return NVML_ERROR_DRIVER_NOT_LOADED;
+    }
+    gen->profile = std::move(*profile);
+    auto state = SharedState::OpenOrCreate(gdp::sim::StatePath(root), gen->profile);
+    if (!state.ok()) {
+      Complain(std::string(state.status().message()));
+      return NVML_ERROR_DRIVER_NOT_LOADED;
+    }
+    gen->state = std::move(*state);
+    generation = gen->state->LayoutGeneration();
+  }
+  if (!gen->state->DriverLoaded()) {
+    Complain(
+        "the NVIDIA kernel module is not loaded (`gpusim driver stop`); `gpusim driver start` "
+        "loads it");
     return NVML_ERROR_DRIVER_NOT_LOADED;
   }
-  auto profile = gdp::sim::LoadRootProfile(gen->root);
-  if (!profile.ok()) {
-    Complain(std::string(profile.status().message()));
-    return NVML_ERROR_DRIVER_NOT_LOADED;
-  }
-  gen->profile = std::move(*profile);
-  auto state = SharedState::OpenOrCreate(gdp::sim::StatePath(gen->root), gen->profile);
-  if (!state.ok()) {
-    Complain(std::string(state.status().message()));
-    return NVML_ERROR_DRIVER_NOT_LOADED;
-  }
-  gen->state = std::move(*state);
+  gen->index_of_slot.assign(gdp::sim::kMaxGpus, -1);
   for (unsigned i = 0; i < gen->profile.gpus.size(); ++i) {
     const GpuSpec& g = gen->profile.gpus[i];
     auto d = std::make_unique<nvmlDevice_st>();
     d->gpu = i;
+    d->slot = g.slot;
+    d->minor = g.minor;
     d->spec = &g;
-    gen->valid.insert(d.get());
-    std::vector<std::unique_ptr<nvmlDevice_st>> migs;
-    for (unsigned j = 0; j < g.mig_devices.size(); ++j) {
-      auto m = std::make_unique<nvmlDevice_st>();
-      m->gpu = i;
-      m->spec = &g;
-      m->mig = &g.mig_devices[j];
-      m->parent = d.get();
-      m->mig_index = j;
-      gen->valid.insert(m.get());
-      migs.push_back(std::move(m));
-    }
+    gen->index_of_slot[g.slot] = static_cast<int>(i);
     gen->gpus.push_back(std::move(d));
-    gen->migs.push_back(std::move(migs));
   }
+  gen->snap = BuildSnapshot(gen.get(), gen->profile, generation);
   *out = std::move(gen);
   return NVML_SUCCESS;
 }
@@ -169,15 +317,30 @@ nvmlReturn_t Load(std::shared_ptr<Generation>* out) {
 nvmlReturn_t DoInit() {
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_refcount == 0) {
+    const std::string root = FindRoot();
+    if (root.empty()) {
+      Complain(std::string("cannot find the driver root: the library is not installed as <root>/") +
+               gdp::sim::kLibraryRelPath + " and $" + gdp::sim::kRootEnv + " is not set");
+      return NVML_ERROR_DRIVER_NOT_LOADED;
+    }
+    // Hold the driver as a real process holds its device files: first the
+    // lock (so `gpusim driver stop` cannot finish under us), then check that
+    // the driver is loaded. A root without the lock file predates it.
+    int lock_fd = open(gdp::sim::DriverLockPath(root).c_str(), O_RDONLY | O_CLOEXEC);
+    if (lock_fd >= 0) Flock(lock_fd, LOCK_SH);
     std::shared_ptr<Generation> gen;
     nvmlReturn_t r;
     try {
-      r = Load(&gen);
+      r = Load(root, &gen);
     } catch (const std::exception& e) {
       Complain(std::string("initialisation failed: ") + e.what());
       r = NVML_ERROR_UNKNOWN;
     }
-    if (r != NVML_SUCCESS) return r;
+    if (r != NVML_SUCCESS) {
+      if (lock_fd >= 0) close(lock_fd);
+      return r;
+    }
+    g_driver_lock_fd = lock_fd;
     g_current = gen;
     g_generations.push_back(gen);
   }
@@ -185,30 +348,52 @@ nvmlReturn_t DoInit() {
   return NVML_SUCCESS;
 }
 
-// The per-call context: the generation this call works on.
+// The per-call context: the session and its view of the layout for this call.
 struct Ctx {
   std::shared_ptr<Generation> gen;
+  std::shared_ptr<const Snapshot> snap;
 
-  // Resolves a device handle: one of this generation's, else INVALID_ARGUMENT.
+  // Resolves a device handle: one of this session's live ones, else INVALID_ARGUMENT
+  // (a handle of an earlier session, or of a MIG device since destroyed).
   nvmlReturn_t Device(nvmlDevice_t h, const nvmlDevice_st** d) const {
-    if (h == nullptr || !gen->valid.count(h)) return NVML_ERROR_INVALID_ARGUMENT;
+    if (h == nullptr || !snap->valid.count(h)) return NVML_ERROR_INVALID_ARGUMENT;
     *d = h;
     return NVML_SUCCESS;
   }
-  bool Lost(const nvmlDevice_st* d) const { return gen->state->Read(d->gpu).lost; }
+  bool Lost(const nvmlDevice_st* d) const {
+    auto t = gen->state->Read(d->slot);
+    return t.lost || t.removed;
+  }
   // The latency `gpusim set nvml-latency-ms=N` asked for, so benchmarks can
   // show what slow NVML calls cost.
   void Delay(const nvmlDevice_st* d) const {
-    if (unsigned ms = gen->state->Read(d->gpu).latency_ms; ms > 0) {
+    if (unsigned ms = gen->state->Read(d->slot).latency_ms; ms > 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     }
   }
+  const Snapshot::Mig& MigOf(const nvmlDevice_st* d) const { return snap->mig[d->gpu]; }
+  // The MIG device behind a GPU or compute instance handle, if it is live.
+  nvmlReturn_t Instance(const void* h, const nvmlDevice_st* mig, const nvmlDevice_st** d) const {
+    if (h == nullptr || mig == nullptr || !snap->valid.count(mig)) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+    *d = mig;
+    return NVML_SUCCESS;
+  }
 };
+
+// Needs g_mu.
+void EnterLocked(Ctx* c) {
+  Generation& gen = *g_current;
+  if (gen.state->LayoutGeneration() != gen.snap->generation) Refresh(&gen);
+  c->gen = g_current;
+  c->snap = gen.snap;
+}
 
 nvmlReturn_t Enter(Ctx* c) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_refcount == 0 || !g_current) return NVML_ERROR_UNINITIALIZED;
-  c->gen = g_current;
+  EnterLocked(c);
   return NVML_SUCCESS;
 }
 
@@ -266,7 +451,11 @@ SIM_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
 SIM_EXPORT nvmlReturn_t nvmlShutdown(void) {
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_refcount == 0) return NVML_ERROR_UNINITIALIZED;
-  if (--g_refcount == 0) g_current.reset();
+  if (--g_refcount == 0) {
+    g_current.reset();
+    if (g_driver_lock_fd >= 0) close(g_driver_lock_fd);  // releases the driver
+    g_driver_lock_fd = -1;
+  }
   return NVML_SUCCESS;
 }
 
@@ -394,9 +583,9 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t
       *device = c.gen->gpus[i].get();
       return NVML_SUCCESS;
     }
-    for (const auto& m : c.gen->migs[i]) {
+    for (const nvmlDevice_st* m : c.snap->mig[i].devices) {
       if (m->mig->uuid == uuid) {
-        *device = m.get();
+        *device = const_cast<nvmlDevice_t>(m);
         return NVML_SUCCESS;
       }
     }
@@ -481,7 +670,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMinorNumber(nvmlDevice_t device, unsigned i
   SIM_NONNULL(minor);
   SIM_ALIVE(c, d);
   if (d->mig != nullptr) return NVML_ERROR_NOT_SUPPORTED;
-  *minor = d->gpu;
+  *minor = d->minor;
   return NVML_SUCCESS;
 }
 
@@ -523,8 +712,8 @@ MemorySplit MemoryOf(const Ctx& c, const nvmlDevice_st* d) {
   }
   m.total = d->spec->memory_mib * kMiB;
   m.reserved = std::min<unsigned long long>(d->spec->reserved_mib * kMiB, m.total);
-  m.used =
-      std::min<unsigned long long>(c.gen->state->Read(d->gpu).mem_used_bytes, m.total - m.reserved);
+  m.used = std::min<unsigned long long>(c.gen->state->Read(d->slot).mem_used_bytes,
+                                        m.total - m.reserved);
   return m;
 }
 }  // namespace
@@ -759,7 +948,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int* 
   SIM_NONNULL(current, pending);
   SIM_ALIVE(c, d);
   if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
-  *current = *pending = d->spec->mig_enabled ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+  *current = *pending = c.MigOf(d).enabled ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
   return NVML_SUCCESS;
 }
 
@@ -770,7 +959,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsi
   if (d->mig) return NVML_ERROR_NOT_SUPPORTED;
   // nvml.h: "Returns zero if MIG is not supported or enabled." A real H100
   // with MIG disabled answers NVML_SUCCESS and 0.
-  *count = d->spec->mig_capable && d->spec->mig_enabled ? d->spec->max_mig_devices : 0;
+  *count = d->spec->mig_capable && c.MigOf(d).enabled ? d->spec->max_mig_devices : 0;
   return NVML_SUCCESS;
 }
 
@@ -781,9 +970,9 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device,
   SIM_ALIVE(c, d);
   if (d->mig || !d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
   if (index >= d->spec->max_mig_devices) return NVML_ERROR_INVALID_ARGUMENT;
-  const auto& migs = c.gen->migs[d->gpu];
+  const auto& migs = c.MigOf(d).devices;
   if (index >= migs.size()) return NVML_ERROR_NOT_FOUND;
-  *mig = migs[index].get();
+  *mig = const_cast<nvmlDevice_t>(migs[index]);
   return NVML_SUCCESS;
 }
 
@@ -858,6 +1047,388 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetAttributes(nvmlDevice_t device, nvmlDeviceA
   return nvmlDeviceGetAttributes_v2(device, a);
 }
 
+// ---------------------------------------------------------------- MIG instances (go-nvlib)
+
+namespace {
+// NVML's GPU instance profile id for one of a model's MIG profiles: by compute
+// slices, and for a one-slice profile with more memory than the smallest one
+// (1g.20gb beside 1g.10gb) the REV2 id. -1 when it has none.
+int GiProfileId(const GpuSpec& g, const std::string& name) {
+  auto it = g.mig_profiles.find(name);
+  if (it == g.mig_profiles.end()) return -1;
+  const gdp::sim::MigProfile& p = it->second;
+  switch (p.slices) {
+    case 1:
+      for (const auto& [other, q] : g.mig_profiles) {
+        if (q.slices == 1 && q.memory_mib < p.memory_mib)
+          return NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2;
+      }
+      return NVML_GPU_INSTANCE_PROFILE_1_SLICE;
+    case 2:
+      return NVML_GPU_INSTANCE_PROFILE_2_SLICE;
+    case 3:
+      return NVML_GPU_INSTANCE_PROFILE_3_SLICE;
+    case 4:
+      return NVML_GPU_INSTANCE_PROFILE_4_SLICE;
+    case 6:
+      return NVML_GPU_INSTANCE_PROFILE_6_SLICE;
+    case 7:
+      return NVML_GPU_INSTANCE_PROFILE_7_SLICE;
+    default:
+      return -1;
+  }
+}
+
+// Compute instance profile ids by compute slices; -1 for none.
+int CiProfileId(unsigned slices) {
+  switch (slices) {
+    case 1:
+      return NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE;
+    case 2:
+      return NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE;
+    case 3:
+      return NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE;
+    case 4:
+      return NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE;
+    case 6:
+      return NVML_COMPUTE_INSTANCE_PROFILE_6_SLICE;
+    case 7:
+      return NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE;
+    default:
+      return -1;
+  }
+}
+
+// Everything a GPU instance profile info struct holds, whatever its version.
+struct GiProfile {
+  std::string name;  // "1g.10gb"
+  unsigned id = 0, slices = 0, instances = 0, sms = 0, copy = 0, dec = 0, enc = 0, jpeg = 0,
+           ofa = 0;
+  unsigned long long memory_mib = 0;
+};
+
+// The model's profile with NVML profile id `profile`; NOT_SUPPORTED when the
+// model has none, INVALID_ARGUMENT past the ids nvml.h defines.
+nvmlReturn_t FindGiProfile(const GpuSpec& g, unsigned profile, GiProfile* out) {
+  if (profile >= NVML_GPU_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  uint64_t budget = 0;
+  for (const auto& [name, p] : g.mig_profiles) budget = std::max(budget, p.memory_mib);
+  for (const auto& [name, p] : g.mig_profiles) {
+    if (GiProfileId(g, name) != static_cast<int>(profile)) continue;
+    out->name = name;
+    out->id = profile;
+    out->slices = p.slices;
+    out->instances =
+        std::min<unsigned>(std::min(7 / p.slices, g.max_mig_devices),
+                           p.memory_mib > 0 ? static_cast<unsigned>(budget / p.memory_mib) : 0);
+    out->sms = p.multiprocessors;
+    out->copy = std::max(1u, g.copy_engines * p.slices / 7);
+    out->dec = g.decoders * p.slices / 7;
+    out->enc = g.encoders * p.slices / 7;
+    out->jpeg = g.jpeg * p.slices / 7;
+    out->ofa = p.slices == 7 ? g.ofa : 0;
+    out->memory_mib = p.memory_mib;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// A compute instance profile of a GPU instance of `gi_slices` slices.
+struct CiProfile {
+  unsigned id = 0, slices = 0, instances = 0, sms = 0;
+};
+nvmlReturn_t FindCiProfile(const nvmlDevice_st* m, unsigned profile, CiProfile* out) {
+  if (profile >= NVML_COMPUTE_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  const unsigned s = m->mig->slices;
+  for (unsigned c : {1u, 2u, 3u, 4u, 6u, 7u}) {
+    if (CiProfileId(c) != static_cast<int>(profile)) continue;
+    if (c > s || (s == 4 && c == 3)) return NVML_ERROR_NOT_SUPPORTED;
+    out->id = profile;
+    out->slices = c;
+    out->instances = s / c;
+    out->sms = m->mig->multiprocessors * c / s;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// Where a MIG device's GPU instance starts: the slices of those before it.
+unsigned PlacementStart(const Ctx& c, const nvmlDevice_st* m) {
+  unsigned start = 0;
+  for (const nvmlDevice_st* other : c.MigOf(m).devices) {
+    if (other == m) break;
+    start += other->mig->slices;
+  }
+  return start;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device,
+                                                            unsigned int profile,
+                                                            nvmlGpuInstanceProfileInfo_t* info) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(info);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable) return NVML_ERROR_NOT_SUPPORTED;
+  GiProfile p;
+  if (nvmlReturn_t r = FindGiProfile(*d->spec, profile, &p); r != NVML_SUCCESS) return r;
+  std::memset(info, 0, sizeof(*info));
+  info->id = p.id;
+  info->isP2pSupported = 0;
+  info->sliceCount = p.slices;
+  info->instanceCount = p.instances;
+  info->multiprocessorCount = p.sms;
+  info->copyEngineCount = p.copy;
+  info->decoderCount = p.dec;
+  info->encoderCount = p.enc;
+  info->jpegCount = p.jpeg;
+  info->ofaCount = p.ofa;
+  info->memorySizeMB = p.memory_mib;
+  return NVML_SUCCESS;
+}
+
+// Fills the v2 or v3 layout of the profile info, which differ after `id`.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfoV(
+    nvmlDevice_t device, unsigned int profile, nvmlGpuInstanceProfileInfo_v2_t* info) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(info);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  if (info->version != nvmlGpuInstanceProfileInfo_v2 &&
+      info->version != nvmlGpuInstanceProfileInfo_v3) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  SIM_ALIVE(c, d);
+  // nvml.h: NOT_SUPPORTED unless MIG mode is enabled.
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  GiProfile p;
+  if (nvmlReturn_t r = FindGiProfile(*d->spec, profile, &p); r != NVML_SUCCESS) return r;
+  const std::string name = "MIG " + p.name;
+  if (info->version == nvmlGpuInstanceProfileInfo_v2) {
+    const unsigned version = info->version;
+    std::memset(info, 0, sizeof(*info));
+    info->version = version;
+    info->id = p.id;
+    info->sliceCount = p.slices;
+    info->instanceCount = p.instances;
+    info->multiprocessorCount = p.sms;
+    info->copyEngineCount = p.copy;
+    info->decoderCount = p.dec;
+    info->encoderCount = p.enc;
+    info->jpegCount = p.jpeg;
+    info->ofaCount = p.ofa;
+    info->memorySizeMB = p.memory_mib;
+    std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+  } else {
+    auto* v3 = reinterpret_cast<nvmlGpuInstanceProfileInfo_v3_t*>(info);
+    const unsigned version = v3->version;
+    std::memset(v3, 0, sizeof(*v3));
+    v3->version = version;
+    v3->id = p.id;
+    v3->sliceCount = p.slices;
+    v3->instanceCount = p.instances;
+    v3->multiprocessorCount = p.sms;
+    v3->copyEngineCount = p.copy;
+    v3->decoderCount = p.dec;
+    v3->encoderCount = p.enc;
+    v3->jpegCount = p.jpeg;
+    v3->ofaCount = p.ofa;
+    v3->memorySizeMB = p.memory_mib;
+    std::snprintf(v3->name, sizeof v3->name, "%s", name.c_str());
+    v3->capabilities = 0;
+  }
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstances(nvmlDevice_t device, unsigned int profileId,
+                                                  nvmlGpuInstance_t* gpuInstances,
+                                                  unsigned int* count) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuInstances, count);
+  if (d->mig || profileId >= NVML_GPU_INSTANCE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  unsigned n = 0;
+  for (const nvmlDevice_st* m : c.MigOf(d).devices) {
+    if (GiProfileId(*d->spec, m->mig->profile) == static_cast<int>(profileId)) {
+      gpuInstances[n++] = const_cast<nvmlGpuInstance_t>(&m->gi);
+    }
+  }
+  *count = n;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceById(nvmlDevice_t device, unsigned int id,
+                                                     nvmlGpuInstance_t* gpuInstance) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuInstance);
+  if (d->mig) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, d);
+  if (!d->spec->mig_capable || !c.MigOf(d).enabled) return NVML_ERROR_NOT_SUPPORTED;
+  for (const nvmlDevice_st* m : c.MigOf(d).devices) {
+    if (m->mig->gpu_instance_id == id) {
+      *gpuInstance = const_cast<nvmlGpuInstance_t>(&m->gi);
+      return NVML_SUCCESS;
+    }
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetInfo(nvmlGpuInstance_t gpuInstance,
+                                               nvmlGpuInstanceInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  SIM_ALIVE(c, m);
+  std::memset(info, 0, sizeof(*info));
+  info->device = m->parent;
+  info->id = m->mig->gpu_instance_id;
+  info->profileId = static_cast<unsigned>(GiProfileId(*m->spec, m->mig->profile));
+  info->placement.start = PlacementStart(c, m);
+  info->placement.size = m->mig->slices;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  if (engProfile >= NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  SIM_ALIVE(c, m);
+  CiProfile p;
+  if (nvmlReturn_t r = FindCiProfile(m, profile, &p); r != NVML_SUCCESS) return r;
+  std::memset(info, 0, sizeof(*info));
+  info->id = p.id;
+  info->sliceCount = p.slices;
+  info->instanceCount = p.instances;
+  info->multiprocessorCount = p.sms;
+  const GpuSpec& g = *m->spec;
+  const unsigned s = m->mig->slices;
+  info->sharedCopyEngineCount = std::max(1u, g.copy_engines * s / 7);
+  info->sharedDecoderCount = g.decoders * s / 7;
+  info->sharedEncoderCount = g.encoders * s / 7;
+  info->sharedJpegCount = g.jpeg * s / 7;
+  info->sharedOfaCount = s == 7 ? g.ofa : 0;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfoV(
+    nvmlGpuInstance_t gpuInstance, unsigned int profile, unsigned int engProfile,
+    nvmlComputeInstanceProfileInfo_v2_t* info) {
+  if (info == nullptr)
+    return nvmlGpuInstanceGetComputeInstanceProfileInfo(gpuInstance, profile, engProfile, nullptr);
+  if (info->version != nvmlComputeInstanceProfileInfo_v2 &&
+      info->version != nvmlComputeInstanceProfileInfo_v3) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  nvmlComputeInstanceProfileInfo_t v1{};
+  nvmlReturn_t r =
+      nvmlGpuInstanceGetComputeInstanceProfileInfo(gpuInstance, profile, engProfile, &v1);
+  if (r != NVML_SUCCESS) return r;
+  const nvmlDevice_st* m = gpuInstance->mig;
+  const std::string name = v1.sliceCount == m->mig->slices
+                               ? "MIG " + m->mig->profile
+                               : "MIG " + std::to_string(v1.sliceCount) + "c." + m->mig->profile;
+  // v3 is v2 with `capabilities` after the name.
+  const unsigned version = info->version;
+  if (version == nvmlComputeInstanceProfileInfo_v3) {
+    std::memset(info, 0, sizeof(nvmlComputeInstanceProfileInfo_v3_t));
+  } else {
+    std::memset(info, 0, sizeof(*info));
+  }
+  info->version = version;
+  info->id = v1.id;
+  info->sliceCount = v1.sliceCount;
+  info->instanceCount = v1.instanceCount;
+  info->multiprocessorCount = v1.multiprocessorCount;
+  info->sharedCopyEngineCount = v1.sharedCopyEngineCount;
+  info->sharedDecoderCount = v1.sharedDecoderCount;
+  info->sharedEncoderCount = v1.sharedEncoderCount;
+  info->sharedJpegCount = v1.sharedJpegCount;
+  info->sharedOfaCount = v1.sharedOfaCount;
+  std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlGpuInstanceGetComputeInstanceById(
+    nvmlGpuInstance_t gpuInstance, unsigned int id, nvmlComputeInstance_t* computeInstance) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r = c.Instance(gpuInstance, gpuInstance ? gpuInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(computeInstance);
+  SIM_ALIVE(c, m);
+  if (id != m->mig->compute_instance_id) return NVML_ERROR_NOT_FOUND;
+  *computeInstance = const_cast<nvmlComputeInstance_t>(&m->ci);
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlComputeInstanceGetInfo_v2(nvmlComputeInstance_t computeInstance,
+                                                      nvmlComputeInstanceInfo_t* info) {
+  SIM_ENTER(c);
+  const nvmlDevice_st* m = nullptr;
+  if (nvmlReturn_t r =
+          c.Instance(computeInstance, computeInstance ? computeInstance->mig : nullptr, &m);
+      r != NVML_SUCCESS) {
+    return r;
+  }
+  SIM_NONNULL(info);
+  SIM_ALIVE(c, m);
+  std::memset(info, 0, sizeof(*info));
+  info->device = m->parent;
+  info->gpuInstance = const_cast<nvmlGpuInstance_t>(&m->gi);
+  info->id = m->mig->compute_instance_id;
+  info->profileId = static_cast<unsigned>(CiProfileId(m->mig->slices));
+  info->placement.start = 0;
+  info->placement.size = m->mig->slices;
+  return NVML_SUCCESS;
+}
+SIM_EXPORT nvmlReturn_t nvmlComputeInstanceGetInfo(nvmlComputeInstance_t computeInstance,
+                                                   nvmlComputeInstanceInfo_t* info) {
+  return nvmlComputeInstanceGetInfo_v2(computeInstance, info);
+}
+
+// No NVLink fabric (Fabric Manager, IMEX) is simulated: every GPU answers as
+// one that does not take part in one.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device,
+                                                   nvmlGpuFabricInfo_t* gpuFabricInfo) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuFabricInfo);
+  SIM_ALIVE(c, d);
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device,
+                                                    nvmlGpuFabricInfoV_t* gpuFabricInfo) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(gpuFabricInfo);
+  SIM_ALIVE(c, d);
+  return NVML_ERROR_NOT_SUPPORTED;
+}
+
+// Neither HMM nor ATS: the simulated host mirrors no CPU page tables.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetAddressingMode(nvmlDevice_t device,
+                                                    nvmlDeviceAddressingMode_t* mode) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(mode);
+  if (mode->version != nvmlDeviceAddressingMode_v1) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  SIM_ALIVE(c, d);
+  if (d->mig || d->spec->architecture < NVML_DEVICE_ARCH_TURING) return NVML_ERROR_NOT_SUPPORTED;
+  mode->value = NVML_DEVICE_ADDRESSING_MODE_NONE;
+  return NVML_SUCCESS;
+}
+
 // ---------------------------------------------------------------- events
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
@@ -899,6 +1470,29 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned l
   return NVML_SUCCESS;
 }
 
+namespace {
+// The device event type an event of the shared state is, 0 for system events.
+unsigned long long DeviceEventType(EventKind kind) {
+  switch (kind) {
+    case EventKind::kXid:
+      return nvmlEventTypeXidCriticalError;
+    case EventKind::kMigConfigChange:
+      return nvmlEventMigConfigChange;
+    case EventKind::kRecoveryAction:
+      return nvmlEventTypeGpuRecoveryAction;
+    default:
+      return 0;
+  }
+}
+
+// The current view of the layout for a call that runs long (a wait).
+std::shared_ptr<const Snapshot> CurrentSnapshot(Ctx* c) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_current == c->gen) EnterLocked(c);
+  return c->snap;
+}
+}  // namespace
+
 SIM_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t* data,
                                             unsigned int timeoutms) {
   SIM_ENTER(c);
@@ -909,32 +1503,40 @@ SIM_EXPORT nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t*
   for (;;) {
     uint64_t seen;
     {
+      std::shared_ptr<const Snapshot> snap = CurrentSnapshot(&c);
       std::lock_guard<std::mutex> lock(set->mu);
-      gdp::sim::XidEvent ev;
+      gdp::sim::Event ev;
       while (state.NextEvent(set->seen, &ev)) {
         set->seen = ev.seq;
-        if (ev.gpu >= c.gen->gpus.size()) continue;
-        // A registration on the GPU, or on one of its MIG devices, receives it.
+        const unsigned long long type = DeviceEventType(ev.kind);
+        if (type == 0 || ev.slot >= c.gen->index_of_slot.size()) continue;
+        const int index = c.gen->index_of_slot[ev.slot];
+        if (index < 0) continue;  // a GPU this session does not have
+        // A registration on the GPU, or on one of its live MIG devices, receives it.
         const nvmlDevice_st* target = nullptr;
-        const nvmlDevice_st* gpu = c.gen->gpus[ev.gpu].get();
+        const nvmlDevice_st* gpu = c.gen->gpus[static_cast<size_t>(index)].get();
         auto it = set->registered.find(gpu);
-        if (it != set->registered.end() && (it->second & nvmlEventTypeXidCriticalError)) {
+        if (it != set->registered.end() && (it->second & type)) {
           target = gpu;
         } else {
-          for (const auto& m : c.gen->migs[ev.gpu]) {
-            auto mi = set->registered.find(m.get());
-            if (mi != set->registered.end() && (mi->second & nvmlEventTypeXidCriticalError)) {
-              target = m.get();
+          for (const nvmlDevice_st* m : snap->mig[static_cast<size_t>(index)].devices) {
+            auto mi = set->registered.find(m);
+            if (mi != set->registered.end() && (mi->second & type)) {
+              target = m;
               break;
             }
           }
         }
         if (target == nullptr) continue;
+        // nvml.h: eventData holds the XID for XID events and is 0 for any other;
+        // the instance ids are valid only for an XID attributable to a MIG device.
+        const bool xid = ev.kind == EventKind::kXid;
         data->device = const_cast<nvmlDevice_t>(target);
-        data->eventType = nvmlEventTypeXidCriticalError;
-        data->eventData = ev.xid;
-        data->gpuInstanceId = target->mig ? target->mig->gpu_instance_id : 0xFFFFFFFFu;
-        data->computeInstanceId = target->mig ? target->mig->compute_instance_id : 0xFFFFFFFFu;
+        data->eventType = type;
+        data->eventData = xid ? ev.data : 0;
+        data->gpuInstanceId = xid && target->mig ? target->mig->gpu_instance_id : 0xFFFFFFFFu;
+        data->computeInstanceId =
+            xid && target->mig ? target->mig->compute_instance_id : 0xFFFFFFFFu;
         return NVML_SUCCESS;
       }
       seen = set->seen;
@@ -959,6 +1561,102 @@ SIM_EXPORT nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) {
   return NVML_SUCCESS;
 }
 
+// ---------------------------------------------------------------- system events
+
+namespace {
+constexpr unsigned long long kSystemEventTypes =
+    nvmlSystemEventTypeGpuDriverUnbind | nvmlSystemEventTypeGpuDriverBind;
+
+bool LiveSystemSet(nvmlSystemEventSet_t set) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return set != nullptr && g_system_event_sets.count(set) > 0;
+}
+}  // namespace
+
+SIM_EXPORT nvmlReturn_t nvmlSystemEventSetCreate(nvmlSystemEventSetCreateRequest_t* request) {
+  SIM_ENTER(c);
+  SIM_NONNULL(request);
+  if (request->version != nvmlSystemEventSetCreateRequest_v1) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  auto* s = new nvmlSystemEventSet_st;
+  s->seen = c.gen->state->EventCount();  // only events from now on
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_system_event_sets.insert(s);
+  request->set = s;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemRegisterEvents(nvmlSystemRegisterEventRequest_t* request) {
+  SIM_ENTER(c);
+  SIM_NONNULL(request);
+  if (request->version != nvmlSystemRegisterEventRequest_v1) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  if (!LiveSystemSet(request->set)) return NVML_ERROR_INVALID_ARGUMENT;
+  // nvml.h: on NOT_SUPPORTED none of the requested types is registered.
+  if ((request->eventTypes & ~kSystemEventTypes) != 0) return NVML_ERROR_NOT_SUPPORTED;
+  std::lock_guard<std::mutex> lock(request->set->mu);
+  request->set->types |= request->eventTypes;
+  return NVML_SUCCESS;
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemEventSetWait(nvmlSystemEventSetWaitRequest_t* request) {
+  SIM_ENTER(c);
+  SIM_NONNULL(request);
+  if (request->version != nvmlSystemEventSetWaitRequest_v1) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  nvmlSystemEventSet_t set = request->set;
+  if (!LiveSystemSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
+  if (request->dataSize == 0 || request->data == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  request->numEvent = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(request->timeoutms);
+  const SharedState& state = *c.gen->state;
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(set->mu);
+      gdp::sim::Event ev;
+      // Up to dataSize events; more stay queued for the next call (nvml.h:
+      // numEvent == dataSize means there may be more).
+      while (request->numEvent < request->dataSize && state.NextEvent(set->seen, &ev)) {
+        set->seen = ev.seq;
+        unsigned long long type =
+            ev.kind == EventKind::kDriverBind     ? nvmlSystemEventTypeGpuDriverBind
+            : ev.kind == EventKind::kDriverUnbind ? nvmlSystemEventTypeGpuDriverUnbind
+                                                  : 0;
+        if ((type & set->types) == 0) continue;
+        nvmlSystemEventData_v1_t& out = request->data[request->numEvent++];
+        out.eventType = type;
+        out.gpuId = static_cast<unsigned>(ev.data);
+      }
+      if (request->numEvent > 0) return NVML_SUCCESS;
+      seen = set->seen;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return NVML_ERROR_TIMEOUT;
+    state.WaitForEvent(seen, deadline - now);
+  }
+}
+
+SIM_EXPORT nvmlReturn_t nvmlSystemEventSetFree(nvmlSystemEventSetFreeRequest_t* request) {
+  SIM_ENTER(c);
+  SIM_NONNULL(request);
+  if (request->version != nvmlSystemEventSetFreeRequest_v1) {
+    return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (request->set == nullptr || g_system_event_sets.erase(request->set) == 0) {
+      return NVML_ERROR_INVALID_ARGUMENT;
+    }
+  }
+  delete request->set;
+  request->set = nullptr;
+  return NVML_SUCCESS;
+}
+
 // ---------------------------------------------------------------- telemetry
 
 namespace {
@@ -974,7 +1672,7 @@ namespace {
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
                                                       nvmlUtilization_t* util) {
   SIM_TELEMETRY(c, device, d, util);
-  auto t = c.gen->state->Read(d->gpu);
+  auto t = c.gen->state->Read(d->slot);
   util->gpu = t.util_gpu;
   util->memory = t.util_mem;
   return NVML_SUCCESS;
@@ -985,7 +1683,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device,
                                                  unsigned int* temp) {
   SIM_TELEMETRY(c, device, d, temp);
   if (sensor != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
-  *temp = c.gen->state->Read(d->gpu).temp_c;
+  *temp = c.gen->state->Read(d->slot).temp_c;
   return NVML_SUCCESS;
 }
 
@@ -993,7 +1691,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device,
                                                     nvmlPcieUtilCounter_t counter,
                                                     unsigned int* value) {
   SIM_TELEMETRY(c, device, d, value);
-  auto t = c.gen->state->Read(d->gpu);
+  auto t = c.gen->state->Read(d->slot);
   switch (counter) {
     case NVML_PCIE_UTIL_TX_BYTES:
       *value = t.pcie_tx_kbps;
@@ -1009,17 +1707,24 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetPcieThroughput(nvmlDevice_t device,
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
                                                                unsigned long long* reasons) {
   SIM_TELEMETRY(c, device, d, reasons);
-  *reasons = c.gen->state->Read(d->gpu).clocks_event_reasons;
+  *reasons = c.gen->state->Read(d->slot).clocks_event_reasons;
   return NVML_SUCCESS;
 }
 
-// Only NVML_FI_DEV_MEMORY_TEMP is simulated; every other field answers
-// NOT_SUPPORTED in its own nvmlReturn, as the real call does per value.
+// Two fields are simulated: NVML_FI_DEV_MEMORY_TEMP and
+// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION; every other field answers NOT_SUPPORTED
+// in its own nvmlReturn, as the real call does per value. On a lost (or
+// removed) GPU the call succeeds and each field answers GPU_IS_LOST, except
+// the recovery action, which is the driver's to tell (an assumption:
+// docs/simulator.md).
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount,
                                                  nvmlFieldValue_t* values) {
-  SIM_TELEMETRY(c, device, d, values);
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(values);
+  if (d->mig) return NVML_ERROR_NOT_SUPPORTED;
   if (valuesCount < 0) return NVML_ERROR_INVALID_ARGUMENT;
-  auto t = c.gen->state->Read(d->gpu);
+  auto t = c.gen->state->Read(d->slot);
+  const bool lost = t.lost || t.removed;
   const auto now_us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
@@ -1027,7 +1732,13 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int values
     nvmlFieldValue_t& v = values[i];
     v.timestamp = now_us;
     v.latencyUsec = 0;
-    if (v.fieldId == NVML_FI_DEV_MEMORY_TEMP) {
+    if (v.fieldId == NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
+      v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+      v.value.uiVal = t.recovery_action;
+      v.nvmlReturn = NVML_SUCCESS;
+    } else if (lost) {
+      v.nvmlReturn = NVML_ERROR_GPU_IS_LOST;
+    } else if (v.fieldId == NVML_FI_DEV_MEMORY_TEMP) {
       v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v.value.uiVal = t.mem_temp_c;
       v.nvmlReturn = NVML_SUCCESS;
@@ -1040,7 +1751,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int values
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int* power) {
   SIM_TELEMETRY(c, device, d, power);
-  *power = c.gen->state->Read(d->gpu).power_mw;
+  *power = c.gen->state->Read(d->slot).power_mw;
   return NVML_SUCCESS;
 }
 
@@ -1063,14 +1774,14 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device,
   SIM_TELEMETRY(c, device, d, energy);
   // Energy counters arrived with Volta.
   if (d->spec->architecture < NVML_DEVICE_ARCH_VOLTA) return NVML_ERROR_NOT_SUPPORTED;
-  *energy = c.gen->state->Read(d->gpu).energy_mj;
+  *energy = c.gen->state->Read(d->slot).energy_mj;
   return NVML_SUCCESS;
 }
 
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type,
                                                unsigned int* clock) {
   SIM_TELEMETRY(c, device, d, clock);
-  auto t = c.gen->state->Read(d->gpu);
+  auto t = c.gen->state->Read(d->slot);
   switch (type) {
     case NVML_CLOCK_GRAPHICS:
     case NVML_CLOCK_SM:
@@ -1123,7 +1834,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device,
   if (counterType != NVML_VOLATILE_ECC && counterType != NVML_AGGREGATE_ECC) {
     return NVML_ERROR_INVALID_ARGUMENT;
   }
-  auto t = c.gen->state->Read(d->gpu);
+  auto t = c.gen->state->Read(d->slot);
   switch (errorType) {
     case NVML_MEMORY_ERROR_TYPE_CORRECTED:
       *eccCounts = t.ecc_corrected;

@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -98,15 +100,8 @@ class Fields {
     if (!_st.ok()) return _st;    \
   } while (0)
 
-struct MigProfileSpec {
-  unsigned slices = 0;
-  unsigned multiprocessors = 0;
-  uint64_t memory_mib = 0;
-};
-
 struct Model {
-  GpuSpec gpu;  // model fields only
-  std::map<std::string, MigProfileSpec> mig_profiles;
+  GpuSpec gpu;  // model fields only (its mig_profiles included)
 };
 
 absl::StatusOr<unsigned> ParseArchitecture(const std::string& s) {
@@ -224,12 +219,15 @@ absl::Status ParseModel(const YAML::Node& node, const std::string& path, const s
       std::string pname = kv.first.Scalar();
       Fields p(kv.second, mig.Path("profiles." + pname), src);
       SIM_RETURN_IF_ERROR(p.CheckMap());
-      MigProfileSpec spec;
+      MigProfile spec;
       SIM_RETURN_IF_ERROR(p.Uint("slices", &spec.slices, true));
       SIM_RETURN_IF_ERROR(p.Uint("multiprocessors", &spec.multiprocessors, true));
       SIM_RETURN_IF_ERROR(p.Uint("memoryMiB", &spec.memory_mib, true));
       SIM_RETURN_IF_ERROR(p.CheckAllUsed());
-      m->mig_profiles[pname] = spec;
+      if (spec.slices == 0 || spec.slices > 7) {
+        return p.Error(p.Path("slices"), "must be 1..7");
+      }
+      g.mig_profiles[pname] = spec;
     }
     SIM_RETURN_IF_ERROR(mig.CheckAllUsed());
   }
@@ -250,6 +248,7 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index,
   }
   const Model& model = it->second;
   *out = model.gpu;
+  out->model = model_name;
   std::string bus_id;
   SIM_RETURN_IF_ERROR(f.String("busId", &bus_id, true));
   if (!ParseBusId(bus_id, &out->domain, &out->bus, &out->device)) {
@@ -283,6 +282,17 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index,
   std::snprintf(serial, sizeof serial, "1%012llu",
                 static_cast<unsigned long long>(Fnv1a(key, 7) % 1000000000000ULL));
   out->serial = serial;
+  SIM_RETURN_IF_ERROR(f.String("serial", &out->serial, false));
+  out->minor = static_cast<unsigned>(index);
+  SIM_RETURN_IF_ERROR(f.Uint("minor", &out->minor, false));
+  if (out->minor > kMaxGpuMinor) {
+    return f.Error(f.Path("minor"), absl::StrCat("must be at most ", kMaxGpuMinor));
+  }
+  out->slot = static_cast<unsigned>(index);
+  SIM_RETURN_IF_ERROR(f.Uint("stateSlot", &out->slot, false));
+  if (out->slot >= kMaxProfileGpus) {
+    return f.Error(f.Path("stateSlot"), absl::StrCat("must be below ", kMaxProfileGpus));
+  }
   if (f.Has("mig")) {
     YAML::Node mig = f.Get("mig");
     if (!mig.IsSequence()) return f.Error(f.Path("mig"), "must be a list of MIG profile names");
@@ -290,16 +300,25 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index,
       return f.Error(f.Path("mig"), absl::StrCat("model '", model_name, "' is not MIG-capable"));
     }
     out->mig_enabled = true;
-    unsigned slices = 0, gi = 1;
+    unsigned gi = 1;
     for (size_t j = 0; j < mig.size(); ++j) {
-      std::string pname = mig[j].IsScalar() ? mig[j].Scalar() : "";
-      auto p = model.mig_profiles.find(pname);
-      if (p == model.mig_profiles.end()) {
-        return f.Error(
-            absl::StrCat(path, ".mig[", j, "]"),
-            absl::StrCat("names unknown MIG profile '", pname, "' for model '", model_name, "'"));
+      // A profile name, or {profile: NAME, uuid: MIG-...} as a layout file keeps them.
+      std::string entry_path = absl::StrCat(path, ".mig[", j, "]");
+      std::string pname, uuid = DerivedUuid("MIG", absl::StrCat(key, "/", j));
+      if (mig[j].IsScalar()) {
+        pname = mig[j].Scalar();
+      } else if (mig[j].IsMap()) {
+        Fields e(mig[j], entry_path, src);
+        SIM_RETURN_IF_ERROR(e.String("profile", &pname, true));
+        SIM_RETURN_IF_ERROR(e.String("uuid", &uuid, false));
+        SIM_RETURN_IF_ERROR(e.CheckAllUsed());
+        if (uuid.rfind("MIG-", 0) != 0) return e.Error(e.Path("uuid"), "must start with MIG-");
       }
-      slices += p->second.slices;
+      auto p = model.gpu.mig_profiles.find(pname);
+      if (p == model.gpu.mig_profiles.end()) {
+        return f.Error(entry_path, absl::StrCat("names unknown MIG profile '", pname,
+                                                "' for model '", model_name, "'"));
+      }
       MigDeviceSpec d;
       d.profile = pname;
       d.gpu_instance_id = gi++;
@@ -307,20 +326,37 @@ absl::Status ParseGpu(const YAML::Node& node, size_t index,
       d.slices = p->second.slices;
       d.multiprocessors = p->second.multiprocessors;
       d.memory_mib = p->second.memory_mib;
-      d.uuid = DerivedUuid("MIG", absl::StrCat(key, "/", j));
+      d.uuid = uuid;
       out->mig_devices.push_back(d);
     }
-    if (slices > 7 || out->mig_devices.size() > out->max_mig_devices) {
-      return f.Error(f.Path("mig"),
-                     absl::StrCat("uses ", slices, " slices in ", out->mig_devices.size(),
-                                  " instances; a GPU has 7 slices and at most ",
-                                  out->max_mig_devices, " MIG devices"));
+    if (auto st = CheckMigBudget(*out, out->mig_devices); !st.ok()) {
+      return f.Error(f.Path("mig"), std::string(st.message()));
     }
   }
   return f.CheckAllUsed();
 }
 
+absl::StatusOr<Profile> ParseProfileImpl(std::string_view yaml, const std::string& source,
+                                         bool allow_no_gpus);
+
 }  // namespace
+
+absl::Status CheckMigBudget(const GpuSpec& gpu, const std::vector<MigDeviceSpec>& devices) {
+  unsigned slices = 0;
+  uint64_t memory = 0, budget = 0;
+  for (const auto& [name, p] : gpu.mig_profiles) budget = std::max(budget, p.memory_mib);
+  for (const auto& d : devices) {
+    slices += d.slices;
+    memory += d.memory_mib;
+  }
+  if (slices > 7 || memory > budget || devices.size() > gpu.max_mig_devices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("uses ", slices, " slices and ", memory, " MiB in ", devices.size(),
+                     " instances; the ", gpu.name, " has 7 slices, ", budget,
+                     " MiB for MIG and at most ", gpu.max_mig_devices, " MIG devices"));
+  }
+  return absl::OkStatus();
+}
 
 std::string Profile::NvmlVersion() const {
   return absl::StrCat(cuda_driver_version / 1000, ".", driver_version);
@@ -349,6 +385,12 @@ absl::Status ValidateCudaVersion(int v) {
 }
 
 absl::StatusOr<Profile> ParseProfile(std::string_view yaml, const std::string& source) {
+  return ParseProfileImpl(yaml, source, false);
+}
+
+namespace {
+absl::StatusOr<Profile> ParseProfileImpl(std::string_view yaml, const std::string& source,
+                                         bool allow_no_gpus) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -397,11 +439,14 @@ absl::StatusOr<Profile> ParseProfile(std::string_view yaml, const std::string& s
       models[kv.first.Scalar()] = std::move(m);
     }
     YAML::Node gpus = f.Get("gpus");
-    if (!gpus.IsSequence() || gpus.size() == 0) {
+    if (!gpus.IsSequence() || (gpus.size() == 0 && !allow_no_gpus)) {
       return f.Error("gpus", "is required and must be a non-empty list");
     }
-    if (gpus.size() > 64) return f.Error("gpus", "must list at most 64 GPUs");
+    if (gpus.size() > kMaxProfileGpus) {
+      return f.Error("gpus", absl::StrCat("must list at most ", kMaxProfileGpus, " GPUs"));
+    }
     std::set<std::string> seen;
+    std::set<unsigned> minors, slots;
     for (size_t i = 0; i < gpus.size(); ++i) {
       GpuSpec g;
       SIM_RETURN_IF_ERROR(ParseGpu(gpus[i], i, models, p.name, source, &g));
@@ -417,14 +462,27 @@ absl::StatusOr<Profile> ParseProfile(std::string_view yaml, const std::string& s
       if (!seen.insert(bus).second || !seen.insert(g.uuid).second) {
         return f.Error(absl::StrCat("gpus[", i, "]"), "repeats another GPU's busId or uuid");
       }
+      for (const auto& m : g.mig_devices) {
+        if (!seen.insert(m.uuid).second) {
+          return f.Error(absl::StrCat("gpus[", i, "].mig"), "repeats another MIG device's uuid");
+        }
+      }
+      if (!minors.insert(g.minor).second || !slots.insert(g.slot).second) {
+        return f.Error(absl::StrCat("gpus[", i, "]"), "repeats another GPU's minor or stateSlot");
+      }
       p.gpus.push_back(std::move(g));
     }
     SIM_RETURN_IF_ERROR(f.CheckAllUsed());
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("profile ", source, ": ", e.what()));
   }
+  // NVML enumerates GPUs in PCI bus order.
+  std::stable_sort(p.gpus.begin(), p.gpus.end(), [](const GpuSpec& a, const GpuSpec& b) {
+    return std::tie(a.domain, a.bus, a.device) < std::tie(b.domain, b.bus, b.device);
+  });
   return p;
 }
+}  // namespace
 
 std::vector<std::string> BuiltinProfileNames() {
   std::vector<std::string> names;
@@ -442,11 +500,21 @@ absl::StatusOr<Profile> BuiltinProfile(const std::string& name) {
                                           ", or give the path of a YAML file"));
 }
 
-absl::StatusOr<Profile> LoadProfile(const std::string& name_or_path) {
-  bool is_path =
-      name_or_path.find('/') != std::string::npos ||
-      (name_or_path.size() > 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".yaml") == 0);
-  if (!is_path) return BuiltinProfile(name_or_path);
+namespace {
+bool IsProfilePath(const std::string& name_or_path) {
+  return name_or_path.find('/') != std::string::npos ||
+         (name_or_path.size() > 5 &&
+          name_or_path.compare(name_or_path.size() - 5, 5, ".yaml") == 0);
+}
+}  // namespace
+
+absl::StatusOr<std::string> ProfileText(const std::string& name_or_path) {
+  if (!IsProfilePath(name_or_path)) {
+    for (const auto& e : EmbeddedProfiles()) {
+      if (name_or_path == e.name) return std::string(e.yaml);
+    }
+    return BuiltinProfile(name_or_path).status();  // the NotFound that lists the names
+  }
   std::ifstream in(name_or_path);
   if (!in) {
     return absl::NotFoundError(
@@ -454,7 +522,109 @@ absl::StatusOr<Profile> LoadProfile(const std::string& name_or_path) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseProfile(ss.str(), name_or_path);
+  return ss.str();
+}
+
+absl::StatusOr<Profile> LoadProfile(const std::string& name_or_path) {
+  if (!IsProfilePath(name_or_path)) return BuiltinProfile(name_or_path);
+  auto text = ProfileText(name_or_path);
+  if (!text.ok()) return text.status();
+  return ParseProfile(*text, name_or_path);
+}
+
+absl::StatusOr<Profile> ApplyLayout(std::string_view base_yaml, std::string_view layout_yaml,
+                                    const std::string& source) {
+  std::string merged;
+  try {
+    YAML::Node base = YAML::Load(std::string(base_yaml));
+    YAML::Node layout = YAML::Load(std::string(layout_yaml));
+    if (!base.IsMap()) return absl::InvalidArgumentError(source + ": the profile is not a mapping");
+    if (!layout.IsMap() || !layout["gpus"].IsSequence()) {
+      return absl::InvalidArgumentError(source + ": the layout must be a mapping with a gpus list");
+    }
+    for (const auto& kv : layout) {
+      if (kv.first.Scalar() != "gpus") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": layout field '", kv.first.Scalar(), "' is not a known field"));
+      }
+    }
+    base["gpus"] = layout["gpus"];
+    YAML::Emitter out;
+    out << base;
+    merged = out.c_str();
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": malformed YAML: ", e.what()));
+  }
+  return ParseProfileImpl(merged, source, true);
+}
+
+namespace {
+const char* ComputeModeName(unsigned mode) {
+  switch (mode) {
+    case 2:
+      return "PROHIBITED";
+    case 3:
+      return "EXCLUSIVE_PROCESS";
+    default:
+      return "DEFAULT";
+  }
+}
+}  // namespace
+
+std::string BusIdString(const GpuSpec& g) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04x:%02x:%02x.0", g.domain, g.bus, g.device);
+  return buf;
+}
+
+uint32_t PciGpuId(const GpuSpec& g) {
+  return ((g.domain & 0xffffu) << 16) | ((g.bus & 0xffu) << 8) | (g.device & 0xffu);
+}
+
+std::string LayoutYaml(const Profile& p) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "gpus" << YAML::Value << YAML::BeginSeq;
+  for (const GpuSpec& g : p.gpus) {
+    out << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "model" << YAML::Value << g.model;
+    out << YAML::Key << "busId" << YAML::Value << YAML::DoubleQuoted << BusIdString(g);
+    out << YAML::Key << "numaNode" << YAML::Value << g.numa_node;
+    if (g.pcie_switch >= 0) out << YAML::Key << "pcieSwitch" << YAML::Value << g.pcie_switch;
+    if (g.compute_mode != 0) {
+      out << YAML::Key << "computeMode" << YAML::Value << ComputeModeName(g.compute_mode);
+    }
+    out << YAML::Key << "uuid" << YAML::Value << g.uuid;
+    out << YAML::Key << "serial" << YAML::Value << YAML::DoubleQuoted << g.serial;
+    out << YAML::Key << "minor" << YAML::Value << g.minor;
+    out << YAML::Key << "stateSlot" << YAML::Value << g.slot;
+    if (g.mig_enabled) {
+      out << YAML::Key << "mig" << YAML::Value << YAML::BeginSeq;
+      for (const auto& m : g.mig_devices) {
+        out << YAML::BeginMap << YAML::Key << "profile" << YAML::Value << m.profile << YAML::Key
+            << "uuid" << YAML::Value << m.uuid << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string RandomUuid(const std::string& prefix) {
+  std::random_device rd;
+  std::string key;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&key, rd(), "/");
+  return DerivedUuid(prefix, key);
+}
+
+std::string RandomSerial() {
+  std::random_device rd;
+  uint64_t v = (uint64_t{rd()} << 32) | rd();
+  char serial[32];
+  std::snprintf(serial, sizeof serial, "1%012llu",
+                static_cast<unsigned long long>(v % 1000000000000ULL));
+  return serial;
 }
 
 }  // namespace gdp::sim

@@ -6,11 +6,18 @@
 // into the library at build time, LoadProfile() from a built-in name or a file
 // path. Every error names the source (file or built-in name) and the field.
 //
+// A profile's GPUs are kept in PCI bus order, the order NVML enumerates them
+// in. A driver root whose layout was changed by gpusim (add, remove, mig)
+// keeps the changed GPU list in a layout file: LayoutYaml() writes it and
+// ApplyLayout() puts it over the profile it came from, so the models, NVLink
+// switches and versions stay the profile's own.
+//
 // Thread-safety: all functions are reentrant; a Profile is immutable after
 // construction and may be shared between threads.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,8 +37,16 @@ struct MigDeviceSpec {
   std::string uuid;  // MIG-xxxxxxxx-...
 };
 
+// One MIG profile of a model (a GPU instance size).
+struct MigProfile {
+  unsigned slices = 0;
+  unsigned multiprocessors = 0;
+  uint64_t memory_mib = 0;
+};
+
 struct GpuSpec {
   // Model.
+  std::string model;          // the profile's key for the model, e.g. "h100-sxm5-80gb"
   std::string name;           // "NVIDIA H100 80GB HBM3"
   std::string brand;          // "nvidia", "tesla", "geforce", "quadro"
   unsigned architecture = 0;  // NVML_DEVICE_ARCH_*
@@ -54,13 +69,18 @@ struct GpuSpec {
   unsigned max_mem_clock_mhz = 0;
   bool ecc = false;  // ECC supported (and enabled)
   bool mig_capable = false;
-  unsigned max_mig_devices = 0;  // 7 on A100/H100
-  unsigned nvlinks = 0;          // active NVLinks (0: none)
+  unsigned max_mig_devices = 0;                    // 7 on A100/H100
+  std::map<std::string, MigProfile> mig_profiles;  // by name, e.g. "1g.10gb"
+  unsigned nvlinks = 0;                            // active NVLinks (0: none)
   unsigned nvlink_version = 0;
 
   // Placement in this machine.
   std::string uuid;  // GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx
   std::string serial;
+  unsigned minor = 0;  // /dev/nvidia<minor>; profile key minor, default the position listed
+  // The GPU's telemetry slot in the shared state (state.h): stays with the GPU
+  // while others come and go. Profile key stateSlot, default the position listed.
+  unsigned slot = 0;
   unsigned domain = 0, bus = 0, device = 0;  // PCI address
   unsigned numa_node = 0;
   unsigned compute_mode = 0;  // NVML_COMPUTEMODE_*; profile key computeMode (nvidia-smi's names)
@@ -83,8 +103,41 @@ struct Profile {
   std::string NvmlVersion() const;
 };
 
+// Checks MIG devices against what `gpu`'s model offers: 7 compute slices, the
+// memory of its largest MIG profile, and its maximum number of MIG devices.
+absl::Status CheckMigBudget(const GpuSpec& gpu, const std::vector<MigDeviceSpec>& devices);
+
+// The most GPUs a profile (or a root over its life) may have.
+inline constexpr unsigned kMaxProfileGpus = 64;
+// Device minors 254 and 255 are nvidia-modeset and nvidiactl.
+inline constexpr unsigned kMaxGpuMinor = 253;
+
 // Parses a profile; `source` names the text in error messages.
 absl::StatusOr<Profile> ParseProfile(std::string_view yaml, const std::string& source);
+
+// The YAML text of a built-in profile or a profile file (as LoadProfile names it).
+absl::StatusOr<std::string> ProfileText(const std::string& name_or_path);
+
+// The profile `base_yaml` with its `gpus` list replaced by the one in
+// `layout_yaml` (as LayoutYaml writes it; the list may be empty there).
+absl::StatusOr<Profile> ApplyLayout(std::string_view base_yaml, std::string_view layout_yaml,
+                                    const std::string& source);
+
+// The GPU list of `profile` as a layout file: every GPU with its model key,
+// placement, identity (UUID, serial, minor, state slot) and MIG devices with
+// their UUIDs, so that ApplyLayout over the same base gives `profile` back.
+std::string LayoutYaml(const Profile& profile);
+
+// A fresh UUID-shaped identifier ("GPU", "MIG") from the system's random source.
+std::string RandomUuid(const std::string& prefix);
+// A fresh 13-digit board serial number.
+std::string RandomSerial();
+
+// The GPU's PCI address as the driver's 32-bit GPU id: (domain & 0xffff) << 16
+// | bus << 8 | device (open-gpu-kernel-modules, gpuGenerate32BitId).
+uint32_t PciGpuId(const GpuSpec& gpu);
+// "0000:18:00.0".
+std::string BusIdString(const GpuSpec& gpu);
 
 // The names of the built-in profiles, sorted.
 std::vector<std::string> BuiltinProfileNames();

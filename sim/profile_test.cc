@@ -186,6 +186,142 @@ TEST(ProfileTest, BadProfilesNameTheFileAndField) {
   }
 }
 
+TEST(ProfileTest, GpusAreInPciBusOrderWithMinorsAndSlotsAsListed) {
+  std::string yaml = kMinimal;
+  yaml += "  - {model: t4, busId: \"0000:1a:00.0\", numaNode: 0}\n";
+  auto p = ParseProfile(yaml, "test.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->gpus.size(), 2u);
+  EXPECT_EQ(p->gpus[0].bus, 0x1au);  // listed second, first on the bus
+  EXPECT_EQ(p->gpus[0].minor, 1u);
+  EXPECT_EQ(p->gpus[0].slot, 1u);
+  EXPECT_EQ(p->gpus[1].bus, 0x3bu);
+  EXPECT_EQ(p->gpus[1].minor, 0u);
+  EXPECT_EQ(p->gpus[1].slot, 0u);
+  EXPECT_EQ(p->gpus[0].model, "t4");
+}
+
+TEST(ProfileTest, LayoutRoundTripsEveryBuiltinProfile) {
+  for (const auto& name : BuiltinProfileNames()) {
+    SCOPED_TRACE(name);
+    auto base = ProfileText(name);
+    ASSERT_TRUE(base.ok()) << base.status();
+    auto p = ParseProfile(*base, name);
+    ASSERT_TRUE(p.ok()) << p.status();
+    // Identities that differ from the derived ones must survive.
+    p->gpus[0].serial = "1000000000042";
+    p->gpus[0].minor = 40;
+    p->gpus[0].slot = 41;
+    p->gpus[0].uuid = RandomUuid("GPU");
+    if (p->gpus[0].mig_capable) {
+      p->gpus[0].mig_enabled = true;
+      p->gpus[0].mig_devices.clear();  // MIG on, no devices
+    }
+    if (p->gpus.back().mig_enabled && !p->gpus.back().mig_devices.empty()) {
+      p->gpus.back().mig_devices[0].uuid = RandomUuid("MIG");
+    }
+    auto q = ApplyLayout(*base, LayoutYaml(*p), "layout");
+    ASSERT_TRUE(q.ok()) << q.status() << "\n" << LayoutYaml(*p);
+    ASSERT_EQ(q->gpus.size(), p->gpus.size());
+    for (size_t i = 0; i < p->gpus.size(); ++i) {
+      const GpuSpec &a = p->gpus[i], &b = q->gpus[i];
+      EXPECT_EQ(b.uuid, a.uuid);
+      EXPECT_EQ(b.serial, a.serial);
+      EXPECT_EQ(b.minor, a.minor);
+      EXPECT_EQ(b.slot, a.slot);
+      EXPECT_EQ(BusIdString(b), BusIdString(a));
+      EXPECT_EQ(b.numa_node, a.numa_node);
+      EXPECT_EQ(b.pcie_switch, a.pcie_switch);
+      EXPECT_EQ(b.compute_mode, a.compute_mode);
+      EXPECT_EQ(b.name, a.name);
+      EXPECT_EQ(b.nvswitch_bus_ids, a.nvswitch_bus_ids);
+      EXPECT_EQ(b.mig_enabled, a.mig_enabled);
+      ASSERT_EQ(b.mig_devices.size(), a.mig_devices.size());
+      for (size_t j = 0; j < a.mig_devices.size(); ++j) {
+        EXPECT_EQ(b.mig_devices[j].uuid, a.mig_devices[j].uuid);
+        EXPECT_EQ(b.mig_devices[j].profile, a.mig_devices[j].profile);
+        EXPECT_EQ(b.mig_devices[j].gpu_instance_id, j + 1);
+      }
+    }
+    EXPECT_EQ(q->driver_version, p->driver_version);
+  }
+  // A layout may leave a node without GPUs; a profile may not.
+  auto base = ProfileText("t4x4");
+  ASSERT_TRUE(base.ok());
+  auto empty = ApplyLayout(*base, "gpus: []\n", "layout");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->gpus.empty());
+  auto bad = ApplyLayout(*base, "gpus: []\nextra: 1\n", "layout");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("'extra' is not a known field"));
+}
+
+TEST(ProfileTest, PciGpuIdIsTheDriversEncoding) {
+  GpuSpec g;
+  g.domain = 0x10002;
+  g.bus = 0x3b;
+  g.device = 0x1;
+  EXPECT_EQ(PciGpuId(g), 0x00023b01u);
+  EXPECT_EQ(BusIdString(g), "10002:3b:01.0");
+}
+
+TEST(ProfileTest, BadLayoutFieldsNameTheField) {
+  constexpr char kMigModel[] = R"(
+name: tiny
+driverVersion: "550.54.15"
+cudaDriverVersion: 12040
+models:
+  h: {name: H, brand: nvidia, architecture: hopper, computeCapability: "9.0",
+      memoryMiB: 81559, pciDeviceId: 0x233010DE, multiprocessors: 132, powerLimitW: 700,
+      idlePowerW: 72, maxSmClockMHz: 1980, maxMemClockMHz: 2619,
+      mig: {maxDevices: 7, profiles: {1g.10gb: {slices: 1, multiprocessors: 16, memoryMiB: 9984},
+            1g.20gb: {slices: 1, multiprocessors: 26, memoryMiB: 20096},
+            7g.80gb: {slices: 7, multiprocessors: 132, memoryMiB: 80896}}}}
+gpus:
+  - {model: h, busId: "0000:18:00.0", numaNode: 0}
+  - {model: h, busId: "0000:2a:00.0", numaNode: 0}
+)";
+  ASSERT_TRUE(ParseProfile(kMigModel, "ok.yaml").ok());
+  struct Case {
+    std::string from, to, want;
+  };
+  const Case cases[] = {
+      {"busId: \"0000:2a:00.0\", numaNode: 0}", "busId: \"0000:2a:00.0\", numaNode: 0, minor: 0}",
+       "repeats another GPU's minor or stateSlot"},
+      {"busId: \"0000:2a:00.0\", numaNode: 0}",
+       "busId: \"0000:2a:00.0\", numaNode: 0, stateSlot: 0}",
+       "repeats another GPU's minor or stateSlot"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, stateSlot: 64}\n  - {model: h, busId: \"0000:2a", "gpus[0].stateSlot"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, minor: 254}\n  - {model: h, busId: \"0000:2a", "gpus[0].minor"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, mig: [{profile: 1g.10gb, uuid: GPU-x}]}\n  - {model: h, busId: \"0000:2a",
+       "gpus[0].mig[0].uuid' must start with MIG-"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, mig: [{profile: 1g.10gb, colour: red}]}\n  - {model: h, busId: \"0000:2a",
+       "gpus[0].mig[0].colour' is not a known field"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, mig: [{profile: 1g.10gb, uuid: MIG-a}, {profile: 1g.10gb, uuid: MIG-a}]}\n"
+       "  - {model: h, busId: \"0000:2a",
+       "repeats another MIG device's uuid"},
+      {"numaNode: 0}\n  - {model: h, busId: \"0000:2a",
+       "numaNode: 0, mig: [1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb]}\n  - {model: h, "
+       "busId: \"0000:2a",
+       "uses 5 slices and 100480 MiB in 5 instances; the H has 7 slices, 80896 MiB for MIG"},
+      {"1g.10gb: {slices: 1", "1g.10gb: {slices: 8", "models.h.mig.profiles.1g.10gb.slices"},
+  };
+  for (const auto& c : cases) {
+    std::string yaml = kMigModel;
+    auto pos = yaml.find(c.from);
+    ASSERT_NE(pos, std::string::npos) << c.from;
+    yaml.replace(pos, c.from.size(), c.to);
+    auto p = ParseProfile(yaml, "bad.yaml");
+    ASSERT_FALSE(p.ok()) << c.want;
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr(c.want)) << p.status();
+  }
+}
+
 TEST(ProfileTest, UnknownProfileListsTheBuiltins) {
   auto p = LoadProfile("dgx-h200");
   ASSERT_FALSE(p.ok());

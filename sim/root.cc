@@ -5,11 +5,13 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -24,6 +26,12 @@ namespace fs = std::filesystem;
 std::string ConfigPath(const std::string& root) { return root + "/etc/gpusim/config.yaml"; }
 std::string StatePath(const std::string& root) { return root + "/run/gpusim/state"; }
 std::string LibraryPath(const std::string& root) { return root + "/" + kLibraryRelPath; }
+std::string LayoutPath(const std::string& root) { return root + "/etc/gpusim/layout.yaml"; }
+std::string DriverLockPath(const std::string& root) { return root + "/run/gpusim/driver.lock"; }
+std::string LayoutLockPath(const std::string& root) { return root + "/run/gpusim/layout.lock"; }
+std::string AsideLibraryPath(const std::string& root) {
+  return root + "/run/gpusim/libnvidia-ml.so.1";
+}
 
 std::string RootFromLibraryPath(const std::string& library_path) {
   std::string suffix = std::string("/") + kLibraryRelPath;
@@ -34,6 +42,25 @@ std::string RootFromLibraryPath(const std::string& library_path) {
   std::string root = library_path.substr(0, library_path.size() - suffix.size());
   return root.empty() ? "/" : root;
 }
+
+namespace {
+// Writes `text` to `path` through a temporary file and rename, so a reader
+// sees the old or the new file, never a part.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+    if (!f.flush()) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot rename ", tmp, ": ", ErrnoString(errno)));
+  }
+  return absl::OkStatus();
+}
+}  // namespace
 
 absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
   std::string path = ConfigPath(root);
@@ -57,6 +84,15 @@ absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
         c.driver_version = kv.second.as<std::string>();
       } else if (key == "cudaDriverVersion") {
         c.cuda_driver_version = kv.second.as<int>();
+      } else if (key == "layout") {
+        c.layout = kv.second.as<std::string>();
+      } else if (key == "deviceNodes") {
+        std::string v = kv.second.as<std::string>();
+        if (v != "char" && v != "files") {
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ": deviceNodes must be char or files, got '", v, "'"));
+        }
+        c.char_devices = v == "char";
       } else {
         return absl::InvalidArgumentError(
             absl::StrCat(path, ": field '", key, "' is not a known field"));
@@ -83,12 +119,12 @@ absl::Status WriteConfig(const std::string& root, const RootConfig& c) {
   if (c.cuda_driver_version != 0) {
     out << YAML::Key << "cudaDriverVersion" << YAML::Value << c.cuda_driver_version;
   }
+  if (!c.layout.empty()) out << YAML::Key << "layout" << YAML::Value << c.layout;
+  out << YAML::Key << "deviceNodes" << YAML::Value << (c.char_devices ? "char" : "files");
   out << YAML::EndMap;
-  std::ofstream f(path, std::ios::trunc);
-  f << "# Written by `gpusim root`: the profile this driver root simulates.\n"
-    << out.c_str() << "\n";
-  if (!f.flush()) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
+  return WriteFileAtomically(path, std::string("# Written by gpusim: the profile this driver "
+                                               "root simulates.\n") +
+                                       out.c_str() + "\n");
 }
 
 absl::StatusOr<Profile> LoadRootProfile(const std::string& root) {
@@ -97,7 +133,25 @@ absl::StatusOr<Profile> LoadRootProfile(const std::string& root) {
   std::string name = c->profile;
   bool is_path = name.find('/') != std::string::npos || name.ends_with(".yaml");
   if (is_path && name[0] != '/') name = root + "/etc/gpusim/" + name;
-  auto p = LoadProfile(name);
+  absl::StatusOr<Profile> p;
+  if (c->layout.empty()) {
+    p = LoadProfile(name);
+  } else {
+    auto base = ProfileText(name);
+    if (!base.ok()) return base.status();
+    std::string layout_path = c->layout[0] == '/' ? c->layout : root + "/etc/gpusim/" + c->layout;
+    std::ifstream in(layout_path);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read layout ", layout_path, ": ", ErrnoString(errno)));
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    p = ApplyLayout(*base, ss.str(), absl::StrCat("layout ", layout_path, " over profile ", name));
+    if (p.ok()) {
+      p->source = absl::StrCat(is_path ? name : "built-in " + name, ", layout ", c->layout);
+    }
+  }
   if (!p.ok()) return p.status();
   if (!c->driver_version.empty()) {
     if (auto st = ValidateDriverVersion(c->driver_version); !st.ok()) {
@@ -123,19 +177,19 @@ unsigned CiMinor(unsigned gpu, unsigned gi, unsigned ci) { return GiMinor(gpu, g
 
 std::vector<DeviceNode> DeviceNodes(const Profile& profile) {
   std::vector<DeviceNode> nodes;
-  for (unsigned i = 0; i < profile.gpus.size(); ++i) {
-    nodes.push_back({absl::StrCat("dev/nvidia", i), kNvidiaMajor, i});
+  for (const GpuSpec& g : profile.gpus) {
+    nodes.push_back({absl::StrCat("dev/nvidia", g.minor), kNvidiaMajor, g.minor});
   }
   nodes.push_back({"dev/nvidiactl", kNvidiaMajor, 255});
   nodes.push_back({"dev/nvidia-modeset", kNvidiaMajor, 254});
   nodes.push_back({"dev/nvidia-uvm", kUvmMajor, 0});
   nodes.push_back({"dev/nvidia-uvm-tools", kUvmMajor, 1});
   bool any_mig = false;
-  for (unsigned i = 0; i < profile.gpus.size(); ++i) {
-    for (const auto& m : profile.gpus[i].mig_devices) {
+  for (const GpuSpec& g : profile.gpus) {
+    for (const auto& m : g.mig_devices) {
       any_mig = true;
-      unsigned gi = GiMinor(i, m.gpu_instance_id);
-      unsigned ci = CiMinor(i, m.gpu_instance_id, m.compute_instance_id);
+      unsigned gi = GiMinor(g.minor, m.gpu_instance_id);
+      unsigned ci = CiMinor(g.minor, m.gpu_instance_id, m.compute_instance_id);
       nodes.push_back({absl::StrCat("dev/nvidia-caps/nvidia-cap", gi), kCapsMajor, gi});
       nodes.push_back({absl::StrCat("dev/nvidia-caps/nvidia-cap", ci), kCapsMajor, ci});
     }
@@ -149,7 +203,10 @@ std::vector<DeviceNode> DeviceNodes(const Profile& profile) {
 
 std::string MigMinorsFile(const Profile& profile) {
   std::string out = "config 1\nmonitor 2\n";
-  for (unsigned g = 0; g < profile.gpus.size(); ++g) {
+  std::vector<unsigned> minors;
+  for (const GpuSpec& gpu : profile.gpus) minors.push_back(gpu.minor);
+  std::sort(minors.begin(), minors.end());
+  for (unsigned g : minors) {
     for (unsigned gi = 0; gi < 15; ++gi) {
       absl::StrAppend(&out, "gpu", g, "/gi", gi, "/access ", GiMinor(g, gi), "\n");
       for (unsigned ci = 0; ci < 8; ++ci) {
@@ -197,6 +254,70 @@ absl::Status CopyLibraryDependencies(const std::string& library, const std::stri
 }
 
 }  // namespace
+
+namespace {
+// Creates one node: a character device, or an empty regular file.
+absl::Status MakeNode(const std::string& root, const DeviceNode& n, bool char_devices) {
+  std::string path = root + "/" + n.path;
+  int rc = char_devices ? mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor))
+                        : (std::ofstream(path).good() ? 0 : -1);
+  if (rc != 0 && errno != EEXIST) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create device node ", path, ": ", ErrnoString(errno)));
+  }
+  if (char_devices) chmod(path.c_str(), 0666);
+  return absl::OkStatus();
+}
+
+absl::Status WriteMigMinors(const std::string& root, const Profile& profile) {
+  std::error_code ec;
+  fs::create_directories(root + "/proc/driver/nvidia-caps", ec);
+  return WriteFileAtomically(root + "/proc/driver/nvidia-caps/mig-minors", MigMinorsFile(profile));
+}
+}  // namespace
+
+absl::Status SyncDeviceNodes(const std::string& root, const Profile& profile, bool char_devices) {
+  std::set<std::string> want;
+  std::vector<DeviceNode> nodes = DeviceNodes(profile);
+  for (const auto& n : nodes) want.insert(n.path);
+  std::error_code ec;
+  for (const char* dir : {"dev", "dev/nvidia-caps"}) {
+    for (const auto& entry : fs::directory_iterator(root + "/" + dir, ec)) {
+      std::string rel = std::string(dir) + "/" + entry.path().filename().string();
+      if (rel == "dev/nvidia-caps" || rel.rfind("dev/nvidia", 0) != 0) continue;
+      if (!want.count(rel)) fs::remove(entry.path(), ec);
+    }
+  }
+  fs::create_directories(root + "/dev/nvidia-caps", ec);
+  for (const auto& n : nodes) {
+    if (fs::exists(fs::symlink_status(root + "/" + n.path, ec))) continue;
+    if (auto st = MakeNode(root, n, char_devices); !st.ok()) return st;
+  }
+  return WriteMigMinors(root, profile);
+}
+
+void RemoveDeviceNodes(const std::string& root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root + "/dev", ec)) {
+    if (entry.path().filename().string().rfind("nvidia", 0) == 0) fs::remove_all(entry.path(), ec);
+  }
+}
+
+absl::Status WriteLayout(const std::string& root, const Profile& profile) {
+  if (auto st =
+          WriteFileAtomically(LayoutPath(root),
+                              "# Written by gpusim: the live GPU layout of this driver root, over "
+                              "the profile named in config.yaml.\n" +
+                                  LayoutYaml(profile));
+      !st.ok()) {
+    return st;
+  }
+  auto c = ReadConfig(root);
+  if (!c.ok()) return c.status();
+  if (c->layout == "layout.yaml") return absl::OkStatus();
+  c->layout = "layout.yaml";
+  return WriteConfig(root, *c);
+}
 
 absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOptions& o) {
   // Validate everything before touching the root.
@@ -251,6 +372,10 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   }
 
   RootConfig config = o.config;
+  config.layout.clear();  // a fresh root has the profile's own GPUs
+  config.char_devices = can_mknod;
+  fs::remove(LayoutPath(root), ec);
+  fs::remove(AsideLibraryPath(root), ec);
   bool is_path = config.profile.find('/') != std::string::npos || config.profile.ends_with(".yaml");
   if (is_path) {
     fs::copy_file(config.profile, root + "/etc/gpusim/profile.yaml",
@@ -260,28 +385,19 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   }
   if (auto st = WriteConfig(root, config); !st.ok()) return st;
   if (auto st = SharedState::Reset(StatePath(root), *profile); !st.ok()) return st;
-  {
-    std::ofstream f(root + "/proc/driver/nvidia-caps/mig-minors", std::ios::trunc);
-    f << MigMinorsFile(*profile);
+  for (const std::string& lock : {DriverLockPath(root), LayoutLockPath(root)}) {
+    std::ofstream(lock).flush();
+    chmod(lock.c_str(), 0666);  // the daemon and the injector may run as different users
   }
+  if (auto st = WriteMigMinors(root, *profile); !st.ok()) return st;
 
   // Replace the whole dev tree: a previous profile may have had more GPUs.
-  for (const auto& entry : fs::directory_iterator(root + "/dev", ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("nvidia", 0) == 0) fs::remove_all(entry.path(), ec);
-  }
+  RemoveDeviceNodes(root);
   fs::create_directories(root + "/dev/nvidia-caps", ec);
   LayoutResult result;
   result.char_devices = can_mknod;
   for (const auto& n : DeviceNodes(*profile)) {
-    std::string path = root + "/" + n.path;
-    int rc = can_mknod ? mknod(path.c_str(), S_IFCHR | 0666, makedev(n.major, n.minor))
-                       : (std::ofstream(path).good() ? 0 : -1);
-    if (rc != 0 && errno != EEXIST) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot create device node ", path, ": ", ErrnoString(errno)));
-    }
-    if (can_mknod) chmod(path.c_str(), 0666);
+    if (auto st = MakeNode(root, n, can_mknod); !st.ok()) return st;
     result.nodes++;
   }
   return result;

@@ -6,7 +6,10 @@
 //   <root>/usr/bin/nvidia-cuda-mps-control               the MPS control stand-in
 //                                                        (sim/mps_control_standin.cc)
 //   <root>/etc/gpusim/config.yaml                       profile + version overrides
+//   <root>/etc/gpusim/layout.yaml                       the GPU list once gpusim changed it
 //   <root>/run/gpusim/state                             shared mutable state (state.h)
+//   <root>/run/gpusim/driver.lock                       held shared by every NVML session
+//   <root>/run/gpusim/layout.lock                       orders layout writers and readers
 //   <root>/dev/nvidia0..N-1, nvidiactl, nvidia-modeset, nvidia-uvm,
 //   nvidia-uvm-tools, nvidia-caps/nvidia-cap*           device nodes
 //   <root>/proc/driver/nvidia-caps/mig-minors            MIG capability minors
@@ -36,11 +39,26 @@ struct RootConfig {
   std::string profile;          // built-in name, or a path (relative to etc/gpusim/)
   std::string driver_version;   // empty: the profile's
   int cuda_driver_version = 0;  // 0: the profile's
+  // The live GPU list (relative to etc/gpusim/), written by gpusim once the
+  // layout changed; empty: the profile's own GPUs.
+  std::string layout;
+  // Device nodes are character devices (false: regular files, `root --no-mknod`).
+  bool char_devices = true;
 };
 
 std::string ConfigPath(const std::string& root);
 std::string StatePath(const std::string& root);
 std::string LibraryPath(const std::string& root);
+std::string LayoutPath(const std::string& root);  // etc/gpusim/layout.yaml
+// The lock every NVML session holds shared (flock LOCK_SH) while it is open,
+// as a real process holds the driver's device files open; `gpusim driver
+// stop` needs it exclusively.
+std::string DriverLockPath(const std::string& root);
+// Held exclusively while gpusim rewrites the layout and bumps the state's
+// layout generation, shared while the library reads them.
+std::string LayoutLockPath(const std::string& root);
+// Where `gpusim driver stop` keeps the library while the driver is away.
+std::string AsideLibraryPath(const std::string& root);
 
 // "/x/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1" -> "/x"; "/usr/lib/..." -> "/";
 // empty when the library is not installed under a driver root.
@@ -62,6 +80,17 @@ struct DeviceNode {
 std::vector<DeviceNode> DeviceNodes(const Profile& profile);
 // The lines of /proc/driver/nvidia-caps/mig-minors for the GPUs of `profile`.
 std::string MigMinorsFile(const Profile& profile);
+
+// Makes <root>/dev hold exactly the nodes of `profile` (removing those of GPUs
+// and MIG devices that are gone, creating the new ones; character devices or
+// regular files) and rewrites proc/driver/nvidia-caps/mig-minors.
+absl::Status SyncDeviceNodes(const std::string& root, const Profile& profile, bool char_devices);
+// Removes every /dev/nvidia* node and dev/nvidia-caps, as unloading the driver does.
+void RemoveDeviceNodes(const std::string& root);
+
+// Writes `profile`'s GPU list as the root's layout file (atomically) and points
+// the config at it.
+absl::Status WriteLayout(const std::string& root, const Profile& profile);
 
 struct LayoutOptions {
   std::string library;  // the built libnvidia-ml.so.1 to copy into the root

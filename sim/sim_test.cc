@@ -14,11 +14,15 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sim/profile.h"
 #include "sim/root.h"
@@ -28,6 +32,7 @@ namespace gdp::sim {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 namespace fs = std::filesystem;
 
 struct CommandResult {
@@ -136,6 +141,23 @@ struct Nvml {
   X(nvmlEventSetWait) \
   X(nvmlEventSetWait_v2) \
   X(nvmlEventSetFree) \
+  X(nvmlSystemEventSetCreate) \
+  X(nvmlSystemRegisterEvents) \
+  X(nvmlSystemEventSetWait) \
+  X(nvmlSystemEventSetFree) \
+  X(nvmlDeviceGetGpuInstanceProfileInfo) \
+  X(nvmlDeviceGetGpuInstanceProfileInfoV) \
+  X(nvmlDeviceGetGpuInstances) \
+  X(nvmlDeviceGetGpuInstanceById) \
+  X(nvmlGpuInstanceGetInfo) \
+  X(nvmlGpuInstanceGetComputeInstanceProfileInfo) \
+  X(nvmlGpuInstanceGetComputeInstanceProfileInfoV) \
+  X(nvmlGpuInstanceGetComputeInstanceById) \
+  X(nvmlComputeInstanceGetInfo) \
+  X(nvmlComputeInstanceGetInfo_v2) \
+  X(nvmlDeviceGetGpuFabricInfo) \
+  X(nvmlDeviceGetGpuFabricInfoV) \
+  X(nvmlDeviceGetAddressingMode) \
   X(nvmlDeviceGetUtilizationRates) \
   X(nvmlDeviceGetTemperature) \
   X(nvmlDeviceGetCurrentClocksEventReasons) \
@@ -1107,6 +1129,1057 @@ TEST(SimRootLayout, EnvironmentOverridesTheRoot) {
   unsigned count = 0;
   ASSERT_EQ(n.nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
   EXPECT_EQ(count, 2u);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+// ---------------------------------------------------------------- a node that changes
+
+// A second copy of the root's library, loaded beside the first: its own NVML
+// session in this process, as another process would have. It finds the root
+// through $GPUSIM_ROOT (the copy is not at the library's path) and its shared
+// libraries through RPATH $ORIGIN.
+class SecondSession {
+ public:
+  explicit SecondSession(const std::string& root) {
+    const std::string copy = root + "/usr/lib/x86_64-linux-gnu/libnvidia-ml-second.so.1";
+    std::error_code ec;
+    fs::copy_file(LibraryPath(root), copy, fs::copy_options::overwrite_existing, ec);
+    EXPECT_FALSE(ec) << ec.message();
+    setenv(kRootEnv, root.c_str(), 1);
+    ok_ = nvml_.Load(copy);
+  }
+  ~SecondSession() { unsetenv(kRootEnv); }
+  bool ok() const { return ok_; }
+  Nvml& nvml() { return nvml_; }
+
+ private:
+  Nvml nvml_;
+  bool ok_ = false;
+};
+
+std::string Uuid(Nvml& n, nvmlDevice_t d) {
+  char buf[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = {};
+  EXPECT_EQ(n.nvmlDeviceGetUUID(d, buf, sizeof buf), NVML_SUCCESS);
+  return buf;
+}
+
+nvmlDevice_t Handle(Nvml& n, unsigned index) {
+  nvmlDevice_t d = nullptr;
+  EXPECT_EQ(n.nvmlDeviceGetHandleByIndex_v2(index, &d), NVML_SUCCESS) << index;
+  return d;
+}
+
+unsigned Count(Nvml& n) {
+  unsigned count = 0;
+  EXPECT_EQ(n.nvmlDeviceGetCount_v2(&count), NVML_SUCCESS);
+  return count;
+}
+
+// A system event set registered for `types`.
+nvmlSystemEventSet_t SystemEventSet(Nvml& n, unsigned long long types) {
+  nvmlSystemEventSetCreateRequest_t create{};
+  create.version = nvmlSystemEventSetCreateRequest_v1;
+  EXPECT_EQ(n.nvmlSystemEventSetCreate(&create), NVML_SUCCESS);
+  nvmlSystemRegisterEventRequest_t reg{};
+  reg.version = nvmlSystemRegisterEventRequest_v1;
+  reg.eventTypes = types;
+  reg.set = create.set;
+  EXPECT_EQ(n.nvmlSystemRegisterEvents(&reg), NVML_SUCCESS);
+  return create.set;
+}
+
+// Waits for system events; returns what NVML answered, events in `out`.
+nvmlReturn_t WaitSystem(Nvml& n, nvmlSystemEventSet_t set, unsigned timeout_ms,
+                        std::vector<nvmlSystemEventData_v1_t>* out, unsigned capacity = 8) {
+  std::vector<nvmlSystemEventData_v1_t> data(capacity);
+  nvmlSystemEventSetWaitRequest_t req{};
+  req.version = nvmlSystemEventSetWaitRequest_v1;
+  req.timeoutms = timeout_ms;
+  req.set = set;
+  req.data = data.data();
+  req.dataSize = capacity;
+  nvmlReturn_t r = n.nvmlSystemEventSetWait(&req);
+  data.resize(r == NVML_SUCCESS ? req.numEvent : 0);
+  *out = data;
+  return r;
+}
+
+void FreeSystem(Nvml& n, nvmlSystemEventSet_t set) {
+  nvmlSystemEventSetFreeRequest_t req{};
+  req.version = nvmlSystemEventSetFreeRequest_v1;
+  req.set = set;
+  EXPECT_EQ(n.nvmlSystemEventSetFree(&req), NVML_SUCCESS);
+}
+
+// "added GPU-... minor 8 bus 0000:3b:00.0 index 3"
+struct Added {
+  std::string uuid, bus;
+  unsigned minor = 0, index = 0;
+};
+Added ParseAdded(const std::string& out) {
+  Added a;
+  char uuid[64] = {}, bus[32] = {};
+  EXPECT_EQ(std::sscanf(out.c_str(), "added %63s minor %u bus %31s index %u", uuid, &a.minor, bus,
+                        &a.index),
+            4)
+      << out;
+  a.uuid = uuid;
+  a.bus = bus;
+  return a;
+}
+
+bool IsCharDevice(const std::string& path, unsigned want_major, unsigned want_minor) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return false;
+  if (geteuid() != 0) return S_ISREG(st.st_mode);  // --no-mknod: regular files stand in
+  return S_ISCHR(st.st_mode) && major(st.st_rdev) == want_major && minor(st.st_rdev) == want_minor;
+}
+
+std::set<std::string> DirEntries(const std::string& dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Everything a failed command must leave as it was.
+struct RootSnapshot {
+  std::string show, config, layout, mig_minors;
+  std::set<std::string> dev, caps;
+  bool operator==(const RootSnapshot&) const = default;
+};
+RootSnapshot Snap(SimRoot& sim) {
+  RootSnapshot s;
+  auto r = sim.Inject("show");
+  EXPECT_EQ(r.status, 0) << r.output;
+  s.show = r.output;
+  s.config = ReadFile(ConfigPath(sim.root()));
+  s.layout = ReadFile(LayoutPath(sim.root()));
+  s.mig_minors = ReadFile(sim.root() + "/proc/driver/nvidia-caps/mig-minors");
+  s.dev = DirEntries(sim.root() + "/dev");
+  s.caps = DirEntries(sim.root() + "/dev/nvidia-caps");
+  return s;
+}
+
+TEST(SimLive, AddedGpuIsSeenByNewSessionsOnly) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  ASSERT_EQ(Count(n), 8u);
+  const std::string uuid7 = Uuid(n, Handle(n, 7));
+  nvmlSystemEventSet_t set = SystemEventSet(n, nvmlSystemEventTypeGpuDriverBind);
+
+  auto r = sim.Inject("add --like 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  Added a = ParseAdded(r.output);
+  EXPECT_EQ(a.minor, 8u);            // the next free minor
+  EXPECT_EQ(a.bus, "0000:3b:00.0");  // the first free bus after GPU 2's (3a)
+  EXPECT_EQ(a.index, 3u);            // PCI bus order: between 3a and 5d
+  EXPECT_THAT(a.uuid, ::testing::StartsWith("GPU-"));
+
+  // The driver's bind event carries the GPU's PCI id.
+  std::vector<nvmlSystemEventData_v1_t> events;
+  ASSERT_EQ(WaitSystem(n, set, 5000, &events), NVML_SUCCESS);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].eventType, static_cast<unsigned long long>(nvmlSystemEventTypeGpuDriverBind));
+  EXPECT_EQ(events[0].gpuId, 0x3b00u);
+  EXPECT_EQ(WaitSystem(n, set, 0, &events), NVML_ERROR_TIMEOUT);
+
+  // The open session keeps the GPUs it saw at init.
+  EXPECT_EQ(Count(n), 8u);
+  nvmlDevice_t d = nullptr;
+  EXPECT_EQ(n.nvmlDeviceGetHandleByIndex_v2(8, &d), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetHandleByUUID(a.uuid.c_str(), &d), NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(Uuid(n, Handle(n, 7)), uuid7);
+
+  // Its device node.
+  EXPECT_TRUE(IsCharDevice(sim.root() + "/dev/nvidia8", kNvidiaMajor, 8));
+
+  // A new session sees it, in bus order, like GPU 2 but itself.
+  SecondSession second(sim.root());
+  ASSERT_TRUE(second.ok());
+  Nvml& m = second.nvml();
+  ASSERT_EQ(m.nvmlInit_v2(), NVML_SUCCESS);
+  ASSERT_EQ(Count(m), 9u);
+  nvmlDevice_t added = Handle(m, 3), like = Handle(m, 2);
+  EXPECT_EQ(Uuid(m, added), a.uuid);
+  EXPECT_EQ(Uuid(m, Handle(m, 8)), uuid7);
+  unsigned minor = 0, node = 9;
+  ASSERT_EQ(m.nvmlDeviceGetMinorNumber(added, &minor), NVML_SUCCESS);
+  EXPECT_EQ(minor, 8u);
+  ASSERT_EQ(m.nvmlDeviceGetNumaNodeId(added, &node), NVML_SUCCESS);
+  EXPECT_EQ(node, 0u);
+  char name[96], name_like[96], serial[32], serial_like[32];
+  ASSERT_EQ(m.nvmlDeviceGetName(added, name, sizeof name), NVML_SUCCESS);
+  ASSERT_EQ(m.nvmlDeviceGetName(like, name_like, sizeof name_like), NVML_SUCCESS);
+  EXPECT_STREQ(name, name_like);
+  ASSERT_EQ(m.nvmlDeviceGetSerial(added, serial, sizeof serial), NVML_SUCCESS);
+  ASSERT_EQ(m.nvmlDeviceGetSerial(like, serial_like, sizeof serial_like), NVML_SUCCESS);
+  EXPECT_STRNE(serial, serial_like);
+  nvmlPciInfo_t pci;
+  ASSERT_EQ(m.nvmlDeviceGetPciInfo_v3(added, &pci), NVML_SUCCESS);
+  EXPECT_EQ(Str(pci.busId), "00000000:3B:00.0");
+  nvmlGpuTopologyLevel_t level;
+  ASSERT_EQ(m.nvmlDeviceGetTopologyCommonAncestor(added, like, &level), NVML_SUCCESS);
+  EXPECT_EQ(level, NVML_TOPOLOGY_SINGLE);  // GPU 2's PCIe switch
+  EXPECT_EQ(m.nvmlShutdown(), NVML_SUCCESS);
+
+  EXPECT_THAT(sim.Inject("show").output, HasSubstr(a.uuid));
+  FreeSystem(n, set);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimLive, RemovedGpuIsLostInOpenSessionsAndGoneInNewOnes) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d3 = Handle(n, 3);
+  const std::string uuid3 = Uuid(n, d3);
+  nvmlSystemEventSet_t set = SystemEventSet(n, nvmlSystemEventTypeGpuDriverUnbind);
+
+  auto r = sim.Inject("remove --gpu 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("removed " + uuid3));
+
+  // Calls on it answer GPU_IS_LOST; handle lookups still answer.
+  char buf[96];
+  nvmlMemory_t mem;
+  EXPECT_EQ(n.nvmlDeviceGetUUID(d3, buf, sizeof buf), NVML_ERROR_GPU_IS_LOST);
+  EXPECT_EQ(n.nvmlDeviceGetMemoryInfo(d3, &mem), NVML_ERROR_GPU_IS_LOST);
+  unsigned index = 0;
+  ASSERT_EQ(n.nvmlDeviceGetIndex(d3, &index), NVML_SUCCESS);
+  EXPECT_EQ(index, 3u);
+  nvmlDevice_t by = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetHandleByUUID(uuid3.c_str(), &by), NVML_SUCCESS);
+  EXPECT_EQ(by, d3);
+  EXPECT_EQ(Count(n), 8u);
+  EXPECT_EQ(n.nvmlDeviceGetUUID(Handle(n, 4), buf, sizeof buf), NVML_SUCCESS);
+
+  std::vector<nvmlSystemEventData_v1_t> events;
+  ASSERT_EQ(WaitSystem(n, set, 5000, &events), NVML_SUCCESS);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].eventType,
+            static_cast<unsigned long long>(nvmlSystemEventTypeGpuDriverUnbind));
+  EXPECT_EQ(events[0].gpuId, 0x5d00u);  // 0000:5d:00.0
+
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/nvidia3"));
+  EXPECT_TRUE(fs::exists(sim.root() + "/dev/nvidia4"));
+
+  // A new session: seven GPUs, UUIDs and minors staying with their GPUs.
+  SecondSession second(sim.root());
+  ASSERT_TRUE(second.ok());
+  Nvml& m = second.nvml();
+  ASSERT_EQ(m.nvmlInit_v2(), NVML_SUCCESS);
+  ASSERT_EQ(Count(m), 7u);
+  EXPECT_EQ(m.nvmlDeviceGetHandleByUUID(uuid3.c_str(), &by), NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(Uuid(m, Handle(m, 3)), Uuid(n, Handle(n, 4)));
+  unsigned minor = 0;
+  ASSERT_EQ(m.nvmlDeviceGetMinorNumber(Handle(m, 3), &minor), NVML_SUCCESS);
+  EXPECT_EQ(minor, 4u);
+  EXPECT_EQ(m.nvmlShutdown(), NVML_SUCCESS);
+
+  // By UUID too.
+  const std::string uuid0 = Uuid(n, Handle(n, 0));
+  r = sim.Inject("remove --uuid " + uuid0);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(n.nvmlDeviceGetUUID(Handle(n, 0), buf, sizeof buf), NVML_ERROR_GPU_IS_LOST);
+  EXPECT_THAT(sim.Inject("show").output, Not(HasSubstr(uuid0)));
+  FreeSystem(n, set);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimLive, TelemetryStaysWithItsGpuAcrossARemove) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d5 = Handle(n, 5);
+  ASSERT_EQ(sim.Inject("set --gpu 5 util=55").status, 0);
+  ASSERT_EQ(sim.Inject("remove --gpu 2").status, 0);
+  // GPU 5 is index 4 now: what was set on it stays, and a new setting through
+  // its new index reaches the session that knows it as index 5.
+  auto show = sim.Inject("show");
+  EXPECT_THAT(show.output, HasSubstr(Uuid(n, d5)));
+  nvmlUtilization_t util;
+  ASSERT_EQ(n.nvmlDeviceGetUtilizationRates(d5, &util), NVML_SUCCESS);
+  EXPECT_EQ(util.gpu, 55u);
+  ASSERT_EQ(sim.Inject("set --gpu 4 util=66").status, 0);
+  ASSERT_EQ(n.nvmlDeviceGetUtilizationRates(d5, &util), NVML_SUCCESS);
+  EXPECT_EQ(util.gpu, 66u);
+  ASSERT_EQ(n.nvmlDeviceGetUtilizationRates(Handle(n, 4), &util), NVML_SUCCESS);
+  EXPECT_EQ(util.gpu, 0u);  // the GPU that was index 4, untouched
+  SecondSession second(sim.root());
+  ASSERT_TRUE(second.ok());
+  Nvml& m = second.nvml();
+  ASSERT_EQ(m.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t now4 = Handle(m, 4);
+  EXPECT_EQ(Uuid(m, now4), Uuid(n, d5));
+  ASSERT_EQ(m.nvmlDeviceGetUtilizationRates(now4, &util), NVML_SUCCESS);
+  EXPECT_EQ(util.gpu, 66u);
+  EXPECT_EQ(m.nvmlShutdown(), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimLive, BadAddsAndRemovesChangeNothing) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  const RootSnapshot before = Snap(sim);
+  struct Case {
+    std::string args, want;
+  };
+  const Case cases[] = {
+      {"add --like 4", "unknown GPU 4 for --like: the root has GPUs 0..3"},
+      {"remove", "pass exactly one of --gpu N and --uuid U"},
+      {"remove --gpu 1 --uuid GPU-x", "pass exactly one of --gpu N and --uuid U"},
+      {"remove --gpu 4", "unknown GPU 4: the root has GPUs 0..3"},
+      {"remove --uuid GPU-nope", "unknown GPU UUID 'GPU-nope'"},
+  };
+  for (const auto& c : cases) {
+    auto r = sim.Inject(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_THAT(r.output, HasSubstr(c.want)) << c.args;
+  }
+  EXPECT_EQ(Snap(sim), before);
+}
+
+TEST(SimLive, ARootHasAtMostSixtyFourGpusOverItsLife) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  // 2 GPUs laid out; add 62 more, removing as we go so minors stay free.
+  for (int i = 0; i < 62; ++i) {
+    auto r = sim.Inject("add");
+    ASSERT_EQ(r.status, 0) << i << ": " << r.output;
+    r = sim.Inject("remove --gpu 0");
+    ASSERT_EQ(r.status, 0) << i << ": " << r.output;
+  }
+  const RootSnapshot before = Snap(sim);
+  auto r = sim.Inject("add");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("this root has had 64 GPUs"));
+  EXPECT_EQ(Snap(sim), before);
+}
+
+TEST(SimLive, MigRelayIsLiveInOpenSessions) {
+  SimRoot sim("h100-mig");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t gpu0 = Handle(n, 0), gpu1 = Handle(n, 1);
+  nvmlDevice_t old0 = nullptr, other = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu0, 0, &old0), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu1, 0, &other), NVML_SUCCESS);
+  const std::string old_uuid = Uuid(n, old0), other_uuid = Uuid(n, other);
+  nvmlEventSet_t set = nullptr;
+  ASSERT_EQ(n.nvmlEventSetCreate(&set), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlDeviceRegisterEvents(gpu0, nvmlEventMigConfigChange, set), NVML_SUCCESS);
+
+  auto r = sim.Inject("mig --gpu 0 --layout 4g.40gb=1,1g.10gb=2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::vector<std::string> uuids;
+  for (size_t pos = 0; (pos = r.output.find("MIG-", pos)) != std::string::npos; pos += 4) {
+    uuids.push_back(r.output.substr(pos, 40));
+  }
+  ASSERT_EQ(uuids.size(), 3u) << r.output;
+
+  nvmlEventData_t data{};
+  ASSERT_EQ(n.nvmlEventSetWait_v2(set, &data, 5000), NVML_SUCCESS);
+  EXPECT_EQ(data.device, gpu0);
+  EXPECT_EQ(data.eventType, static_cast<unsigned long long>(nvmlEventMigConfigChange));
+  EXPECT_EQ(data.eventData, 0u);
+  EXPECT_EQ(data.gpuInstanceId, 0xFFFFFFFFu);
+
+  // The open session sees the new layout.
+  unsigned cur = 9, pend = 9, max = 0;
+  ASSERT_EQ(n.nvmlDeviceGetMigMode(gpu0, &cur, &pend), NVML_SUCCESS);
+  EXPECT_EQ(cur, unsigned{NVML_DEVICE_MIG_ENABLE});
+  ASSERT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(gpu0, &max), NVML_SUCCESS);
+  EXPECT_EQ(max, 7u);
+  const unsigned want_sms[] = {64, 16, 16};
+  for (unsigned j = 0; j < 3; ++j) {
+    nvmlDevice_t mig = nullptr;
+    ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu0, j, &mig), NVML_SUCCESS);
+    EXPECT_EQ(Uuid(n, mig), uuids[j]);
+    unsigned gi = 0;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceId(mig, &gi), NVML_SUCCESS);
+    EXPECT_EQ(gi, j + 1);
+    nvmlDeviceAttributes_t attrs;
+    ASSERT_EQ(n.nvmlDeviceGetAttributes_v2(mig, &attrs), NVML_SUCCESS);
+    EXPECT_EQ(attrs.multiprocessorCount, want_sms[j]);
+    nvmlDevice_t parent = nullptr;
+    ASSERT_EQ(n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig, &parent), NVML_SUCCESS);
+    EXPECT_EQ(parent, gpu0);
+  }
+  nvmlDevice_t none = nullptr;
+  EXPECT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu0, 3, &none), NVML_ERROR_NOT_FOUND);
+  // The destroyed MIG device's handle is refused, and its UUID is gone.
+  char buf[96];
+  EXPECT_EQ(n.nvmlDeviceGetUUID(old0, buf, sizeof buf), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetHandleByUUID(old_uuid.c_str(), &none), NVML_ERROR_NOT_FOUND);
+  // The other GPU's MIG devices are untouched.
+  EXPECT_EQ(Uuid(n, other), other_uuid);
+
+  // Capability nodes: config, monitor, and GI/CI access per MIG device of both GPUs.
+  auto caps = DirEntries(sim.root() + "/dev/nvidia-caps");
+  for (unsigned gi = 1; gi <= 3; ++gi) {
+    EXPECT_TRUE(caps.count("nvidia-cap" + std::to_string(3 + 9 * gi))) << gi;      // minor 0
+    EXPECT_TRUE(caps.count("nvidia-cap" + std::to_string(3 + 9 * gi + 1))) << gi;  // CI 0
+  }
+  EXPECT_FALSE(caps.count("nvidia-cap" + std::to_string(3 + 9 * 4)));  // GI 4 of GPU 0: gone
+  EXPECT_TRUE(caps.count("nvidia-cap1"));
+  EXPECT_EQ(caps.size(), 2u + 2u * (3u + 3u));  // GPU 1 keeps its three MIG devices
+  EXPECT_TRUE(IsCharDevice(sim.root() + "/dev/nvidia-caps/nvidia-cap12", kCapsMajor, 12));
+
+  // MIG off: no MIG devices; the event again.
+  r = sim.Inject("mig --gpu 0 --disable");
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(n.nvmlEventSetWait_v2(set, &data, 5000), NVML_SUCCESS);
+  EXPECT_EQ(data.eventType, static_cast<unsigned long long>(nvmlEventMigConfigChange));
+  ASSERT_EQ(n.nvmlDeviceGetMigMode(gpu0, &cur, &pend), NVML_SUCCESS);
+  EXPECT_EQ(cur, unsigned{NVML_DEVICE_MIG_DISABLE});
+  ASSERT_EQ(n.nvmlDeviceGetMaxMigDeviceCount(gpu0, &max), NVML_SUCCESS);
+  EXPECT_EQ(max, 0u);
+  EXPECT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu0, 0, &none), NVML_ERROR_NOT_FOUND);
+  EXPECT_EQ(DirEntries(sim.root() + "/dev/nvidia-caps").size(), 2u + 2u * 3u);
+  EXPECT_THAT(ReadFile(sim.root() + "/proc/driver/nvidia-caps/mig-minors"),
+              HasSubstr("gpu1/gi1/access 147\n"));
+  ASSERT_EQ(n.nvmlEventSetFree(set), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+
+  // A GPU that had MIG off gets it on; a new session sees the same.
+  SimRoot off("dgx-h100");
+  ASSERT_TRUE(off.ok());
+  ASSERT_EQ(off.Inject("mig --gpu 7 --layout 7g.80gb=1").status, 0);
+  Nvml& o = off.nvml();
+  ASSERT_EQ(o.nvmlInit_v2(), NVML_SUCCESS);
+  ASSERT_EQ(o.nvmlDeviceGetMigMode(Handle(o, 7), &cur, &pend), NVML_SUCCESS);
+  EXPECT_EQ(cur, unsigned{NVML_DEVICE_MIG_ENABLE});
+  nvmlDevice_t mig = nullptr;
+  ASSERT_EQ(o.nvmlDeviceGetMigDeviceHandleByIndex(Handle(o, 7), 0, &mig), NVML_SUCCESS);
+  ASSERT_EQ(o.nvmlDeviceGetName(mig, buf, sizeof buf), NVML_SUCCESS);
+  EXPECT_STREQ(buf, "NVIDIA H100 80GB HBM3 MIG 7g.80gb");
+  EXPECT_EQ(o.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimLive, BadMigLayoutsAreRejectedAndChangeNothing) {
+  SimRoot sim("mixed");
+  ASSERT_TRUE(sim.ok());
+  const RootSnapshot before = Snap(sim);
+  struct Case {
+    std::string args, want;
+  };
+  const Case cases[] = {
+      {"mig --gpu 0 --layout 2g.99gb=1", "unknown MIG profile '2g.99gb' in --layout: want"},
+      {"mig --gpu 0 --layout 3g.40gb=3", "uses 9 slices"},
+      {"mig --gpu 0 --layout 1g.20gb=5", "99840 MiB"},  // 5 slices, but too much memory
+      {"mig --gpu 0 --layout 1g.10gb=0", "bad --layout item '1g.10gb=0'"},
+      {"mig --gpu 0 --layout 1g.10gb", "bad --layout item '1g.10gb'"},
+      {"mig --gpu 0 --layout ''", "empty --layout"},
+      {"mig --gpu 0", "pass exactly one of --layout and --disable"},
+      {"mig --gpu 0 --layout 7g.80gb=1 --disable", "pass exactly one of --layout and --disable"},
+      {"mig --gpu 4 --disable", "unknown GPU 4"},
+  };
+  for (const auto& c : cases) {
+    auto r = sim.Inject(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_THAT(r.output, HasSubstr(c.want)) << c.args;
+  }
+  // The accepted profile names are listed.
+  EXPECT_THAT(sim.Inject("mig --gpu 0 --layout x=1").output, HasSubstr("1g.10gb, 1g.20gb"));
+  EXPECT_EQ(Snap(sim), before);
+
+  SimRoot geforce("geforce");
+  ASSERT_TRUE(geforce.ok());
+  const RootSnapshot g_before = Snap(geforce);
+  auto r = geforce.Inject("mig --gpu 0 --layout 1g.10gb=1");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("GPU 0 (NVIDIA GeForce RTX 4090) is not MIG-capable"));
+  EXPECT_EQ(Snap(geforce), g_before);
+}
+
+TEST(SimDriver, StopIsBusyWhileASessionIsOpenAndStartBringsANewVersion) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  const RootSnapshot before = Snap(sim);
+  auto r = sim.Inject("driver stop");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("gpusim: driver stop: EBUSY: the driver is in use by pid " +
+                                  std::to_string(getpid())));
+  // The library is back, nothing else changed.
+  EXPECT_TRUE(fs::exists(LibraryPath(sim.root())));
+  EXPECT_FALSE(fs::exists(AsideLibraryPath(sim.root())));
+  EXPECT_EQ(Snap(sim), before);
+  EXPECT_EQ(Count(n), 4u);
+
+  ASSERT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  r = sim.Inject("driver stop");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(LibraryPath(sim.root())));
+  EXPECT_TRUE(fs::exists(AsideLibraryPath(sim.root())));
+  EXPECT_TRUE(DirEntries(sim.root() + "/dev").empty());
+  EXPECT_THAT(sim.Inject("show").output, HasSubstr("driver UNLOADED"));
+  // This process still has the library loaded: NVML answers that the driver is gone.
+  EXPECT_EQ(n.nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+  EXPECT_EQ(n.nvmlDeviceGetCount_v2(nullptr), NVML_ERROR_UNINITIALIZED);
+  r = sim.Inject("driver stop");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("driver stop: the driver is not loaded"));
+
+  // A GPU added while the driver is away gets its node when it comes back.
+  r = sim.Inject("add");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("no device node until `driver start`"));
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/nvidia4"));
+
+  r = sim.Inject("driver start --version 560.35.03 --cuda-version 12060");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(LibraryPath(sim.root())));
+  EXPECT_FALSE(fs::exists(AsideLibraryPath(sim.root())));
+  for (unsigned i = 0; i < 5; ++i) {
+    EXPECT_TRUE(IsCharDevice(sim.root() + "/dev/nvidia" + std::to_string(i), kNvidiaMajor, i));
+  }
+  EXPECT_TRUE(IsCharDevice(sim.root() + "/dev/nvidiactl", kNvidiaMajor, 255));
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  char buf[80];
+  ASSERT_EQ(n.nvmlSystemGetDriverVersion(buf, sizeof buf), NVML_SUCCESS);
+  EXPECT_STREQ(buf, "560.35.03");
+  int cuda = 0;
+  ASSERT_EQ(n.nvmlSystemGetCudaDriverVersion_v2(&cuda), NVML_SUCCESS);
+  EXPECT_EQ(cuda, 12060);
+  EXPECT_EQ(Count(n), 5u);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimDriver, StopWaitsForTheLastSessionToClose) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);  // two references: both must go
+  // A wait that ends while the session is open fails as a single attempt does.
+  auto start = std::chrono::steady_clock::now();
+  auto r = sim.Inject("driver stop --wait 300ms");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("EBUSY"));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  EXPECT_TRUE(fs::exists(LibraryPath(sim.root())));
+  ASSERT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  std::thread closer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  });
+  r = sim.Inject("driver stop --wait 30s");
+  closer.join();
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/nvidia0"));
+  EXPECT_EQ(n.nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+}
+
+// A process that starts NVML while `driver stop --wait` waits is not held up
+// by the stop (it takes the driver lock, then the layout lock; the stop waits
+// for the first without holding the second), and the stop succeeds once every
+// session has closed.
+TEST(SimDriver, ASessionStartedDuringAWaitingStopIsNotHeldUp) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  SecondSession second(sim.root());  // loaded before the library moves aside
+  ASSERT_TRUE(second.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  CommandResult stop;
+  std::thread stopper([&] { stop = sim.Inject("driver stop --wait 20s"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the stop is waiting now
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(second.nvml().nvmlInit_v2(), NVML_SUCCESS);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(Count(second.nvml()), 2u);
+  EXPECT_EQ(second.nvml().nvmlShutdown(), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  stopper.join();
+  EXPECT_EQ(stop.status, 0) << stop.output;
+  EXPECT_EQ(second.nvml().nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+}
+
+TEST(SimDriver, TheMpsControlDaemonHoldsTheDriver) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  TempDir pipes;
+  const std::string env =
+      "CUDA_MPS_PIPE_DIRECTORY=" + pipes.path() + " CUDA_MPS_LOG_DIRECTORY=" + pipes.path() + " ";
+  const std::string bin = sim.root() + "/" + kMpsControlRelPath;
+  auto r = RunCommand(env + bin + " -d");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string pid = ReadFile(pipes.path() + "/nvidia-cuda-mps-control.pid");
+  while (!pid.empty() && pid.back() == '\n') pid.pop_back();
+  r = sim.Inject("driver stop");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("EBUSY: the driver is in use by pid " + pid));
+  r = RunCommand("echo quit | " + env + bin);
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = sim.Inject("driver stop --wait 10s");
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
+TEST(SimDriver, BadDriverCommandsChangeNothing) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  RootSnapshot before = Snap(sim);
+  struct Case {
+    std::string args, want;
+  };
+  const Case loaded[] = {
+      {"driver stop --wait 5x", "bad --wait '5x': want a duration like 500ms"},
+      {"driver stop --wait -1s", "bad --wait '-1s'"},
+      {"driver start", "the driver is already loaded"},
+      {"driver start --version 1.x", "driver version '1.x' must look like 550.54.15"},
+      {"driver start --cuda-version 12", "CUDA driver version 12 must be"},
+  };
+  for (const auto& c : loaded) {
+    auto r = sim.Inject(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_THAT(r.output, HasSubstr(c.want)) << c.args;
+  }
+  EXPECT_EQ(Snap(sim), before);
+  ASSERT_EQ(sim.Inject("driver stop").status, 0);
+  before = Snap(sim);
+  const Case unloaded[] = {
+      {"driver start --version abc", "driver version 'abc'"},
+      {"xid --gpu 0 --xid 79", "xid: the driver is not loaded; `gpusim driver start` loads it"},
+      {"lose --gpu 0", "lose: the driver is not loaded"},
+      {"reset --gpu 0", "reset: the driver is not loaded"},
+      {"mig --gpu 0 --disable", "is not MIG-capable"},
+  };
+  for (const auto& c : unloaded) {
+    auto r = sim.Inject(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_THAT(r.output, HasSubstr(c.want)) << c.args;
+  }
+  EXPECT_EQ(Snap(sim), before);
+  EXPECT_TRUE(fs::exists(AsideLibraryPath(sim.root())));
+  // Without the library anywhere there is nothing to start.
+  fs::rename(AsideLibraryPath(sim.root()), sim.root() + "/elsewhere.so");
+  auto gone = sim.Inject("driver start");
+  EXPECT_EQ(gone.status, 1);
+  EXPECT_THAT(gone.output, HasSubstr("driver start: the library is neither at"));
+  EXPECT_EQ(Snap(sim), before);
+  fs::rename(sim.root() + "/elsewhere.so", AsideLibraryPath(sim.root()));
+  // mig needs the driver too.
+  SimRoot mig("h100-mig");
+  ASSERT_TRUE(mig.ok());
+  ASSERT_EQ(mig.Inject("driver stop").status, 0);
+  before = Snap(mig);
+  auto r = mig.Inject("mig --gpu 0 --disable");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("mig: the driver is not loaded"));
+  EXPECT_EQ(Snap(mig), before);
+}
+
+// ---------------------------------------------------------------- recovery actions
+
+unsigned RecoveryAction(Nvml& n, nvmlDevice_t d) {
+  nvmlFieldValue_t v{};
+  v.fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
+  EXPECT_EQ(n.nvmlDeviceGetFieldValues(d, 1, &v), NVML_SUCCESS);
+  EXPECT_EQ(v.nvmlReturn, NVML_SUCCESS);
+  EXPECT_EQ(v.valueType, NVML_VALUE_TYPE_UNSIGNED_INT);
+  return v.value.uiVal;
+}
+
+TEST(SimRecovery, XidSetsTheCatalogsActionAndResetClearsIt) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d = Handle(n, 1);
+  nvmlEventSet_t set = nullptr;
+  ASSERT_EQ(n.nvmlEventSetCreate(&set), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlDeviceRegisterEvents(
+                d, nvmlEventTypeXidCriticalError | nvmlEventTypeGpuRecoveryAction, set),
+            NVML_SUCCESS);
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_NONE});
+
+  // XID 95 (uncontained error): the catalog says reset the GPU.
+  ASSERT_EQ(sim.Inject("xid --gpu 1 --xid 95").status, 0);
+  nvmlEventData_t data{};
+  ASSERT_EQ(n.nvmlEventSetWait_v2(set, &data, 5000), NVML_SUCCESS);
+  EXPECT_EQ(data.eventType, static_cast<unsigned long long>(nvmlEventTypeXidCriticalError));
+  EXPECT_EQ(data.eventData, 95u);
+  ASSERT_EQ(n.nvmlEventSetWait_v2(set, &data, 5000), NVML_SUCCESS);
+  EXPECT_EQ(data.device, d);
+  EXPECT_EQ(data.eventType, static_cast<unsigned long long>(nvmlEventTypeGpuRecoveryAction));
+  EXPECT_EQ(data.eventData, 0u);  // nvml.h: 0 for any event but an XID
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_GPU_RESET});
+
+  // An XID without a documented action leaves the pending one: no action event.
+  ASSERT_EQ(sim.Inject("xid --gpu 1 --xid 13").status, 0);
+  ASSERT_EQ(n.nvmlEventSetWait_v2(set, &data, 5000), NVML_SUCCESS);
+  EXPECT_EQ(data.eventData, 13u);
+  EXPECT_EQ(n.nvmlEventSetWait_v2(set, &data, 50), NVML_ERROR_TIMEOUT);
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_GPU_RESET});
+
+  // XID 79: reboot; --action overrides the table.
+  ASSERT_EQ(sim.Inject("xid --gpu 1 --xid 79").status, 0);
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_NODE_REBOOT});
+  ASSERT_EQ(sim.Inject("xid --gpu 1 --xid 74 --action drain-p2p").status, 0);
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_DRAIN_P2P});
+  ASSERT_EQ(sim.Inject("xid --gpu 1 --xid 48 --action drain-and-reset").status, 0);
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET});
+  unsigned action_events = 0;
+  while (n.nvmlEventSetWait_v2(set, &data, 50) == NVML_SUCCESS) {
+    action_events += data.eventType == nvmlEventTypeGpuRecoveryAction ? 1 : 0;
+  }
+  EXPECT_EQ(action_events, 3u);
+  // Another GPU is untouched.
+  EXPECT_EQ(RecoveryAction(n, Handle(n, 2)), unsigned{NVML_GPU_RECOVERY_ACTION_NONE});
+
+  // A reset clears it and is counted.
+  auto r = sim.Inject("reset --gpu 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("1 resets"));
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_NONE});
+  EXPECT_EQ(n.nvmlEventSetWait_v2(set, &data, 50), NVML_ERROR_TIMEOUT);  // none: no event
+  r = sim.Inject("xid --gpu 1 --xid 46 --action none");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(RecoveryAction(n, d), unsigned{NVML_GPU_RECOVERY_ACTION_NONE});
+
+  // `lose`: lost, XID 79, and a GPU reset to do; `reset` brings it back.
+  ASSERT_EQ(sim.Inject("lose --gpu 2").status, 0);
+  nvmlDevice_t d2 = Handle(n, 2);
+  char buf[96];
+  EXPECT_EQ(n.nvmlDeviceGetUUID(d2, buf, sizeof buf), NVML_ERROR_GPU_IS_LOST);
+  nvmlFieldValue_t v[2] = {};
+  v[0].fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
+  v[1].fieldId = NVML_FI_DEV_MEMORY_TEMP;
+  ASSERT_EQ(n.nvmlDeviceGetFieldValues(d2, 2, v), NVML_SUCCESS);
+  EXPECT_EQ(v[0].nvmlReturn, NVML_SUCCESS);
+  EXPECT_EQ(v[0].value.uiVal, unsigned{NVML_GPU_RECOVERY_ACTION_GPU_RESET});
+  EXPECT_EQ(v[1].nvmlReturn, NVML_ERROR_GPU_IS_LOST);
+  ASSERT_EQ(sim.Inject("reset --gpu 2").status, 0);
+  EXPECT_EQ(n.nvmlDeviceGetUUID(d2, buf, sizeof buf), NVML_SUCCESS);
+  EXPECT_EQ(RecoveryAction(n, d2), unsigned{NVML_GPU_RECOVERY_ACTION_NONE});
+  ASSERT_EQ(sim.Inject("reset --gpu 2").status, 0);
+  auto show = sim.Inject("show").output;
+  EXPECT_THAT(show, ::testing::ContainsRegex(" ok .* none +2 -\n"));
+
+  ASSERT_EQ(n.nvmlEventSetFree(set), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimRecovery, BadXidAndResetArgumentsChangeNothing) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  const RootSnapshot before = Snap(sim);
+  struct Case {
+    std::string args, want;
+  };
+  const Case cases[] = {
+      {"xid --gpu 0 --xid 79 --action explode",
+       "bad --action 'explode': want none, reset, reboot, drain-p2p or drain-and-reset"},
+      {"xid --gpu 4 --xid 79", "unknown GPU 4"},
+      {"reset --gpu 4", "unknown GPU 4"},
+  };
+  for (const auto& c : cases) {
+    auto r = sim.Inject(c.args);
+    EXPECT_EQ(r.status, 1) << c.args;
+    EXPECT_THAT(r.output, HasSubstr(c.want)) << c.args;
+  }
+  EXPECT_EQ(Snap(sim), before);
+}
+
+TEST(SimArguments, SystemEventSets) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  nvmlSystemEventSetCreateRequest_t create{};
+  create.version = nvmlSystemEventSetCreateRequest_v1;
+  EXPECT_EQ(n.nvmlSystemEventSetCreate(&create), NVML_ERROR_UNINITIALIZED);
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlSystemEventSetCreate(nullptr), NVML_ERROR_INVALID_ARGUMENT);
+  create.version = 1;
+  EXPECT_EQ(n.nvmlSystemEventSetCreate(&create), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  create.version = nvmlSystemEventSetCreateRequest_v1;
+  ASSERT_EQ(n.nvmlSystemEventSetCreate(&create), NVML_SUCCESS);
+  nvmlSystemRegisterEventRequest_t reg{};
+  reg.version = nvmlSystemRegisterEventRequest_v1;
+  reg.set = create.set;
+  reg.eventTypes = 0x4;
+  EXPECT_EQ(n.nvmlSystemRegisterEvents(&reg), NVML_ERROR_NOT_SUPPORTED);
+  reg.eventTypes = nvmlSystemEventTypeGpuDriverBind | nvmlSystemEventTypeGpuDriverUnbind;
+  reg.set = nullptr;
+  EXPECT_EQ(n.nvmlSystemRegisterEvents(&reg), NVML_ERROR_INVALID_ARGUMENT);
+  reg.set = create.set;
+  reg.version = 0;
+  EXPECT_EQ(n.nvmlSystemRegisterEvents(&reg), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  reg.version = nvmlSystemRegisterEventRequest_v1;
+  ASSERT_EQ(n.nvmlSystemRegisterEvents(&reg), NVML_SUCCESS);
+  // Nothing happened: the wait times out, after its timeout.
+  std::vector<nvmlSystemEventData_v1_t> events;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(WaitSystem(n, create.set, 100, &events), NVML_ERROR_TIMEOUT);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+  // An XID is not a system event.
+  ASSERT_EQ(sim.Inject("xid --gpu 0 --xid 79").status, 0);
+  EXPECT_EQ(WaitSystem(n, create.set, 0, &events), NVML_ERROR_TIMEOUT);
+  // Two events, room for one: one now, the other on the next wait.
+  ASSERT_EQ(sim.Inject("remove --gpu 0").status, 0);
+  ASSERT_EQ(sim.Inject("add").status, 0);
+  ASSERT_EQ(WaitSystem(n, create.set, 1000, &events, 1), NVML_SUCCESS);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].eventType,
+            static_cast<unsigned long long>(nvmlSystemEventTypeGpuDriverUnbind));
+  EXPECT_EQ(events[0].gpuId, 0x3b00u);
+  ASSERT_EQ(WaitSystem(n, create.set, 1000, &events, 1), NVML_SUCCESS);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].eventType, static_cast<unsigned long long>(nvmlSystemEventTypeGpuDriverBind));
+  nvmlSystemEventSetWaitRequest_t wait{};
+  wait.version = nvmlSystemEventSetWaitRequest_v1;
+  wait.set = create.set;
+  EXPECT_EQ(n.nvmlSystemEventSetWait(&wait), NVML_ERROR_INVALID_ARGUMENT);  // no room
+  wait.version = 7;
+  EXPECT_EQ(n.nvmlSystemEventSetWait(&wait), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  nvmlSystemEventSetFreeRequest_t free_req{};
+  free_req.version = nvmlSystemEventSetFreeRequest_v1;
+  free_req.set = create.set;
+  ASSERT_EQ(n.nvmlSystemEventSetFree(&free_req), NVML_SUCCESS);
+  free_req.set = create.set;
+  EXPECT_EQ(n.nvmlSystemEventSetFree(&free_req), NVML_ERROR_INVALID_ARGUMENT);
+  free_req.version = 0;
+  EXPECT_EQ(n.nvmlSystemEventSetFree(&free_req), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+// ---------------------------------------------------------------- go-nvlib's MIG calls
+
+// go-nvlib's MigDevice.GetProfile (pkg/nvlib/device/mig_device.go), as NVIDIA's
+// plugin runs it to name a MIG device's resource: the GPU and compute instance
+// profile ids matched through the profile info calls, the size in GB from the
+// MIG device's memory over the parent's.
+std::string GoNvlibProfile(Nvml& n, nvmlDevice_t mig) {
+  nvmlDevice_t parent = nullptr;
+  if (n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig, &parent) != NVML_SUCCESS) return "parent";
+  nvmlMemory_t parent_mem;
+  if (n.nvmlDeviceGetMemoryInfo(parent, &parent_mem) != NVML_SUCCESS) return "memory";
+  nvmlDeviceAttributes_t attrs;
+  if (n.nvmlDeviceGetAttributes_v2(mig, &attrs) != NVML_SUCCESS) return "attributes";
+  unsigned gi_id = 0, ci_id = 0;
+  if (n.nvmlDeviceGetGpuInstanceId(mig, &gi_id) != NVML_SUCCESS) return "gi id";
+  if (n.nvmlDeviceGetComputeInstanceId(mig, &ci_id) != NVML_SUCCESS) return "ci id";
+  nvmlGpuInstance_t gi = nullptr;
+  if (n.nvmlDeviceGetGpuInstanceById(parent, gi_id, &gi) != NVML_SUCCESS) return "gi";
+  nvmlComputeInstance_t ci = nullptr;
+  if (n.nvmlGpuInstanceGetComputeInstanceById(gi, ci_id, &ci) != NVML_SUCCESS) return "ci";
+  nvmlGpuInstanceInfo_t gi_info;
+  if (n.nvmlGpuInstanceGetInfo(gi, &gi_info) != NVML_SUCCESS) return "gi info";
+  nvmlComputeInstanceInfo_t ci_info;
+  if (n.nvmlComputeInstanceGetInfo(ci, &ci_info) != NVML_SUCCESS) return "ci info";
+  for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; ++i) {
+    nvmlGpuInstanceProfileInfo_t gp;
+    nvmlReturn_t r = n.nvmlDeviceGetGpuInstanceProfileInfo(parent, i, &gp);
+    if (r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_INVALID_ARGUMENT) continue;
+    if (r != NVML_SUCCESS) return "gi profile";
+    if (gp.id != gi_info.profileId) continue;
+    for (unsigned j = 0; j < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++j) {
+      nvmlComputeInstanceProfileInfo_t cp;
+      r = n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, j, 0, &cp);
+      if (r == NVML_ERROR_NOT_SUPPORTED || r == NVML_ERROR_INVALID_ARGUMENT) continue;
+      if (r != NVML_SUCCESS) return "ci profile";
+      if (cp.id != ci_info.profileId) continue;
+      const double one_gb = 1024.0 * 1024 * 1024;
+      double frac = attrs.memorySizeMB * 1024.0 * 1024 / static_cast<double>(parent_mem.total);
+      frac = std::ceil(frac * 8) / 8;
+      const double total_gb = std::ceil(static_cast<double>(parent_mem.total) / one_gb);
+      const auto gb = static_cast<unsigned long long>(std::round(frac * total_gb));
+      return std::to_string(cp.sliceCount) + "c." + std::to_string(gp.sliceCount) + "g." +
+             std::to_string(gb) + "gb";
+    }
+  }
+  return "no matching profile";
+}
+
+TEST(SimMigInstances, NvidiasProfileDerivationNamesEveryMigDevice) {
+  for (const std::string profile : {"h100-mig", "a100-mig"}) {
+    SCOPED_TRACE(profile);
+    SimRoot sim(profile);
+    ASSERT_TRUE(sim.ok());
+    Nvml& n = sim.nvml();
+    ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+    const Profile& p = sim.profile();
+    for (unsigned i = 0; i < p.gpus.size(); ++i) {
+      nvmlDevice_t gpu = Handle(n, i);
+      for (unsigned j = 0; j < p.gpus[i].mig_devices.size(); ++j) {
+        const MigDeviceSpec& m = p.gpus[i].mig_devices[j];
+        nvmlDevice_t mig = nullptr;
+        ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu, j, &mig), NVML_SUCCESS);
+        // "1g.10gb" in go-nvlib's long form: C equals G for a full-GI compute instance.
+        const std::string g = m.profile.substr(0, m.profile.find('g'));
+        EXPECT_EQ(GoNvlibProfile(n, mig), g + "c." + m.profile) << i << "/" << j;
+      }
+    }
+    EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+  }
+}
+
+TEST(SimMigInstances, ProfileInfoAndInstances) {
+  SimRoot sim("h100-mig");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t gpu = Handle(n, 1);  // 4g.40gb + 1g.20gb x2
+  // The model's six profiles, as a real H100 80GB lists them.
+  struct Want {
+    unsigned id, slices, instances;
+    unsigned long long mib;
+  };
+  const Want want[] = {{NVML_GPU_INSTANCE_PROFILE_1_SLICE, 1, 7, 9984},
+                       {NVML_GPU_INSTANCE_PROFILE_2_SLICE, 2, 3, 20096},
+                       {NVML_GPU_INSTANCE_PROFILE_3_SLICE, 3, 2, 40448},
+                       {NVML_GPU_INSTANCE_PROFILE_4_SLICE, 4, 1, 40448},
+                       {NVML_GPU_INSTANCE_PROFILE_7_SLICE, 7, 1, 80896},
+                       {NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, 1, 4, 20096}};
+  unsigned supported = 0;
+  for (unsigned i = 0; i < NVML_GPU_INSTANCE_PROFILE_COUNT; ++i) {
+    nvmlGpuInstanceProfileInfo_t info;
+    if (n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, i, &info) == NVML_SUCCESS) ++supported;
+  }
+  EXPECT_EQ(supported, 6u);
+  for (const Want& w : want) {
+    SCOPED_TRACE(w.id);
+    nvmlGpuInstanceProfileInfo_t info;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, w.id, &info), NVML_SUCCESS);
+    EXPECT_EQ(info.id, w.id);
+    EXPECT_EQ(info.sliceCount, w.slices);
+    EXPECT_EQ(info.instanceCount, w.instances);
+    EXPECT_EQ(info.memorySizeMB, w.mib);
+    nvmlGpuInstanceProfileInfo_v2_t v2{};
+    v2.version = nvmlGpuInstanceProfileInfo_v2;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, w.id, &v2), NVML_SUCCESS);
+    EXPECT_EQ(v2.sliceCount, w.slices);
+    EXPECT_EQ(v2.memorySizeMB, w.mib);
+    EXPECT_THAT(Str(v2.name), ::testing::StartsWith("MIG "));
+    nvmlGpuInstanceProfileInfo_v3_t v3{};
+    v3.version = nvmlGpuInstanceProfileInfo_v3;
+    ASSERT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(
+                  gpu, w.id, reinterpret_cast<nvmlGpuInstanceProfileInfo_v2_t*>(&v3)),
+              NVML_SUCCESS);
+    EXPECT_EQ(v3.memorySizeMB, w.mib);
+    EXPECT_EQ(Str(v3.name), Str(v2.name));
+  }
+  nvmlGpuInstance_t gis[7] = {};
+  unsigned count = 9;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstances(gpu, NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2, gis, &count),
+            NVML_SUCCESS);
+  ASSERT_EQ(count, 2u);
+  nvmlGpuInstanceInfo_t gi_info;
+  ASSERT_EQ(n.nvmlGpuInstanceGetInfo(gis[1], &gi_info), NVML_SUCCESS);
+  EXPECT_EQ(gi_info.device, gpu);
+  EXPECT_EQ(gi_info.id, 3u);
+  EXPECT_EQ(gi_info.placement.start, 5u);  // after 4g (4 slices) and the first 1g
+  EXPECT_EQ(gi_info.placement.size, 1u);
+  nvmlGpuInstance_t gi = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi), NVML_SUCCESS);
+  // The 4-slice instance: compute instance profiles of 1, 2 and 4 slices.
+  unsigned ci_supported = 0;
+  for (unsigned j = 0; j < NVML_COMPUTE_INSTANCE_PROFILE_COUNT; ++j) {
+    nvmlComputeInstanceProfileInfo_t cp;
+    if (n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi, j, 0, &cp) == NVML_SUCCESS) {
+      ++ci_supported;
+      EXPECT_EQ(cp.instanceCount * cp.sliceCount, 4u);
+    }
+  }
+  EXPECT_EQ(ci_supported, 3u);
+  nvmlComputeInstanceProfileInfo_v2_t cv{};
+  cv.version = nvmlComputeInstanceProfileInfo_v2;
+  ASSERT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfoV(
+                gi, NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE, 0, &cv),
+            NVML_SUCCESS);
+  EXPECT_EQ(Str(cv.name), "MIG 1c.4g.40gb");
+  EXPECT_EQ(cv.multiprocessorCount, 16u);
+  nvmlComputeInstance_t ci = nullptr;
+  ASSERT_EQ(n.nvmlGpuInstanceGetComputeInstanceById(gi, 0, &ci), NVML_SUCCESS);
+  nvmlComputeInstanceInfo_t ci_info, ci_info2;
+  ASSERT_EQ(n.nvmlComputeInstanceGetInfo_v2(ci, &ci_info), NVML_SUCCESS);
+  ASSERT_EQ(n.nvmlComputeInstanceGetInfo(ci, &ci_info2), NVML_SUCCESS);
+  EXPECT_EQ(ci_info.gpuInstance, gi);
+  EXPECT_EQ(ci_info.device, gpu);
+  EXPECT_EQ(ci_info.profileId, unsigned{NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE});
+  EXPECT_EQ(ci_info2.profileId, ci_info.profileId);
+
+  // Errors, as nvml.h lists them.
+  nvmlDevice_t mig = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetMigDeviceHandleByIndex(gpu, 0, &mig), NVML_SUCCESS);
+  nvmlGpuInstanceProfileInfo_t info;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(mig, 0, &info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, NVML_GPU_INSTANCE_PROFILE_COUNT, &info),
+            NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, NVML_GPU_INSTANCE_PROFILE_8_SLICE, &info),
+            NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuInstanceProfileInfo_v2_t bad{};
+  bad.version = 1;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, 0, &bad),
+            NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 9, &gi), NVML_ERROR_NOT_FOUND);
+  nvmlGpuInstance_t gi1 = nullptr;
+  ASSERT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi1), NVML_SUCCESS);
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceById(gi1, 1, &ci), NVML_ERROR_NOT_FOUND);
+  nvmlComputeInstanceProfileInfo_t cp;
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfo(gi1, 0, 1, &cp),
+            NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlGpuInstanceGetComputeInstanceProfileInfo(
+                gi1, NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE, 0, &cp),
+            NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlGpuInstanceGetInfo(nullptr, &gi_info), NVML_ERROR_INVALID_ARGUMENT);
+
+  // A destroyed instance's handles are refused; MIG off: NOT_SUPPORTED.
+  ASSERT_EQ(sim.Inject("mig --gpu 1 --disable").status, 0);
+  EXPECT_EQ(n.nvmlGpuInstanceGetInfo(gi1, &gi_info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlComputeInstanceGetInfo_v2(ci, &ci_info), NVML_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceById(gpu, 1, &gi), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstances(gpu, 0, gis, &count), NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuInstanceProfileInfo_v2_t v2{};
+  v2.version = nvmlGpuInstanceProfileInfo_v2;
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfoV(gpu, 0, &v2), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuInstanceProfileInfo(gpu, 0, &info), NVML_SUCCESS);  // mode-free
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+
+  // A GPU that cannot do MIG.
+  SimRoot t4("t4x4");
+  ASSERT_TRUE(t4.ok());
+  Nvml& m = t4.nvml();
+  ASSERT_EQ(m.nvmlInit_v2(), NVML_SUCCESS);
+  EXPECT_EQ(m.nvmlDeviceGetGpuInstanceProfileInfo(Handle(m, 0), 0, &info),
+            NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(m.nvmlShutdown(), NVML_SUCCESS);
+}
+
+TEST(SimMigInstances, FabricAndAddressingMode) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d = Handle(n, 0);
+  nvmlGpuFabricInfo_t fabric;
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfo(d, &fabric), NVML_ERROR_NOT_SUPPORTED);
+  nvmlGpuFabricInfoV_t fabric_v{};
+  fabric_v.version = nvmlGpuFabricInfo_v2;
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfoV(d, &fabric_v), NVML_ERROR_NOT_SUPPORTED);
+  EXPECT_EQ(n.nvmlDeviceGetGpuFabricInfoV(d, nullptr), NVML_ERROR_INVALID_ARGUMENT);
+  nvmlDeviceAddressingMode_t mode{};
+  mode.version = nvmlDeviceAddressingMode_v1;
+  mode.value = 9;
+  ASSERT_EQ(n.nvmlDeviceGetAddressingMode(d, &mode), NVML_SUCCESS);
+  EXPECT_EQ(mode.value, unsigned{NVML_DEVICE_ADDRESSING_MODE_NONE});
+  mode.version = 0;
+  EXPECT_EQ(n.nvmlDeviceGetAddressingMode(d, &mode), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
   EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
 }
 

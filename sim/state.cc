@@ -9,10 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "sim/errno_string.h"
@@ -21,7 +23,9 @@ namespace gdp::sim {
 
 namespace {
 constexpr uint64_t kMagic = 0x315f4d4953555047ULL;  // "GPUSIM_1"
-constexpr uint32_t kVersion = 2;  // 2: memory temperature, PCIe, clock reasons, latency
+// 2: memory temperature, PCIe, clock reasons, latency. 3: slots, removed GPUs,
+// recovery actions, resets, typed events, layout generation, driver state.
+constexpr uint32_t kVersion = 3;
 
 uint64_t NowNs() {
   timespec ts{};
@@ -42,35 +46,39 @@ struct FileLock {
 struct SharedState::File {
   uint64_t magic;
   uint32_t version;
-  uint32_t num_gpus;
-  uint32_t futex_word;  // low 32 bits of event_count, changed only with the lock held
-  uint32_t reserved;
+  uint32_t num_slots;        // slots handed out
+  uint32_t futex_word;       // low 32 bits of event_count, changed only with the lock held
+  uint32_t driver_unloaded;  // 0: loaded (a fresh state has the driver loaded)
   uint64_t event_count;
+  uint64_t layout_generation;
   struct Gpu {
     Telemetry t;
     uint64_t energy_ts_ns;  // when t.energy_mj was last brought up to date
   } gpus[kMaxGpus];
-  XidEvent ring[kEventRing];
+  Event ring[kEventRing];
 };
 
 namespace {
+
+void InitSlot(SharedState::File::Gpu* s, const GpuSpec& g) {
+  *s = SharedState::File::Gpu{};
+  Telemetry& t = s->t;
+  t.temp_c = 34;
+  t.mem_temp_c = 38;
+  t.clocks_event_reasons = 0x1;  // nvmlClocksEventReasonGpuIdle
+  t.power_mw = g.idle_power_w * 1000;
+  t.sm_clock_mhz = 345;  // idle clocks
+  t.mem_clock_mhz = g.max_mem_clock_mhz;
+  s->energy_ts_ns = NowNs();
+}
 
 void InitFile(SharedState::File* f, const Profile& profile) {
   std::memset(static_cast<void*>(f), 0, sizeof(*f));
   f->magic = kMagic;
   f->version = kVersion;
-  f->num_gpus = static_cast<uint32_t>(profile.gpus.size());
-  uint64_t now = NowNs();
-  for (size_t i = 0; i < profile.gpus.size(); ++i) {
-    const GpuSpec& g = profile.gpus[i];
-    Telemetry& t = f->gpus[i].t;
-    t.temp_c = 34;
-    t.mem_temp_c = 38;
-    t.clocks_event_reasons = 0x1;  // nvmlClocksEventReasonGpuIdle
-    t.power_mw = g.idle_power_w * 1000;
-    t.sm_clock_mhz = 345;  // idle clocks
-    t.mem_clock_mhz = g.max_mem_clock_mhz;
-    f->gpus[i].energy_ts_ns = now;
+  for (const GpuSpec& g : profile.gpus) {
+    InitSlot(&f->gpus[g.slot], g);
+    f->num_slots = std::max(f->num_slots, g.slot + 1);
   }
 }
 }  // namespace
@@ -95,7 +103,7 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::Map(const std::string&
     return absl::InternalError(absl::StrCat("mmap ", path, ": ", ErrnoString(e)));
   }
   auto* f = static_cast<File*>(p);
-  if (f->magic != kMagic || f->version != kVersion || f->num_gpus > kMaxGpus) {
+  if (f->magic != kMagic || f->version != kVersion || f->num_slots > kMaxGpus) {
     munmap(p, sizeof(File));
     close(fd);
     return absl::FailedPreconditionError(absl::StrCat(
@@ -125,9 +133,9 @@ absl::Status SharedState::Reset(const std::string& path, const Profile& profile)
   fchmod(fd, 0666);  // the daemon and the injector may run as different users
   {
     FileLock lock(fd, LOCK_EX);
-    File f;
-    InitFile(&f, profile);
-    if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
+    auto f = std::make_unique<File>();
+    InitFile(f.get(), profile);
+    if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, f.get(), sizeof(File), 0) != sizeof(File)) {
       int e = errno;
       close(fd);
       return absl::InternalError(absl::StrCat("write ", path, ": ", ErrnoString(e)));
@@ -150,9 +158,10 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std
     FileLock lock(fd, LOCK_EX);
     struct stat st {};
     if (fstat(fd, &st) == 0 && st.st_size == 0) {
-      File f;
-      InitFile(&f, profile);
-      if (ftruncate(fd, sizeof(File)) != 0 || pwrite(fd, &f, sizeof f, 0) != sizeof f) {
+      auto f = std::make_unique<File>();
+      InitFile(f.get(), profile);
+      if (ftruncate(fd, sizeof(File)) != 0 ||
+          pwrite(fd, f.get(), sizeof(File), 0) != sizeof(File)) {
         int e = errno;
         close(fd);
         return absl::InternalError(absl::StrCat("write ", path, ": ", ErrnoString(e)));
@@ -161,59 +170,108 @@ absl::StatusOr<std::unique_ptr<SharedState>> SharedState::OpenOrCreate(const std
   }
   auto state = Map(path, fd);
   if (!state.ok()) return state;
-  if ((*state)->num_gpus() != profile.gpus.size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "simulator state ", path, " holds ", (*state)->num_gpus(), " GPUs but profile ",
-        profile.name, " has ", profile.gpus.size(), "; recreate the root with `gpusim root`"));
+  for (const GpuSpec& g : profile.gpus) {
+    if (g.slot >= (*state)->num_slots()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("simulator state ", path, " has ", (*state)->num_slots(),
+                       " GPU slots but profile ", profile.name, " puts GPU ", g.uuid, " in slot ",
+                       g.slot, "; recreate the root with `gpusim root`"));
+    }
   }
   return state;
 }
 
-unsigned SharedState::num_gpus() const { return file_->num_gpus; }
-
-Telemetry SharedState::Read(unsigned gpu) const {
+unsigned SharedState::num_slots() const {
   std::lock_guard<std::mutex> g(mu_);
   FileLock lock(fd_, LOCK_SH);
-  const File::Gpu& s = file_->gpus[gpu];
+  return file_->num_slots;
+}
+
+absl::StatusOr<unsigned> SharedState::AllocateSlot(const GpuSpec& gpu) {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_EX);
+  if (file_->num_slots >= kMaxGpus) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("this root has had ", kMaxGpus,
+                     " GPUs, the most one root can have over its life; lay it out afresh with "
+                     "`gpusim root`"));
+  }
+  unsigned slot = file_->num_slots++;
+  InitSlot(&file_->gpus[slot], gpu);
+  return slot;
+}
+
+Telemetry SharedState::Read(unsigned slot) const {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_SH);
+  const File::Gpu& s = file_->gpus[slot];
   Telemetry t = s.t;
   uint64_t now = NowNs();
-  if (now > s.energy_ts_ns && !t.lost) {
+  if (now > s.energy_ts_ns && !t.lost && !t.removed) {
     t.energy_mj += static_cast<uint64_t>(t.power_mw) * (now - s.energy_ts_ns) / 1000000000ULL;
   }
   return t;
 }
 
-void SharedState::Update(unsigned gpu, const std::function<void(Telemetry&)>& fn) {
+void SharedState::Update(unsigned slot, const std::function<void(Telemetry&)>& fn) {
   std::lock_guard<std::mutex> g(mu_);
   FileLock lock(fd_, LOCK_EX);
-  File::Gpu& s = file_->gpus[gpu];
+  File::Gpu& s = file_->gpus[slot];
   uint64_t now = NowNs();
-  if (now > s.energy_ts_ns && !s.t.lost) {
+  if (now > s.energy_ts_ns && !s.t.lost && !s.t.removed) {
     s.t.energy_mj += static_cast<uint64_t>(s.t.power_mw) * (now - s.energy_ts_ns) / 1000000000ULL;
   }
   s.energy_ts_ns = now;
   fn(s.t);
 }
 
-void SharedState::InjectXid(unsigned gpu, unsigned xid) {
+void SharedState::InjectXid(unsigned slot, unsigned xid) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    FileLock lock(fd_, LOCK_EX);
+    file_->gpus[slot].t.xid_count++;
+    file_->gpus[slot].t.last_xid = xid;
+  }
+  Post(slot, EventKind::kXid, xid);
+}
+
+void SharedState::Post(unsigned slot, EventKind kind, uint64_t data) {
   {
     std::lock_guard<std::mutex> g(mu_);
     FileLock lock(fd_, LOCK_EX);
     uint64_t seq = file_->event_count + 1;
-    file_->ring[seq % kEventRing] = XidEvent{seq, gpu, xid};
-    file_->gpus[gpu].t.xid_count++;
-    file_->gpus[gpu].t.last_xid = xid;
+    file_->ring[seq % kEventRing] = Event{seq, slot, kind, data};
     __atomic_store_n(&file_->event_count, seq, __ATOMIC_RELEASE);
     __atomic_store_n(&file_->futex_word, static_cast<uint32_t>(seq), __ATOMIC_RELEASE);
   }
   syscall(SYS_futex, &file_->futex_word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
+uint64_t SharedState::LayoutGeneration() const {
+  return __atomic_load_n(&file_->layout_generation, __ATOMIC_ACQUIRE);
+}
+
+void SharedState::BumpLayoutGeneration() {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_EX);
+  __atomic_store_n(&file_->layout_generation, file_->layout_generation + 1, __ATOMIC_RELEASE);
+}
+
+bool SharedState::DriverLoaded() const {
+  return __atomic_load_n(&file_->driver_unloaded, __ATOMIC_ACQUIRE) == 0;
+}
+
+void SharedState::SetDriverLoaded(bool loaded) {
+  std::lock_guard<std::mutex> g(mu_);
+  FileLock lock(fd_, LOCK_EX);
+  __atomic_store_n(&file_->driver_unloaded, loaded ? 0u : 1u, __ATOMIC_RELEASE);
+}
+
 uint64_t SharedState::EventCount() const {
   return __atomic_load_n(&file_->event_count, __ATOMIC_ACQUIRE);
 }
 
-bool SharedState::NextEvent(uint64_t after, XidEvent* out) const {
+bool SharedState::NextEvent(uint64_t after, Event* out) const {
   std::lock_guard<std::mutex> g(mu_);
   FileLock lock(fd_, LOCK_SH);
   uint64_t count = file_->event_count;
