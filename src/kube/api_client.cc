@@ -1,8 +1,41 @@
 #include "src/kube/api_client.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace gdp::kube {
+
+namespace {
+
+// The payload of ErrorFromResponse's errors: the HTTP status, in decimal.
+constexpr char kHttpStatusPayload[] = "type.gdp/kube.HttpStatus";
+
+}  // namespace
+
+WatchCancel::WatchCancel() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+WatchCancel::~WatchCancel() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void WatchCancel::Cancel() {
+  cancelled_.store(true, std::memory_order_release);
+  // Never read back: the eventfd stays readable, so every later poll on it
+  // returns at once too.
+  uint64_t one = 1;
+  if (fd_ >= 0) (void)!::write(fd_, &one, sizeof one);
+}
+
+absl::Status ApiClient::Watch(const std::string& path, const WatchCallback&, const WatchCancel&,
+                              std::chrono::milliseconds) {
+  return absl::UnimplementedError(absl::StrCat("GET ", path, ": this API client cannot watch"));
+}
 
 const char* ContentType(PatchType type) {
   switch (type) {
@@ -50,6 +83,8 @@ absl::StatusCode CodeForHttpStatus(int http_status, std::string_view reason) {
     case 409:
       return reason == "AlreadyExists" ? absl::StatusCode::kAlreadyExists
                                        : absl::StatusCode::kAborted;
+    case 410:
+      return absl::StatusCode::kFailedPrecondition;
     case 429:
       return absl::StatusCode::kResourceExhausted;
     case 500:
@@ -71,6 +106,8 @@ const char* Hint(int http_status) {
       return "; check the token or client certificate of the kubeconfig / service account";
     case 403:
       return "; check the RBAC rules (ClusterRole and binding) of the service account";
+    case 410:
+      return "; the resourceVersion is too old, list again";
     case 429:
     case 500:
     case 502:
@@ -101,7 +138,16 @@ absl::Status ErrorFromResponse(std::string_view method, std::string_view url, in
       absl::StrCat(std::string(method), " ", std::string(url), ": HTTP ", http_status);
   if (!reason.empty()) absl::StrAppend(&text, " (", reason, ")");
   absl::StrAppend(&text, ": ", message, Hint(http_status));
-  return absl::Status(CodeForHttpStatus(http_status, reason), text);
+  absl::Status error(CodeForHttpStatus(http_status, reason), text);
+  error.SetPayload(kHttpStatusPayload, absl::Cord(absl::StrCat(http_status)));
+  return error;
+}
+
+int HttpStatusOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kHttpStatusPayload);
+  int http_status = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &http_status)) return 0;
+  return http_status;
 }
 
 }  // namespace gdp::kube

@@ -12,9 +12,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -328,11 +330,12 @@ struct OpenSslApiClient::Endpoint {
 };
 
 // One request's connection: a non-blocking TCP socket, with TLS over it when
-// the endpoint says so. Every operation honours the request's deadline.
+// the endpoint says so. Every operation honours the request's deadline, and
+// returns Cancelled as soon as `cancel_fd` (when given) turns readable.
 class OpenSslApiClient::Connection {
  public:
-  Connection(const Endpoint& endpoint, SteadyClock::time_point deadline)
-      : endpoint_(endpoint), deadline_(deadline) {}
+  Connection(const Endpoint& endpoint, SteadyClock::time_point deadline, int cancel_fd = -1)
+      : endpoint_(endpoint), deadline_(deadline), cancel_fd_(cancel_fd) {}
   ~Connection() {
     if (ssl_ != nullptr) SSL_free(ssl_);
     if (fd_ >= 0) ::close(fd_);
@@ -357,8 +360,13 @@ class OpenSslApiClient::Connection {
       if (fd < 0) continue;
       int err = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
       if (err == EINPROGRESS) {
-        PollResult r = PollUntil(fd, POLLOUT, deadline_);
+        PollResult r = PollUntil(fd, POLLOUT, deadline_, cancel_fd_);
         socklen_t len = sizeof err;
+        if (r == PollResult::kWoken) {
+          ::close(fd);
+          ::freeaddrinfo(found);
+          return absl::CancelledError("cancelled while connecting");
+        }
         if (r == PollResult::kTimeout) {
           err = ETIMEDOUT;
           timed_out = true;
@@ -407,6 +415,9 @@ class OpenSslApiClient::Connection {
     return absl::OkStatus();
   }
 
+  // From now on, operations end at `deadline` instead.
+  void set_deadline(SteadyClock::time_point deadline) { deadline_ = deadline; }
+
   // Bytes read into buf; 0 at the end of the connection.
   absl::StatusOr<size_t> Read(char* buf, size_t size) {
     for (;;) {
@@ -431,11 +442,13 @@ class OpenSslApiClient::Connection {
   static constexpr const char* kUpHint = "; is the API server up and the server address right?";
 
   absl::Status Wait(short events, const char* what) {
-    switch (PollUntil(fd_, events, deadline_)) {
+    switch (PollUntil(fd_, events, deadline_, cancel_fd_)) {
       case PollResult::kReady:
         return absl::OkStatus();
       case PollResult::kTimeout:
         return absl::DeadlineExceededError(absl::StrCat(what, " timed out"));
+      case PollResult::kWoken:
+        return absl::CancelledError(absl::StrCat(what, ": cancelled"));
       default:
         return absl::UnavailableError(absl::StrCat(what, ": poll: ", std::strerror(errno)));
     }
@@ -498,7 +511,8 @@ class OpenSslApiClient::Connection {
   }
 
   const Endpoint& endpoint_;
-  const SteadyClock::time_point deadline_;
+  SteadyClock::time_point deadline_;
+  const int cancel_fd_;
   int fd_ = -1;
   SSL* ssl_ = nullptr;
 };
@@ -545,23 +559,18 @@ absl::StatusOr<nlohmann::json> OpenSslApiClient::Patch(const std::string& path, 
   return Do("PATCH", full, ContentType(type), &text);
 }
 
-absl::StatusOr<nlohmann::json> OpenSslApiClient::Do(const char* method, const std::string& path,
-                                                    const char* content_type,
-                                                    const std::string* body) {
-  const std::string url = config_.server + path;
-  auto failed = [&](const absl::Status& s) {
-    return absl::Status(s.code(),
-                        absl::StrCat(method, " ", url, " (", config_.source, "): ", s.message()));
-  };
-  if (!setup_.ok()) return absl::Status(setup_.code(), absl::StrCat(method, " ", setup_.message()));
-
+absl::StatusOr<std::string> OpenSslApiClient::RequestText(const char* method,
+                                                          const std::string& path,
+                                                          const char* content_type,
+                                                          const std::string* body) {
   std::string token = config_.token;
   if (!config_.token_file.empty()) {
     absl::StatusOr<std::string> t = fs_->ReadFile(config_.token_file);
     if (!t.ok()) {
-      return absl::Status(t.status().code(),
-                          absl::StrCat(method, " ", url, ": cannot read the token file ",
-                                       config_.token_file, ": ", t.status().message()));
+      return absl::Status(
+          t.status().code(),
+          absl::StrCat(method, " ", config_.server, path, ": cannot read the token file ",
+                       config_.token_file, ": ", t.status().message()));
     }
     token = std::string(absl::StripAsciiWhitespace(*t));
   }
@@ -575,10 +584,24 @@ absl::StatusOr<nlohmann::json> OpenSslApiClient::Do(const char* method, const st
   if (body != nullptr) absl::StrAppend(&request, "Content-Length: ", body->size(), "\r\n");
   request += "\r\n";
   if (body != nullptr) request += *body;
+  return request;
+}
+
+absl::StatusOr<nlohmann::json> OpenSslApiClient::Do(const char* method, const std::string& path,
+                                                    const char* content_type,
+                                                    const std::string* body) {
+  const std::string url = config_.server + path;
+  auto failed = [&](const absl::Status& s) {
+    return absl::Status(s.code(),
+                        absl::StrCat(method, " ", url, " (", config_.source, "): ", s.message()));
+  };
+  if (!setup_.ok()) return absl::Status(setup_.code(), absl::StrCat(method, " ", setup_.message()));
+  absl::StatusOr<std::string> request = RequestText(method, path, content_type, body);
+  if (!request.ok()) return request.status();
 
   Connection conn(*endpoint_, SteadyClock::now() + config_.timeout);
   if (absl::Status s = conn.Open(); !s.ok()) return failed(s);
-  if (absl::Status s = conn.WriteAll(request); !s.ok()) return failed(s);
+  if (absl::Status s = conn.WriteAll(*request); !s.ok()) return failed(s);
   detail::ResponseParser parser;
   detail::ResponseParser::State state = detail::ResponseParser::State::kIncomplete;
   char buf[16 * 1024];
@@ -604,6 +627,116 @@ absl::StatusOr<nlohmann::json> OpenSslApiClient::Do(const char* method, const st
                                             response.substr(0, 200), "\""));
   }
   return json;
+}
+
+namespace {
+
+// Hands one line of a watch stream to `on_event`; *go_on is what it answered.
+// Empty lines are skipped.
+absl::Status DeliverLine(std::string_view line, const ApiClient::WatchCallback& on_event,
+                         bool* go_on) {
+  *go_on = true;
+  while (!line.empty() && absl::ascii_isspace(static_cast<unsigned char>(line.back()))) {
+    line.remove_suffix(1);
+  }
+  while (!line.empty() && absl::ascii_isspace(static_cast<unsigned char>(line.front()))) {
+    line.remove_prefix(1);
+  }
+  if (line.empty()) return absl::OkStatus();
+  nlohmann::json event = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!event.is_object() || !event.contains("type") || !event["type"].is_string()) {
+    return absl::InternalError(absl::StrCat("a line of the watch stream is not a watch event: \"",
+                                            std::string(line.substr(0, 200)), "\""));
+  }
+  WatchEvent out{event["type"].get<std::string>(),
+                 event.contains("object") ? std::move(event["object"]) : nlohmann::json()};
+  *go_on = on_event(out);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status OpenSslApiClient::Watch(const std::string& path, const WatchCallback& on_event,
+                                     const WatchCancel& cancel, std::chrono::milliseconds timeout) {
+  const std::string url = config_.server + path;
+  auto failed = [&](const absl::Status& s) {
+    return absl::Status(s.code(),
+                        absl::StrCat("GET ", url, " (", config_.source, "): ", s.message()));
+  };
+  if (!setup_.ok()) return absl::Status(setup_.code(), absl::StrCat("GET ", setup_.message()));
+  if (cancel.cancelled()) return failed(absl::CancelledError("the watch is cancelled"));
+  if (cancel.fd() < 0) {
+    return failed(absl::ResourceExhaustedError(
+        "the watch has no eventfd to be cancelled with; is the process out of file descriptors?"));
+  }
+  absl::StatusOr<std::string> request = RequestText("GET", path, nullptr, nullptr);
+  if (!request.ok()) return request.status();
+
+  // Up to the response head the request's own timeout holds; the stream then
+  // runs to the watch's deadline.
+  const SteadyClock::time_point start = SteadyClock::now();
+  const SteadyClock::time_point watch_deadline = start + timeout;
+  Connection conn(*endpoint_, std::min(start + config_.timeout, watch_deadline), cancel.fd());
+  if (absl::Status s = conn.Open(); !s.ok()) return failed(s);
+  if (absl::Status s = conn.WriteAll(*request); !s.ok()) return failed(s);
+
+  using State = detail::ResponseParser::State;
+  detail::ResponseParser parser;
+  bool streaming = false;  // a 2xx head arrived: the body is the event stream
+  std::string pending;     // the start of an event line whose newline has not arrived
+  char buf[16 * 1024];
+  for (;;) {
+    // A busy stream may never make the socket wait, so look here too.
+    if (cancel.cancelled()) return failed(absl::CancelledError("the watch is cancelled"));
+    absl::StatusOr<size_t> n = conn.Read(buf, sizeof buf);
+    if (!n.ok()) {
+      // The stream ran its whole length: the same as the server ending it.
+      if (streaming && absl::IsDeadlineExceeded(n.status()) &&
+          SteadyClock::now() >= watch_deadline) {
+        return absl::OkStatus();
+      }
+      return failed(n.status());
+    }
+    const State state = *n == 0 ? parser.Finish() : parser.Feed(buf, *n);
+    if (state == State::kError) {
+      return failed(absl::UnavailableError(
+          absl::StrCat(streaming ? "the watch stream broke off: " : "the answer is not HTTP: ",
+                       parser.error())));
+    }
+    if (!streaming && parser.has_head() && parser.status() >= 200 && parser.status() < 300) {
+      streaming = true;
+      conn.set_deadline(watch_deadline);
+    }
+    if (!streaming) {
+      if (state == State::kComplete) {
+        return ErrorFromResponse("GET", url, parser.status(), parser.body());
+      }
+      continue;
+    }
+    // Only the bytes just added can hold the next newline.
+    size_t scan_from = pending.size();
+    pending += parser.TakeBody();
+    size_t line_start = 0;
+    for (size_t eol = pending.find('\n', scan_from); eol != std::string::npos;
+         eol = pending.find('\n', line_start)) {
+      bool go_on = true;
+      absl::Status s = DeliverLine(std::string_view(pending).substr(line_start, eol - line_start),
+                                   on_event, &go_on);
+      if (!s.ok()) return failed(s);
+      if (!go_on) return absl::OkStatus();
+      line_start = eol + 1;
+    }
+    pending.erase(0, line_start);
+    if (pending.size() > detail::ResponseParser::kMaxBody) {
+      return failed(absl::ResourceExhaustedError("a watch event is over 256 MiB"));
+    }
+    if (state == State::kComplete) {
+      // The server ended the stream; a last line may lack its newline.
+      bool go_on = true;
+      if (absl::Status s = DeliverLine(pending, on_event, &go_on); !s.ok()) return failed(s);
+      return absl::OkStatus();
+    }
+  }
 }
 
 }  // namespace gdp::kube

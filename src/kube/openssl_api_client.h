@@ -11,12 +11,15 @@
 // Thread-safe: the RestConfig and the TLS context are immutable after
 // construction, and every request opens its own connection, so calls from
 // several threads run in parallel. A request takes at most RestConfig::timeout
-// (connect, handshake, send and receive together).
+// (connect, handshake, send and receive together). A Watch keeps that limit up
+// to the response head; its stream then lasts up to the watch's own timeout,
+// the thread blocked in poll() on the socket and the cancel eventfd.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "src/common/filesystem.h"
@@ -28,7 +31,10 @@ namespace gdp::kube {
 namespace detail {
 
 // Reads one HTTP/1.1 response as its bytes arrive (Content-Length, chunked, or
-// up to the end of the connection). Not thread-safe; one per response.
+// up to the end of the connection). A streaming reader (a watch) takes the body
+// as it comes with TakeBody(); the 256 MiB cap applies to the body held here,
+// so such a reader keeps its own cap on what it holds. Not thread-safe; one
+// per response.
 class ResponseParser {
  public:
   enum class State { kIncomplete, kComplete, kError };
@@ -42,8 +48,14 @@ class ResponseParser {
   // other unfinished response an error.
   State Finish();
 
+  // Whether the final response head (not a 1xx) has arrived; status() is
+  // known from then on.
+  bool has_head() const { return have_head_; }
   int status() const { return status_; }
   const std::string& body() const { return body_; }
+  // The body bytes that arrived since the last call (all of it the first
+  // time); body() is empty afterwards.
+  std::string TakeBody() { return std::exchange(body_, std::string()); }
   // Why the response is not HTTP (when State::kError).
   const std::string& error() const { return error_; }
 
@@ -82,6 +94,8 @@ class OpenSslApiClient final : public ApiClient {
   absl::StatusOr<nlohmann::json> Patch(const std::string& path, PatchType type,
                                        const nlohmann::json& body,
                                        const PatchOptions& options) override;
+  absl::Status Watch(const std::string& path, const WatchCallback& on_event,
+                     const WatchCancel& cancel, std::chrono::milliseconds timeout) override;
 
   const RestConfig& config() const { return config_; }
 
@@ -91,6 +105,9 @@ class OpenSslApiClient final : public ApiClient {
 
   absl::StatusOr<nlohmann::json> Do(const char* method, const std::string& path,
                                     const char* content_type, const std::string* body);
+  // The request's bytes, with the token read now.
+  absl::StatusOr<std::string> RequestText(const char* method, const std::string& path,
+                                          const char* content_type, const std::string* body);
 
   const RestConfig config_;
   const FileSystem* fs_;

@@ -15,14 +15,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "src/kube/scripted_server.h"
 #include "tests/mocks/fake_filesystem.h"
 
 namespace gdp::kube {
@@ -312,6 +317,22 @@ TEST(ResponseParserTest, FramesResponsesFedInAnyPieces) {
         EXPECT_EQ(p.body(), c.body);
       }
       EXPECT_EQ(p.error().empty(), c.state != State::kError);
+
+      // The same bytes, the body taken as it arrives (as a watch does).
+      detail::ResponseParser taken;
+      std::string body;
+      s = State::kIncomplete;
+      for (size_t at = 0; at < c.raw.size() && s == State::kIncomplete; at += piece) {
+        s = taken.Feed(c.raw.data() + at, std::min(piece, c.raw.size() - at));
+        body += taken.TakeBody();
+        EXPECT_EQ(taken.body(), "");
+      }
+      if (s == State::kIncomplete) s = taken.Finish();
+      EXPECT_EQ(s, c.state);
+      if (c.state == State::kComplete) {
+        EXPECT_TRUE(taken.has_head());
+        EXPECT_EQ(body, c.body);
+      }
     }
   }
   detail::ResponseParser head(/*head_request=*/true);
@@ -482,8 +503,10 @@ class OpenSslApiClientTlsTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // An HTTPS server that requires a client certificate signed by the CA when
-  // `mutual`; it answers with the client certificate's CN.
-  std::unique_ptr<TestServer> Serve(bool mutual) {
+  // `mutual`; it answers with the client certificate's CN on /api, and adds
+  // the routes of `more`.
+  std::unique_ptr<TestServer> Serve(bool mutual,
+                                    const std::function<void(httplib::Server&)>& more = nullptr) {
     std::string ca = mutual ? (dir_ / "ca.crt").string() : "";
     auto s = std::make_unique<httplib::SSLServer>((dir_ / "server.crt").c_str(),
                                                   (dir_ / "server.key").c_str(),
@@ -502,6 +525,7 @@ class OpenSslApiClientTlsTest : public ::testing::Test {
       }
       res.set_content(json{{"user", cn}}.dump(), "application/json");
     });
+    if (more != nullptr) more(*s);
     return std::make_unique<TestServer>(std::move(s));
   }
 
@@ -576,6 +600,54 @@ TEST_F(OpenSslApiClientTlsTest, ClientCertificateFromDataAndFromFiles) {
   c.client_cert_file.clear();
   c.client_key_file.clear();
   EXPECT_FALSE(OpenSslApiClient(c).Get("/api").ok());  // the server wants a certificate
+}
+
+TEST_F(OpenSslApiClientTlsTest, WatchStreamsOverTlsAndCancelsPromptly) {
+  // The handler writes two events, then holds the stream open until released.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool released = false;
+  auto server = Serve(/*mutual=*/false, [&](httplib::Server& s) {
+    s.Get("/api/v1/nodes", [&](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("application/json", [&](size_t, httplib::DataSink& sink) {
+        for (const char* type : {"ADDED", "MODIFIED"}) {
+          std::string line = json{{"type", type}, {"object", {{"kind", "Node"}}}}.dump() + "\n";
+          sink.write(line.data(), line.size());
+        }
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait_for(lock, std::chrono::seconds(10), [&] { return released; });
+        sink.done();
+        return true;
+      });
+    });
+  });
+  struct Release {  // destroyed before the server, so its handler returns
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& released;
+    ~Release() {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        released = true;
+      }
+      cv.notify_all();
+    }
+  } release{mu, cv, released};
+
+  RestConfig c;
+  c.server = absl::StrCat("https://127.0.0.1:", server->port());
+  c.ca_data = Pem(ca_.get());
+  OpenSslApiClient client(c);
+  test_util::BackgroundWatch watch(client, "/api/v1/nodes?watch=true", std::chrono::seconds(30));
+  ASSERT_TRUE(watch.WaitForEvents(2));
+  EXPECT_FALSE(watch.done());
+  EXPECT_EQ(watch.events()[1].type, "MODIFIED");
+  auto cancelled_at = std::chrono::steady_clock::now();
+  watch.cancel().Cancel();
+  std::optional<absl::Status> result = watch.WaitForResult();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->code(), absl::StatusCode::kCancelled) << *result;
+  EXPECT_LT(std::chrono::steady_clock::now() - cancelled_at, std::chrono::seconds(1));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // GoogleMock of kube::ApiClient for components that talk to the API server
-// (node labels, node events, doctor, kubectl-gpu). Use StrictMock so an
+// (node labels, node events, object watchers, doctor, kubectl-gpu). Use StrictMock so an
 // unexpected request fails the test. Thread-safe as gmock mocks are.
 #pragma once
 
@@ -17,6 +17,10 @@ class MockApiClient : public ApiClient {
   MOCK_METHOD(absl::StatusOr<nlohmann::json>, Patch,
               (const std::string& path, PatchType type, const nlohmann::json& body,
                const PatchOptions& options),
+              (override));
+  MOCK_METHOD(absl::Status, Watch,
+              (const std::string& path, const WatchCallback& on_event, const WatchCancel& cancel,
+               std::chrono::milliseconds timeout),
               (override));
 };
 
