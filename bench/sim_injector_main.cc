@@ -33,9 +33,9 @@ int main(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
     std::istringstream in(line);
     unsigned gpu = 0;
-    if (!(in >> gpu) || gpu >= (*state)->num_gpus()) {
-      std::fprintf(stderr, "sim-injector: bad line '%s' (want '<gpu index> <id>', %u GPUs)\n",
-                   line.c_str(), (*state)->num_gpus());
+    if (!(in >> gpu) || gpu >= (*state)->num_slots()) {
+      std::fprintf(stderr, "sim-injector: bad line '%s' (want '<gpu slot> <id>', %u GPU slots)\n",
+                   line.c_str(), (*state)->num_slots());
       return 1;
     }
     timespec ts{};

@@ -100,6 +100,7 @@ std::optional<HealthEvent> HealthTracker::OnRecoveryAction(const std::string& uu
   }
   // NVML's own word outranks the table's guess; a table guess never replaces it.
   if (!from_nvml && d->action_from_nvml) return std::nullopt;
+  if (action == d->pending_action && from_nvml == d->action_from_nvml) return std::nullopt;
   d->pending_action = action;
   d->action_from_nvml = from_nvml;
   const std::string base = d->lost                       ? std::string(kLostReason)

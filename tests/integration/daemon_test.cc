@@ -338,9 +338,10 @@ TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuie
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
 
   // An application fault (XID 13, ignored by default) changes nothing; a
-  // critical one on GPU 3 marks GPU 3 alone.
+  // critical one that needs no reset (XID 94, a contained ECC error) on GPU
+  // 3 marks GPU 3 alone.
   Gpusim({"xid", "--gpu", "1", "--xid", "13"});
-  Gpusim({"xid", "--gpu", "3", "--xid", "79"});
+  Gpusim({"xid", "--gpu", "3", "--xid", "94"});
   ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu3] == "Unhealthy"; },
                               In(seconds(10))))
       << daemon_->Output();
@@ -351,7 +352,7 @@ TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuie
       }
     }
   }
-  EXPECT_THAT(daemon_->Output(), HasSubstr("XID 79"));
+  EXPECT_THAT(daemon_->Output(), HasSubstr("XID 94"));
 
   // Quiet for the (1 s) quiet period and answering NVML: Healthy again.
   const size_t seen = stream->UpdateCount();
@@ -360,6 +361,31 @@ TEST_F(DaemonTest, CriticalXidMarksOnlyThatGpuUnhealthyAndItRecoversAfterTheQuie
     EXPECT_EQ(health, "Healthy") << id;
   }
   EXPECT_THAT(daemon_->Output(), HasSubstr("device healthy"));
+}
+
+TEST_F(DaemonTest, AGpuThatNeedsAResetStaysUnhealthyPastTheQuietPeriodUntilItIsReset) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--health-recovery-quiet-period", "1s", "--health-probe-interval", "100ms"});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  const std::string gpu2 = profile->gpus[2].uuid;
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  Gpusim({"xid", "--gpu", "2", "--xid", "48", "--action", "reset"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu2] == "Unhealthy"; },
+                              In(seconds(10))))
+      << daemon_->Output();
+  ASSERT_TRUE(daemon_->WaitForOutput("needs a GPU reset", seconds(5))) << daemon_->Output();
+  // Three quiet periods later it is still Unhealthy.
+  const size_t seen = stream->UpdateCount();
+  EXPECT_FALSE(stream->WaitForCount(seen + 1, In(seconds(3)))) << daemon_->Output();
+  Gpusim({"reset", "--gpu", "2"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu2] == "Healthy"; },
+                              In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_TRUE(
+      daemon_->WaitForOutput("NVML reports no recovery action pending any more", seconds(5)))
+      << daemon_->Output();
 }
 
 TEST_F(DaemonTest, LostGpuIsUnhealthyUntilNvmlFindsItAgain) {
@@ -382,7 +408,13 @@ TEST_F(DaemonTest, LostGpuIsUnhealthyUntilNvmlFindsItAgain) {
       << "GPU 5 changed health while still lost:\n"
       << daemon_->Output();
   const size_t seen = stream->UpdateCount();
+  // Falling off the bus calls for a reset (NVML's recovery action): back on
+  // the bus alone is not enough.
   Gpusim({"recover", "--gpu", "5"});
+  EXPECT_FALSE(stream->WaitForCount(seen + 1, In(milliseconds(2500))))
+      << "GPU 5 recovered before its reset:\n"
+      << daemon_->Output();
+  Gpusim({"reset", "--gpu", "5"});
   ASSERT_TRUE(stream->WaitForCount(seen + 1, In(seconds(15)))) << daemon_->Output();
   EXPECT_EQ(HealthById(stream->Updates()[seen])[gpu5], "Healthy");
   EXPECT_THAT(daemon_->Output(), HasSubstr("lost"));
