@@ -168,7 +168,14 @@ class ListAndWatchReactor final : public grpc::ServerWriteReactor<v1beta1::ListA
       std::lock_guard lock(mu_);
       writing_ = false;
       if (!ok) closing_ = true;
-      if (closing_) {
+      if (closing_ && ok && status_.ok() && !finished_ && latest_ != sent_) {
+        // The server is closing the stream: its last list goes out first
+        // (a resource that leaves sends an empty list, so the kubelet drops
+        // its capacity rather than waiting for the stream to time out).
+        writing_ = true;
+        sent_ = latest_;
+        next = sent_;
+      } else if (closing_) {
         if (!finished_) {
           finished_ = true;
           finish = true;

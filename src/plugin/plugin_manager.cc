@@ -36,6 +36,27 @@ struct PluginManager::Entry {
 
 namespace {
 
+// What a resource that leaves the node advertises last: nothing.
+class EmptyBackend final : public ResourceBackend {
+ public:
+  explicit EmptyBackend(std::string name) : name_(std::move(name)) {}
+  const std::string& ResourceName() const override { return name_; }
+  const std::vector<Device>& Devices() const override { return devices_; }
+  absl::StatusOr<ContainerAllocation> Allocate(const std::vector<std::string>&) const override {
+    return absl::InvalidArgumentError(name_ + " is no longer advertised on this node");
+  }
+  absl::StatusOr<std::vector<std::string>> PreferredAllocation(const std::vector<std::string>&,
+                                                               const std::vector<std::string>&,
+                                                               int) const override {
+    return absl::InvalidArgumentError(name_ + " is no longer advertised on this node");
+  }
+  std::vector<std::string> GpusBehind(const std::string&) const override { return {}; }
+
+ private:
+  std::string name_;
+  std::vector<Device> devices_;
+};
+
 bool SameSocket(const struct stat& st, dev_t dev, ino_t ino, const timespec& ctime) {
   return S_ISSOCK(st.st_mode) && st.st_dev == dev && st.st_ino == ino &&
          st.st_ctim.tv_sec == ctime.tv_sec && st.st_ctim.tv_nsec == ctime.tv_nsec;
@@ -221,7 +242,9 @@ void PluginManager::DoApply(const std::vector<std::shared_ptr<const ResourceBack
   for (const auto& b : backends) wanted.insert(b->ResourceName());
   for (auto it = entries_.begin(); it != entries_.end();) {
     if (wanted.count(it->first) == 0) {
-      log::Info("resource no longer advertised", {{"resource", it->first}});
+      log::Info("resource no longer advertised: its streams get an empty list, then end",
+                {{"resource", it->first}});
+      it->second->server->SwapBackend(std::make_shared<EmptyBackend>(it->first));
       it->second->server->Stop();
       start_order_.erase(std::remove(start_order_.begin(), start_order_.end(), it->first),
                          start_order_.end());

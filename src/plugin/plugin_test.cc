@@ -722,6 +722,9 @@ TEST_F(ManagerTest, ApplyKeepsUnchangedAndReplacesChanged) {
   PluginClient client(Path("nvidia-gpu.sock"));
   auto stream = client.Watch();
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(5))));
+  PluginClient thing_client(Path("example-thing.sock"));
+  auto thing_stream = thing_client.Watch();
+  ASSERT_TRUE(thing_stream->WaitForCount(1, In(seconds(5))));
   manager.SetGpuHealth("GPU-z", false);  // known before the GPU appears
   ASSERT_TRUE(manager.Apply({GpuBackend({Device{"GPU-a"}, Device{"GPU-z"}})}).ok());
   EXPECT_TRUE(
@@ -733,6 +736,9 @@ TEST_F(ManagerTest, ApplyKeepsUnchangedAndReplacesChanged) {
     }
   }
   EXPECT_FALSE(Exists(Path("example-thing.sock")));
+  ASSERT_TRUE(thing_stream->WaitFinished(In(seconds(5))));
+  EXPECT_EQ(thing_stream->Updates().back().devices_size(), 0)
+      << "a resource that leaves sends an empty list before its stream ends";
   const auto resources = manager.Resources();
   ASSERT_EQ(resources.size(), 1u);
   EXPECT_EQ(resources[0].resource_name, "nvidia.com/gpu");

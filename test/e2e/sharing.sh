@@ -7,6 +7,9 @@
 #      control daemon (the stand-in nvidia-cuda-mps-control) received the same limits.
 #   S3 MIG mixed on a100-mig: one resource per profile with the node's counts; a MIG pod
 #      runs with its MIG UUID, its parent's node and its two nvidia-caps nodes.
+#   S4 MIG re-laid while the plugin runs (as mig-parted does): the node's nvidia.com/mig-*
+#      capacities follow at once, a profile that leaves goes to 0, one that arrives
+#      appears, and the plugin container is the same.
 # shellcheck shell=bash
 
 MPS_ROOT=${GDP_MPS_ROOT:-/var/tmp/gdp-mps}
@@ -169,3 +172,24 @@ else
   fail "S3 MIG pod: expected Running, saw $(pod_phase mig): $(kc -n "$TNS" describe pod mig | tail -5 | tr '\n' ' ')"
 fi
 delete_test_pods
+
+# --- S4: MIG re-laid live --------------------------------------------------------------
+cid_mig=$(kc -n "$NS" get pod "$(plugin_pod)" -o jsonpath='{.status.containerStatuses[0].containerID}')
+# GPU 0 (3g.40gb + 2g.20gb + 1g.10gb x2) becomes 1g.10gb x7, GPU 3 (2g.20gb x3 + 1g.10gb)
+# one 4g.40gb: 2g.20gb leaves the node, 4g.40gb arrives, 1g.10gb grows.
+t=$SECONDS
+gpusim mig --gpu 0 --layout 1g.10gb=7 >/dev/null || fail "S4 gpusim mig --gpu 0 failed"
+gpusim mig --gpu 3 --layout 4g.40gb=1 >/dev/null || fail "S4 gpusim mig --gpu 3 failed"
+declare -A want_mig=()
+while read -r p; do want_mig[$p]=$((${want_mig[$p]:-0} + 1)); done < <(gpusim show | awk '$1 ~ /^[0-9]+$/ { print $NF }' | tr ',' '\n' | grep -v '^-*$')
+# A resource that leaves: its capacity drops to 0 (or the kubelet drops the resource).
+none_of() { local c a; c=$(capacity_of "$1"); a=$(allocatable_of "$1"); [ "${c:-0}" = 0 ] && [ "${a:-0}" = 0 ]; }
+relaid() { mig_counts_right && none_of nvidia.com/mig-2g.20gb; }
+if [ "${want_mig[4g.40gb]:-0}" = 1 ] && [ -z "${want_mig[2g.20gb]:-}" ] && wait_until 60 relaid; then
+  pass "S4 MIG re-laid live: $(for p in "${!want_mig[@]}"; do echo -n "nvidia.com/mig-$p=${want_mig[$p]} "; done)and mig-2g.20gb=0 after $((SECONDS - t))s"
+else
+  fail "S4 MIG re-laid: expected $(for p in "${!want_mig[@]}"; do echo -n "mig-$p=${want_mig[$p]} "; done)mig-2g.20gb=0, saw $(kc get node "$NODE" -o jsonpath='{.status.capacity}')"
+  kc -n "$NS" logs "$(plugin_pod)" --tail 15 2>&1 | sed 's/^/  plugin: /' || true
+fi
+check "S4 the plugin container is the same after the re-layout" "$cid_mig" \
+  "$(kc -n "$NS" get pod "$(plugin_pod)" -o jsonpath='{.status.containerStatuses[0].containerID}')"
