@@ -751,6 +751,7 @@ const std::vector<std::string> kIdNames = {"uuid", "index"};
 const std::vector<std::string> kListNames = {"envvar", "volume-mounts", "cdi-annotations",
                                              "cdi-cri"};
 const std::vector<std::string> kPolicyNames = {"distributed", "packed"};
+const std::vector<std::string> kFallbackNames = {"named", "single", "empty"};
 const std::vector<std::string> kLevelNames = {"debug", "info", "warn", "error"};
 const std::vector<std::string> kFormatNames = {"text", "json"};
 
@@ -869,6 +870,11 @@ const std::vector<Field>& Fields() {
       {"flags.requireMinimumVersions", FieldKind::kBool},
       {"flags.nodeName", FieldKind::kString},
       {"flags.rescanInterval", FieldKind::kDuration},
+      {"flags.deployLabel", FieldKind::kString},
+      {"flags.nodeConfig.configMap", FieldKind::kString},
+      {"flags.nodeConfig.label", FieldKind::kString},
+      {"flags.nodeConfig.default", FieldKind::kString},
+      {"flags.nodeConfig.fallbackStrategies", FieldKind::kEnumList},
       {"flags.plugin.passDeviceSpecs", FieldKind::kBool},
       {"flags.plugin.deviceListStrategy", FieldKind::kEnumList},
       {"flags.plugin.deviceIDStrategy", FieldKind::kEnum},
@@ -1031,6 +1037,33 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
   if (auto raw = get("flags.nodeName")) {
     if (auto v = dec.String(*raw)) config.node_name = *v;
+  }
+  if (auto raw = get("flags.deployLabel")) {
+    if (auto v = dec.String(*raw)) config.deploy_label = *v;
+  }
+  if (auto raw = get("flags.nodeConfig.configMap")) {
+    if (auto v = dec.String(*raw)) config.node_config.config_map = *v;
+  }
+  if (auto raw = get("flags.nodeConfig.label")) {
+    if (auto v = dec.String(*raw)) config.node_config.label = *v;
+  }
+  if (auto raw = get("flags.nodeConfig.default")) {
+    if (auto v = dec.String(*raw)) config.node_config.default_name = *v;
+  }
+  if (auto raw = get("flags.nodeConfig.fallbackStrategies")) {
+    if (auto items = dec.List(*raw, /*allow_scalar=*/true)) {
+      std::vector<FallbackStrategy> strategies;
+      bool ok = true;
+      for (const Raw& item : *items) {
+        FallbackStrategy f{};
+        if (auto v = dec.Enum(item, kFallbackNames); v && ParseFallbackStrategy(*v, &f)) {
+          strategies.push_back(f);
+        } else {
+          ok = false;
+        }
+      }
+      if (ok) config.node_config.fallback_strategies = strategies;
+    }
   }
   if (auto raw = get("flags.rescanInterval")) {
     if (auto d = dec.Duration(*raw)) {
@@ -1306,6 +1339,20 @@ std::vector<std::string> Validate(const Config& c) {
         absl::StrCat(Quote(c.log_format), " is not one of ", absl::StrJoin(kFormatNames, ", ")));
   }
 
+  if (const std::string& cm = c.node_config.config_map; !cm.empty()) {
+    const size_t slash = cm.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == cm.size() ||
+        cm.find('/', slash + 1) != std::string::npos || !IsHostname(cm.substr(0, slash)) ||
+        !IsHostname(cm.substr(slash + 1))) {
+      add("flags.nodeConfig.configMap",
+          absl::StrCat(Quote(cm),
+                       " is not namespace/name (e.g. kube-system/gpu-device-plugin-configs)"));
+    }
+  }
+  if (c.node_config.label.empty()) {
+    add("flags.nodeConfig.label",
+        "must name a node label (default nvidia.com/device-plugin.config)");
+  }
   if (c.rescan_interval != std::chrono::milliseconds(0) &&
       c.rescan_interval < std::chrono::milliseconds(100)) {
     add("flags.rescanInterval",

@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "src/common/filesystem.h"
+#include "src/config/named_configs.h"
 
 namespace gdp::config {
 
@@ -109,6 +110,21 @@ struct SharingConfig {
   friend bool operator==(const SharingConfig&, const SharingConfig&) = default;
 };
 
+// flags.nodeConfig: several named configs in one ConfigMap, one picked per
+// node by a node label (src/config/named_configs.h says the order). The
+// daemon watches its Node and that ConfigMap through the API server and
+// applies a change live, like a file reload. These settings themselves come
+// from flags, environment or the config file, never from a named config.
+struct NodeConfigSettings {
+  // "namespace/name" of the ConfigMap; empty: no named configs.
+  std::string config_map;
+  std::string label = "nvidia.com/device-plugin.config";
+  std::string default_name;  // used when the node has no label; empty: none
+  std::vector<FallbackStrategy> fallback_strategies = {FallbackStrategy::kNamed,
+                                                       FallbackStrategy::kSingle};
+  friend bool operator==(const NodeConfigSettings&, const NodeConfigSettings&) = default;
+};
+
 // labels: GPU Feature Discovery node labels and node events (docs/labels.md).
 struct LabelsConfig {
   // Label the node and record node events for GPU health transitions.
@@ -155,6 +171,13 @@ struct Config {
   // coming back) when no NVML event said so; a change found re-discovers the
   // GPUs and applies the difference. Zero: only events are followed.
   std::chrono::milliseconds rescan_interval{5000};
+  // The node label by which NVIDIA's GPU Operator pauses the plugin
+  // (paused-for-driver-upgrade, paused-for-mig-change, false: release NVML
+  // and every device file, devices Unhealthy) and resumes it (true, or no
+  // label). Empty: not followed (the chart can put it in the DaemonSet's
+  // nodeSelector instead, to evict rather than pause).
+  std::string deploy_label = "nvidia.com/gpu.deploy.device-plugin";
+  NodeConfigSettings node_config;
 
   // --- flags.plugin ---
   bool pass_device_specs = true;

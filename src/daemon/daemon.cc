@@ -258,7 +258,14 @@ struct Daemon::Components {
   // Notices GPUs, MIG layouts and the driver changing; recreated with each
   // inventory.
   std::unique_ptr<nvml::ChangeWatcher> changes;
-  std::string nvml_library_path;  // the libnvidia-ml.so.1 loaded
+  // This node's labels and the named-config ConfigMap, followed live.
+  std::unique_ptr<kube::ApiClient> settings_kube;
+  std::unique_ptr<NodeSettings> settings;
+  std::optional<config::NamedConfigChoice> named_choice;  // the one applied
+  std::string named_error;                                // the last one reported
+  std::string nvml_library_path;                          // the libnvidia-ml.so.1 loaded
+  std::string released_reason;  // why NVML was let go; "" while up or never
+  std::string last_nvml_error;  // the last failed start's error, logged once
   // What the plugin servers advertise, and the devices among it that left the
   // node but are held by pods (src/daemon/held_devices.h).
   Advertised advertised;
@@ -287,6 +294,9 @@ struct Daemon::Components {
   // Why the daemon is not ready; read by /readyz on an HTTP worker.
   std::mutex mu;
   std::string not_ready ABSL_GUARDED_BY(mu) = "starting";
+  // The config the node asks for could not be applied (the running one is
+  // kept); "" when it is running.
+  std::string config_problem ABSL_GUARDED_BY(mu);
 
   // Starts, updates, restarts or stops the labeller to match `config`. Runs
   // on the daemon's thread, with NVML up.
@@ -339,6 +349,10 @@ struct Daemon::Components {
     if (bridge) bridge->SetLabeller(labeller.get());
   }
 
+  void SetConfigProblem(std::string problem) {
+    std::lock_guard<std::mutex> lock(mu);
+    config_problem = std::move(problem);
+  }
   void SetNotReady(std::string reason) {
     std::lock_guard<std::mutex> lock(mu);
     not_ready = std::move(reason);
@@ -346,6 +360,7 @@ struct Daemon::Components {
   std::string NotReady() {
     std::lock_guard<std::mutex> lock(mu);
     if (!not_ready.empty()) return not_ready;
+    if (!config_problem.empty()) return config_problem;
     if (plugins != nullptr && !plugins->AllRegistered()) {
       return "not every resource is registered with the kubelet yet";
     }
@@ -488,10 +503,35 @@ int Daemon::Run() {
     c_->serving = c_->plugins.get();
   }
 
+  // 3b. This node's labels and named configs: the first directive is waited
+  // for (briefly), so the plugin starts with the config its node asks for
+  // rather than switching to it a moment later.
+  StartNodeSettings();
+  if (c_->settings != nullptr) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::optional<NodeDirective> first;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, until, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stop_requested_ || pending_directive_.has_value();
+      });
+      first = std::exchange(pending_directive_, std::nullopt);
+    }
+    if (first.has_value()) {
+      ApplyDirective(*first);
+    } else {
+      log::Warn(
+          "no answer from the API server about this node yet; starting with the local "
+          "config and following the node's labels once it answers");
+    }
+  }
+
   // 4. NVML, retried with backoff when failOnInitError is false.
   Backoff nvml_backoff(milliseconds(1000), milliseconds(60000));
   auto next_nvml_try = std::chrono::steady_clock::now();
-  if (!StartNvml()) {
+  if (paused_) {
+    log::Info("paused by the node's deploy label: NVML is not loaded until it says true");
+  } else if (!StartNvml()) {
     if (cfg.fail_on_init_error || exit_code_ != kExitOk) {
       StopAll();
       return exit_code_ != kExitOk ? exit_code_ : kExitInitFailed;
@@ -500,7 +540,7 @@ int Daemon::Run() {
   }
 
   // 5. Reloads: on file change (the watcher) and on SIGHUP (RequestReload).
-  if (!options_.config_file.empty()) {
+  if (!options_.config_file.empty() && c_->config->node_config.config_map.empty()) {
     config::ConfigWatcher::Options wo;
     wo.config_file = options_.config_file;
     wo.overrides = options_.overrides;
@@ -529,13 +569,14 @@ int Daemon::Run() {
     bool reload = false;
     std::string rescan;
     std::string release;
+    std::optional<NodeDirective> directive;
     {
       std::unique_lock<std::mutex> lock(mu_);
       std::optional<SteadyClock::time_point> deadline;
       auto earliest = [&deadline](std::optional<SteadyClock::time_point> t) {
         if (t.has_value() && (!deadline.has_value() || *t < *deadline)) deadline = t;
       };
-      if (!c_->nvml_up) earliest(next_nvml_try);
+      if (!c_->nvml_up && !paused_) earliest(next_nvml_try);
       if (c_->nvml_up) earliest(rescan_due_);
       if (!c_->held.empty()) earliest(held_recheck);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -552,6 +593,7 @@ int Daemon::Run() {
       next = std::move(pending_config_);
       pending_config_.reset();
       release = std::exchange(release_reason_, std::string());
+      directive = std::exchange(pending_directive_, std::nullopt);
       if (rescan_due_.has_value() && SteadyClock::now() >= *rescan_due_) {
         rescan = std::exchange(rescan_reason_, std::string());
         rescan_due_.reset();
@@ -566,6 +608,14 @@ int Daemon::Run() {
       }
     }
     if (next != nullptr) ApplyConfig(std::move(next));
+    if (directive.has_value()) {
+      const bool was_paused = paused_;
+      ApplyDirective(*directive);
+      if (was_paused && !paused_) {
+        nvml_backoff.Reset();
+        next_nvml_try = SteadyClock::now();
+      }
+    }
     if (!release.empty() && c_->nvml_up) {
       ReleaseDriver(release);
       // Try again soon, and no less often than the periodic check.
@@ -575,7 +625,7 @@ int Daemon::Run() {
     } else if (!rescan.empty() && c_->nvml_up) {
       Rediscover(rescan);
     }
-    if (!c_->nvml_up && SteadyClock::now() >= next_nvml_try) {
+    if (!c_->nvml_up && !paused_ && SteadyClock::now() >= next_nvml_try) {
       if (!StartNvml()) {
         if (exit_code_ != kExitOk) break;
         next_nvml_try = SteadyClock::now() + nvml_backoff.Next();
@@ -590,7 +640,7 @@ int Daemon::Run() {
       held_recheck = SteadyClock::now() + milliseconds(2000);
     } else if (SteadyClock::now() >= *held_recheck) {
       held_recheck = SteadyClock::now() + milliseconds(2000);
-      if (c_->nvml_up) ServeWithHeld(c_->backends, /*log_served=*/false);
+      if (c_->nvml_up) ServeWithHeld(c_->backends, /*log_served=*/false, /*node_changed=*/false);
     }
   }
   log::Info("stopping");
@@ -603,12 +653,24 @@ bool Daemon::StartNvml() {
   const config::Config& cfg = *c_->config;
   const std::string root = cfg.EffectiveDriverRoot();
   auto fail = [&](const absl::Status& s) {
-    c_->SetNotReady(absl::StrCat("NVML: ", s.message()));
-    if (cfg.fail_on_init_error) {
-      log::Error("cannot initialise NVML", {{"error", s.message()}});
+    const std::string error(s.message());
+    if (!c_->released_reason.empty()) {
+      // The driver left while we ran: say so first, then what the last try saw.
+      c_->SetNotReady(absl::StrCat("the NVIDIA driver is unavailable (", c_->released_reason,
+                                   "); its GPUs are advertised Unhealthy until it is back; "
+                                   "last try: ",
+                                   error));
     } else {
-      log::Warn("cannot initialise NVML; running without devices and retrying",
-                {{"error", s.message()}});
+      c_->SetNotReady(absl::StrCat("NVML: ", error));
+    }
+    if (error != c_->last_nvml_error) {  // retries repeat it: once per new error
+      c_->last_nvml_error = error;
+      if (cfg.fail_on_init_error && c_->released_reason.empty()) {
+        log::Error("cannot initialise NVML", {{"error", error}});
+      } else {
+        log::Warn("cannot initialise NVML; running without devices and retrying",
+                  {{"error", error}});
+      }
     }
     return false;
   };
@@ -654,6 +716,8 @@ bool Daemon::StartNvml() {
               {{"error", s.message()}});
   }
   c_->nvml_up = true;
+  c_->released_reason.clear();
+  c_->last_nvml_error.clear();
   {
     std::lock_guard<std::mutex> lock(c_->mu);
     c_->inventory_json = InventoryJson(inv);
@@ -704,7 +768,7 @@ bool Daemon::StartNvml() {
     c_->bridge->Resync(c_->health->Devices());
   }
   c_->bridge->SetDriverAvailable(true, uuids);
-  ApplyConfig(nullptr);
+  ApplyConfig(nullptr, /*node_changed=*/before != nullptr);
   if (absl::Status s = c_->health->Start(); !s.ok()) {
     log::Warn("health monitoring did not start", {{"error", s.message()}});
   }
@@ -789,7 +853,7 @@ void Daemon::Rediscover(const std::string& reason) {
   }
   c_->bridge->Resync(c_->health->Devices());
   for (const std::string& change : changes) log::Info("node change", {{"change", change}});
-  if (!changes.empty()) ApplyConfig(nullptr);
+  if (!changes.empty()) ApplyConfig(nullptr, /*node_changed=*/true);
   StartNvmlUsers();
   log::Info(changes.empty() ? "GPUs discovered again: nothing changed"
                             : "GPUs discovered again: the difference is applied",
@@ -800,7 +864,7 @@ void Daemon::Rediscover(const std::string& reason) {
                   .count()}});
 }
 
-void Daemon::ReleaseDriver(const std::string& reason) {
+void Daemon::ReleaseDriver(const std::string& reason, const std::string& not_ready) {
   log::Warn(
       "the driver is going away: releasing NVML and every device file so it can unload; "
       "the GPUs stay registered, Unhealthy, until it is back",
@@ -816,12 +880,128 @@ void Daemon::ReleaseDriver(const std::string& reason) {
   c_->nvml->Shutdown();
   c_->nvml.reset();  // dlclose: the next start loads whatever driver is there then
   c_->nvml_up = false;
+  c_->released_reason = reason;
   {
     std::lock_guard<std::mutex> lock(c_->mu);
     c_->inventory_json.clear();
   }
-  c_->SetNotReady(absl::StrCat("the NVIDIA driver is unavailable (", reason,
-                               "); its GPUs are advertised Unhealthy until it is back"));
+  c_->SetNotReady(not_ready.empty()
+                      ? absl::StrCat("the NVIDIA driver is unavailable (", reason,
+                                     "); its GPUs are advertised Unhealthy until it is back")
+                      : not_ready);
+}
+
+void Daemon::StartNodeSettings() {
+  const config::Config& cfg = *c_->config;
+  const bool want = !cfg.deploy_label.empty() || !cfg.node_config.config_map.empty();
+  if (!want) return;
+  if (cfg.node_name.empty()) {
+    if (!cfg.node_config.config_map.empty()) {
+      log::Error("named configs are off: this node's name is unknown",
+                 {{"hint", "set NODE_NAME (the chart passes spec.nodeName) or flags.nodeName"}});
+    }
+    return;
+  }
+  absl::StatusOr<kube::RestConfig> rest =
+      kube::LoadRestConfig(*options_.fs, kube::ProcessEnv(), cfg.labels.kubeconfig);
+  if (!rest.ok()) {
+    (cfg.node_config.config_map.empty() ? log::Info : log::Error)(
+        "not following this node's labels (deploy label, named configs): no API server",
+        {{"error", rest.status().message()}});
+    return;
+  }
+  c_->settings_kube = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), options_.fs);
+  NodeSettingsOptions o;
+  o.node_name = cfg.node_name;
+  o.deploy_label = cfg.deploy_label;
+  o.named = cfg.node_config;
+  c_->settings =
+      std::make_unique<NodeSettings>(*c_->settings_kube, o, [this](const NodeDirective& d) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          pending_directive_ = d;
+          rescan_noticed_ = true;
+        }
+        cv_.notify_all();
+      });
+  c_->settings->Start();
+  log::Info(
+      "following this node's labels",
+      {{"deploy_label", cfg.deploy_label.empty() ? "(off)" : cfg.deploy_label},
+       {"config_map", cfg.node_config.config_map.empty() ? "(off)" : cfg.node_config.config_map},
+       {"config_label", cfg.node_config.label}});
+}
+
+void Daemon::NodeEvent(const std::string& reason, const std::string& type,
+                       const std::string& message) {
+  if (c_->labeller != nullptr) c_->labeller->RecordEvent(reason, type, message);
+}
+
+void Daemon::ApplyDirective(const NodeDirective& d) {
+  const config::Config& cfg = *c_->config;
+  // The config first, so that a resume starts with the config asked for.
+  if (d.named_configs) {
+    if (!d.config_error.empty()) {
+      if (d.config_error != c_->named_error) {
+        log::Error("named config not applied; keeping the running config",
+                   {{"error", d.config_error}});
+        NodeEvent("GpuPluginConfigInvalid", "Warning", d.config_error);
+        c_->named_error = d.config_error;
+      }
+      c_->SetConfigProblem(d.config_error);
+    } else if (d.choice.has_value() && d.choice != c_->named_choice) {
+      const config::NamedConfigChoice& choice = *d.choice;
+      const std::string name = choice.name.empty() ? "(built-in defaults)" : choice.name;
+      absl::StatusOr<config::Config> parsed = config::ParseConfig(choice.yaml, options_.overrides);
+      if (!parsed.ok()) {
+        const std::string problem =
+            absl::StrCat("named config ", name, " (", choice.why,
+                         ") is invalid; keeping the running config: ", parsed.status().message());
+        if (problem != c_->named_error) {
+          log::Error("named config not applied; keeping the running config",
+                     {{"config", name}, {"errors", parsed.status().message()}});
+          NodeEvent("GpuPluginConfigInvalid", "Warning", problem);
+          c_->named_error = problem;
+        }
+        c_->SetConfigProblem(problem);
+      } else {
+        // Where configs come from is the DaemonSet's business, not a named config's.
+        parsed->node_config = cfg.node_config;
+        parsed->deploy_label = cfg.deploy_label;
+        log::Info("applying the named config this node asks for",
+                  {{"config", name}, {"why", choice.why}});
+        c_->named_choice = choice;
+        c_->named_error.clear();
+        c_->SetConfigProblem("");
+        auto next = std::make_shared<const config::Config>(*std::move(parsed));
+        if (!(*next == *c_->config)) ApplyConfig(std::move(next));
+        NodeEvent("GpuPluginConfigApplied", "Normal",
+                  absl::StrCat("gpu-device-plugin runs config ", name, " (", choice.why, ")"));
+      }
+    } else if (d.choice.has_value()) {
+      c_->named_error.clear();
+      c_->SetConfigProblem("");
+    }
+  }
+  if (d.paused && !paused_) {
+    paused_ = true;
+    const std::string why = absl::StrCat("node label ", cfg.deploy_label, "=", d.pause_value);
+    const std::string not_ready =
+        absl::StrCat("paused by ", why,
+                     ": NVML and the device files are released and the GPUs advertised "
+                     "Unhealthy until the label is true");
+    if (c_->nvml_up) {
+      ReleaseDriver(why, not_ready);
+    } else {
+      c_->SetNotReady(not_ready);
+    }
+    log::Warn("paused by the node's deploy label", {{"label", why}});
+  } else if (!d.paused && paused_) {
+    paused_ = false;
+    log::Info("the node's deploy label no longer pauses the plugin: loading NVML again",
+              {{"label", cfg.deploy_label}});
+    c_->SetNotReady("resuming: loading NVML");
+  }
 }
 
 // Starts sampling for /metrics; NVML is up and the watcher (if any) exists, and
@@ -862,7 +1042,7 @@ void Daemon::StartMetrics() {
 }
 
 // Applies `next` (nullptr: re-apply the current config, e.g. after NVML came up).
-void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
+void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next, bool node_changed) {
   std::shared_ptr<const config::Config> prev = c_->config;
   if (next != nullptr) {
     for (const std::string& field : RestartOnlyChanges(*prev, *next)) {
@@ -901,7 +1081,7 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
     return;
   }
   c_->backends = *backends;
-  if (!ServeWithHeld(*backends, /*log_served=*/true)) return;
+  if (!ServeWithHeld(*backends, /*log_served=*/true, node_changed)) return;
   c_->SetNotReady(backends->empty() ? "NVML reports no GPUs on this node" : "");
 
   if (next != nullptr && c_->health != nullptr && !SameHealth(prev->health, cfg.health)) {
@@ -915,11 +1095,12 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next) {
 }
 
 bool Daemon::ServeWithHeld(
-    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends, bool log_served) {
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends, bool log_served,
+    bool node_changed) {
   // Who holds a device that is no longer offered: asked only when one is gone.
   bool gone = !c_->held.empty();
   for (const auto& [resource, devices] : c_->advertised) {
-    if (gone) break;
+    if (gone || !node_changed) break;
     auto it = std::find_if(backends.begin(), backends.end(),
                            [&r = resource](const auto& b) { return b->ResourceName() == r; });
     if (it == backends.end()) {
@@ -949,7 +1130,18 @@ bool Daemon::ServeWithHeld(
           {{"error", list.status().message()}});
     }
   }
-  HeldResult result = KeepHeldDevices(backends, c_->advertised, holders);
+  // Only a device that left the node is held; one a config change renamed
+  // (replicas, index IDs) is still there under its new ID, so only the
+  // devices held already are judged again then.
+  Advertised previous;
+  if (node_changed) {
+    previous = c_->advertised;
+  } else {
+    for (const auto& [resource, held] : c_->held) {
+      for (const HeldDevice& h : held) previous[resource][h.id] = h.gpus;
+    }
+  }
+  HeldResult result = KeepHeldDevices(backends, previous, holders);
   if (result.held != c_->held) {
     for (const auto& [resource, held] : result.held) {
       for (const HeldDevice& h : held) {
@@ -1056,6 +1248,7 @@ absl::Status Daemon::SyncCdiSpec(
 
 void Daemon::StopAll() {
   if (c_ == nullptr) return;
+  if (c_->settings) c_->settings->Stop();
   if (c_->changes) c_->changes->Stop();
   if (c_->sampler) c_->sampler->Stop();
   if (c_->watcher) c_->watcher->Stop();

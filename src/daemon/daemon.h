@@ -42,6 +42,7 @@
 #include "src/common/clock.h"
 #include "src/common/filesystem.h"
 #include "src/config/config.h"
+#include "src/daemon/node_settings.h"
 #include "src/plugin/backend.h"
 
 namespace gdp::daemon {
@@ -100,9 +101,19 @@ class Daemon {
   void Rediscover(const std::string& reason);
   // Lets go of NVML and every device file so the driver can unload; the
   // devices stay registered, Unhealthy, until NVML comes back.
-  void ReleaseDriver(const std::string& reason);
+  // `not_ready` (when not empty) is what /readyz says meanwhile.
+  void ReleaseDriver(const std::string& reason, const std::string& not_ready = "");
+  // Starts following this node's labels and the named-config ConfigMap
+  // (src/daemon/node_settings.h) when the config asks for either.
+  void StartNodeSettings();
+  // Applies what the node's labels and the ConfigMap say.
+  void ApplyDirective(const NodeDirective& directive);
+  // Records a node event through the labeller, when there is one.
+  void NodeEvent(const std::string& reason, const std::string& type, const std::string& message);
   void StartMetrics();
-  void ApplyConfig(std::shared_ptr<const config::Config> next);
+  // `node_changed`: the inventory changed under the daemon (a device that
+  // left while a pod holds it is then kept, Unhealthy).
+  void ApplyConfig(std::shared_ptr<const config::Config> next, bool node_changed = false);
   // Runs one MPS control daemon per GPU that `backends` share through MPS
   // (stops them when none is); errors when the control binary is missing.
   absl::Status SyncMps(const config::Config& cfg,
@@ -115,7 +126,7 @@ class Daemon {
   // Serves `backends` plus the devices that left the node but are still
   // held by pods; false when the plugin manager refused.
   bool ServeWithHeld(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends,
-                     bool log_served);
+                     bool log_served, bool node_changed);
   void StopAll();
 
   DaemonOptions options_;
@@ -133,6 +144,10 @@ class Daemon {
   std::optional<std::chrono::steady_clock::time_point> rescan_due_ ABSL_GUARDED_BY(mu_);
   bool rescan_noticed_ ABSL_GUARDED_BY(mu_) = false;
   std::string release_reason_ ABSL_GUARDED_BY(mu_);
+  std::optional<NodeDirective> pending_directive_ ABSL_GUARDED_BY(mu_);
+  // The deploy label says pause: NVML stays released until it says resume.
+  // The Run() thread only.
+  bool paused_ = false;
 };
 
 }  // namespace gdp::daemon

@@ -126,6 +126,20 @@ void NodeLabeller::OnHealthChanged(const health::HealthEvent& event) {
   cv_.notify_all();
 }
 
+void NodeLabeller::RecordEvent(std::string reason, std::string type, std::string message) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!options_.events || client_ == nullptr) return;
+    if (events_.size() >= options_.max_queued_events) {
+      events_.pop_front();
+      ++stats_.events_dropped;
+    }
+    events_.push_back(PendingEvent{std::move(reason), std::move(type), std::move(message),
+                                   std::chrono::system_clock::now()});
+  }
+  cv_.notify_all();
+}
+
 void NodeLabeller::SetUnhealthy(std::set<std::string> uuids) {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -90,6 +90,9 @@ class NodeLabeller {
   // A GPU's health changed: updates gpu.unhealthy-count and queues a node
   // event (GpuXid / GpuUnhealthy / GpuLost as Warning, GpuRecovered as Normal).
   void OnHealthChanged(const health::HealthEvent& event);
+  // Queues a node event of the daemon's own (a node change, a config the
+  // node's label names that does not exist); nothing when events are off.
+  void RecordEvent(std::string reason, std::string type, std::string message);
   // Replaces the set of Unhealthy GPUs without recording events (a labeller
   // created while some GPUs are already Unhealthy, e.g. after a reload).
   void SetUnhealthy(std::set<std::string> uuids);

@@ -139,6 +139,10 @@ wait_until() {
     sleep 0.25
   done
 }
+events_of() { # NODE REASON: the messages of the node's events with that reason
+  kc -n default get events --field-selector "involvedObject.kind=Node,involvedObject.name=$1,reason=$2" \
+    -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null
+}
 uuid_of() { gpusim show | awk -v i="$1" '$1 == i { print $2 }'; }
 plugin_pod() { # [NODE]
   kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${1:-$NODE}" \

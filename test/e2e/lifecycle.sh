@@ -6,7 +6,14 @@
 #   L3 the driver stopped and started: `gpusim driver stop` succeeds because the plugin
 #      let go of NVML (it fails with EBUSY while any process holds the driver), every GPU
 #      is Unhealthy and /readyz says why meanwhile, the same container serves all 8 after.
-# The node is left as it was found: the same eight GPUs, the same pods.
+#   L4 the GPU Operator's deploy label: paused-for-driver-upgrade makes the plugin let go
+#      of the driver (a plain `gpusim driver stop` succeeds) and report not ready; true
+#      brings it back, in the same container.
+#   L5 named configs: the node label nvidia.com/device-plugin.config=timeslice4 turns the
+#      8 GPUs into 32 replicas live, removing it turns them back, and a label naming a
+#      missing config keeps the running config and records a node event.
+#   L6 the admission policy: the plugin's service account may change its own Node only.
+# The node is left as it was found: the same eight GPUs, the same pods, the same chart.
 # shellcheck shell=bash
 
 plugin_container() { kc -n "$NS" get pod "$(plugin_pod)" -o jsonpath='{.status.containerStatuses[0].containerID}'; }
@@ -79,3 +86,137 @@ check "L3 the plugin container is the same" "$cid_before" "$(plugin_container)"
 not_running=""
 for p in g3 g4 g5 g6 g7 g8 g9 g10; do pod_running "$p" || not_running+="$p "; done
 check "L3 pods holding GPUs kept running through the driver restart (not running)" "" "$not_running"
+
+# --- L4: the GPU Operator's deploy label -------------------------------------------------
+deploy_label=nvidia.com/gpu.deploy.device-plugin
+t=$SECONDS
+kc label node "$NODE" "$deploy_label=paused-for-driver-upgrade" --overwrite >/dev/null
+if wait_until 30 alloc_is 0; then
+  pass "L4 $deploy_label=paused-for-driver-upgrade: allocatable 0 after $((SECONDS - t))s"
+else
+  fail "L4 paused: expected allocatable 0 within 30s, saw $(node_gpus allocatable)"
+fi
+ready=$(curl -s http://127.0.0.1:9101/readyz || true)
+case "$ready" in
+*"paused by node label $deploy_label=paused-for-driver-upgrade"*) pass "L4 /readyz while paused: $ready" ;;
+*) fail "L4 /readyz while paused: expected 'paused by node label ...', saw '$ready'" ;;
+esac
+if out=$(gpusim driver stop 2>&1); then
+  pass "L4 gpusim driver stop (no wait) succeeds while the plugin is paused"
+else
+  fail "L4 driver stop while paused: expected success, saw: $out"
+fi
+gpusim driver start >/dev/null || fail "L4 gpusim driver start failed"
+t=$SECONDS
+kc label node "$NODE" "$deploy_label=true" --overwrite >/dev/null
+if wait_until 30 gpus_are 8; then
+  pass "L4 $deploy_label=true: capacity and allocatable 8 after $((SECONDS - t))s"
+else
+  fail "L4 resumed: expected 8/8 within 30s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+fi
+check "L4 the plugin container is the same" "$cid_before" "$(plugin_container)"
+kc label node "$NODE" "$deploy_label-" >/dev/null
+
+# --- L5: named configs picked by a node label ------------------------------------------------
+named_values=$(mktemp)
+cat >"$named_values" <<'YAML'
+nodeConfigs:
+  enabled: true
+  map:
+    default: |
+      version: v1
+      health:
+        recoveryQuietPeriod: 10s
+        probeInterval: 1s
+    timeslice4: |
+      version: v1
+      health:
+        recoveryQuietPeriod: 10s
+        probeInterval: 1s
+      sharing:
+        timeSlicing:
+          resources:
+          - name: nvidia.com/gpu
+            replicas: 4
+YAML
+config_label=nvidia.com/device-plugin.config
+old_pod=$(plugin_pod)
+helm upgrade "$RELEASE" "$CHART" --namespace "$NS" -f "$values" -f "$named_values" >/dev/null
+named_ready() {
+  local p
+  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old_pod" ] &&
+    [ "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].ready}')" = true ] && gpus_are 8
+}
+if wait_until 90 named_ready; then
+  pass "L5 the plugin runs with named configs (fallback named: default), 8/8"
+else
+  fail "L5 with named configs: expected a Ready plugin and 8/8, saw pod '$(plugin_pod)' and $(node_gpus capacity)/$(node_gpus allocatable)"
+  kc -n "$NS" logs "$(plugin_pod)" --tail 15 2>&1 | sed 's/^/  plugin: /' || true
+fi
+cid_named=$(plugin_container)
+t=$(date +%s%N)
+kc label node "$NODE" "$config_label=timeslice4" --overwrite >/dev/null
+if wait_until 30 gpus_are 32; then
+  pass "L5 $config_label=timeslice4: 32 replicas $((($(date +%s%N) - t) / 1000000)) ms after labelling"
+else
+  fail "L5 timeslice4: expected 32/32 within 30s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  kc -n "$NS" logs "$(plugin_pod)" --tail 15 2>&1 | sed 's/^/  plugin: /' || true
+fi
+t=$(date +%s%N)
+kc label node "$NODE" "$config_label-" >/dev/null
+if wait_until 30 gpus_are 8; then
+  pass "L5 label removed: 8 GPUs again $((($(date +%s%N) - t) / 1000000)) ms later"
+else
+  fail "L5 label removed: expected 8/8 within 30s, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+fi
+kc label node "$NODE" "$config_label=no-such-config" --overwrite >/dev/null
+invalid_event() { events_of "$NODE" GpuPluginConfigInvalid | grep 'no-such-config' >/dev/null; }
+if wait_until 30 invalid_event; then
+  pass "L5 node event for a label naming a missing config: $(events_of "$NODE" GpuPluginConfigInvalid | head -1 | cut -c1-160)"
+else
+  fail "L5 missing config: expected a GpuPluginConfigInvalid node event naming no-such-config, saw: $(events_of "$NODE" GpuPluginConfigInvalid | tr '\n' ';')"
+fi
+check "L5 the running config is kept (capacity)" 8 "$(node_gpus capacity)"
+ready=$(curl -s http://127.0.0.1:9101/readyz || true)
+case "$ready" in
+*"names no config"*) pass "L5 /readyz names the problem: $(cut -c1-160 <<<"$ready")" ;;
+*) fail "L5 /readyz with a missing config: expected 'names no config', saw '$ready'" ;;
+esac
+check "L5 the plugin container is the same throughout" "$cid_named" "$(plugin_container)"
+kc label node "$NODE" "$config_label-" >/dev/null
+
+# --- L6: the admission policy keeps the plugin's identity to its own Node ---------------------
+sa_token=$(kc -n "$NS" create token "$RELEASE" --bound-object-kind Pod --bound-object-name "$(plugin_pod)" \
+  --bound-object-uid "$(kc -n "$NS" get pod "$(plugin_pod)" -o jsonpath='{.metadata.uid}')" 2>/dev/null || true)
+sa_kubeconfig=$(mktemp)
+kc config view --raw --minify -o json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["clusters"][0]["cluster"]
+print(json.dumps({"apiVersion": "v1", "kind": "Config",
+  "clusters": [{"name": "c", "cluster": c}],
+  "users": [{"name": "u", "user": {"token": sys.argv[1]}}],
+  "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}))' "$sa_token" >"$sa_kubeconfig"
+if [ -n "$sa_token" ] && kubectl --kubeconfig "$sa_kubeconfig" label node "$NODE" gdp-e2e/own=yes --overwrite >/dev/null 2>&1; then
+  pass "L6 the plugin's service account labels its own node"
+else
+  fail "L6 own node: expected the plugin's token to label $NODE, saw: $(kubectl --kubeconfig "$sa_kubeconfig" label node "$NODE" gdp-e2e/own=yes --overwrite 2>&1 | tail -1)"
+fi
+kc label node "$NODE" gdp-e2e/own- >/dev/null 2>&1 || true
+if [ "$E2E_NODES" = 2 ]; then
+  other=$(kubectl --kubeconfig "$sa_kubeconfig" label node "$NODE1" gdp-e2e/other=yes --overwrite 2>&1 || true)
+  case "$other" in
+  *"may change only the node its pod runs on"*) pass "L6 the plugin's token is refused on $NODE1: $(tail -1 <<<"$other" | cut -c1-160)" ;;
+  *) fail "L6 other node: expected the admission policy to refuse the plugin's token on $NODE1, saw: $other" ;;
+  esac
+fi
+rm -f "$sa_kubeconfig" "$named_values"
+
+# Back to the chart as it was, for the scenarios that follow.
+old_pod=$(plugin_pod)
+helm upgrade "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+restored() {
+  local p
+  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old_pod" ] &&
+    [ "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].ready}')" = true ] && gpus_are 8
+}
+wait_until 90 restored || fail "L restoring the chart: expected a Ready plugin and 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"

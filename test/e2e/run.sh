@@ -129,10 +129,6 @@ if [ "$E2E_NODES" = 2 ]; then
   fi
   check "10 $NODE allocatable untouched by $NODE1's failure" 8 "$(node_gpus allocatable "$NODE")"
   check "10 $NODE gpu.unhealthy-count untouched" 0 "$(node_label "$NODE" nvidia.com/gpu.unhealthy-count)"
-  events_of() { # NODE REASON: the messages of the node's events with that reason
-    kc -n default get events --field-selector "involvedObject.kind=Node,involvedObject.name=$1,reason=$2" \
-      -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null
-  }
   xid_event() { events_of "$NODE1" GpuXid | grep 'XID 79' >/dev/null; }
   if wait_until 15 xid_event; then
     pass "10 node event on $NODE1: $(events_of "$NODE1" GpuXid | head -1)"
