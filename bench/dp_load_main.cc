@@ -21,6 +21,10 @@
 //       kubelet does) and times each re-registration.
 //   dp-load scrape --url http://127.0.0.1:9101/metrics [--concurrency C] [--count N]
 //       HTTP GET latency of a metrics endpoint ("not measured" when it is 404).
+//   dp-load change --socket S --step 'CMD A' --step 'CMD B' [--rounds N] [--label L]
+//       Runs each step command in turn (each must change the number of devices
+//       listed: a GPU added, removed, a MIG re-layout) and times until the
+//       ListAndWatch list with the new count arrives.
 //
 // Each command prints rows of one Markdown table (| what | result | target |
 // verdict |) on stdout; details go to stderr. Exit status 1 when a measurement
@@ -238,6 +242,28 @@ class TimedStream {
     std::lock_guard lock(mu_);
     return messages_;
   }
+  // The device count of the latest list.
+  size_t last_size() const {
+    std::lock_guard lock(mu_);
+    return sizes_.empty() ? 0 : sizes_.back().second;
+  }
+  // When the first list after message `after` whose device count is not
+  // `old_size` arrived; nullopt at the deadline.
+  std::optional<Clock::time_point> WaitSizeChange(size_t after, size_t old_size,
+                                                  Clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    std::optional<Clock::time_point> at;
+    cv_.wait_until(lock, deadline, [&] {
+      for (size_t i = after; i < sizes_.size(); ++i) {
+        if (sizes_[i].second != old_size) {
+          at = sizes_[i].first;
+          return true;
+        }
+      }
+      return finished_;
+    });
+    return at;
+  }
 
  private:
   void Read() {
@@ -246,6 +272,7 @@ class TimedStream {
       const Clock::time_point now = Clock::now();
       std::lock_guard lock(mu_);
       ++messages_;
+      sizes_.emplace_back(now, static_cast<size_t>(r.devices_size()));
       if (ids_.empty()) {
         for (const auto& d : r.devices()) {
           index_[d.id()] = ids_.size();
@@ -282,6 +309,7 @@ class TimedStream {
   std::vector<std::optional<Clock::time_point>> unhealthy_at_;
   size_t unhealthy_now_ = 0;
   size_t messages_ = 0;
+  std::vector<std::pair<Clock::time_point, size_t>> sizes_;  // per message: arrival, devices
   bool finished_ = false;
   std::thread thread_;
 };
@@ -484,6 +512,42 @@ int Health(const std::string& socket, const std::string& inject, const std::stri
   return missed > 0 ? 1 : 0;
 }
 
+// --- change -----------------------------------------------------------------
+
+// Runs each step command in turn, `rounds` times; each must change the
+// number of devices the stream lists. Times from the command's start to the
+// ListAndWatch list that shows the new count (an upper bound: it includes
+// starting the command).
+int Change(const std::string& socket, const std::vector<std::string>& steps, int rounds,
+           const std::string& label, double limit_ms) {
+  TimedStream stream(socket);
+  if (!stream.WaitFirst(Clock::now() + seconds(10)))
+    return Fail("no ListAndWatch list from " + socket);
+  Samples latency, run;
+  for (int round = 0; round < rounds; ++round) {
+    for (const std::string& step : steps) {
+      const size_t before = stream.last_size();
+      const size_t after = stream.messages();
+      const auto t0 = Clock::now();
+      const pid_t pid = Spawn(Expand(step, 0, ""), "");
+      if (pid < 0) return Fail("cannot start: " + step);
+      const int rc = Reap(pid);
+      run.Add(Clock::now() - t0);
+      if (rc != 0) return Fail(absl::StrFormat("'%s' exited %d", step, rc));
+      auto at = stream.WaitSizeChange(after, before, Clock::now() + seconds(30));
+      if (!at) return Fail(absl::StrFormat("no new device list within 30 s after '%s'", step));
+      latency.Add(*at - t0);
+    }
+  }
+  Row(absl::StrFormat("Node change -> ListAndWatch update: %s", label),
+      absl::StrFormat("p50 %s, p99 %s, max %s over %d changes; timed from the command's start "
+                      "(its own run p50 %s)",
+                      Fmt(latency.Median()), Fmt(latency.P99()), Fmt(latency.Max()), latency.size(),
+                      Fmt(run.Median())),
+      absl::StrFormat("p99 < %.0f ms", limit_ms), Verdict(latency.P99() / 1000, limit_ms));
+  return 0;
+}
+
 // --- register ---------------------------------------------------------------
 
 // CPU time and run-queue wait of every thread of a process we started, from
@@ -672,6 +736,17 @@ int main(int argc, char** argv) {
   health->add_option("--limit-ms", health_limit_ms, "target p99 in ms");
   health->add_option("--recover-timeout", recover_timeout_s, "seconds to wait for recovery");
 
+  std::vector<std::string> steps;
+  std::string change_label;
+  double change_limit_ms = 100;
+  auto* change = app.add_subcommand("change", "node change -> ListAndWatch update");
+  change->add_option("--socket", socket, "the plugin's socket")->required();
+  change->add_option("--step", steps, "a command that changes the device count (repeatable)")
+      ->required();
+  change->add_option("--rounds", rounds, "times to run every step");
+  change->add_option("--label", change_label, "what changes, for the table");
+  change->add_option("--limit-ms", change_limit_ms, "target p99 in ms");
+
   std::string dir, resource = "nvidia.com/gpu", log;
   int starts = 10, restarts = 20;
   double start_limit_ms = 100, restart_limit_ms = 200;
@@ -710,5 +785,6 @@ int main(int argc, char** argv) {
     return Register(dir, resource, starts, restarts, cmd, log, start_limit_ms, restart_limit_ms);
   }
   if (*scrape) return Scrape(url, concurrency, scrapes, label, scrape_limit_ms);
+  if (*change) return Change(socket, steps, rounds, change_label, change_limit_ms);
   return 2;
 }

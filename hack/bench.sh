@@ -7,7 +7,7 @@
 #   BENCH_SOAK_ROUNDS      flap rounds of 64 GPUs in the soak  (default 10 = 640 flaps; full: 157)
 #   BENCH_IDLE_SECONDS     idle-CPU window                     (default 60)
 #   BENCH_RUNS / BENCH_CALLS   Allocate latency runs x calls   (default 5 x 2000)
-#   BENCH_ONLY             sections to run (default all): envvar cdi register scale preferred soak
+#   BENCH_ONLY             sections to run (default all): envvar cdi register scale preferred changes soak
 #   BENCH_OUT / BENCH_DETAILS  also write the table / the tools' details to these files
 # Latencies are medians and p99 over repeated runs; the machine is shared and
 # noisy, so Allocate is also given as a ratio to a trivial gRPC call over the
@@ -21,7 +21,7 @@ SOAK_ROUNDS="${BENCH_SOAK_ROUNDS:-10}"
 IDLE_SECONDS="${BENCH_IDLE_SECONDS:-60}"
 RUNS="${BENCH_RUNS:-5}"
 CALLS="${BENCH_CALLS:-2000}"
-ONLY="${BENCH_ONLY:-envvar cdi register scale preferred soak}"
+ONLY="${BENCH_ONLY:-envvar cdi register scale preferred changes soak}"
 RSS_LIMIT_KIB=19531 # 20 MB (20,000,000 bytes) in KiB
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 started=$(date +%s)
@@ -85,7 +85,8 @@ node() {
   shift 2
   NODE_DIR="$work/$name"
   mkdir -p "$NODE_DIR/dp" "$NODE_DIR/root/etc/gpusim"
-  "$GPUSIM" root "$NODE_DIR/root" --profile "$profile" >/dev/null
+  # shellcheck disable=SC2086 # NODE_OPTS: extra gpusim root flags, word-split on purpose
+  "$GPUSIM" root "$NODE_DIR/root" --profile "$profile" ${NODE_OPTS:-} >/dev/null
   "$STUB" --dir "$NODE_DIR/dp" >"$NODE_DIR/stub.log" 2>&1 &
   STUB_PID=$!
   pids+=("$STUB_PID")
@@ -173,6 +174,40 @@ measure "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 10 \
   --inject-coprocess "$INJECTOR --root $NODE_DIR/root --xid 79"
 measure "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 2 \
   --inject "$GPUSIM --root $NODE_DIR/root xid --gpu {index} --xid 79"
+stop_node
+fi
+
+if want changes; then
+# --- a node that changes: change -> ListAndWatch update, idle cost of the check ---------
+log "node changes: event-driven and periodic re-discovery"
+section "A node that changes (8 GPUs; MIG on a100-mig), periodic check every 5 s (the default)"
+node changes dgx-h100
+G="$GPUSIM --root $NODE_DIR/root"
+# Hot-remove and hot-add: the driver's unbind/bind system events wake the daemon.
+measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 10 --limit-ms 100 \
+  --label "GPU removed then added (driver bind/unbind events)" \
+  --step "$G remove --gpu 7" --step "$G add --like 6"
+log "idle CPU with the periodic check, over ${IDLE_SECONDS} s"
+c0=$(cpu_ns "$DAEMON_PID")
+sleep "$IDLE_SECONDS"
+c1=$(cpu_ns "$DAEMON_PID")
+pct=$(awk -v d=$((c1 - c0)) -v s="$IDLE_SECONDS" 'BEGIN { printf "%.4f", d / (s * 1e9) * 100 }')
+row "Idle CPU over ${IDLE_SECONDS} s, change watcher on (5 s check, bind/unbind wait)" \
+  "${pct}% of a core ($(((c1 - c0) / 1000000)) ms CPU)" "< 0.1% of a core" "$(within "$pct" 0.1)"
+stop_node
+# The same without events (an older driver): the periodic check alone, every 1 s here.
+NODE_OPTS=--no-change-events node changes-noevents dgx-h100 --rescan-interval 1s
+G="$GPUSIM --root $NODE_DIR/root"
+measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 5 --limit-ms 1100 \
+  --label "GPU removed then added, no change events (periodic check every 1 s)" \
+  --step "$G remove --gpu 7" --step "$G add --like 6"
+stop_node
+# MIG re-layout (mixed): nvmlEventMigConfigChange wakes the daemon.
+node changes-mig a100-mig --mig-strategy mixed
+G="$GPUSIM --root $NODE_DIR/root"
+measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-mig-1g.10gb.sock" --rounds 10 --limit-ms 100 \
+  --label "MIG re-layout of GPU 0, mixed (nvmlEventMigConfigChange)" \
+  --step "$G mig --gpu 0 --layout 1g.10gb=7" --step "$G mig --gpu 0 --layout 3g.40gb=1,1g.10gb=4"
 stop_node
 fi
 

@@ -722,6 +722,10 @@ int Main(int argc, char** argv) {
                          ->capture_default_str();
   cmd_root->add_flag("--no-mknod", layout.allow_regular_files,
                      "without root, create empty files instead of character devices");
+  bool no_change_events = false;
+  cmd_root->add_flag("--no-change-events", no_change_events,
+                     "an older driver: no driver bind/unbind system events and no MIG "
+                     "configuration-change event");
 
   uint64_t gpu = 0;
   unsigned xid = 0;
@@ -791,6 +795,7 @@ int Main(int argc, char** argv) {
     if (mps_option->count() == 0 && !std::filesystem::is_regular_file(layout.mps_control, ec)) {
       layout.mps_control.clear();  // the default is optional; an explicit path is not
     }
+    layout.config.change_events = !no_change_events;
     auto r = LayoutRoot(layout_dir, layout);
     if (!r.ok()) return Fail(r.status());
     std::printf("laid out %s for profile %s: %zu device nodes%s\n", layout_dir.c_str(),

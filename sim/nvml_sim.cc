@@ -105,7 +105,7 @@ constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
 // error containment) need ECC, the MIG configuration event a MIG-capable GPU.
 // XIDs, MIG configuration changes and recovery actions are generated; the
 // others can merely be registered.
-unsigned long long SupportedEvents(const GpuSpec& g) {
+unsigned long long SupportedEvents(const GpuSpec& g, bool change_events) {
   unsigned long long types = nvmlEventTypePState | nvmlEventTypeXidCriticalError |
                              nvmlEventTypeClock | nvmlEventTypePowerSourceChange |
                              nvmlEventTypeGpuUnavailableError | nvmlEventTypeGpuRecoveryAction;
@@ -117,7 +117,7 @@ unsigned long long SupportedEvents(const GpuSpec& g) {
                nvmlEventTypeNonFatalPoisonError | nvmlEventTypeFatalPoisonError;
     }
   }
-  if (g.mig_capable) types |= nvmlEventMigConfigChange;
+  if (g.mig_capable && change_events) types |= nvmlEventMigConfigChange;
   return types;
 }
 
@@ -143,6 +143,7 @@ struct Generation {
   std::vector<std::unique_ptr<nvmlDevice_st>> mig_arena;
   std::map<std::string, const nvmlDevice_st*> mig_by_uuid;
   std::shared_ptr<const Snapshot> snap;  // guarded by g_mu
+  bool change_events = true;             // RootConfig::change_events, read at init
 };
 
 std::mutex g_mu;
@@ -284,6 +285,9 @@ nvmlReturn_t Load(const std::string& root, std::shared_ptr<Generation>* out) {
       return NVML_ERROR_DRIVER_NOT_LOADED;
     }
     gen->profile = std::move(*profile);
+    if (auto config = gdp::sim::ReadConfig(root); config.ok()) {
+      gen->change_events = config->change_events;
+    }
     auto state = SharedState::OpenOrCreate(gdp::sim::StatePath(root), gen->profile);
     if (!state.ok()) {
       Complain(std::string(state.status().message()));
@@ -1436,7 +1440,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(types);
   SIM_ALIVE(c, d);
-  *types = SupportedEvents(*d->spec);
+  *types = SupportedEvents(*d->spec, c.gen->change_events);
   return NVML_SUCCESS;
 }
 
@@ -1463,7 +1467,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned l
   SIM_DEVICE(c, device, d);
   if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
   SIM_ALIVE(c, d);
-  const unsigned long long supported = SupportedEvents(*d->spec);
+  const unsigned long long supported = SupportedEvents(*d->spec, c.gen->change_events);
   if ((types & ~supported) != 0) return NVML_ERROR_NOT_SUPPORTED;
   std::lock_guard<std::mutex> lock(set->mu);
   set->registered[d] |= types;
@@ -1579,6 +1583,7 @@ SIM_EXPORT nvmlReturn_t nvmlSystemEventSetCreate(nvmlSystemEventSetCreateRequest
   if (request->version != nvmlSystemEventSetCreateRequest_v1) {
     return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
   }
+  if (!c.gen->change_events) return NVML_ERROR_NOT_SUPPORTED;  // an older driver branch
   auto* s = new nvmlSystemEventSet_st;
   s->seen = c.gen->state->EventCount();  // only events from now on
   std::lock_guard<std::mutex> lock(g_mu);

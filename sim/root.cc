@@ -86,6 +86,8 @@ absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
         c.cuda_driver_version = kv.second.as<int>();
       } else if (key == "layout") {
         c.layout = kv.second.as<std::string>();
+      } else if (key == "changeEvents") {
+        c.change_events = kv.second.as<bool>();
       } else if (key == "deviceNodes") {
         std::string v = kv.second.as<std::string>();
         if (v != "char" && v != "files") {
@@ -121,6 +123,7 @@ absl::Status WriteConfig(const std::string& root, const RootConfig& c) {
   }
   if (!c.layout.empty()) out << YAML::Key << "layout" << YAML::Value << c.layout;
   out << YAML::Key << "deviceNodes" << YAML::Value << (c.char_devices ? "char" : "files");
+  if (!c.change_events) out << YAML::Key << "changeEvents" << YAML::Value << false;
   out << YAML::EndMap;
   return WriteFileAtomically(path, std::string("# Written by gpusim: the profile this driver "
                                                "root simulates.\n") +

@@ -44,6 +44,10 @@ struct RootConfig {
   std::string layout;
   // Device nodes are character devices (false: regular files, `root --no-mknod`).
   bool char_devices = true;
+  // The driver delivers the events that announce node changes (system
+  // bind/unbind events, nvmlEventMigConfigChange); false models an older
+  // driver branch without them (`root --no-change-events`).
+  bool change_events = true;
 };
 
 std::string ConfigPath(const std::string& root);

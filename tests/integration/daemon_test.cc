@@ -787,6 +787,32 @@ TEST_F(DaemonTest, HotAddedGpuIsAdvertisedOnTheOpenStreamWithoutReRegistering) {
   EXPECT_THAT(daemon_->Output(), HasSubstr("GPU added: " + added));
 }
 
+TEST_F(DaemonTest, WithoutChangeEventsThePeriodicCheckAloneNoticesAChange) {
+  // An older driver: no bind/unbind system events, no MIG configuration event.
+  LayRoot("dgx-h100", {"--no-change-events"});
+  StartRegistered({"--rescan-interval", "0"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  Gpusim({"add"});
+  // With events off and no periodic check, nothing notices.
+  EXPECT_FALSE(
+      stream->WaitFor([](const auto& r) { return r.devices_size() == 9; }, In(seconds(2))));
+
+  daemon_.reset();
+  stub_.reset();
+  LayRoot("dgx-h100", {"--no-change-events"});
+  StartRegistered({"--rescan-interval", "200ms"});
+  auto client2 = Client();
+  auto stream2 = client2->Watch();
+  ASSERT_TRUE(stream2->WaitForCount(1, In(seconds(10))));
+  Gpusim({"add"});
+  ASSERT_TRUE(
+      stream2->WaitFor([](const auto& r) { return r.devices_size() == 9; }, In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_THAT(daemon_->Output(), HasSubstr("GPU device nodes in"));
+}
+
 TEST_F(DaemonTest, RemovedGpuAPodHoldsStaysUnhealthyUntilReleasedAndIsNeverReissued) {
   LayRoot("dgx-h100");
   kubelet_stub::PodResourcesStub pods(dir_ + "/pr.sock");
