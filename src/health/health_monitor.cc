@@ -15,8 +15,9 @@ namespace {
 
 constexpr unsigned long long kHealthEvents =
     nvmlEventTypeXidCriticalError | nvmlEventTypeDoubleBitEccError;
-constexpr unsigned long long kWantedEvents =
-    kHealthEvents | nvmlEventMigConfigChange | nvmlEventTypeGpuRecoveryAction;
+constexpr unsigned long long kWantedEvents = kHealthEvents | nvmlEventMigConfigChange |
+                                             nvmlEventTypeGpuRecoveryAction |
+                                             nvmlEventTypeGpuUnavailableError;
 
 std::vector<std::string> GpuUuids(const nvml::Inventory& inventory) {
   std::vector<std::string> uuids;
@@ -369,6 +370,10 @@ void HealthMonitor::HandleEvent(const nvmlEventData_t& data) {
       log::Info("NVML: MIG configuration changed", {{"device", uuid}});
       listener_.OnMigConfigChanged(uuid);
     }
+  }
+  if ((data.eventType & nvmlEventTypeGpuUnavailableError) != 0) {
+    // The GPU became unreachable: the probes tell lost from a passing blip.
+    probe_now_ = true;
   }
   if ((data.eventType & nvmlEventTypeGpuRecoveryAction) != 0) {
     for (const auto& uuid : targets) ApplyRecoveryAction(uuid, data.device, 0);

@@ -642,6 +642,22 @@ TEST_F(MonitorTest, XidEventMarksOnlyThatGpuUnhealthy) {
   EXPECT_EQ(listener_.events().size(), 1u);
 }
 
+TEST_F(MonitorTest, GpuUnavailableEventProbesAtOnce) {
+  ExpectSetUp();
+  auto monitor = StartMonitor();
+  ASSERT_TRUE(script_.WaitDrained()) << "registered and waiting";
+  handle_rc_[3] = NVML_ERROR_GPU_IS_LOST;
+  nvmlEventData_t d{};
+  d.device = Handle(3);
+  d.eventType = nvmlEventTypeGpuUnavailableError;
+  script_.Push(NVML_SUCCESS, d);  // no clock advance: only the event can make it probe
+  const auto events = listener_.WaitFor(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].uuid, Uuid(3));
+  EXPECT_THAT(events[0].reason, HasSubstr("lost"));
+  monitor->Stop();
+}
+
 TEST_F(MonitorTest, MigConfigChangeIsPassedOnAndIsNoHealthChange) {
   ExpectSetUp();
   auto monitor = StartMonitor();
@@ -733,6 +749,7 @@ TEST_F(MonitorTest, WithoutTheFieldTheXidsDocumentedActionHoldsUntilLostAndFound
   const auto events = listener_.WaitFor(2);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_TRUE(events[1].healthy);
+  EXPECT_TRUE(Eventually([&] { return creates_ >= 2; })) << "registered afresh once found";
   monitor->Stop();
 }
 
