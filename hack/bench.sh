@@ -185,8 +185,8 @@ node changes dgx-h100
 G="$GPUSIM --root $NODE_DIR/root"
 # Hot-remove and hot-add: the driver's unbind/bind system events wake the daemon.
 measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 10 --limit-ms 100 \
-  --label "GPU removed then added (driver bind/unbind events)" \
-  --step "$G remove --gpu 7" --step "$G add --like 6"
+  --label "driver bind/unbind events" \
+  --step "$G remove --gpu 7" --step-label "GPU removed" --step "$G add --like 6" --step-label "GPU added"
 log "idle CPU with the periodic check, over ${IDLE_SECONDS} s"
 c0=$(cpu_ns "$DAEMON_PID")
 sleep "$IDLE_SECONDS"
@@ -199,15 +199,16 @@ stop_node
 NODE_OPTS=--no-change-events node changes-noevents dgx-h100 --rescan-interval 1s
 G="$GPUSIM --root $NODE_DIR/root"
 measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 5 --limit-ms 1100 \
-  --label "GPU removed then added, no change events (periodic check every 1 s)" \
-  --step "$G remove --gpu 7" --step "$G add --like 6"
+  --label "no change events, periodic check every 1 s" \
+  --step "$G remove --gpu 7" --step-label "GPU removed" --step "$G add --like 6" --step-label "GPU added"
 stop_node
 # MIG re-layout (mixed): nvmlEventMigConfigChange wakes the daemon.
 node changes-mig a100-mig --mig-strategy mixed
 G="$GPUSIM --root $NODE_DIR/root"
 measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-mig-1g.10gb.sock" --rounds 10 --limit-ms 100 \
-  --label "MIG re-layout of GPU 0, mixed (nvmlEventMigConfigChange)" \
-  --step "$G mig --gpu 0 --layout 1g.10gb=7" --step "$G mig --gpu 0 --layout 3g.40gb=1,1g.10gb=4"
+  --label "nvmlEventMigConfigChange, mixed" \
+  --step "$G mig --gpu 0 --layout 1g.10gb=7" --step-label "GPU 0 re-laid as 1g.10gb x7" \
+  --step "$G mig --gpu 0 --layout 3g.40gb=1,1g.10gb=4" --step-label "GPU 0 re-laid as 3g.40gb + 1g.10gb x4"
 stop_node
 fi
 

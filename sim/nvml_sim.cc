@@ -1193,6 +1193,26 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device,
 }
 
 // Fills the v2 or v3 layout of the profile info, which differ after `id`.
+// The v2 and v3 profile-info structs share these fields; the caller's version
+// field is kept and every other field cleared first.
+template <typename Info>
+void FillGiProfileInfo(const GiProfile& p, const std::string& name, Info* info) {
+  const unsigned version = info->version;
+  std::memset(info, 0, sizeof(*info));
+  info->version = version;
+  info->id = p.id;
+  info->sliceCount = p.slices;
+  info->instanceCount = p.instances;
+  info->multiprocessorCount = p.sms;
+  info->copyEngineCount = p.copy;
+  info->decoderCount = p.dec;
+  info->encoderCount = p.enc;
+  info->jpegCount = p.jpeg;
+  info->ofaCount = p.ofa;
+  info->memorySizeMB = p.memory_mib;
+  std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+}
+
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfoV(
     nvmlDevice_t device, unsigned int profile, nvmlGpuInstanceProfileInfo_v2_t* info) {
   SIM_DEVICE(c, device, d);
@@ -1209,37 +1229,9 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfoV(
   if (nvmlReturn_t r = FindGiProfile(*d->spec, profile, &p); r != NVML_SUCCESS) return r;
   const std::string name = "MIG " + p.name;
   if (info->version == nvmlGpuInstanceProfileInfo_v2) {
-    const unsigned version = info->version;
-    std::memset(info, 0, sizeof(*info));
-    info->version = version;
-    info->id = p.id;
-    info->sliceCount = p.slices;
-    info->instanceCount = p.instances;
-    info->multiprocessorCount = p.sms;
-    info->copyEngineCount = p.copy;
-    info->decoderCount = p.dec;
-    info->encoderCount = p.enc;
-    info->jpegCount = p.jpeg;
-    info->ofaCount = p.ofa;
-    info->memorySizeMB = p.memory_mib;
-    std::snprintf(info->name, sizeof info->name, "%s", name.c_str());
+    FillGiProfileInfo(p, name, info);
   } else {
-    auto* v3 = reinterpret_cast<nvmlGpuInstanceProfileInfo_v3_t*>(info);
-    const unsigned version = v3->version;
-    std::memset(v3, 0, sizeof(*v3));
-    v3->version = version;
-    v3->id = p.id;
-    v3->sliceCount = p.slices;
-    v3->instanceCount = p.instances;
-    v3->multiprocessorCount = p.sms;
-    v3->copyEngineCount = p.copy;
-    v3->decoderCount = p.dec;
-    v3->encoderCount = p.enc;
-    v3->jpegCount = p.jpeg;
-    v3->ofaCount = p.ofa;
-    v3->memorySizeMB = p.memory_mib;
-    std::snprintf(v3->name, sizeof v3->name, "%s", name.c_str());
-    v3->capabilities = 0;
+    FillGiProfileInfo(p, name, reinterpret_cast<nvmlGpuInstanceProfileInfo_v3_t*>(info));
   }
   return NVML_SUCCESS;
 }

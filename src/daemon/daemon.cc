@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <set>
+#include <shared_mutex>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -100,10 +101,20 @@ class HealthBridge final : public health::HealthListener {
     driver_down_ = !available;
     for (const std::string& uuid : uuids) Push(uuid);
   }
+  // GPUs the driver unbound: Unhealthy until a re-discovery drops them.
+  void SetUnbound(const std::vector<std::string>& uuids) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& uuid : uuids) {
+      log::Warn("the driver unbound a GPU: Unhealthy until it is gone from the list",
+                {{"gpu", uuid}});
+      Set(&unbound_, uuid, false);
+    }
+  }
   // The monitor now watches another set of GPUs: take its view as the NVML
   // health of every GPU (after a re-discovery).
   void Resync(const std::map<std::string, health::DeviceHealth>& devices) {
     std::lock_guard<std::mutex> lock(mu_);
+    unbound_.clear();
     std::set<std::string> unhealthy;
     for (const auto& [uuid, h] : devices) {
       if (!h.healthy) unhealthy.insert(uuid);
@@ -123,8 +134,8 @@ class HealthBridge final : public health::HealthListener {
     Push(uuid);
   }
   void Push(const std::string& uuid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    plugins_.SetGpuHealth(
-        uuid, !driver_down_ && nvml_unhealthy_.count(uuid) == 0 && mps_unhealthy_.count(uuid) == 0);
+    plugins_.SetGpuHealth(uuid, !driver_down_ && nvml_unhealthy_.count(uuid) == 0 &&
+                                    mps_unhealthy_.count(uuid) == 0 && unbound_.count(uuid) == 0);
   }
 
   plugin::PluginManager& plugins_;
@@ -133,7 +144,23 @@ class HealthBridge final : public health::HealthListener {
   labels::NodeLabeller* labeller_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::set<std::string> nvml_unhealthy_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> mps_unhealthy_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unbound_ ABSL_GUARDED_BY(mu_);
   bool driver_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A collector that reads NVML only while `gate` is held shared.
+class GatedCollector final : public metrics::Collector {
+ public:
+  GatedCollector(metrics::Collector& inner, std::shared_mutex& gate) : inner_(inner), gate_(gate) {}
+  std::string Name() const override { return inner_.Name(); }
+  absl::Status Collect(std::vector<metrics::MetricFamily>* out) override {
+    std::shared_lock<std::shared_mutex> lock(gate_);
+    return inner_.Collect(out);
+  }
+
+ private:
+  metrics::Collector& inner_;
+  std::shared_mutex& gate_;
 };
 
 // Settings that select what the process is bound to; a reload that changes
@@ -284,6 +311,10 @@ struct Daemon::Components {
   std::unique_ptr<podresources::GrpcPodResourcesLister> pod_lister;  // for /metrics
   std::unique_ptr<metrics::PodAttributionCollector> pod_collector;
   std::unique_ptr<metrics::GpuCollector> gpu_collector;
+  // Held shared while the sampler reads NVML, exclusively while NVML is
+  // re-initialised (a node change), so no read crosses a re-init.
+  std::shared_mutex nvml_gate;
+  std::unique_ptr<metrics::Collector> gated_gpu_collector;
   std::unique_ptr<PluginCollector> plugin_collector;
   std::unique_ptr<metrics::Sampler> sampler;
   std::unique_ptr<podresources::PodResourcesLister> pod_resources;  // for /allocations
@@ -381,9 +412,10 @@ void Daemon::RequestStop() {
   cv_.notify_all();
 }
 
-void Daemon::OnNodeChange(const std::string& reason, bool driver_gone) {
+void Daemon::OnNodeChange(const std::string& reason, bool driver_gone, bool new_session) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!driver_gone && new_session) rescan_new_session_ = true;
     std::string& pending = driver_gone ? release_reason_ : rescan_reason_;
     if (pending.empty()) {
       pending = reason;
@@ -568,6 +600,7 @@ int Daemon::Run() {
     std::shared_ptr<const config::Config> next;
     bool reload = false;
     std::string rescan;
+    bool rescan_new_session = false;
     std::string release;
     std::optional<NodeDirective> directive;
     {
@@ -596,6 +629,7 @@ int Daemon::Run() {
       directive = std::exchange(pending_directive_, std::nullopt);
       if (rescan_due_.has_value() && SteadyClock::now() >= *rescan_due_) {
         rescan = std::exchange(rescan_reason_, std::string());
+        rescan_new_session = std::exchange(rescan_new_session_, false);
         rescan_due_.reset();
       }
     }
@@ -623,7 +657,7 @@ int Daemon::Run() {
       nvml_backoff = Backoff(milliseconds(500), max);
       next_nvml_try = SteadyClock::now() + nvml_backoff.Next();
     } else if (!rescan.empty() && c_->nvml_up) {
-      Rediscover(rescan);
+      Rediscover(rescan, rescan_new_session);
     }
     if (!c_->nvml_up && !paused_ && SteadyClock::now() >= next_nvml_try) {
       if (!StartNvml()) {
@@ -782,9 +816,14 @@ void Daemon::StartChangeWatcher() {
   o.interval = cfg.rescan_interval;
   o.library_path = c_->nvml_library_path;
   o.dev_dir = JoinRoot(cfg.EffectiveDriverRoot(), "/dev");
+  HealthBridge* bridge = c_->bridge.get();
   c_->changes = std::make_unique<nvml::ChangeWatcher>(
-      *c_->nvml, *options_.fs, c_->inventory, o, [this](const nvml::NodeChange& change) {
-        OnNodeChange(change.reason, change.kind == nvml::NodeChange::Kind::kDriverGone);
+      *c_->nvml, *options_.fs, c_->inventory, o, [this, bridge](const nvml::NodeChange& change) {
+        // A GPU the driver unbound is gone now: out of allocatable at once,
+        // before the re-discovery that drops it.
+        if (!change.unbound.empty()) bridge->SetUnbound(change.unbound);
+        OnNodeChange(change.reason, change.kind == nvml::NodeChange::Kind::kDriverGone,
+                     change.new_session);
       });
   if (absl::Status s = c_->changes->Start(); !s.ok()) {
     log::Warn("node changes will not be noticed", {{"error", s.message()}});
@@ -795,15 +834,19 @@ void Daemon::StopMetrics() {
   if (c_->sampler) c_->sampler->Stop();
   c_->sampler.reset();
   c_->plugin_collector.reset();
+  c_->gated_gpu_collector.reset();
   c_->gpu_collector.reset();
   c_->pod_collector.reset();
   c_->pod_lister.reset();
 }
 
 void Daemon::StopNvmlUsers() {
+  // Both NVML waiters at once: each may sit in a wait of up to a second. The
+  // metrics sampler keeps running; the NVML gate keeps it out of a re-init.
+  if (c_->changes) c_->changes->RequestStop();
+  if (c_->health) c_->health->RequestStop();
   if (c_->changes) c_->changes->Stop();
   c_->changes.reset();
-  StopMetrics();
   if (c_->health) c_->health->Stop();
 }
 
@@ -812,24 +855,79 @@ void Daemon::StartNvmlUsers() {
     log::Warn("health monitoring did not start", {{"error", s.message()}});
   }
   StartChangeWatcher();
-  StartMetrics();
+  // The collectors read the new inventory from their next sample on.
+  if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(c_->inventory);
+  if (c_->pod_collector != nullptr) c_->pod_collector->SetInventory(c_->inventory);
 }
 
-void Daemon::Rediscover(const std::string& reason) {
+namespace {
+
+// The same full GPUs at the same indices (MIG devices may differ).
+bool SameGpus(const nvml::Inventory& a, const nvml::Inventory& b) {
+  if (a.gpus.size() != b.gpus.size()) return false;
+  for (size_t i = 0; i < a.gpus.size(); ++i) {
+    if (a.gpus[i].uuid != b.gpus[i].uuid || a.gpus[i].index != b.gpus[i].index) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Daemon::Rediscover(const std::string& reason, bool new_session) {
   const auto start = std::chrono::steady_clock::now();
   log::Info("node change noticed: discovering the GPUs again", {{"reason", reason}});
+  auto took_ms = [&start] {
+    return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start)
+        .count();
+  };
+  if (!new_session) {
+    // A MIG re-layout shows in the running session: nothing needs to stop.
+    absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
+        nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+    if (found.ok() && SameGpus(*c_->inventory, **found)) {
+      const std::vector<std::string> changes = nvml::InventoryChanges(*c_->inventory, **found);
+      c_->inventory = *std::move(found);
+      {
+        std::lock_guard<std::mutex> lock(c_->mu);
+        c_->inventory_json = InventoryJson(*c_->inventory);
+      }
+      if (c_->changes != nullptr) c_->changes->SetInventory(c_->inventory);
+      for (const std::string& change : changes) log::Info("node change", {{"change", change}});
+      if (!changes.empty()) {
+        ApplyConfig(nullptr, /*node_changed=*/true);
+        if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(c_->inventory);
+        if (c_->pod_collector != nullptr) c_->pod_collector->SetInventory(c_->inventory);
+      }
+      log::Info(changes.empty() ? "GPUs discovered again: nothing changed"
+                                : "GPUs discovered again: the difference is applied",
+                {{"changes", changes.size()},
+                 {"gpus", c_->inventory->gpus.size()},
+                 {"session", "running"},
+                 {"took_ms", took_ms()}});
+      return;
+    }
+  }
   StopNvmlUsers();
   // A fresh NVML session: a GPU added since the last one is only enumerated
-  // by a new session, and every old handle goes with the old one.
+  // by a new session, and every old handle goes with the old one. The
+  // sampler waits at the gate meanwhile.
+  std::unique_lock<std::shared_mutex> gate(c_->nvml_gate);
   c_->nvml->Shutdown();
   const nvmlReturn_t r = c_->nvml->Init();
   if (r != NVML_SUCCESS) {
+    gate.unlock();
     ReleaseDriver(absl::StrCat("nvmlInit answers ", nvml::ReturnCodeName(r),
                                " while discovering the GPUs again"));
     return;
   }
   absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
       nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+  if (found.ok()) {
+    // Before the gate opens: the sampler's next read is of the new session.
+    if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(*found);
+    if (c_->pod_collector != nullptr) c_->pod_collector->SetInventory(*found);
+  }
+  gate.unlock();
   if (!found.ok()) {
     // Mid-change (a MIG instance being created): keep what is served, look
     // again shortly.
@@ -838,6 +936,7 @@ void Daemon::Rediscover(const std::string& reason) {
     StartNvmlUsers();
     std::lock_guard<std::mutex> lock(mu_);
     if (rescan_reason_.empty()) rescan_reason_ = reason;
+    rescan_new_session_ = true;
     rescan_due_ = std::chrono::steady_clock::now() + milliseconds(1000);
     return;
   }
@@ -859,9 +958,8 @@ void Daemon::Rediscover(const std::string& reason) {
                             : "GPUs discovered again: the difference is applied",
             {{"changes", changes.size()},
              {"gpus", c_->inventory->gpus.size()},
-             {"took_ms",
-              std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start)
-                  .count()}});
+             {"session", "new"},
+             {"took_ms", took_ms()}});
 }
 
 void Daemon::ReleaseDriver(const std::string& reason, const std::string& not_ready) {
@@ -870,6 +968,7 @@ void Daemon::ReleaseDriver(const std::string& reason, const std::string& not_rea
       "the GPUs stay registered, Unhealthy, until it is back",
       {{"reason", reason}});
   StopNvmlUsers();
+  StopMetrics();             // its collectors hold the NVML that goes away
   if (c_->mps != nullptr) {  // MPS control daemons hold the device files too
     c_->mps->Stop();
     c_->mps.reset();
@@ -1023,7 +1122,8 @@ void Daemon::StartMetrics() {
       *c_->nvml, c_->inventory,
       metrics::GpuCollector::Options{cfg.node_name, cfg.metrics_dcgm_compatibility},
       c_->pod_collector.get(), std::move(health));
-  collectors.push_back(c_->gpu_collector.get());
+  c_->gated_gpu_collector = std::make_unique<GatedCollector>(*c_->gpu_collector, c_->nvml_gate);
+  collectors.push_back(c_->gated_gpu_collector.get());
   PluginCollector::ReloadCounts reloads;
   if (const config::ConfigWatcher* w = c_->watcher.get(); w != nullptr) {
     reloads = [w] { return std::make_pair(w->reloads_succeeded(), w->reloads_failed()); };
@@ -1117,7 +1217,14 @@ bool Daemon::ServeWithHeld(
     }
   }
   podresources::HolderIndex holders;
-  if (gone && c_->pod_resources != nullptr) {
+  const std::string& socket = c_->config->metrics_pod_resources_socket;
+  if (gone && c_->pod_resources != nullptr && !options_.fs->Exists(socket)) {
+    // Not mounted (or no kubelet): asking would only wait out gRPC's backoff.
+    log::Warn(
+        "cannot ask the kubelet which devices pods hold: its pod-resources socket is "
+        "missing; devices that left the node are no longer listed, even if a pod holds one",
+        {{"socket", socket}});
+  } else if (gone && c_->pod_resources != nullptr) {
     absl::StatusOr<std::vector<podresources::Assignment>> list = c_->pod_resources->List();
     if (list.ok()) {
       holders = podresources::IndexByDevice(*list);

@@ -87,7 +87,9 @@ class Daemon {
 
   // Thread-safe: a node change noticed on another thread (the change
   // watcher's, the health monitor's).
-  void OnNodeChange(const std::string& reason, bool driver_gone);
+  // `new_session`: only a new NVML session shows the change (GPUs added or
+  // removed); a MIG re-layout shows in the running one.
+  void OnNodeChange(const std::string& reason, bool driver_gone, bool new_session = true);
 
   // All run on the Run() thread.
   bool StartNvml();
@@ -97,8 +99,10 @@ class Daemon {
   void StartNvmlUsers();
   void StartChangeWatcher();
   void StopMetrics();
-  // Re-initialises NVML, re-discovers the GPUs and applies the difference.
-  void Rediscover(const std::string& reason);
+  // Re-discovers the GPUs and applies the difference: in the running NVML
+  // session when it shows the change (a MIG re-layout: nothing stops), else
+  // in a new one (the NVML readers stop and start again).
+  void Rediscover(const std::string& reason, bool new_session);
   // Lets go of NVML and every device file so the driver can unload; the
   // devices stay registered, Unhealthy, until NVML comes back.
   // `not_ready` (when not empty) is what /readyz says meanwhile.
@@ -143,6 +147,7 @@ class Daemon {
   std::string rescan_reason_ ABSL_GUARDED_BY(mu_);
   std::optional<std::chrono::steady_clock::time_point> rescan_due_ ABSL_GUARDED_BY(mu_);
   bool rescan_noticed_ ABSL_GUARDED_BY(mu_) = false;
+  bool rescan_new_session_ ABSL_GUARDED_BY(mu_) = false;
   std::string release_reason_ ABSL_GUARDED_BY(mu_);
   std::optional<NodeDirective> pending_directive_ ABSL_GUARDED_BY(mu_);
   // The deploy label says pause: NVML stays released until it says resume.

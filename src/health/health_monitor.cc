@@ -69,6 +69,11 @@ absl::Status HealthMonitor::Start() {
   return absl::OkStatus();
 }
 
+void HealthMonitor::RequestStop() {
+  std::lock_guard control(control_mu_);
+  if (thread_.joinable()) thread_.request_stop();
+}
+
 void HealthMonitor::Stop() {
   std::lock_guard control(control_mu_);
   started_ = false;

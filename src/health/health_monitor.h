@@ -133,6 +133,10 @@ class HealthMonitor {
   absl::Status Start();
   // Stops and joins the thread, freeing the event set. Idempotent.
   void Stop();
+  // Asks the thread to stop without waiting for it (its NVML wait may take
+  // up to wait_timeout to return); Stop() then joins. Lets the owner stop
+  // several NVML waiters at once.
+  void RequestStop();
 
   // Replaces the options, keeping every GPU's state (see "Reconfiguration"
   // above). Before Start() or after Stop() it only stores them (a disable

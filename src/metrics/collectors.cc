@@ -8,13 +8,23 @@ PodAttributionCollector::PodAttributionCollector(PodResourcesLister& lister,
                                                  std::shared_ptr<const nvml::Inventory> inventory)
     : lister_(lister), inventory_(std::move(inventory)) {}
 
+void PodAttributionCollector::SetInventory(std::shared_ptr<const nvml::Inventory> inventory) {
+  std::lock_guard lock(mu_);
+  inventory_ = std::move(inventory);
+}
+
+std::shared_ptr<const nvml::Inventory> PodAttributionCollector::Inventory() const {
+  std::lock_guard lock(mu_);
+  return inventory_;
+}
+
 absl::Status PodAttributionCollector::Collect(std::vector<MetricFamily>* out) {
   absl::StatusOr<std::vector<ContainerDevices>> listed = lister_.List();
   if (!listed.ok()) {
     attribution_.clear();
     return listed.status();
   }
-  attribution_ = Attribute(*listed, *inventory_);
+  attribution_ = Attribute(*listed, *Inventory());
   std::set<PodRef> holders;
   for (const auto& [uuid, refs] : attribution_) holders.insert(refs.begin(), refs.end());
   MetricFamily f{"gdp_pod_resources_gpu_containers",
@@ -36,10 +46,20 @@ GpuCollector::GpuCollector(nvml::NvmlApi& api, std::shared_ptr<const nvml::Inven
       pods_(pods),
       health_(std::move(health)) {}
 
+void GpuCollector::SetInventory(std::shared_ptr<const nvml::Inventory> inventory) {
+  std::lock_guard lock(mu_);
+  inventory_ = std::move(inventory);
+}
+
 absl::Status GpuCollector::Collect(std::vector<MetricFamily>* out) {
+  std::shared_ptr<const nvml::Inventory> inventory;
+  {
+    std::lock_guard lock(mu_);
+    inventory = inventory_;
+  }
   GpuMetricsInput in;
-  in.inventory = inventory_.get();
-  in.readings = ReadGpus(api_, *inventory_);
+  in.inventory = inventory.get();
+  in.readings = ReadGpus(api_, *inventory);
   if (health_) in.health = health_();
   if (pods_ != nullptr) in.attribution = pods_->attribution();
   in.node = options_.node;

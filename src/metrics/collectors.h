@@ -8,13 +8,17 @@
 //
 // Ownership: collectors keep references to what they are given (the NVML api,
 // the lister, the other collector); those must outlive them.
-// Thread-safety: Collect() and attribution() run on the sampler's thread only.
+// Thread-safety: Collect() and attribution() run on the sampler's thread only;
+// SetInventory() may be called from any thread (the node changed: the next
+// sample reads the new inventory).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "src/metrics/gpu_collector.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
@@ -33,10 +37,14 @@ class PodAttributionCollector final : public Collector {
   // On failure the attribution is cleared: stale pod labels would be wrong.
   absl::Status Collect(std::vector<MetricFamily>* out) override;
   const Attribution& attribution() const { return attribution_; }
+  void SetInventory(std::shared_ptr<const nvml::Inventory> inventory);
 
  private:
+  std::shared_ptr<const nvml::Inventory> Inventory() const;
+
   PodResourcesLister& lister_;
-  const std::shared_ptr<const nvml::Inventory> inventory_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const nvml::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   Attribution attribution_;
 };
 
@@ -53,10 +61,12 @@ class GpuCollector final : public Collector {
                Options options, const PodAttributionCollector* pods, HealthSource health);
   std::string Name() const override { return "gpu"; }
   absl::Status Collect(std::vector<MetricFamily>* out) override;
+  void SetInventory(std::shared_ptr<const nvml::Inventory> inventory);
 
  private:
   nvml::NvmlApi& api_;
-  const std::shared_ptr<const nvml::Inventory> inventory_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const nvml::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   const Options options_;
   const PodAttributionCollector* const pods_;
   const HealthSource health_;

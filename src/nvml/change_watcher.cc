@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdio>
 #include <utility>
 #include <vector>
 
@@ -137,7 +138,8 @@ std::optional<NodeChange> ChangeProbe::CheckNvml() {
     if (enabled != g.mig_enabled) {
       return NodeChange{
           NodeChange::Kind::kDevices,
-          absl::StrCat("MIG mode of GPU ", g.uuid, " is now ", enabled ? "enabled" : "disabled")};
+          absl::StrCat("MIG mode of GPU ", g.uuid, " is now ", enabled ? "enabled" : "disabled"),
+          /*new_session=*/false};
     }
     if (!enabled) continue;
     unsigned max = 0;
@@ -155,10 +157,15 @@ std::optional<NodeChange> ChangeProbe::CheckNvml() {
     if (now != known) {
       return NodeChange{NodeChange::Kind::kDevices,
                         absl::StrCat("MIG layout of GPU ", g.uuid, " changed (", known.size(),
-                                     " MIG devices known, ", now.size(), " now)")};
+                                     " MIG devices known, ", now.size(), " now)"),
+                        /*new_session=*/false};
     }
   }
   return std::nullopt;
+}
+
+void ChangeProbe::SetInventory(std::shared_ptr<const Inventory> inventory) {
+  inventory_ = std::move(inventory);
 }
 
 ChangeWatcher::ChangeWatcher(NvmlApi& api, const FileSystem& fs,
@@ -178,11 +185,21 @@ absl::Status ChangeWatcher::Start() {
   return absl::OkStatus();
 }
 
-void ChangeWatcher::Stop() {
+void ChangeWatcher::RequestStop() {
   if (!thread_.joinable()) return;
   thread_.request_stop();
   cv_.notify_all();
+}
+
+void ChangeWatcher::Stop() {
+  if (!thread_.joinable()) return;
+  RequestStop();
   thread_.join();
+}
+
+void ChangeWatcher::SetInventory(std::shared_ptr<const Inventory> inventory) {
+  std::lock_guard lock(probe_mu_);
+  probe_.SetInventory(std::move(inventory));
 }
 
 uint64_t ChangeWatcher::checks() const { return checks_.load(); }
@@ -223,7 +240,19 @@ void ChangeWatcher::TearDownEvents() {
   set_ = nullptr;
 }
 
-bool ChangeWatcher::WaitEvents(milliseconds timeout) {
+std::string ChangeWatcher::GpuByDriverId(unsigned gpu_id) {
+  std::lock_guard lock(probe_mu_);
+  for (const Gpu& g : probe_.inventory()->gpus) {
+    unsigned domain = 0, bus = 0, device = 0, function = 0;
+    if (std::sscanf(g.pci_bus_id.c_str(), "%x:%x:%x.%x", &domain, &bus, &device, &function) != 4) {
+      continue;
+    }
+    if ((((domain & 0xffffu) << 16) | (bus << 8) | device) == gpu_id) return g.uuid;
+  }
+  return "";
+}
+
+bool ChangeWatcher::WaitEvents(milliseconds timeout, bool* reported) {
   std::array<nvmlSystemEventData_v1_t, 16> data{};
   nvmlSystemEventSetWaitRequest_t wait{};
   wait.version = nvmlSystemEventSetWaitRequest_v1;
@@ -237,6 +266,7 @@ bool ChangeWatcher::WaitEvents(milliseconds timeout) {
     if (DriverGoneCode(r)) {
       on_change_(NodeChange{NodeChange::Kind::kDriverGone,
                             absl::StrCat("nvmlSystemEventSetWait answers ", ReturnCodeName(r))});
+      *reported = true;
     } else {
       log::Warn("driver bind/unbind events failed; relying on the periodic check",
                 {{"error", ReturnCodeName(r)}});
@@ -244,13 +274,21 @@ bool ChangeWatcher::WaitEvents(milliseconds timeout) {
     return false;
   }
   const unsigned n = std::min<unsigned>(wait.numEvent, data.size());
+  NodeChange change;
   std::vector<std::string> what;
   for (unsigned i = 0; i < n; ++i) {
-    const char* kind =
-        (data[i].eventType & nvmlSystemEventTypeGpuDriverBind) != 0 ? "bound" : "unbound";
-    what.push_back(absl::StrFormat("driver %s GPU 0x%08x", kind, data[i].gpuId));
+    const bool bind = (data[i].eventType & nvmlSystemEventTypeGpuDriverBind) != 0;
+    what.push_back(
+        absl::StrFormat("driver %s GPU 0x%08x", bind ? "bound" : "unbound", data[i].gpuId));
+    if (!bind) {
+      if (std::string uuid = GpuByDriverId(data[i].gpuId); !uuid.empty()) {
+        change.unbound.push_back(std::move(uuid));
+      }
+    }
   }
-  on_change_(NodeChange{NodeChange::Kind::kDevices, absl::StrJoin(what, "; ")});
+  change.reason = absl::StrJoin(what, "; ");
+  on_change_(change);
+  *reported = true;
   return true;
 }
 
@@ -270,8 +308,9 @@ void ChangeWatcher::Run(const std::stop_token& stop) {
       const auto left = std::chrono::duration_cast<milliseconds>(next_check - SteadyClock::now());
       slice = std::clamp(left, milliseconds(0), slice);
     }
+    bool reported = false;
     if (events) {
-      if (!WaitEvents(slice)) {
+      if (!WaitEvents(slice, &reported)) {
         TearDownEvents();
         events = false;
       }
@@ -283,8 +322,20 @@ void ChangeWatcher::Run(const std::stop_token& stop) {
     if (stop.stop_requested()) break;
     if (periodic && SteadyClock::now() >= next_check) {
       checks_.fetch_add(1);
-      if (std::optional<NodeChange> c = probe_.Check()) on_change_(*c);
+      std::optional<NodeChange> c;
+      {
+        std::lock_guard lock(probe_mu_);
+        c = probe_.Check();
+      }
+      if (c) {
+        on_change_(*c);
+        reported = c->new_session || c->kind == NodeChange::Kind::kDriverGone;
+      }
       next_check = SteadyClock::now() + options_.interval;
+    }
+    if (reported) {
+      // The owner stops this watcher to act on it; no NVML wait in its way.
+      SleepFor(stop, std::max(options_.interval, milliseconds(5000)));
     }
   }
   TearDownEvents();

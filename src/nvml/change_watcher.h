@@ -14,6 +14,10 @@
 // MIG configuration events come through the health monitor, which owns the
 // device event set.
 //
+// After reporting a change that needs a new NVML session the watcher stops
+// waiting on NVML for a while (it sleeps where Stop() wakes it at once), so
+// the owner can stop it without waiting out an NVML wait.
+//
 // Reports: kDriverGone when the driver is leaving (its library gone from the
 // driver root or replaced by another file, or NVML answering that the driver
 // is not loaded): the daemon must release NVML and every device file so the
@@ -38,6 +42,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "src/common/filesystem.h"
@@ -53,6 +58,12 @@ struct NodeChange {
   };
   Kind kind = Kind::kDevices;
   std::string reason;  // for the log, e.g. "device node nvidia8 appeared"
+  // kDevices: the GPUs themselves changed (one added or removed), which only
+  // a new NVML session shows; false for a MIG change, which the running
+  // session sees.
+  bool new_session = true;
+  // GPUs (by UUID) the driver unbound: gone already, before any re-discovery.
+  std::vector<std::string> unbound;
   bool operator==(const NodeChange&) const = default;
 };
 
@@ -61,7 +72,7 @@ struct ChangeWatcherOptions {
   std::chrono::milliseconds interval{5000};
   // One NVML system-event wait at most this long, so Stop() returns within
   // about this (NVML's wait cannot be interrupted).
-  std::chrono::milliseconds wait_timeout{1000};
+  std::chrono::milliseconds wait_timeout{100};
   // The libnvidia-ml.so.1 the daemon loaded; empty: not checked.
   std::string library_path;
   // Where the /dev/nvidia<N> nodes are (<driver root>/dev); empty: not checked.
@@ -82,6 +93,9 @@ class ChangeProbe {
   // What differs from the inventory and the baseline, the first thing found;
   // nullopt when nothing does.
   std::optional<NodeChange> Check();
+  // Compares against `inventory` from now on (same NVML session).
+  void SetInventory(std::shared_ptr<const Inventory> inventory);
+  const std::shared_ptr<const Inventory>& inventory() const { return inventory_; }
 
  private:
   std::optional<NodeChange> CheckLibrary();
@@ -91,7 +105,7 @@ class ChangeProbe {
 
   NvmlApi& api_;
   const FileSystem& fs_;
-  const std::shared_ptr<const Inventory> inventory_;
+  std::shared_ptr<const Inventory> inventory_;
   const ChangeWatcherOptions options_;
   std::optional<FileInfo> library_;
   std::optional<std::set<unsigned>> nodes_;
@@ -112,6 +126,12 @@ class ChangeWatcher {
   absl::Status Start();
   // Stops and joins the thread, freeing the event set. Idempotent.
   void Stop();
+  // Asks the thread to stop without waiting (Stop() then joins): the owner
+  // can stop several NVML waiters at once.
+  void RequestStop();
+  // Compares against `inventory` from now on: the owner applied a change the
+  // running NVML session shows (a MIG re-layout). Thread-safe.
+  void SetInventory(std::shared_ptr<const Inventory> inventory);
 
   uint64_t checks() const;  // periodic checks run so far
 
@@ -120,9 +140,13 @@ class ChangeWatcher {
   // Creates the system event set; false when NVML has none.
   bool SetUpEvents();
   void TearDownEvents();
-  // Waits for system events up to `timeout`; reports them. False when the
-  // set failed and the watcher should fall back to sleeping.
-  bool WaitEvents(std::chrono::milliseconds timeout);
+  // Waits for system events up to `timeout`; reports them (in `reported`,
+  // whether one needs a new session). False when the set failed and the
+  // watcher should fall back to sleeping.
+  bool WaitEvents(std::chrono::milliseconds timeout, bool* reported);
+  // The UUID of the inventory's GPU with this driver GPU id (PCI domain, bus
+  // and device, as system events carry it); "" when none.
+  std::string GpuByDriverId(unsigned gpu_id);
   void SleepFor(const std::stop_token& stop, std::chrono::milliseconds d);
 
   NvmlApi& api_;
@@ -131,6 +155,7 @@ class ChangeWatcher {
   const Callback on_change_;
 
   nvmlSystemEventSet_t set_ = nullptr;  // the watcher's thread only
+  std::mutex probe_mu_;                 // the probe: the thread checks, SetInventory swaps
   std::mutex mu_;
   std::condition_variable_any cv_;
   std::atomic<uint64_t> checks_{0};

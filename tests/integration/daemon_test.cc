@@ -787,6 +787,25 @@ TEST_F(DaemonTest, HotAddedGpuIsAdvertisedOnTheOpenStreamWithoutReRegistering) {
   EXPECT_THAT(daemon_->Output(), HasSubstr("GPU added: " + added));
 }
 
+TEST_F(DaemonTest, AGpuTheDriverUnbindsIsUnhealthyAtOnceThenLeavesTheList) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--rescan-interval", "0"});
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  const std::string gpu4 = profile->gpus[4].uuid;
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const size_t before = stream->UpdateCount();
+  Gpusim({"remove", "--uuid", gpu4});
+  ASSERT_TRUE(stream->WaitFor([](const auto& r) { return r.devices_size() == 7; }, In(seconds(10))))
+      << daemon_->Output();
+  const auto updates = stream->Updates();
+  ASSERT_GT(updates.size(), before + 1) << "an update before the list without it\n"
+                                        << daemon_->Output();
+  EXPECT_EQ(HealthById(updates[before])[gpu4], "Unhealthy") << daemon_->Output();
+  EXPECT_EQ(updates[before].devices_size(), 8);
+}
+
 TEST_F(DaemonTest, WithoutChangeEventsThePeriodicCheckAloneNoticesAChange) {
   // An older driver: no bind/unbind system events, no MIG configuration event.
   LayRoot("dgx-h100", {"--no-change-events"});
