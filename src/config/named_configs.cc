@@ -9,6 +9,7 @@ namespace {
 std::string Keys(const std::map<std::string, std::string>& configs) {
   if (configs.empty()) return "none";
   std::vector<std::string> keys;
+  keys.reserve(configs.size());
   for (const auto& [k, v] : configs) keys.push_back(k);
   return absl::StrJoin(keys, ", ");
 }
@@ -81,6 +82,7 @@ absl::StatusOr<NamedConfigChoice> ChooseNamedConfig(
     }
   }
   std::vector<std::string> tried;
+  tried.reserve(fallbacks.size());
   for (FallbackStrategy f : fallbacks) tried.emplace_back(ToString(f));
   return absl::NotFoundError(absl::StrCat(
       "no config applies: the node has no ", label_key, " label, no default config is set, and ",

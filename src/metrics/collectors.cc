@@ -9,12 +9,12 @@ PodAttributionCollector::PodAttributionCollector(PodResourcesLister& lister,
     : lister_(lister), inventory_(std::move(inventory)) {}
 
 void PodAttributionCollector::SetInventory(std::shared_ptr<const nvml::Inventory> inventory) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   inventory_ = std::move(inventory);
 }
 
 std::shared_ptr<const nvml::Inventory> PodAttributionCollector::Inventory() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return inventory_;
 }
 
@@ -47,14 +47,14 @@ GpuCollector::GpuCollector(nvml::NvmlApi& api, std::shared_ptr<const nvml::Inven
       health_(std::move(health)) {}
 
 void GpuCollector::SetInventory(std::shared_ptr<const nvml::Inventory> inventory) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   inventory_ = std::move(inventory);
 }
 
 absl::Status GpuCollector::Collect(std::vector<MetricFamily>* out) {
   std::shared_ptr<const nvml::Inventory> inventory;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     inventory = inventory_;
   }
   GpuMetricsInput in;

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "src/common/mutex.h"
 #include "src/metrics/gpu_collector.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
@@ -43,7 +44,7 @@ class PodAttributionCollector final : public Collector {
   std::shared_ptr<const nvml::Inventory> Inventory() const;
 
   PodResourcesLister& lister_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const nvml::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   Attribution attribution_;
 };
@@ -65,7 +66,7 @@ class GpuCollector final : public Collector {
 
  private:
   nvml::NvmlApi& api_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::shared_ptr<const nvml::Inventory> inventory_ ABSL_GUARDED_BY(mu_);
   const Options options_;
   const PodAttributionCollector* const pods_;

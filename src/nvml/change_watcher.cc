@@ -181,7 +181,7 @@ ChangeWatcher::~ChangeWatcher() { Stop(); }
 absl::Status ChangeWatcher::Start() {
   if (thread_.joinable()) return absl::FailedPreconditionError("change watcher already started");
   probe_.TakeBaseline();
-  thread_ = std::jthread([this](std::stop_token stop) { Run(stop); });
+  thread_ = std::jthread([this](const std::stop_token& stop) { Run(stop); });
   return absl::OkStatus();
 }
 
