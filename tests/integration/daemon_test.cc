@@ -877,6 +877,7 @@ TEST_F(DaemonTest, RemovedGpuAPodHoldsStaysUnhealthyUntilReleasedAndIsNeverReiss
       << daemon_->Output();
   EXPECT_EQ(HealthyCount(stream->Updates().back()), 6u);
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
+  daemon_.reset();  // before the pod-resources stand-in it still asks goes away
 }
 
 TEST_F(DaemonTest, MigReLayoutUnderMixedAddsAndRemovesProfileResourcesLive) {
