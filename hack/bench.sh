@@ -173,7 +173,7 @@ measure "$LOAD" allocate --socket "$NODE_DIR/dp/nvidia-gpu.sock" --sizes 1,8 --r
 measure "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 10 \
   --inject-coprocess "$INJECTOR --root $NODE_DIR/root --xid 79"
 measure "$LOAD" health --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 2 \
-  --inject "$GPUSIM --root $NODE_DIR/root xid --gpu {index} --xid 79"
+  --inject "$GPUSIM --root $NODE_DIR/root xid --gpu {index} --xid 79 --action none"
 stop_node
 fi
 

@@ -763,6 +763,7 @@ bool Daemon::StartNvml() {
   if (before != nullptr) {
     for (const std::string& change : nvml::InventoryChanges(*before, inv)) {
       log::Info("changed while the driver was away", {{"change", change}});
+      NodeEvent("GpuNodeChanged", "Normal", change);
     }
     if (before->driver_version != inv.driver_version) {
       log::Warn(
@@ -786,7 +787,7 @@ bool Daemon::StartNvml() {
   if (c_->bridge == nullptr) {
     c_->bridge = std::make_unique<HealthBridge>(*c_->plugins, [this](const std::string& uuid) {
       OnNodeChange(absl::StrCat("NVML: MIG configuration of GPU ", uuid, " changed"),
-                   /*driver_gone=*/false);
+                   /*driver_gone=*/false, /*new_session=*/false);
     });
   }
   std::vector<std::string> uuids;
@@ -892,7 +893,10 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
         c_->inventory_json = InventoryJson(*c_->inventory);
       }
       if (c_->changes != nullptr) c_->changes->SetInventory(c_->inventory);
-      for (const std::string& change : changes) log::Info("node change", {{"change", change}});
+      for (const std::string& change : changes) {
+        log::Info("node change", {{"change", change}});
+        NodeEvent("GpuNodeChanged", "Normal", change);
+      }
       if (!changes.empty()) {
         ApplyConfig(nullptr, /*node_changed=*/true);
         if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(c_->inventory);
@@ -906,6 +910,9 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
                  {"took_ms", took_ms()}});
       return;
     }
+    log::Info("the running NVML session does not show the change as expected; starting a new one",
+              {{"discovery",
+                found.ok() ? std::string("other GPUs") : std::string(found.status().message())}});
   }
   StopNvmlUsers();
   // A fresh NVML session: a GPU added since the last one is only enumerated
@@ -951,7 +958,10 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
     log::Warn("health monitor kept its old GPUs", {{"error", s.message()}});
   }
   c_->bridge->Resync(c_->health->Devices());
-  for (const std::string& change : changes) log::Info("node change", {{"change", change}});
+  for (const std::string& change : changes) {
+    log::Info("node change", {{"change", change}});
+    NodeEvent("GpuNodeChanged", "Normal", change);
+  }
   if (!changes.empty()) ApplyConfig(nullptr, /*node_changed=*/true);
   StartNvmlUsers();
   log::Info(changes.empty() ? "GPUs discovered again: nothing changed"

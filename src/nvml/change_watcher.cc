@@ -108,9 +108,17 @@ std::optional<NodeChange> ChangeProbe::CheckDeviceNodes() {
   std::vector<std::string> parts;
   if (!added.empty()) parts.push_back("appeared: " + NodeNames(added));
   if (!removed.empty()) parts.push_back("disappeared: " + NodeNames(removed));
-  return NodeChange{NodeChange::Kind::kDevices,
+  NodeChange change{NodeChange::Kind::kDevices,
                     absl::StrCat("GPU device nodes in ", options_.dev_dir, " changed (",
                                  absl::StrJoin(parts, "; "), ")")};
+  // A GPU whose node went away is gone: the owner need not wait for the
+  // re-discovery to stop handing it out.
+  for (unsigned minor : removed) {
+    for (const Gpu& g : inventory_->gpus) {
+      if (g.minor == minor) change.unbound.push_back(g.uuid);
+    }
+  }
+  return change;
 }
 
 std::optional<NodeChange> ChangeProbe::CheckNvml() {

@@ -72,7 +72,7 @@ struct ChangeWatcherOptions {
   std::chrono::milliseconds interval{5000};
   // One NVML system-event wait at most this long, so Stop() returns within
   // about this (NVML's wait cannot be interrupted).
-  std::chrono::milliseconds wait_timeout{100};
+  std::chrono::milliseconds wait_timeout{1000};
   // The libnvidia-ml.so.1 the daemon loaded; empty: not checked.
   std::string library_path;
   // Where the /dev/nvidia<N> nodes are (<driver root>/dev); empty: not checked.

@@ -79,6 +79,9 @@ TEST_F(ChangeProbeTest, DeviceNodesAppearingOrVanishingAreDeviceChanges) {
   ASSERT_TRUE(c.has_value());
   EXPECT_THAT(c->reason, HasSubstr("disappeared: nvidia2"));
   EXPECT_THAT(c->reason, ::testing::Not(HasSubstr("nvidia4")));
+  EXPECT_EQ(c->unbound, std::vector<std::string>{inventory_->gpus[2].uuid})
+      << "the GPU behind the vanished node is gone already";
+  EXPECT_TRUE(c->new_session);
 }
 
 TEST_F(ChangeProbeTest, OtherNvidiaNodesAreNotGpus) {

@@ -30,6 +30,12 @@ else
   kc -n "$NS" logs "$(plugin_pod)" --tail 15 2>&1 | sed 's/^/  plugin: /' || true
 fi
 check "L1 the plugin container is the same (no restart)" "$cid_before" "$(plugin_container)"
+added_event() { events_of "$NODE" GpuNodeChanged | grep "GPU added: $added" >/dev/null; }
+if wait_until 15 added_event; then
+  pass "L1 node event: $(events_of "$NODE" GpuNodeChanged | grep "GPU added" | head -1 | cut -c1-140)"
+else
+  fail "L1 expected a GpuNodeChanged node event naming $added, saw: $(events_of "$NODE" GpuNodeChanged | tr '\n' ';')"
+fi
 
 # --- L2: remove the new GPU while a pod holds it -----------------------------------------
 gpu_pod g11 1
