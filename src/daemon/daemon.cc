@@ -291,6 +291,7 @@ struct Daemon::Components {
   std::optional<config::NamedConfigChoice> named_choice;  // the one applied
   std::string named_error;                                // the last one reported
   std::string nvml_library_path;                          // the libnvidia-ml.so.1 loaded
+  std::optional<FileInfo> nvml_library_identity;          // that file when it was loaded
   std::string released_reason;  // why NVML was let go; "" while up or never
   std::string last_nvml_error;  // the last failed start's error, logged once
   // What the plugin servers advertise, and the devices among it that left the
@@ -716,6 +717,10 @@ bool Daemon::StartNvml() {
     if (!lib.ok()) return fail(lib.status());
     c_->nvml = *std::move(lib);
     c_->nvml_library_path = *path;
+    c_->nvml_library_identity.reset();
+    if (absl::StatusOr<FileInfo> st = options_.fs->Stat(*path); st.ok()) {
+      c_->nvml_library_identity = *st;
+    }
   }
   if (absl::Status s = nvml::NvmlStatus(*c_->nvml, c_->nvml->Init(), "nvmlInit"); !s.ok()) {
     // Unloaded, so that a driver coming back (maybe another version, another
@@ -816,6 +821,7 @@ void Daemon::StartChangeWatcher() {
   nvml::ChangeWatcherOptions o;
   o.interval = cfg.rescan_interval;
   o.library_path = c_->nvml_library_path;
+  o.library_identity = c_->nvml_library_identity;
   o.dev_dir = JoinRoot(cfg.EffectiveDriverRoot(), "/dev");
   HealthBridge* bridge = c_->bridge.get();
   c_->changes = std::make_unique<nvml::ChangeWatcher>(

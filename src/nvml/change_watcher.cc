@@ -56,7 +56,11 @@ ChangeProbe::ChangeProbe(NvmlApi& api, const FileSystem& fs,
 void ChangeProbe::TakeBaseline() {
   library_.reset();
   if (!options_.library_path.empty()) {
-    if (absl::StatusOr<FileInfo> st = fs_.Stat(options_.library_path); st.ok()) library_ = *st;
+    if (options_.library_identity.has_value()) {
+      library_ = options_.library_identity;
+    } else if (absl::StatusOr<FileInfo> st = fs_.Stat(options_.library_path); st.ok()) {
+      library_ = *st;
+    }
   }
   nodes_ = GpuNodes();
 }

@@ -75,6 +75,9 @@ struct ChangeWatcherOptions {
   std::chrono::milliseconds wait_timeout{1000};
   // The libnvidia-ml.so.1 the daemon loaded; empty: not checked.
   std::string library_path;
+  // Its identity when it was loaded. Without it the baseline is taken at
+  // Start(), which misses a library that left in between.
+  std::optional<FileInfo> library_identity;
   // Where the /dev/nvidia<N> nodes are (<driver root>/dev); empty: not checked.
   std::string dev_dir;
 };

@@ -114,6 +114,18 @@ TEST_F(ChangeProbeTest, LibraryGoneOrReplacedMeansTheDriverIsLeaving) {
   EXPECT_THAT(c->reason, HasSubstr("is gone"));
 }
 
+TEST_F(ChangeProbeTest, ALibraryThatLeftBeforeTheBaselineIsStillSeen) {
+  SetUpMachine(HopperNvSwitchMachine(2));
+  ChangeWatcherOptions o = Options();
+  o.library_identity = *fs_.Stat(kLib);  // as loaded
+  ASSERT_TRUE(fs_.Remove(kLib).ok());    // gone before the watcher started
+  ChangeProbe probe(nvml_, fs_, inventory_, o);
+  probe.TakeBaseline();
+  std::optional<NodeChange> c = probe.Check();
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->kind, NodeChange::Kind::kDriverGone);
+}
+
 TEST_F(ChangeProbeTest, NvmlCountDifferentFromTheInventory) {
   SetUpMachine(HopperNvSwitchMachine(2));
   ChangeProbe probe(nvml_, fs_, inventory_, Options());

@@ -960,7 +960,7 @@ TEST_F(DaemonTest, DriverStopReleasesEverythingAndStartBringsTheGpusBack) {
   EXPECT_TRUE(daemon_->WaitForOutput("the driver is back", seconds(5)));
 
   // Again, now with a new driver version.
-  ASSERT_EQ(GpusimStatus({"driver", "stop", "--wait", "20s"}, &out), 0) << out;
+  ASSERT_EQ(GpusimStatus({"driver", "stop", "--wait", "20s"}, &out), 0) << out << daemon_->Output();
   ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 0; }, In(seconds(10))));
   Gpusim({"driver", "start", "--version", "560.35.03"});
   ASSERT_TRUE(stream->WaitFor([](const auto& r) { return HealthyCount(r) == 8; }, In(seconds(15))))
