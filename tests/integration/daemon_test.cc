@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -482,6 +483,8 @@ TEST_F(DaemonTest, ManyConcurrentAllocatesAndStreams) {
   for (auto& s : streams) ASSERT_TRUE(s->WaitForCount(1, In(seconds(10))));
 
   std::atomic<int> failures{0};
+  std::mutex first_mu;
+  std::string first_failure;  // guarded by first_mu
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
@@ -491,13 +494,18 @@ TEST_F(DaemonTest, ManyConcurrentAllocatesAndStreams) {
         grpc::Status s = client->Allocate(PluginClient::AllocateRequestFor({{id}}), &resp);
         if (!s.ok() || resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES") != id) {
           ++failures;
+          std::lock_guard lock(first_mu);
+          if (first_failure.empty()) {
+            first_failure =
+                s.ok() ? "wrong device" : std::to_string(s.error_code()) + " " + s.error_message();
+          }
         }
       }
     });
   }
   Gpusim({"xid", "--gpu", "2", "--xid", "48"});
   for (auto& th : threads) th.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << "first: " << first_failure << "\n" << daemon_->Output();
   const std::string gpu2 = profile->gpus[2].uuid;
   for (auto& s : streams) {
     EXPECT_TRUE(s->WaitFor([&](const auto& r) { return HealthById(r)[gpu2] == "Unhealthy"; },
