@@ -1,7 +1,7 @@
 // ListAndWatch at scale: 8 GPUs x 48 time-slicing replicas (384 devices) and
 // 64 GPUs x 7 MIG devices (448 devices), each built as a resources::Resource
-// from a ResourceSpec (the shape issue #5's builders produce, so this does not
-// depend on the config side), served by a real DevicePluginServer on a unix
+// from a ResourceSpec (the shape the sharing builders produce, so this does
+// not depend on the config side), served by a real DevicePluginServer on a unix
 // socket and read by a ListAndWatch client in this process.
 //
 // For each case it prints rows of the bench table: Resource::Create time and

@@ -81,7 +81,7 @@ echo
 echo "The plugin (hostNetwork, port 9101):"
 echo "  curl http://127.0.0.1:9101/readyz     -> $(curl -s -m 2 http://127.0.0.1:9101/readyz | head -c 80)"
 echo "  curl http://127.0.0.1:9101/inventory  (the GPUs it found, as JSON)"
-echo "  /metrics arrives with issue 6."
+echo "  curl http://127.0.0.1:9101/metrics    (Prometheus: GPU, pod and plugin metrics)"
 echo
 echo "Use kubectl:"
 echo "  eval \"\$(hack/local-cluster.sh env)\"    # KUBECONFIG=$KUBECONFIG, the pinned kubectl and crictl on PATH"

@@ -85,8 +85,8 @@ class NvmlApi {
   virtual nvmlReturn_t DeviceGetAttributes(nvmlDevice_t device,
                                            nvmlDeviceAttributes_t* attrs) = 0;  // _v2, then v1
 
-  // Telemetry (metrics). Added with issue 6; each has a default answering
-  // FUNCTION_NOT_FOUND so implementations written before them keep compiling.
+  // Telemetry (metrics). Each has a default answering FUNCTION_NOT_FOUND, so
+  // an implementation that serves only discovery and health still compiles.
   // Callers treat any failure (NOT_SUPPORTED, FUNCTION_NOT_FOUND, ...) as
   // "this value is not available", never as an error of the device.
   virtual nvmlReturn_t DeviceGetUtilizationRates(nvmlDevice_t /*device*/,

@@ -500,7 +500,7 @@ TEST(ResourceCreateTest, RejectsInconsistentSpecs) {
 }
 
 TEST(ResourceCreateTest, ReplicasOnOneGpuShareItsVisibleIdAndNodesOnce) {
-  // The shape issue #5 gives time-slicing replicas: two IDs, one GPU.
+  // The shape of time-slicing replicas: two IDs, one GPU.
   ResourceSpec spec;
   spec.name = "nvidia.com/gpu.shared";
   spec.gpus = {GpuRef{"GPU-a", 0}};

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The end-to-end scenarios of issue #4 against a real kubelet: brings the local
+# The end-to-end scenarios against a real kubelet: brings the local
 # cluster up (hack/local-cluster.sh), lays a simulated dgx-h100 driver root on the
 # host with gpusim, imports the images, installs the chart as a DaemonSet with that
 # driver root, runs each scenario as a shell test and tears everything down (trap).
@@ -210,7 +210,7 @@ else
   fail "4 ninth pod after a deletion: expected Running, saw $(pod_phase g8)"
 fi
 
-# 10. Metrics (issue 6): a running GPU pod's GPU series on the plugin's /metrics
+# 10. Metrics: a running GPU pod's GPU series on the plugin's /metrics
 # (hostNetwork, port 9101) carry its namespace, pod and container, taken from the
 # kubelet's pod-resources API; the sampler refreshes every 5 s.
 g1_uuid=$(pod_nvd g1)
@@ -414,6 +414,6 @@ if wait_until 60 refused; then
 else
   fail "9 fresh plugin pod with the invalid config: expected it to exit within 60s, saw pod '$(plugin_pod)' $(kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --no-headers 2>&1)"
 fi
-# Sharing, MIG and CDI (issue #5).
+# Sharing, MIG and CDI.
 source test/e2e/sharing.sh
 echo "scenarios done in $((SECONDS - t_start))s"

@@ -1,4 +1,4 @@
-# The sharing scenarios of issue #5 (docs/sharing.md) against the real node, sourced by
+# The sharing scenarios (docs/sharing.md) against the real node, sourced by
 # test/e2e/run.sh after its own (it defines pass/fail/check and brings the cluster up):
 #   S1 time-slicing, 4 replicas of each dgx-h100 GPU, served through CDI alone: capacity 32,
 #      32 one-replica pods run, each sees exactly its GPU; the spec passes the CDI
