@@ -1192,9 +1192,8 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetGpuInstanceProfileInfo(nvmlDevice_t device,
   return NVML_SUCCESS;
 }
 
-// Fills the v2 or v3 layout of the profile info, which differ after `id`.
-// The v2 and v3 profile-info structs share these fields; the caller's version
-// field is kept and every other field cleared first.
+// Fills the v2 or v3 layout of the profile info: both have these fields (v3
+// adds capabilities, left 0); the caller's version is kept, the rest cleared.
 template <typename Info>
 void FillGiProfileInfo(const GiProfile& p, const std::string& name, Info* info) {
   const unsigned version = info->version;

@@ -51,9 +51,6 @@ class HeldBackend final : public plugin::ResourceBackend {
       int size) const override;
   std::vector<std::string> GpusBehind(const std::string& device_id) const override;
 
-  const std::shared_ptr<const plugin::ResourceBackend>& inner() const { return inner_; }
-  const std::map<std::string, HeldDevice>& held() const { return held_; }
-
  private:
   const HeldDevice* FindHeld(const std::string& id) const;
 

@@ -75,7 +75,6 @@ class NodeSettings {
   void Stop();
   // Both watchers have listed once (the first directive was delivered).
   bool synced() const;
-  const NodeSettingsOptions& options() const { return options_; }
 
  private:
   void OnNode(const std::optional<nlohmann::json>& node);
