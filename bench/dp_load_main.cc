@@ -22,9 +22,11 @@
 //   dp-load scrape --url http://127.0.0.1:9101/metrics [--concurrency C] [--count N]
 //       HTTP GET latency of a metrics endpoint ("not measured" when it is 404).
 //   dp-load change --socket S --step 'CMD A' --step 'CMD B' [--rounds N] [--label L]
+//                  [--pause-ms P]
 //       Runs each step command in turn (each must change the number of devices
-//       listed: a GPU added, removed, a MIG re-layout) and times until the
-//       ListAndWatch list with the new count arrives.
+//       listed: a GPU added, removed, a MIG re-layout), P ms after the last
+//       change was listed, and times until the ListAndWatch list with the new
+//       count arrives.
 //
 // Each command prints rows of one Markdown table (| what | result | target |
 // verdict |) on stdout; details go to stderr. Exit status 1 when a measurement
@@ -527,7 +529,7 @@ int Health(const std::string& socket, const std::string& inject, const std::stri
 // starting the command).
 int Change(const std::string& socket, const std::vector<std::string>& steps,
            const std::vector<std::string>& step_labels, int rounds, const std::string& label,
-           double limit_ms) {
+           double limit_ms, int pause_ms) {
   TimedStream stream(socket);
   if (!stream.WaitFirst(Clock::now() + seconds(10))) {
     return Fail("no ListAndWatch list from " + socket);
@@ -539,6 +541,9 @@ int Change(const std::string& socket, const std::vector<std::string>& steps,
   for (int round = 0; round < rounds; ++round) {
     for (size_t i = 0; i < steps.size(); ++i) {
       const std::string& step = steps[i];
+      // A pause first, so that each change finds the plugin settled after the
+      // last one rather than still taking it in.
+      if (pause_ms > 0) std::this_thread::sleep_for(milliseconds(pause_ms));
       const size_t before = stream.last_size();
       const size_t after = stream.messages();
       const auto t0 = Clock::now();
@@ -760,6 +765,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> steps;
   std::string change_label;
   double change_limit_ms = 100;
+  int change_pause_ms = 0;
   auto* change = app.add_subcommand("change", "node change -> ListAndWatch update");
   change->add_option("--socket", socket, "the plugin's socket")->required();
   change->add_option("--step", steps, "a command that changes the device count (repeatable)")
@@ -769,6 +775,7 @@ int main(int argc, char** argv) {
   change->add_option("--rounds", rounds, "times to run every step");
   change->add_option("--label", change_label, "what changes, for the table");
   change->add_option("--limit-ms", change_limit_ms, "target p99 in ms");
+  change->add_option("--pause-ms", change_pause_ms, "pause before each step");
 
   std::string dir, resource = "nvidia.com/gpu", log;
   int starts = 10, restarts = 20;
@@ -808,6 +815,8 @@ int main(int argc, char** argv) {
     return Register(dir, resource, starts, restarts, cmd, log, start_limit_ms, restart_limit_ms);
   }
   if (*scrape) return Scrape(url, concurrency, scrapes, label, scrape_limit_ms);
-  if (*change) return Change(socket, steps, step_labels, rounds, change_label, change_limit_ms);
+  if (*change)
+    return Change(socket, steps, step_labels, rounds, change_label, change_limit_ms,
+                  change_pause_ms);
   return 2;
 }

@@ -184,8 +184,15 @@ section "A node that changes (8 GPUs; MIG on a100-mig), periodic check every 5 s
 node changes dgx-h100
 G="$GPUSIM --root $NODE_DIR/root"
 # Hot-remove and hot-add: the driver's unbind/bind system events wake the daemon.
+# Each change 1.5 s after the last was listed: the plugin has settled (its own
+# NVML session swapped), as for changes that come one at a time.
 measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 10 --limit-ms 100 \
-  --label "driver bind/unbind events" \
+  --pause-ms 1500 --label "driver bind/unbind events" \
+  --step "$G remove --gpu 7" --step-label "GPU removed" --step "$G add --like 6" --step-label "GPU added"
+# Back to back: each change the moment the last was listed, while the plugin
+# still swaps its NVML session (a burst is caught up when the swap ends).
+measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 5 --limit-ms 1100 \
+  --label "driver bind/unbind events, back to back" \
   --step "$G remove --gpu 7" --step-label "GPU removed" --step "$G add --like 6" --step-label "GPU added"
 log "idle CPU with the periodic check, over ${IDLE_SECONDS} s"
 c0=$(cpu_ns "$DAEMON_PID")
@@ -199,7 +206,7 @@ stop_node
 NODE_OPTS=--no-change-events node changes-noevents dgx-h100 --rescan-interval 1s
 G="$GPUSIM --root $NODE_DIR/root"
 measure "$LOAD" change --socket "$NODE_DIR/dp/nvidia-gpu.sock" --rounds 5 --limit-ms 1100 \
-  --label "no change events, periodic check every 1 s" \
+  --pause-ms 1500 --label "no change events, periodic check every 1 s" \
   --step "$G remove --gpu 7" --step-label "GPU removed" --step "$G add --like 6" --step-label "GPU added"
 stop_node
 # MIG re-layout (mixed): nvmlEventMigConfigChange wakes the daemon.

@@ -17,6 +17,7 @@
 #include "src/config/config_watcher.h"
 #include "src/daemon/allocations.h"
 #include "src/daemon/daemon_metrics.h"
+#include "src/daemon/discovery_child.h"
 #include "src/daemon/held_devices.h"
 #include "src/doctor/doctor.h"
 #include "src/health/health_monitor.h"
@@ -920,6 +921,7 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
               {{"discovery",
                 found.ok() ? std::string("other GPUs") : std::string(found.status().message())}});
   }
+  AdvertiseFreshDiscovery();
   StopNvmlUsers();
   // A fresh NVML session: a GPU added since the last one is only enumerated
   // by a new session, and every old handle goes with the old one. The
@@ -976,6 +978,42 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
              {"gpus", c_->inventory->gpus.size()},
              {"session", "new"},
              {"took_ms", took_ms()}});
+}
+
+void Daemon::AdvertiseFreshDiscovery() {
+  if (options_.discovery_exe.empty() || c_->nvml_library_path.empty()) return;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
+      DiscoverInChild(DiscoveryChildOptions{options_.discovery_exe, c_->nvml_library_path});
+  if (!found.ok()) {
+    log::Warn(
+        "could not discover the GPUs in a child process; the change waits for this "
+        "process's new NVML session",
+        {{"error", found.status().message()}});
+    return;
+  }
+  // A driver the daemon would refuse is for the in-process path to report.
+  if (!nvml::CheckMinimumVersions(**found).ok()) return;
+  const std::vector<std::string> changes = nvml::InventoryChanges(*c_->inventory, **found);
+  if (changes.empty()) return;
+  c_->inventory = *std::move(found);
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->inventory_json = InventoryJson(*c_->inventory);
+  }
+  for (const std::string& change : changes) {
+    log::Info("node change", {{"change", change}});
+    NodeEvent("GpuNodeChanged", "Normal", change);
+  }
+  ApplyConfig(nullptr, /*node_changed=*/true);
+  log::Info(
+      "GPUs discovered in a child process: the difference is advertised; this process's NVML "
+      "session follows",
+      {{"changes", changes.size()},
+       {"gpus", c_->inventory->gpus.size()},
+       {"took_ms",
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start)
+            .count()}});
 }
 
 void Daemon::ReleaseDriver(const std::string& reason, const std::string& not_ready) {

@@ -59,6 +59,11 @@ struct DaemonOptions {
   // re-discovering, so a burst (a MIG re-layout is several instance
   // creations) is applied once.
   std::chrono::milliseconds rescan_settle{50};
+  // This daemon's binary: a GPU added or removed is first seen by running its
+  // `inventory` subcommand (a fresh NVML session in a child process), so the
+  // change is advertised before this process's own NVML session is swapped.
+  // Empty: the change waits for the swap (up to a second longer).
+  std::string discovery_exe;
 };
 
 // Exit codes.
@@ -103,6 +108,9 @@ class Daemon {
   // session when it shows the change (a MIG re-layout: nothing stops), else
   // in a new one (the NVML readers stop and start again).
   void Rediscover(const std::string& reason, bool new_session);
+  // Runs options_.discovery_exe's `inventory` (a fresh NVML session in a child)
+  // and applies what differs, before this process swaps its own session.
+  void AdvertiseFreshDiscovery();
   // Lets go of NVML and every device file so the driver can unload; the
   // devices stay registered, Unhealthy, until NVML comes back.
   // `not_ready` (when not empty) is what /readyz says meanwhile.

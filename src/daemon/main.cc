@@ -1,10 +1,12 @@
 // gpu-device-plugin: parses the command line and runs the Daemon, or, as
 // `gpu-device-plugin doctor`, runs the node checks (src/doctor), prints them
-// and exits 1 on any FAIL. Nothing else lives here.
+// and exits 1 on any FAIL, or, as `gpu-device-plugin inventory`, prints the
+// GPUs a fresh NVML session finds. Nothing else lives here.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,10 @@
 #include "src/config/overrides.h"
 #include "src/daemon/daemon.h"
 #include "src/doctor/doctor.h"
+#include "src/nvml/dl_nvml.h"
+#include "src/nvml/inventory.h"
+#include "src/nvml/inventory_codec.h"
+#include "src/nvml/nvml_api.h"
 
 namespace {
 
@@ -80,6 +86,49 @@ int RunDoctor(const std::string& config_file, const std::vector<gdp::config::Ove
   return report.HasFailure() ? 1 : 0;
 }
 
+// `gpu-device-plugin inventory`: the GPUs a fresh NVML session finds, as the
+// JSON document src/nvml/inventory_codec.h describes. The daemon runs it as a
+// child to see a changed node while its own session is busy; operators may run
+// it too. With --nvml-library the config file is not read (the daemon passes
+// the library it loaded).
+int RunInventory(const std::string& config_file,
+                 const std::vector<gdp::config::Override>& overrides, bool explicit_library) {
+  gdp::log::SetLevel(gdp::log::Level::kWarn);
+  const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
+  absl::StatusOr<gdp::config::Config> cfg =
+      gdp::config::LoadConfig(fs, explicit_library ? std::string() : config_file, overrides);
+  if (!cfg.ok()) {
+    gdp::log::Error("invalid configuration", {{"error", cfg.status().message()}});
+    return 2;
+  }
+  absl::StatusOr<std::string> path =
+      gdp::nvml::FindNvmlLibrary(fs, cfg->EffectiveDriverRoot(), cfg->nvml_library);
+  if (!path.ok()) {
+    gdp::log::Error("cannot find NVML", {{"error", path.status().message()}});
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<gdp::nvml::DlNvml>> nvml = gdp::nvml::DlNvml::Open(*path);
+  if (!nvml.ok()) {
+    gdp::log::Error("cannot load NVML", {{"error", nvml.status().message()}});
+    return 1;
+  }
+  if (absl::Status s = gdp::nvml::NvmlStatus(**nvml, (*nvml)->Init(), "nvmlInit"); !s.ok()) {
+    gdp::log::Error("cannot initialise NVML", {{"error", s.message()}});
+    return 1;
+  }
+  absl::StatusOr<std::shared_ptr<const gdp::nvml::Inventory>> inv =
+      gdp::nvml::DiscoverInventory(**nvml, gdp::nvml::DiscoveryOptions{});
+  (*nvml)->Shutdown();
+  if (!inv.ok()) {
+    gdp::log::Error("cannot discover the GPUs", {{"error", inv.status().message()}});
+    return 1;
+  }
+  const std::string text = gdp::nvml::EncodeInventory(**inv);
+  return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0
+             ? 0
+             : 1;
+}
+
 // glibc's malloc, tuned for a small long-running daemon (unless the operator
 // set MALLOC_ARENA_MAX / MALLOC_TRIM_THRESHOLD_): by default each thread that
 // allocates may get its own arena, and the trim threshold rises with the
@@ -122,6 +171,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
   doctor->add_flag("--mps-required", mps_required,
                    "MPS sharing is configured: a missing nvidia-cuda-mps-control is a FAIL");
+  CLI::App* inventory = app.add_subcommand(
+      "inventory",
+      "print the GPUs a fresh NVML session finds, as JSON with every field the plugin uses");
   CLI11_PARSE(app, argc, argv);
 
   const auto env = gdp::config::ProcessEnv();
@@ -129,10 +181,19 @@ int main(int argc, char** argv) {
     return RunDoctor(gdp::config::ConfigFilePath(flags, env),
                      gdp::config::CollectOverrides(flags, env), paths, output, mps_required);
   }
+  if (inventory->parsed()) {
+    return RunInventory(gdp::config::ConfigFilePath(flags, env),
+                        gdp::config::CollectOverrides(flags, env), app.count("--nvml-library") > 0);
+  }
   gdp::daemon::DaemonOptions options;
   options.config_file = gdp::config::ConfigFilePath(flags, env);
   options.overrides = gdp::config::CollectOverrides(flags, env);
   options.containerd_config = paths.containerd_config;
+  // The daemon runs this binary's `inventory` to look at a changed node.
+  std::array<char, 4096> exe{};
+  if (const ssize_t n = readlink("/proc/self/exe", exe.data(), exe.size() - 1); n > 0) {
+    options.discovery_exe.assign(exe.data(), static_cast<size_t>(n));
+  }
   gdp::daemon::Daemon daemon(std::move(options));
 
   // The signal thread: TERM and INT stop, HUP reloads. It ends on the stop

@@ -26,6 +26,8 @@ struct MigDevice {
   unsigned multiprocessor_count = 0;
   unsigned gpu_instance_slices = 0;  // the "1g" of 1g.10gb
   unsigned compute_instance_slices = 0;
+
+  bool operator==(const MigDevice&) const = default;
 };
 
 struct Gpu {
@@ -44,6 +46,8 @@ struct Gpu {
   bool mig_enabled = false;    // current MIG mode
   bool mig_capable = false;    // nvmlDeviceGetMigMode answered: the GPU supports MIG
   std::vector<MigDevice> mig_devices;
+
+  bool operator==(const Gpu&) const = default;
 };
 
 // How two GPUs are connected, best first. The PCIe levels follow
@@ -61,6 +65,8 @@ enum class PathKind {
 struct Link {
   PathKind path = PathKind::kSystem;
   unsigned nvlinks = 0;  // number of active NVLinks between the pair
+
+  bool operator==(const Link&) const = default;
 };
 
 struct Inventory {
@@ -74,6 +80,8 @@ struct Inventory {
   const Gpu* FindByUuid(const std::string& uuid) const;
   // "12.4" for 12040; "unknown" when NVML did not say (0).
   std::string CudaDriverVersionString() const;
+
+  bool operator==(const Inventory&) const = default;
 };
 
 struct DiscoveryOptions {

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/status/status.h"
+#include "src/nvml/inventory_codec.h"
 #include "tests/mocks/fake_gpus.h"
 #include "tests/mocks/mock_nvml.h"
 
@@ -255,6 +256,62 @@ TEST_F(InventoryTest, DiscoversMigDevicesWithNvidiaProfileNames) {
   }
   EXPECT_FALSE(inv->gpus[1].mig_enabled);
   EXPECT_TRUE(inv->gpus[1].mig_devices.empty());
+}
+
+TEST_F(InventoryTest, CodecReadsBackEveryField) {
+  for (const FakeMachine& machine : {HopperNvSwitchMachine(8), A100MigMachine()}) {
+    ::testing::Mock::VerifyAndClearExpectations(&nvml_);
+    auto inv = Discover(machine);
+    ASSERT_NE(inv, nullptr);
+    auto back = DecodeInventory(EncodeInventory(*inv));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(**back, *inv);
+  }
+}
+
+TEST(InventoryCodecTest, EveryFieldTravels) {
+  Inventory inv;
+  inv.driver_version = "570.1";
+  inv.nvml_version = "12.570.1";
+  inv.cuda_driver_version = 12080;
+  Gpu g;
+  g.index = 3;
+  g.minor = 7;
+  g.uuid = "GPU-x";
+  g.name = "n";
+  g.brand = "b";
+  g.architecture = "a";
+  g.cuda_compute_major = 9;
+  g.cuda_compute_minor = 1;
+  g.memory_bytes = 1ull << 40;
+  g.pci_bus_id = "0000:1b:00.0";
+  g.pci_device_id = 0x233010deu;
+  g.numa_node = -1;
+  g.mig_enabled = true;
+  g.mig_capable = true;
+  g.mig_devices.push_back(MigDevice{2, "MIG-y", 9, 1, "1g.10gb", 5ull << 30, 14, 1, 1});
+  inv.gpus.push_back(g);
+  inv.links = {{Link{PathKind::kSelf, 0}}};
+  auto back = DecodeInventory(EncodeInventory(inv));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(**back, inv);
+}
+
+TEST(InventoryCodecTest, BadDocumentsNameTheField) {
+  auto error = [](std::string_view text) {
+    auto r = DecodeInventory(text);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? std::string() : std::string(r.status().message());
+  };
+  EXPECT_THAT(error("not json"), HasSubstr("not a JSON object"));
+  EXPECT_THAT(error(R"({"format":2})"), HasSubstr("inventory.format is 2"));
+  const std::string ok_head =
+      R"({"format":1,"driverVersion":"1","nvmlVersion":"1","cudaDriverVersion":1,)";
+  EXPECT_THAT(error(ok_head + R"("gpus":[{"index":"zero"}],"links":[[[0,0]]]})"),
+              HasSubstr("inventory.gpus[0].index has the wrong type"));
+  EXPECT_THAT(error(ok_head + R"("gpus":[],"links":[[]]})"),
+              HasSubstr("inventory.links has 1 rows for 0 GPUs"));
+  EXPECT_THAT(error(ok_head + R"("links":[]})"), HasSubstr("inventory.gpus is not an array"));
 }
 
 TEST(MigProfileNameTest, FollowsNvidiasRounding) {

@@ -793,6 +793,8 @@ TEST_F(DaemonTest, HotAddedGpuIsAdvertisedOnTheOpenStreamWithoutReRegistering) {
   ASSERT_TRUE(inv);
   EXPECT_EQ(nlohmann::json::parse(inv->body)["gpus"].size(), 9u);
   EXPECT_THAT(daemon_->Output(), HasSubstr("GPU added: " + added));
+  // Seen first by a fresh NVML session in a child process.
+  EXPECT_THAT(daemon_->Output(), HasSubstr("GPUs discovered in a child process"));
 }
 
 TEST_F(DaemonTest, AGpuTheDriverUnbindsIsUnhealthyAtOnceThenLeavesTheList) {
