@@ -40,7 +40,8 @@ Attribution Attribute(const std::vector<ContainerDevices>& containers,
         continue;
       }
       if (!nvidia) continue;
-      // deviceIDStrategy index: "<gpu index>" or, for MIG, "<gpu index>:<gpu instance id>".
+      // An index ID ("<gpu index>", or for MIG "<gpu index>:<gpu instance id>"), as
+      // another plugin may have advertised; this one advertises UUIDs.
       const auto colon = id.find(':');
       unsigned index = 0, gi = 0;
       const bool is_mig = colon != std::string::npos;

@@ -389,8 +389,10 @@ absl::StatusOr<BaseDevice> MigDevice(const nvml::Gpu& gpu, const nvml::MigDevice
   const std::string index_id = absl::StrCat(gpu.index, ":", mig.index);
   b.aliases = {index_id, mig.uuid};
   DeviceEntry& d = b.entry;
-  d.id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? mig.uuid : index_id;
-  d.visible_id = d.id;
+  // The kubelet sees the UUID whatever the strategy (as NVIDIA's plugin: its
+  // checkpoint survives a swap); deviceIDStrategy picks what the container gets.
+  d.id = mig.uuid;
+  d.visible_id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? mig.uuid : index_id;
   d.cdi_name = "nvidia.com/gpu=" + mig.uuid;
   if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
   d.gpus = {pos};
@@ -418,9 +420,10 @@ BaseDevice FullGpu(const nvml::Gpu& gpu, uint32_t pos, const config::Config& con
   b.memory_bytes = gpu.memory_bytes;
   b.aliases = {std::to_string(gpu.index), gpu.uuid};
   DeviceEntry& d = b.entry;
-  d.id = config.device_id_strategy == config::DeviceIdStrategy::kUuid ? gpu.uuid
-                                                                      : std::to_string(gpu.index);
-  d.visible_id = d.id;
+  d.id = gpu.uuid;  // the kubelet's ID; see MigDevice
+  d.visible_id = config.device_id_strategy == config::DeviceIdStrategy::kUuid
+                     ? gpu.uuid
+                     : std::to_string(gpu.index);
   d.cdi_name = "nvidia.com/gpu=" + gpu.uuid;
   if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
   d.gpus = {pos};

@@ -80,26 +80,34 @@ TEST(BuildResourcesTest, DevicesPerIdStrategyWithNumaNodes) {
   nvml::Inventory inv = t::T4x4();
   inv.gpus[3].numa_node = -1;  // unknown: no topology hint
   const auto fs = DriverRoot("/", 4, {});
+  // The kubelet always sees UUIDs (NVIDIA's plugin does too, so its
+  // checkpoint survives a swap); the strategy picks what the container gets.
   struct Case {
     config::DeviceIdStrategy strategy;
-    std::vector<std::string> ids;
+    std::vector<std::string> visible;
   };
-  for (const Case& c : {Case{config::DeviceIdStrategy::kUuid,
-                             {t::FakeUuid(0), t::FakeUuid(1), t::FakeUuid(2), t::FakeUuid(3)}},
+  const std::vector<std::string> ids = {t::FakeUuid(0), t::FakeUuid(1), t::FakeUuid(2),
+                                        t::FakeUuid(3)};
+  for (const Case& c : {Case{config::DeviceIdStrategy::kUuid, ids},
                         Case{config::DeviceIdStrategy::kIndex, {"0", "1", "2", "3"}}}) {
     config::Config cfg;
     cfg.device_id_strategy = c.strategy;
     auto backend = Build(inv, cfg, *fs);
     ASSERT_NE(backend, nullptr);
     EXPECT_EQ(backend->ResourceName(), "nvidia.com/gpu");
-    EXPECT_THAT(backend->Devices(),
-                ElementsAre(plugin::Device{c.ids[0], true, 0}, plugin::Device{c.ids[1], true, 0},
-                            plugin::Device{c.ids[2], true, 1},
-                            plugin::Device{c.ids[3], true, std::nullopt}));
+    EXPECT_THAT(
+        backend->Devices(),
+        ElementsAre(plugin::Device{ids[0], true, 0}, plugin::Device{ids[1], true, 0},
+                    plugin::Device{ids[2], true, 1}, plugin::Device{ids[3], true, std::nullopt}));
     for (unsigned i = 0; i < 4; ++i) {
-      EXPECT_THAT(backend->GpusBehind(c.ids[i]), ElementsAre(t::FakeUuid(i)));
+      EXPECT_THAT(backend->GpusBehind(ids[i]), ElementsAre(t::FakeUuid(i)));
+      auto got = backend->Allocate({ids[i]});
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(got->envs.at("NVIDIA_VISIBLE_DEVICES"), c.visible[i]);
     }
     EXPECT_THAT(backend->GpusBehind("GPU-nope"), IsEmpty());
+    // An index is not a kubelet-facing ID under either strategy.
+    EXPECT_FALSE(backend->Allocate({"0"}).ok());
   }
 }
 
@@ -114,9 +122,10 @@ TEST(BuildResourcesTest, DevicesFollowNvmlIndexAndCustomResourceName) {
   auto backend = Build(inv, cfg, *DriverRoot("/", 3, {}));
   ASSERT_NE(backend, nullptr);
   EXPECT_EQ(backend->ResourceName(), "example.com/accel");
-  auto got = backend->Allocate({"0"});
+  auto got = backend->Allocate({t::FakeUuid(0)});
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_THAT(got->devices, ElementsAre(Spec("/dev/nvidia2", "/dev/nvidia2")));
+  EXPECT_EQ(got->envs.at("NVIDIA_VISIBLE_DEVICES"), "0");
 }
 
 TEST(BuildResourcesTest, ControlNodesThatExistUnderTheSeenDriverRootWithHostPaths) {
@@ -215,10 +224,6 @@ TEST(BuildResourcesTest, Errors) {
   no_uuid.gpus[1].uuid.clear();
   nvml::Inventory bad_links = t::Blank(3);
   bad_links.links.pop_back();
-  nvml::Inventory dup_index = t::Blank(2);
-  dup_index.gpus[1].index = 0;
-  config::Config by_index;
-  by_index.device_id_strategy = config::DeviceIdStrategy::kIndex;
   config::Config no_name;
   no_name.resource_name.clear();
   const std::vector<Case> cases = {
@@ -227,8 +232,6 @@ TEST(BuildResourcesTest, Errors) {
       {"duplicate UUID", dup, {}, absl::StatusCode::kInvalidArgument, "report the same UUID"},
       {"missing UUID", no_uuid, {}, absl::StatusCode::kInvalidArgument, "GPU 1 has no UUID"},
       {"links not square", bad_links, {}, absl::StatusCode::kInvalidArgument, "not 3x3"},
-      {"duplicate index", dup_index, by_index, absl::StatusCode::kInvalidArgument,
-       "device ID \"0\" is used by devices 0 and 1"},
       {"empty resource name", t::Blank(1), no_name, absl::StatusCode::kInvalidArgument,
        "resource name is empty"},
   };
@@ -291,7 +294,7 @@ TEST_F(AllocateTest, EnvvarWithUuidsInIndexOrderAndDeviceSpecs) {
 
 TEST_F(AllocateTest, EnvvarWithIndices) {
   auto backend = Make({DeviceListStrategy::kEnvvar}, config::DeviceIdStrategy::kIndex);
-  auto got = backend->Allocate({"7", "0", "3"});
+  auto got = backend->Allocate({t::FakeUuid(7), t::FakeUuid(0), t::FakeUuid(3)});
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_THAT(got->envs, ElementsAre(Pair("NVIDIA_VISIBLE_DEVICES", "0,3,7")));
   EXPECT_EQ(got->devices.size(), 3u + 2u);
@@ -302,7 +305,7 @@ TEST_F(AllocateTest, VolumeMountsNameEachDeviceAndWinOverEnvvar) {
        {std::vector{DeviceListStrategy::kVolumeMounts},
         std::vector{DeviceListStrategy::kEnvvar, DeviceListStrategy::kVolumeMounts}}) {
     auto backend = Make(strategies, config::DeviceIdStrategy::kIndex);
-    auto got = backend->Allocate({"4", "1"});
+    auto got = backend->Allocate({t::FakeUuid(4), t::FakeUuid(1)});
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_THAT(got->envs,
                 ElementsAre(Pair("NVIDIA_VISIBLE_DEVICES", "/var/run/nvidia-container-devices")));
@@ -317,11 +320,7 @@ TEST_F(AllocateTest, CdiAnnotationsAndCriNameUuidsWhateverTheIdStrategy) {
   for (auto ids : {config::DeviceIdStrategy::kUuid, config::DeviceIdStrategy::kIndex}) {
     auto backend =
         Make({DeviceListStrategy::kCdiAnnotations, DeviceListStrategy::kCdiCri}, ids, false);
-    const std::vector<std::string> request =
-        ids == config::DeviceIdStrategy::kUuid
-            ? std::vector<std::string>{t::FakeUuid(6), t::FakeUuid(0)}
-            : std::vector<std::string>{"6", "0"};
-    auto got = backend->Allocate(request);
+    auto got = backend->Allocate({t::FakeUuid(6), t::FakeUuid(0)});
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_THAT(got->envs, IsEmpty());
     EXPECT_THAT(got->devices, IsEmpty());  // passDeviceSpecs off
@@ -354,13 +353,15 @@ TEST_F(AllocateTest, Errors) {
   const std::vector<Case> cases = {
       {"empty", {}, "empty allocation request for resource nvidia.com/gpu"},
       {"unknown",
-       {"1", "9"},
-       "unknown device ID \"9\" for resource nvidia.com/gpu; known IDs: 0, 1, 2, 3, 4, 5, 6, 7"},
-      {"uuid under index strategy", {t::FakeUuid(0)}, "unknown device ID \"" + t::FakeUuid(0)},
+       {t::FakeUuid(1), "9"},
+       "unknown device ID \"9\" for resource nvidia.com/gpu; known IDs: " + t::FakeUuid(0) + ", " +
+           t::FakeUuid(1)},
+      // Indices are what the container gets under the index strategy, never the kubelet's IDs.
+      {"index", {"0"}, "unknown device ID \"0\""},
       {"duplicate",
-       {"3", "1", "3"},
-       "device ID \"3\" appears more than once in the allocation request for resource "
-       "nvidia.com/gpu"},
+       {t::FakeUuid(3), t::FakeUuid(1), t::FakeUuid(3)},
+       "device ID \"" + t::FakeUuid(3) +
+           "\" appears more than once in the allocation request for resource nvidia.com/gpu"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -374,7 +375,7 @@ TEST_F(AllocateTest, Errors) {
 TEST(AllocateErrorTest, LongKnownIdListIsShortened) {
   config::Config cfg;
   cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
-  auto backend = Build(t::Islands64(), cfg, *DriverRoot("/", 64, {}));
+  auto backend = Build(t::ShortIds(t::Islands64()), cfg, *DriverRoot("/", 64, {}));
   ASSERT_NE(backend, nullptr);
   auto got = backend->Allocate({"64"});
   ASSERT_FALSE(got.ok());
@@ -387,7 +388,7 @@ TEST(AllocateErrorTest, LongKnownIdListIsShortened) {
 TEST(PreferredAllocationValidationTest, RejectsImpossibleRequestsNamingTheProblem) {
   config::Config cfg;
   cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
-  auto backend = Build(t::T4x4(), cfg, *DriverRoot("/", 4, {}));
+  auto backend = Build(t::ShortIds(t::T4x4()), cfg, *DriverRoot("/", 4, {}));
   ASSERT_NE(backend, nullptr);
   struct Case {
     const char* name;
@@ -438,7 +439,7 @@ TEST(ConcurrencyTest, ManyThreadsGetTheSameAnswers) {
   config::Config cfg;
   cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
   cfg.device_list_strategy = {DeviceListStrategy::kEnvvar, DeviceListStrategy::kCdiCri};
-  auto backend = Build(t::TwoIslands(), cfg, *DriverRoot("/", 8, {"nvidiactl"}));
+  auto backend = Build(t::ShortIds(t::TwoIslands()), cfg, *DriverRoot("/", 8, {"nvidiactl"}));
   ASSERT_NE(backend, nullptr);
   const std::vector<std::string> all = {"0", "1", "2", "3", "4", "5", "6", "7"};
   const auto want_alloc = backend->Allocate({"6", "2"});

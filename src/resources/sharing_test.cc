@@ -109,14 +109,15 @@ TEST(MigTest, MixedAdvertisesOneResourcePerProfileWithCapsNodes) {
   EXPECT_THAT(r["nvidia.com/mig-3g.40gb"]->GpusBehind("MIG-cccc"), ElementsAre(t::FakeUuid(1)));
 }
 
-TEST(MigTest, IndexIdsAreParentColonMigIndex) {
+TEST(MigTest, IndexStrategyGivesTheContainerParentColonMigIndex) {
   config::Config cfg;
   cfg.mig_strategy = config::MigStrategy::kMixed;
   cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
   auto r = Build(A100Mig(), cfg, *MigNodes());
-  EXPECT_THAT(Ids(*r["nvidia.com/mig-1g.10gb"]), ElementsAre("1:0", "1:1"));
-  auto a = r["nvidia.com/mig-1g.10gb"]->Allocate({"1:1"});
-  ASSERT_TRUE(a.ok());
+  // The kubelet keeps the UUIDs, as with NVIDIA's plugin.
+  EXPECT_THAT(Ids(*r["nvidia.com/mig-1g.10gb"]), ElementsAre("MIG-aaaa", "MIG-bbbb"));
+  auto a = r["nvidia.com/mig-1g.10gb"]->Allocate({"MIG-bbbb"});
+  ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->envs["NVIDIA_VISIBLE_DEVICES"], "1:1");
 }
 
@@ -185,8 +186,10 @@ TEST(TimeSlicingTest, RenameSelectedDevicesAndKeepTheRest) {
   cfg.sharing.time_slicing.resources = {s};
   auto r = Build(t::DgxH100(), cfg, *Nodes(8));
   ASSERT_EQ(r.size(), 2u);
-  EXPECT_THAT(Ids(*r["nvidia.com/gpu"]), ElementsAre("0", "2", "4", "5", "6", "7"));
-  EXPECT_THAT(Ids(*r["nvidia.com/gpu.shared"]), ElementsAre("1::0", "1::1", "3::0", "3::1"));
+  auto u = [](unsigned i) { return t::FakeUuid(i); };
+  EXPECT_THAT(Ids(*r["nvidia.com/gpu"]), ElementsAre(u(0), u(2), u(4), u(5), u(6), u(7)));
+  EXPECT_THAT(Ids(*r["nvidia.com/gpu.shared"]),
+              ElementsAre(u(1) + "::0", u(1) + "::1", u(3) + "::0", u(3) + "::1"));
 
   s.devices.ids.clear();
   s.devices.count = 3;
@@ -254,7 +257,7 @@ std::vector<std::string> Prefer(config::AllocationPolicy policy,
   cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
   cfg.sharing.allocation_policy = policy;
   cfg.sharing.time_slicing.resources = {Shared("nvidia.com/gpu", 4)};
-  auto r = Build(t::Blank(4), cfg, *Nodes(4));
+  auto r = Build(t::ShortIds(t::Blank(4)), cfg, *Nodes(4));
   std::vector<std::string> available;
   for (const std::string& id : Ids(*r["nvidia.com/gpu"])) {
     if (std::find(taken.begin(), taken.end(), id) == taken.end()) available.push_back(id);

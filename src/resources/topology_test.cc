@@ -52,10 +52,10 @@ TEST(GpuScoresTest, WithoutLinksFallsBackToNumaNodes) {
   EXPECT_EQ(s[1 * 3 + 0], s[0 * 3 + 1]);
 }
 
-// A resource built from an inventory with index IDs ("0", "1", ...).
-std::shared_ptr<const plugin::ResourceBackend> Backend(const nvml::Inventory& inv) {
+// A resource built from the inventory with short IDs ("0", "1", ...).
+std::shared_ptr<const plugin::ResourceBackend> Backend(const nvml::Inventory& full) {
+  const nvml::Inventory inv = t::ShortIds(full);
   config::Config cfg;
-  cfg.device_id_strategy = config::DeviceIdStrategy::kIndex;
   FakeFileSystem fs;
   for (const nvml::Gpu& g : inv.gpus) {
     fs.AddCharDevice("/dev/nvidia" + std::to_string(g.minor), 195, g.minor);

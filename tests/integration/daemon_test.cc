@@ -642,25 +642,32 @@ TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) 
       client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
 
-  // A valid change of the device IDs advertises indices on the open stream,
-  // without registering again; here triggered by SIGHUP as well as by the
-  // file change.
+  // A valid change of the ID strategy changes what containers get; the
+  // kubelet keeps the UUIDs (NVIDIA's plugin advertises them under both
+  // strategies, so the kubelet's checkpoint stays valid). Here triggered by
+  // SIGHUP as well as by the file change.
   auto fresh = Client();
   auto stream = fresh->Watch();
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const size_t lists = stream->UpdateCount();
   WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    deviceIDStrategy: index\n");
   daemon_->Signal(SIGHUP);
-  const std::vector<std::string> want = {"0", "1", "2", "3", "4", "5", "6", "7"};
-  auto ids_of = [](const v1beta1::ListAndWatchResponse& r) {
-    std::vector<std::string> ids;
-    for (const auto& d : r.devices()) ids.push_back(d.id());
-    return ids;
-  };
-  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return ids_of(r) == want; }, In(seconds(10))))
-      << daemon_->Output();
+  const std::string gpu3 = profile->gpus[3].uuid;
+  std::string visible;
+  for (auto deadline = std::chrono::steady_clock::now() + seconds(10);
+       visible != "3" && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{gpu3}}), &resp).ok());
+    visible = resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES");
+  }
+  EXPECT_EQ(visible, "3") << daemon_->Output();
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
-  ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok());
-  EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "3");
+  for (const auto& update : stream->Updates()) {
+    for (const auto& d : update.devices()) EXPECT_EQ(d.id().rfind("GPU-", 0), 0u) << d.id();
+  }
+  EXPECT_LE(stream->UpdateCount(), lists + 1) << "at most one list, with the same IDs";
+  EXPECT_FALSE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok())
+      << "an index is not a device ID the kubelet has";
 }
 
 // --- sharing, MIG and CDI (docs/sharing.md) -------------------------------

@@ -15,6 +15,17 @@ inline std::string FakeUuid(unsigned i) {
 }
 
 // n GPUs, index = minor = position, every pair kSystem until the caller says otherwise.
+// The inventory with each GPU's UUID replaced by its index ("0", "1", ...)
+// and each MIG device's by "<gpu index>:<MIG index>": the kubelet-facing IDs
+// are UUIDs, and short ones keep tests about selection readable.
+inline nvml::Inventory ShortIds(nvml::Inventory inv) {
+  for (nvml::Gpu& g : inv.gpus) {
+    g.uuid = std::to_string(g.index);
+    for (nvml::MigDevice& m : g.mig_devices) m.uuid = g.uuid + ":" + std::to_string(m.index);
+  }
+  return inv;
+}
+
 inline nvml::Inventory Blank(unsigned n) {
   nvml::Inventory inv;
   inv.driver_version = "550.54.15";
