@@ -781,6 +781,16 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetNumaNodeId(nvmlDevice_t device, unsigned in
   return NVML_SUCCESS;
 }
 
+// The simulated GPUs are bare metal, as on the nodes the profiles describe.
+SIM_EXPORT nvmlReturn_t nvmlDeviceGetVirtualizationMode(nvmlDevice_t device,
+                                                        nvmlGpuVirtualizationMode_t* mode) {
+  SIM_DEVICE(c, device, d);
+  SIM_NONNULL(mode);
+  SIM_ALIVE(c, d);
+  *mode = NVML_GPU_VIRTUALIZATION_MODE_NONE;
+  return NVML_SUCCESS;
+}
+
 SIM_EXPORT nvmlReturn_t nvmlDeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) {
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(mode);

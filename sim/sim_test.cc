@@ -115,6 +115,7 @@ struct Nvml {
   X(nvmlDeviceGetPciInfo_v2) \
   X(nvmlDeviceGetPciInfo_v3) \
   X(nvmlDeviceGetNumaNodeId) \
+  X(nvmlDeviceGetVirtualizationMode) \
   X(nvmlDeviceGetComputeMode) \
   X(nvmlDeviceGetCpuAffinity) \
   X(nvmlDeviceGetCpuAffinityWithinScope) \

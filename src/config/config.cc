@@ -461,6 +461,8 @@ class Decoder {
       if (!found) return std::nullopt;
       node.reset(next);  // rebinds; operator= would overwrite the document
     }
+    // null is unset (NVIDIA's plugin prints "useNodeFeatureAPI": null).
+    if (node.IsNull()) return std::nullopt;
     return Raw{path, Suffix(mark), node, nullptr};
   }
 
@@ -754,6 +756,19 @@ const std::vector<std::string> kPolicyNames = {"distributed", "packed"};
 const std::vector<std::string> kFallbackNames = {"named", "single", "empty"};
 const std::vector<std::string> kLevelNames = {"debug", "info", "warn", "error"};
 const std::vector<std::string> kFormatNames = {"text", "json"};
+const std::vector<std::string> kDiscoveryNames = {"auto", "nvml", "tegra"};
+
+// Fields NVIDIA's config format keeps where this plugin keeps another:
+// either place is read; both, with different values, is an error.
+struct Alias {
+  const char* ours;
+  const char* nvidia;
+};
+constexpr Alias kAliases[] = {
+    {"flags.containerDriverRoot", "flags.plugin.containerDriverRoot"},
+    {"sharing.allocationPolicy", "flags.plugin.sharedDevicesAllocationPolicy"},
+    {"sharing.mps.root", "flags.mpsRoot"},
+};
 
 bool IsAbsolutePath(const std::string& p) {
   return !p.empty() && p[0] == '/' && p.find('\0') == std::string::npos;
@@ -881,6 +896,28 @@ const std::vector<Field>& Fields() {
       {"flags.plugin.pluginDirectory", FieldKind::kString},
       {"flags.plugin.resourceName", FieldKind::kString},
       {"flags.plugin.cdiRoot", FieldKind::kString},
+      // NVIDIA's config format (v0.20): accepted with NVIDIA's meaning, some at
+      // NVIDIA's place for one of ours (kAliases), some not acted on (kNotActedOn).
+      {"flags.mpsRoot", FieldKind::kString},
+      {"flags.nvidiaDevRoot", FieldKind::kString},
+      {"flags.gdrcopyEnabled", FieldKind::kBool},
+      {"flags.gdsEnabled", FieldKind::kBool},
+      {"flags.mofedEnabled", FieldKind::kBool},
+      {"flags.useNodeFeatureAPI", FieldKind::kBool},
+      {"flags.deviceDiscoveryStrategy", FieldKind::kEnum},
+      {"flags.plugin.cdiAnnotationPrefix", FieldKind::kString},
+      {"flags.plugin.nvidiaCTKPath", FieldKind::kString},
+      {"flags.plugin.containerDriverRoot", FieldKind::kString},
+      {"flags.plugin.sharedDevicesAllocationPolicy", FieldKind::kEnum},
+      {"flags.gfd.oneshot", FieldKind::kBool},
+      {"flags.gfd.noTimestamp", FieldKind::kBool},
+      {"flags.gfd.sleepInterval", FieldKind::kDuration},
+      {"flags.gfd.outputFile", FieldKind::kString},
+      {"flags.gfd.machineTypeFile", FieldKind::kString},
+      {"resources.gpus", FieldKind::kObjectList},
+      {"resources.mig", FieldKind::kObjectList},
+      {"imex.channelIDs", FieldKind::kIntList},
+      {"imex.required", FieldKind::kBool},
       {"sharing.allocationPolicy", FieldKind::kEnum},
       {"sharing.timeSlicing.renameByDefault", FieldKind::kBool},
       {"sharing.timeSlicing.failRequestsGreaterThanOne", FieldKind::kBool},
@@ -1010,6 +1047,18 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   std::map<std::string, std::string> origin;
   auto get = [&](const char* path) {
     std::optional<Raw> raw = dec.Lookup(doc, path, by_path);
+    for (const Alias& a : kAliases) {
+      if (std::string_view(a.ours) != path) continue;
+      std::optional<Raw> theirs = dec.Lookup(doc, a.nvidia, {});
+      if (!theirs) break;
+      if (!raw) {
+        raw = std::move(theirs);
+      } else if (raw->ov == nullptr && raw->Text() != theirs->Text()) {
+        dec.Error(theirs->where(), absl::StrCat("sets ", path, " (NVIDIA's place for it), which ",
+                                                raw->where(), " sets to another value; keep one"));
+      }
+      break;
+    }
     if (raw) origin[path] = raw->suffix;
     return raw;
   };
@@ -1108,6 +1157,96 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
   }
   if (auto raw = get("flags.plugin.cdiRoot")) {
     if (auto v = dec.String(*raw)) config.cdi_root = *v;
+  }
+  if (auto raw = get("flags.plugin.cdiAnnotationPrefix")) {
+    if (auto v = dec.String(*raw)) config.cdi_annotation_prefix = *v;
+  }
+  if (auto raw = get("flags.nvidiaDevRoot")) {
+    if (auto v = dec.String(*raw)) config.dev_root = *v;
+  }
+  if (auto raw = get("flags.deviceDiscoveryStrategy")) {
+    if (auto v = dec.Enum(*raw, kDiscoveryNames); v && *v == "tegra") {
+      dec.Error(raw->where(),
+                "tegra is not supported: this plugin finds GPUs through NVML; use auto or nvml");
+    }
+  }
+  // NVIDIA's fields this plugin accepts without acting on them: checked for
+  // their type, then noted with the reason (only when they ask for something).
+  {
+    auto note = [&](const char* path, const std::string& why) {
+      config.not_acted_on.push_back(absl::StrCat(path, ": ", why));
+    };
+    auto enabled = [&](const char* path) {
+      std::optional<Raw> raw = get(path);
+      std::optional<bool> v = raw ? dec.Bool(*raw) : std::nullopt;
+      return v.value_or(false);
+    };
+    if (enabled("flags.gdrcopyEnabled")) {
+      note("flags.gdrcopyEnabled", "not supported yet: containers do not get /dev/gdrdrv");
+    }
+    if (enabled("flags.gdsEnabled")) {
+      note("flags.gdsEnabled",
+           "not supported yet: containers do not get /dev/nvidia-fs* or NVIDIA_GDS");
+    }
+    if (enabled("flags.mofedEnabled")) {
+      note("flags.mofedEnabled",
+           "not supported yet: containers do not get /dev/infiniband or NVIDIA_MOFED");
+    }
+    if (enabled("flags.useNodeFeatureAPI")) {
+      note("flags.useNodeFeatureAPI",
+           "this plugin labels the Node itself, or writes NFD's local feature file "
+           "(labels.nfdFeatureFile)");
+    }
+    if (auto raw = get("flags.plugin.nvidiaCTKPath"); raw && dec.String(*raw)) {
+      note("flags.plugin.nvidiaCTKPath", "the CDI specs this plugin writes run no nvidia-ctk hook");
+    }
+    for (const char* path : {"flags.gfd.oneshot", "flags.gfd.noTimestamp"}) {
+      if (enabled(path)) {
+        note(path,
+             "a GPU feature discovery setting; this plugin labels the node itself (labels.*)");
+      }
+    }
+    if (auto raw = get("flags.gfd.sleepInterval"); raw && dec.Duration(*raw)) {
+      note("flags.gfd.sleepInterval",
+           "a GPU feature discovery setting; labels.resyncInterval is this plugin's");
+    }
+    for (const char* path : {"flags.gfd.outputFile", "flags.gfd.machineTypeFile"}) {
+      if (auto raw = get(path); raw && dec.String(*raw)) {
+        note(path,
+             "a GPU feature discovery setting; this plugin labels the node itself (labels.*)");
+      }
+    }
+    for (const char* path : {"resources.gpus", "resources.mig"}) {
+      auto raw = get(path);
+      auto items = raw ? dec.List(*raw, /*allow_scalar=*/false) : std::nullopt;
+      if (!items) continue;
+      bool ok = true;
+      for (const Raw& item : *items) {
+        if (!item.node.IsMap() || !item.node["pattern"] || !item.node["name"] ||
+            !item.node["pattern"].IsScalar() || !item.node["name"].IsScalar() ||
+            item.node.size() != 2) {
+          dec.Error(item.where(), absl::StrCat("expected {pattern, name}, got ", item.Seen()));
+          ok = false;
+        }
+      }
+      if (ok && !items->empty()) {
+        note(path, "per-model resource names are ignored, as NVIDIA's plugin ignores them");
+      }
+    }
+    std::vector<int64_t> channels;
+    if (auto raw = get("imex.channelIDs")) {
+      if (auto items = dec.List(*raw, /*allow_scalar=*/true)) {
+        for (const Raw& item : *items) {
+          if (auto v = dec.Int(item, 0, 2047)) channels.push_back(*v);
+        }
+      }
+    }
+    const bool imex_required = enabled("imex.required");
+    if (!channels.empty() || imex_required) {
+      note(channels.empty() ? "imex.required" : "imex.channelIDs",
+           "not supported yet: containers do not get IMEX channels "
+           "(/dev/nvidia-caps-imex-channels)");
+    }
   }
 
   // sharing
@@ -1266,6 +1405,25 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "flags.nvmlLibrary", c.nvml_library, true);
   CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
   CheckPath(&problems, "flags.plugin.cdiRoot", c.cdi_root, false);
+  CheckPath(&problems, "flags.nvidiaDevRoot", c.dev_root, true);
+  {
+    // An annotation key prefix: a DNS subdomain and a slash ("cdi.k8s.io/").
+    const std::string& p = c.cdi_annotation_prefix;
+    const bool ok = p.size() >= 2 && p.size() <= 254 && p.back() == '/' &&
+                    std::all_of(p.begin(), p.end() - 1,
+                                [](char ch) {
+                                  return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                                         ch == '-' || ch == '.';
+                                }) &&
+                    p.front() != '.' && p.front() != '-' && p[p.size() - 2] != '.' &&
+                    p[p.size() - 2] != '-';
+    if (!ok) {
+      add("flags.plugin.cdiAnnotationPrefix",
+          absl::StrCat(Quote(p),
+                       " is not an annotation key prefix: a lower-case DNS name and a slash, "
+                       "such as cdi.k8s.io/"));
+    }
+  }
   CheckPath(&problems, "sharing.mps.root", c.sharing.mps.root, false);
   CheckPath(&problems, "sharing.mps.controlBinary", c.sharing.mps.control_binary, true);
   ValidateSharing(c, &problems);

@@ -189,6 +189,16 @@ struct Config {
   // device list strategy is on (as this process sees it; a DaemonSet mounts
   // the host's /var/run/cdi at the same path).
   std::string cdi_root = "/var/run/cdi";
+  // The prefix of the CDI annotation keys (cdi-annotations strategy).
+  std::string cdi_annotation_prefix = "cdi.k8s.io/";
+  // Host path of the root of the NVIDIA device nodes (/dev/nvidia*), as the
+  // container runtime is told them. Empty: the driver root.
+  std::string dev_root;
+
+  // Fields of NVIDIA's config format that were given and that this plugin
+  // accepts without acting on them, each "<path>: <why>", in field order.
+  // The daemon logs them once; they never make a config invalid.
+  std::vector<std::string> not_acted_on;
 
   // --- sharing (docs/sharing.md) ---
   SharingConfig sharing;
@@ -215,6 +225,9 @@ struct Config {
 
   // --- labels ---
   LabelsConfig labels;
+
+  // Host path of the device nodes' root.
+  const std::string& EffectiveDevRoot() const { return dev_root.empty() ? driver_root : dev_root; }
 
   // Where the daemon actually finds the driver root.
   const std::string& EffectiveDriverRoot() const {

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include <map>
 
 #include "src/config/schema.h"
@@ -129,13 +131,15 @@ TEST(ParseConfigTest, UnknownFieldNamesFullPathAndSuggests) {
   EXPECT_THAT(Errors("version: v1\nflags:\n  migStratgy: none\n"),
               HasSubstr("flags.migStratgy (line 3): unknown field (did you mean migStrategy?)"));
   // The right name in the wrong section.
-  EXPECT_THAT(Errors("version: v1\nflags:\n  plugin:\n    containerDriverRoot: /x\n"),
-              HasSubstr("flags.plugin.containerDriverRoot (line 4): unknown field (did you mean "
-                        "flags.containerDriverRoot?)"));
-  // Nothing close: list what is known.
+  EXPECT_THAT(Errors("version: v1\nflags:\n  plugin:\n    migStrategy: none\n"),
+              HasSubstr("flags.plugin.migStrategy (line 4): unknown field (did you mean "
+                        "flags.migStrategy?)"));
   EXPECT_THAT(Errors("version: v1\ngpus: {}\n"),
-              HasSubstr("gpus (line 2): unknown field; known fields: version, flags, sharing, "
-                        "health, metrics, log"));
+              HasSubstr("gpus (line 2): unknown field (did you mean resources.gpus?)"));
+  // Nothing close: list what is known.
+  EXPECT_THAT(Errors("version: v1\nzzzz: {}\n"),
+              HasSubstr("zzzz (line 2): unknown field; known fields: version, flags, resources, "
+                        "imex, sharing, health, metrics, log"));
 }
 
 TEST(ParseConfigTest, WrongTypesNamePathExpectedTypeAndValue) {
@@ -157,9 +161,9 @@ TEST(ParseConfigTest, WrongTypesNamePathExpectedTypeAndValue) {
               HasSubstr("flags (line 2): expected a mapping of fields, got a list"));
   EXPECT_THAT(Errors("version: v1\nflags: {plugin: {resourceName: {a: b}}}"),
               HasSubstr("flags.plugin.resourceName (line 2): expected a string, got a mapping"));
-  EXPECT_THAT(
-      Errors("version: v1\nflags: {migStrategy: }"),
-      HasSubstr("flags.migStrategy (line 2): expected one of none, single, mixed, got null"));
+  // null is unset, as NVIDIA's plugin prints it ("useNodeFeatureAPI": null).
+  EXPECT_EQ(Parse("version: v1\nflags: {migStrategy: , useNodeFeatureAPI: null}").mig_strategy,
+            MigStrategy::kNone);
   EXPECT_THAT(Errors("- a\n- b\n"), HasSubstr("(document): expected a mapping"));
 }
 
@@ -422,8 +426,8 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 }
 
 TEST(SchemaTest, SectionsAndKeys) {
-  EXPECT_THAT(detail::ChildKeys(""),
-              ElementsAre("version", "flags", "sharing", "health", "metrics", "log", "labels"));
+  EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "resources", "imex", "sharing",
+                                                 "health", "metrics", "log", "labels"));
   EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port", "sampleInterval",
                                                         "podResourcesSocket", "dcgmCompatibility"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
@@ -464,6 +468,158 @@ TEST(LabelsConfigTest, ValidateNamesEachBadField) {
                                     HasSubstr("labels.kubeconfig: \"rel\" must be an absolute"),
                                     HasSubstr("labels.nfdFeatureFile: \"rel2\" must be"),
                                     HasSubstr("labels.resyncInterval: 0 must be at least 1s")));
+}
+
+// --- NVIDIA's config format (k8s-device-plugin v0.20) ---
+
+// The JSON NVIDIA's plugin prints at start ("Running with config"), every
+// field filled in: users paste it back as their config file.
+constexpr char kNvidiaStartupDump[] = R"({
+  "version": "v1",
+  "flags": {
+    "migStrategy": "single",
+    "failOnInitError": true,
+    "mpsRoot": "/run/nvidia/mps",
+    "nvidiaDriverRoot": "/run/nvidia/driver",
+    "nvidiaDevRoot": "/",
+    "gdrcopyEnabled": false,
+    "gdsEnabled": false,
+    "mofedEnabled": false,
+    "useNodeFeatureAPI": null,
+    "deviceDiscoveryStrategy": "auto",
+    "plugin": {
+      "passDeviceSpecs": false,
+      "deviceListStrategy": ["envvar"],
+      "deviceIDStrategy": "uuid",
+      "cdiAnnotationPrefix": "cdi.k8s.io/",
+      "nvidiaCTKPath": "/usr/bin/nvidia-ctk",
+      "containerDriverRoot": "/driver-root",
+      "sharedDevicesAllocationPolicy": "packed"
+    },
+    "gfd": {
+      "oneshot": false,
+      "noTimestamp": false,
+      "sleepInterval": "1m0s",
+      "outputFile": "/etc/kubernetes/node-feature-discovery/features.d/gfd",
+      "machineTypeFile": "/sys/class/dmi/id/product_name"
+    }
+  },
+  "resources": {"gpus": [{"pattern": "*", "name": "nvidia.com/gpu"}]},
+  "sharing": {"timeSlicing": {}},
+  "imex": {}
+})";
+
+TEST(NvidiaFormatTest, TheStartupDumpLoadsWithNvidiasMeaning) {
+  const Config c = Parse(kNvidiaStartupDump);
+  EXPECT_EQ(c.mig_strategy, MigStrategy::kSingle);
+  EXPECT_TRUE(c.fail_on_init_error);
+  EXPECT_EQ(c.sharing.mps.root, "/run/nvidia/mps");
+  EXPECT_EQ(c.driver_root, "/run/nvidia/driver");
+  EXPECT_EQ(c.dev_root, "/");
+  EXPECT_EQ(c.EffectiveDevRoot(), "/");
+  EXPECT_EQ(c.container_driver_root, "/driver-root");
+  EXPECT_EQ(c.EffectiveDriverRoot(), "/driver-root");
+  EXPECT_FALSE(c.pass_device_specs);
+  EXPECT_THAT(c.device_list_strategy, ElementsAre(DeviceListStrategy::kEnvvar));
+  EXPECT_EQ(c.device_id_strategy, DeviceIdStrategy::kUuid);
+  EXPECT_EQ(c.cdi_annotation_prefix, "cdi.k8s.io/");
+  EXPECT_EQ(c.sharing.allocation_policy, AllocationPolicy::kPacked);
+  EXPECT_THAT(c.sharing.time_slicing.resources, IsEmpty());
+  // Accepted, not acted on, each with its reason (false switches ask for nothing).
+  std::vector<std::string> fields;
+  for (const std::string& n : c.not_acted_on) fields.push_back(n.substr(0, n.find(':')));
+  EXPECT_THAT(fields,
+              ElementsAre("flags.plugin.nvidiaCTKPath", "flags.gfd.sleepInterval",
+                          "flags.gfd.outputFile", "flags.gfd.machineTypeFile", "resources.gpus"));
+  EXPECT_THAT(c.not_acted_on.back(), HasSubstr("as NVIDIA's plugin ignores them"));
+}
+
+TEST(NvidiaFormatTest, DocumentsUsersWriteLoadToTheExpectedConfig) {
+  struct Case {
+    const char* name;
+    std::string yaml;
+    std::function<void(const Config&)> check;
+  };
+  const std::vector<Case> cases = {
+      {"README: MIG mixed, CDI",
+       "version: v1\nflags:\n  migStrategy: mixed\n  failOnInitError: false\n"
+       "  plugin:\n    deviceListStrategy: [cdi-annotations, cdi-cri]\n"
+       "    cdiAnnotationPrefix: nvidia.cdi.k8s.io/\n",
+       [](const Config& c) {
+         EXPECT_EQ(c.mig_strategy, MigStrategy::kMixed);
+         EXPECT_FALSE(c.fail_on_init_error);
+         EXPECT_THAT(c.device_list_strategy,
+                     ElementsAre(DeviceListStrategy::kCdiAnnotations, DeviceListStrategy::kCdiCri));
+         EXPECT_EQ(c.cdi_annotation_prefix, "nvidia.cdi.k8s.io/");
+       }},
+      {"deviceListStrategy as a string",
+       "version: v1\nflags:\n  plugin:\n    deviceListStrategy: volume-mounts\n",
+       [](const Config& c) {
+         EXPECT_THAT(c.device_list_strategy, ElementsAre(DeviceListStrategy::kVolumeMounts));
+       }},
+      {"time-slicing",
+       "version: v1\nsharing:\n  timeSlicing:\n    renameByDefault: false\n"
+       "    failRequestsGreaterThanOne: false\n    resources:\n    - name: nvidia.com/gpu\n"
+       "      replicas: 10\n",
+       [](const Config& c) {
+         ASSERT_EQ(c.sharing.time_slicing.resources.size(), 1u);
+         EXPECT_EQ(c.sharing.time_slicing.resources[0].replicas, 10);
+       }},
+      {"MPS with NVIDIA's mpsRoot",
+       "version: v1\nflags:\n  mpsRoot: /run/nvidia/mps\nsharing:\n  mps:\n    resources:\n"
+       "    - name: nvidia.com/gpu\n      replicas: 4\n",
+       [](const Config& c) {
+         EXPECT_EQ(c.sharing.mps.root, "/run/nvidia/mps");
+         ASSERT_EQ(c.sharing.mps.resources.size(), 1u);
+       }},
+      {"resources patterns, GPUs and MIG",
+       "version: v1\nresources:\n  gpus:\n  - pattern: '*A100*'\n    name: a100\n"
+       "  mig:\n  - pattern: 1g.10gb\n    name: mig-small\n",
+       [](const Config& c) {
+         EXPECT_EQ(c.resource_name, "nvidia.com/gpu");  // ignored, as NVIDIA's plugin does
+         ASSERT_EQ(c.not_acted_on.size(), 2u);
+         EXPECT_THAT(c.not_acted_on[1], HasSubstr("resources.mig: per-model resource names"));
+       }},
+      {"device extras and IMEX asked for",
+       "version: v1\nflags:\n  gdrcopyEnabled: true\n  gdsEnabled: true\n  mofedEnabled: true\n"
+       "imex:\n  channelIDs: [0]\n  required: true\n",
+       [](const Config& c) {
+         std::vector<std::string> fields;
+         for (const std::string& n : c.not_acted_on) fields.push_back(n.substr(0, n.find(':')));
+         EXPECT_THAT(fields, ElementsAre("flags.gdrcopyEnabled", "flags.gdsEnabled",
+                                         "flags.mofedEnabled", "imex.channelIDs"));
+       }},
+      {"ours and NVIDIA's place agree",
+       "version: v1\nflags:\n  containerDriverRoot: /d\n  plugin:\n    containerDriverRoot: /d\n",
+       [](const Config& c) { EXPECT_EQ(c.container_driver_root, "/d"); }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<Config> got = ParseConfig(c.yaml, {});
+    ASSERT_TRUE(got.ok()) << got.status();
+    c.check(*got);
+  }
+}
+
+TEST(NvidiaFormatTest, ErrorsStillNameTheField) {
+  EXPECT_THAT(Errors("version: v1\nflags:\n  containerDriverRoot: /a\n  plugin:\n"
+                     "    containerDriverRoot: /b\n"),
+              HasSubstr("flags.plugin.containerDriverRoot (line 5): sets flags.containerDriverRoot "
+                        "(NVIDIA's place for it), which flags.containerDriverRoot (line 3) sets "
+                        "to another value; keep one"));
+  EXPECT_THAT(Errors("version: v1\nflags:\n  deviceDiscoveryStrategy: tegra\n"),
+              HasSubstr("flags.deviceDiscoveryStrategy (line 3): tegra is not supported"));
+  EXPECT_THAT(Errors("version: v1\nflags:\n  deviceDiscoveryStrategy: magic\n"),
+              HasSubstr("\"magic\" is not one of auto, nvml, tegra"));
+  EXPECT_THAT(Errors("version: v1\nflags:\n  gfd:\n    oneshoot: true\n"),
+              HasSubstr("flags.gfd.oneshoot (line 4): unknown field (did you mean oneshot?)"));
+  EXPECT_THAT(Errors("version: v1\nresources:\n  gpus:\n  - name: a\n"),
+              HasSubstr("resources.gpus[0] (line 4): expected {pattern, name}"));
+  EXPECT_THAT(Errors("version: v1\nflags:\n  plugin:\n    cdiAnnotationPrefix: CDI\n"),
+              HasSubstr("flags.plugin.cdiAnnotationPrefix (line 4): \"CDI\" is not an annotation "
+                        "key prefix"));
+  EXPECT_THAT(Errors("version: v1\nimex:\n  channelIDs: [5000]\n"),
+              HasSubstr("imex.channelIDs[0] (line 3)"));
 }
 
 }  // namespace

@@ -4,7 +4,13 @@
 
 #include <cstdlib>
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace gdp::config {
 
@@ -15,9 +21,14 @@ const std::vector<OverrideSpec>& OverrideTable() {
       {"flags.failOnInitError", "--fail-on-init-error", "FAIL_ON_INIT_ERROR",
        "exit when NVML cannot be initialised (false: stay up with no devices and retry)", true},
       {"flags.nvidiaDriverRoot", "--driver-root", "NVIDIA_DRIVER_ROOT",
-       "host path of the driver root (/ or /run/nvidia/driver)"},
+       "host path of the driver root (/ or /run/nvidia/driver)", false, false,
+       "--nvidia-driver-root"},
       {"flags.containerDriverRoot", "--container-driver-root", "CONTAINER_DRIVER_ROOT",
-       "where this container sees the driver root (default: the driver root)"},
+       "where this container sees the driver root (default: the driver root)", false, false,
+       "--driver-root-ctr-path", "DRIVER_ROOT_CTR_PATH"},
+      {"flags.nvidiaDevRoot", "--dev-root", "NVIDIA_DEV_ROOT",
+       "host path of the root of /dev/nvidia* (default: the driver root)", false, false,
+       "--nvidia-dev-root"},
       {"flags.nvmlLibrary", "--nvml-library", "NVML_LIBRARY", "explicit path of libnvidia-ml.so.1"},
       {"flags.requireMinimumVersions", "--require-minimum-versions", "REQUIRE_MINIMUM_VERSIONS",
        "refuse drivers older than 450 / CUDA 10.0 (false: only warn)", true},
@@ -47,8 +58,26 @@ const std::vector<OverrideSpec>& OverrideTable() {
        "extended resource name to advertise"},
       {"flags.plugin.cdiRoot", "--cdi-root", "CDI_ROOT",
        "directory the CDI spec is written to (with a cdi-* device list strategy)"},
+      {"flags.plugin.cdiAnnotationPrefix", "--cdi-annotation-prefix", "CDI_ANNOTATION_PREFIX",
+       "prefix of the CDI annotation keys (cdi-annotations strategy)"},
+      {"flags.plugin.nvidiaCTKPath", "--nvidia-cdi-hook-path", "NVIDIA_CDI_HOOK_PATH",
+       "accepted for NVIDIA's plugin's sake; the CDI specs written here run no hook", false, false,
+       "--nvidia-ctk-path", "NVIDIA_CTK_PATH"},
+      {"flags.gdrcopyEnabled", "--gdrcopy-enabled", "GDRCOPY_ENABLED",
+       "NVIDIA's GDRCopy switch (not supported yet; logged when on)", true},
+      {"flags.gdsEnabled", "--gds-enabled", "GDS_ENABLED",
+       "NVIDIA's GPUDirect Storage switch (not supported yet; logged when on)", true},
+      {"flags.mofedEnabled", "--mofed-enabled", "MOFED_ENABLED",
+       "NVIDIA's MOFED switch (not supported yet; logged when on)", true},
+      {"flags.deviceDiscoveryStrategy", "--device-discovery-strategy", "DEVICE_DISCOVERY_STRATEGY",
+       "auto or nvml (GPUs are always found through NVML)"},
+      {"imex.channelIDs", "--imex-channel-ids", "IMEX_CHANNEL_IDS",
+       "IMEX channels to inject (not supported yet; logged when set)"},
+      {"imex.required", "--imex-required", "IMEX_REQUIRED",
+       "the IMEX channels are required (not supported yet; logged when on)", true},
       {"sharing.allocationPolicy", "--allocation-policy", "ALLOCATION_POLICY",
-       "how replicas are preferred: distributed|packed"},
+       "how replicas are preferred: distributed|packed", false, false,
+       "--shared-devices-allocation-policy", "SHARED_DEVICES_ALLOCATION_POLICY"},
       {"sharing.timeSlicing.renameByDefault", "--time-slicing-rename-by-default",
        "TIME_SLICING_RENAME_BY_DEFAULT", "advertise time-slicing replicas as <name>.shared", true},
       {"sharing.timeSlicing.failRequestsGreaterThanOne",
@@ -111,16 +140,97 @@ EnvLookup ProcessEnv() {
   };
 }
 
+std::vector<std::string> OptionNames(const char* primary, const char* aliases) {
+  std::vector<std::string> names = {primary};
+  if (aliases != nullptr) {
+    for (absl::string_view a : absl::StrSplit(aliases, ',', absl::SkipEmpty())) {
+      names.emplace_back(a);
+    }
+  }
+  return names;
+}
+
+namespace {
+
+// NVIDIA's DP_DISABLE_HEALTHCHECKS / DP_ENABLE_HEALTHCHECKS, as overrides of
+// the health fields they mean; none where one of ours sets that field.
+void HealthCheckVariables(const EnvLookup& env, std::vector<Override>* overrides) {
+  auto set_by_us = [&](const std::string& path) {
+    return std::any_of(overrides->begin(), overrides->end(),
+                       [&](const Override& o) { return o.path == path; });
+  };
+  auto tokens = [](const std::string& value) {
+    std::vector<std::string> out;
+    for (absl::string_view t : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      out.emplace_back(absl::AsciiStrToLower(absl::StripAsciiWhitespace(t)));
+    }
+    return out;
+  };
+  auto xids = [](const std::vector<std::string>& list) {
+    std::vector<std::string> out;
+    for (const std::string& t : list) {
+      if (t != "all" && t != "xids") out.push_back(t);
+    }
+    return absl::StrJoin(out, ",");
+  };
+  if (std::optional<std::string> v = env("DP_DISABLE_HEALTHCHECKS"); v && !v->empty()) {
+    const std::vector<std::string> list = tokens(*v);
+    const bool off = std::any_of(list.begin(), list.end(),
+                                 [](const std::string& t) { return t == "all" || t == "xids"; });
+    if (off && !set_by_us("health.enabled")) {
+      overrides->push_back(Override{"health.enabled", "false", "DP_DISABLE_HEALTHCHECKS"});
+    } else if (!off && !xids(list).empty() && !set_by_us("health.additionalIgnoredXids")) {
+      overrides->push_back(
+          Override{"health.additionalIgnoredXids", xids(list), "DP_DISABLE_HEALTHCHECKS"});
+    }
+  }
+  if (std::optional<std::string> v = env("DP_ENABLE_HEALTHCHECKS"); v && !v->empty()) {
+    const std::vector<std::string> list = tokens(*v);
+    const bool all =
+        std::any_of(list.begin(), list.end(), [](const std::string& t) { return t == "all"; });
+    if (all && !set_by_us("health.ignoredXids")) {
+      overrides->push_back(Override{"health.ignoredXids", "", "DP_ENABLE_HEALTHCHECKS"});
+    } else if (!all && !xids(list).empty() && !set_by_us("health.criticalXids")) {
+      overrides->push_back(Override{"health.criticalXids", xids(list), "DP_ENABLE_HEALTHCHECKS"});
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<Override> CollectOverrides(const FlagValues& flags, const EnvLookup& env) {
   std::vector<Override> overrides;
   for (const OverrideSpec& spec : OverrideTable()) {
-    if (auto it = flags.find(spec.flag); it != flags.end()) {
-      overrides.push_back(Override{spec.path, it->second, spec.flag, spec.negate});
-      continue;
+    // A flag under any of its names (RegisterFlags stores them under the
+    // primary one; a caller may hand in an alias too).
+    bool found = false;
+    for (const std::string& name : OptionNames(spec.flag, spec.flag_aliases)) {
+      if (auto it = flags.find(name); it != flags.end()) {
+        overrides.push_back(Override{spec.path, it->second, name, spec.negate});
+        found = true;
+        break;
+      }
     }
+    if (found) continue;
     // An empty variable counts as unset: manifests often template "" in.
-    if (std::optional<std::string> value = env(spec.env); value && !value->empty()) {
-      overrides.push_back(Override{spec.path, *value, spec.env, spec.negate});
+    for (const std::string& name : OptionNames(spec.env, spec.env_aliases)) {
+      if (std::optional<std::string> value = env(name); value && !value->empty()) {
+        overrides.push_back(Override{spec.path, *value, name, spec.negate});
+        break;
+      }
+    }
+  }
+  HealthCheckVariables(env, &overrides);
+  // NVIDIA's KUBELET_SOCKET names the kubelet's socket; the plugin directory
+  // is the folder it is in (the kubelet always names it kubelet.sock).
+  if (std::optional<std::string> v = env("KUBELET_SOCKET"); v && !v->empty()) {
+    const bool ours = std::any_of(overrides.begin(), overrides.end(), [](const Override& o) {
+      return o.path == "flags.plugin.pluginDirectory";
+    });
+    const size_t slash = v->rfind('/');
+    if (!ours && slash != std::string::npos && slash > 0) {
+      overrides.push_back(
+          Override{"flags.plugin.pluginDirectory", v->substr(0, slash), "KUBELET_SOCKET"});
     }
   }
   return overrides;
@@ -139,8 +249,16 @@ void RegisterFlags(CLI::App& app, FlagValues* values) {
   };
   add(kConfigFileFlag, absl::StrCat("YAML config file (env ", kConfigFileEnv, ")"), false);
   for (const OverrideSpec& spec : OverrideTable()) {
-    add(spec.flag, absl::StrCat(spec.help, " (env ", spec.env, "; ", spec.path, ")"),
-        spec.is_switch);
+    // Aliases are other names of the same option, stored under the primary one.
+    std::string names = spec.flag;
+    if (spec.flag_aliases != nullptr) absl::StrAppend(&names, ",", spec.flag_aliases);
+    std::string envs = spec.env;
+    if (spec.env_aliases != nullptr) absl::StrAppend(&envs, ", ", spec.env_aliases);
+    const std::string primary = spec.flag;
+    CLI::Option* opt = app.add_option_function<std::string>(
+        names, [values, primary](const std::string& v) { (*values)[primary] = v; },
+        absl::StrCat(spec.help, " (env ", envs, "; ", spec.path, ")"));
+    if (spec.is_switch) opt->expected(0, 1)->default_str("true");
   }
 }
 

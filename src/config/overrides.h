@@ -32,6 +32,10 @@ struct OverrideSpec {
   const char* help;        // one line for --help
   bool is_switch = false;  // a boolean: "--flag" alone means true, "--flag=false" is allowed
   bool negate = false;     // the field is the negation (--disable-health-checks)
+  // NVIDIA's plugin's names for the same setting, comma-separated (nullptr:
+  // none). The primary name wins when both are given.
+  const char* flag_aliases = nullptr;  // e.g. "--nvidia-driver-root"
+  const char* env_aliases = nullptr;   // e.g. "DRIVER_ROOT_CTR_PATH"
 };
 
 inline constexpr const char* kConfigFileFlag = "--config-file";
@@ -45,11 +49,20 @@ using FlagValues = std::map<std::string, std::string>;
 // Looks an environment variable up; nullopt when unset.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 
+// A name and its comma-separated aliases (nullptr: none), as a list.
+std::vector<std::string> OptionNames(const char* primary, const char* aliases);
+
 // The process environment (getenv).
 EnvLookup ProcessEnv();
 
-// The overrides to apply: for each table entry, the flag's value if given,
-// else the environment variable's if set and not empty.
+// The overrides to apply: for each table entry, the flag's value if given
+// (under its name or an alias), else the environment variable's if set and
+// not empty (its name first, then its aliases). NVIDIA's health variables
+// apply too: DP_DISABLE_HEALTHCHECKS (all or xids: health checks off; a list
+// of XIDs: ignore these too) and DP_ENABLE_HEALTHCHECKS (a list of XIDs:
+// never ignore these; all: ignore none), unless the health fields are set by
+// our own flags or variables; and KUBELET_SOCKET (its folder is the plugin
+// directory) unless --plugin-directory or PLUGIN_DIRECTORY is given.
 std::vector<Override> CollectOverrides(const FlagValues& flags, const EnvLookup& env);
 
 // The config file to read: --config-file, else CONFIG_FILE, else "" (no file).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <set>
 
 #include "src/config/schema.h"
@@ -12,6 +13,7 @@ namespace gdp::config {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
@@ -30,12 +32,27 @@ TEST(OverrideTableTest, EveryEntryIsAFieldWithUniqueNames) {
       known = known || std::string(f.path) == spec.path;
     EXPECT_TRUE(known) << spec.path;
     EXPECT_TRUE(paths.insert(spec.path).second) << spec.path;
-    EXPECT_TRUE(flags.insert(spec.flag).second) << spec.flag;
-    EXPECT_TRUE(envs.insert(spec.env).second) << spec.env;
-    EXPECT_EQ(std::string(spec.flag).rfind("--", 0), 0u) << spec.flag;
+    for (const std::string& flag : OptionNames(spec.flag, spec.flag_aliases)) {
+      EXPECT_TRUE(flags.insert(flag).second) << flag;
+      EXPECT_EQ(flag.rfind("--", 0), 0u) << flag;
+    }
+    for (const std::string& env : OptionNames(spec.env, spec.env_aliases)) {
+      EXPECT_TRUE(envs.insert(env).second) << env;
+    }
   }
-  // Every field but the version and the lists of mappings can be set from a flag.
-  size_t file_only = 1;
+  // Every field but the version, the lists of mappings and these fields of
+  // NVIDIA's format (its place for a field of ours, or one it has no flag
+  // for) can be set from a flag.
+  const std::set<std::string> nvidia_file_only = {"flags.mpsRoot",
+                                                  "flags.useNodeFeatureAPI",
+                                                  "flags.gfd.oneshot",
+                                                  "flags.gfd.noTimestamp",
+                                                  "flags.gfd.sleepInterval",
+                                                  "flags.gfd.outputFile",
+                                                  "flags.gfd.machineTypeFile",
+                                                  "flags.plugin.containerDriverRoot",
+                                                  "flags.plugin.sharedDevicesAllocationPolicy"};
+  size_t file_only = 1 + nvidia_file_only.size();
   for (const detail::Field& f : detail::Fields()) {
     file_only += f.kind == detail::FieldKind::kObjectList;
   }
@@ -108,6 +125,70 @@ TEST(RegisterFlagsTest, BadFlagValueNamesTheFlag) {
             "flags.migStrategy (from --mig-strategy): \"foo\" is not one of none, single, mixed\n"
             "health.enabled (from --disable-health-checks): expected a boolean (true or false), "
             "got \"perhaps\"");
+}
+
+TEST(CollectOverridesTest, NvidiasFlagAndVariableNamesWork) {
+  // Aliases: NVIDIA's names for our settings, and NVIDIA-only settings.
+  std::vector<Override> got =
+      CollectOverrides({{"--nvidia-driver-root", "/run/nvidia/driver"}},
+                       FakeEnv({{"DRIVER_ROOT_CTR_PATH", "/driver-root"},
+                                {"NVIDIA_DEV_ROOT", "/"},
+                                {"SHARED_DEVICES_ALLOCATION_POLICY", "packed"},
+                                {"NVIDIA_CTK_PATH", "/usr/bin/nvidia-ctk"},
+                                {"CDI_ANNOTATION_PREFIX", "x.io/"},
+                                {"GDRCOPY_ENABLED", "true"}}));
+  std::map<std::string, std::string> by_path;
+  for (const Override& o : got) by_path[o.path] = o.value + " <- " + o.source;
+  EXPECT_EQ(by_path["flags.nvidiaDriverRoot"], "/run/nvidia/driver <- --nvidia-driver-root");
+  EXPECT_EQ(by_path["flags.containerDriverRoot"], "/driver-root <- DRIVER_ROOT_CTR_PATH");
+  EXPECT_EQ(by_path["flags.nvidiaDevRoot"], "/ <- NVIDIA_DEV_ROOT");
+  EXPECT_EQ(by_path["sharing.allocationPolicy"], "packed <- SHARED_DEVICES_ALLOCATION_POLICY");
+  EXPECT_EQ(by_path["flags.plugin.nvidiaCTKPath"], "/usr/bin/nvidia-ctk <- NVIDIA_CTK_PATH");
+  EXPECT_EQ(by_path["flags.plugin.cdiAnnotationPrefix"], "x.io/ <- CDI_ANNOTATION_PREFIX");
+  EXPECT_EQ(by_path["flags.gdrcopyEnabled"], "true <- GDRCOPY_ENABLED");
+  absl::StatusOr<Config> c = ParseConfig("", got);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->driver_root, "/run/nvidia/driver");
+  EXPECT_EQ(c->container_driver_root, "/driver-root");
+  EXPECT_EQ(c->sharing.allocation_policy, AllocationPolicy::kPacked);
+  got = CollectOverrides({}, FakeEnv({{"KUBELET_SOCKET", "/var/lib/kubelet/dp/kubelet.sock"}}));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].path, "flags.plugin.pluginDirectory");
+  EXPECT_EQ(got[0].value, "/var/lib/kubelet/dp");
+  // Our own name wins over NVIDIA's when both are set.
+  got = CollectOverrides(
+      {}, FakeEnv({{"CONTAINER_DRIVER_ROOT", "/ours"}, {"DRIVER_ROOT_CTR_PATH", "/theirs"}}));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "/ours");
+}
+
+TEST(CollectOverridesTest, NvidiasHealthCheckVariables) {
+  auto parse = [](std::map<std::string, std::string> env) {
+    absl::StatusOr<Config> c = ParseConfig("", CollectOverrides({}, FakeEnv(std::move(env))));
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : Config{};
+  };
+  const Config defaults;
+  EXPECT_FALSE(parse({{"DP_DISABLE_HEALTHCHECKS", "all"}}).health.enabled);
+  EXPECT_FALSE(parse({{"DP_DISABLE_HEALTHCHECKS", "xids"}}).health.enabled);
+  // A list of XIDs: ignored on top of the default list.
+  Config c = parse({{"DP_DISABLE_HEALTHCHECKS", "109, 999"}});
+  EXPECT_TRUE(c.health.enabled);
+  EXPECT_THAT(c.health.ignored_xids, testing::Contains(999u));
+  EXPECT_THAT(c.health.ignored_xids, testing::Contains(13u));
+  // DP_ENABLE_HEALTHCHECKS: these are never ignored; "all": none is.
+  c = parse({{"DP_ENABLE_HEALTHCHECKS", "13,31"}});
+  EXPECT_THAT(c.health.ignored_xids, testing::Not(testing::Contains(13u)));
+  EXPECT_THAT(c.health.ignored_xids, testing::Not(testing::Contains(31u)));
+  EXPECT_THAT(c.health.ignored_xids, testing::Contains(43u));
+  EXPECT_THAT(parse({{"DP_ENABLE_HEALTHCHECKS", "all"}}).health.ignored_xids, IsEmpty());
+  // Our own settings win.
+  EXPECT_TRUE(parse({{"DP_DISABLE_HEALTHCHECKS", "all"}, {"DISABLE_HEALTH_CHECKS", "false"}})
+                  .health.enabled);
+  // A bad value names the variable.
+  auto bad = ParseConfig("", CollectOverrides({}, FakeEnv({{"DP_DISABLE_HEALTHCHECKS", "13,x"}})));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("DP_DISABLE_HEALTHCHECKS"));
 }
 
 }  // namespace

@@ -240,6 +240,21 @@ std::string InventoryJson(const nvml::Inventory& inv) {
          "\n";
 }
 
+// Each field of NVIDIA's format that the config gives and this plugin does
+// not act on, once: at start, and at a reload for the ones `before` lacked.
+void LogNotActedOn(const config::Config& cfg, const config::Config* before) {
+  for (const std::string& entry : cfg.not_acted_on) {
+    if (before != nullptr && std::find(before->not_acted_on.begin(), before->not_acted_on.end(),
+                                       entry) != before->not_acted_on.end()) {
+      continue;
+    }
+    const size_t colon = entry.find(": ");
+    log::Warn("config field accepted but not acted on",
+              {{"field", entry.substr(0, colon)},
+               {"why", colon == std::string::npos ? "" : entry.substr(colon + 2)}});
+  }
+}
+
 // The doctor's checks, each logged once (OK as info, WARN and FAIL as warnings:
 // the daemon carries on; a kubelet that is not up yet, for one, comes later).
 void LogDoctorReport(const config::Config& cfg, const DaemonOptions& o) {
@@ -336,8 +351,10 @@ struct Daemon::Components {
   void SyncLabeller(const FileSystem& fs) {
     const config::LabelsConfig& lc = config->labels;
     const std::string& node_name = config->node_name;
-    const bool want = lc.enabled && !node_name.empty();
-    if (lc.enabled && node_name.empty() && !warned_no_node_name) {
+    // NFD's feature file needs neither the API server nor the node's name.
+    const bool to_file = !lc.nfd_feature_file.empty();
+    const bool want = lc.enabled && (to_file || !node_name.empty());
+    if (lc.enabled && !to_file && node_name.empty() && !warned_no_node_name) {
       warned_no_node_name = true;
       log::Warn("node labels and events are off: this node's name is unknown",
                 {{"hint", "set NODE_NAME (the chart passes spec.nodeName) or flags.nodeName"}});
@@ -355,16 +372,22 @@ struct Daemon::Components {
       labeller->SetConfig(config);
       return;
     }
-    if (lc.nfd_feature_file.empty() || lc.events) {
+    if (!to_file || (lc.events && !node_name.empty())) {
       absl::StatusOr<kube::RestConfig> rest =
           kube::LoadRestConfig(fs, kube::ProcessEnv(), lc.kubeconfig);
-      if (!rest.ok()) {
+      if (rest.ok()) {
+        log::Info("API server", {{"server", rest->server}, {"from", rest->source}});
+        kube = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), &fs);
+      } else if (!to_file) {
         log::Error("node labels and events are off: no API server to talk to",
                    {{"error", rest.status().message()}});
         return;
+      } else {
+        log::Warn(
+            "node events are off: no API server to talk to; the labels go to NFD's "
+            "feature file",
+            {{"error", rest.status().message()}, {"file", lc.nfd_feature_file}});
       }
-      log::Info("API server", {{"server", rest->server}, {"from", rest->source}});
-      kube = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), &fs);
     }
     labeller = std::make_unique<labels::NodeLabeller>(kube.get(), fs,
                                                       labels::OptionsFromConfig(lc, node_name));
@@ -457,7 +480,10 @@ int Daemon::Run() {
             {{"config_file", options_.config_file.empty() ? "(none)" : options_.config_file},
              {"driver_root", cfg.driver_root},
              {"plugin_directory", cfg.plugin_directory},
-             {"resource", cfg.resource_name}});
+             {"resource", cfg.resource_name},
+             // NVIDIA's plugin defaults to false; ours to true (docs/configuration.md).
+             {"pass_device_specs", cfg.pass_device_specs}});
+  LogNotActedOn(cfg, nullptr);
 
   if (options_.run_doctor) LogDoctorReport(cfg, options_);
 
@@ -1205,6 +1231,7 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next, bool node_c
     c_->config = std::move(next);
     ApplyLogSettings(*c_->config);
     log::Info("configuration reloaded", {{"config_file", options_.config_file}});
+    LogNotActedOn(*c_->config, prev.get());
   }
   if (!c_->nvml_up) return;
   const config::Config& cfg = *c_->config;

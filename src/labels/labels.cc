@@ -4,6 +4,7 @@
 #include <cctype>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -73,6 +74,15 @@ std::string FamilyOf(int major, int minor) {
   }
 }
 
+std::string GpuModeOf(std::string_view pci_class) {
+  std::string_view c = pci_class;
+  while (!c.empty() && absl::ascii_isspace(static_cast<unsigned char>(c.back())))
+    c.remove_suffix(1);
+  if (c.starts_with("0x0302")) return "compute";
+  if (c.starts_with("0x0300")) return "display";
+  return "unknown";
+}
+
 Labels ComputeLabels(const nvml::Inventory& inventory, const config::Config& config,
                      const NodeFacts& facts) {
   Labels l;
@@ -95,19 +105,30 @@ Labels ComputeLabels(const nvml::Inventory& inventory, const config::Config& con
       set(absl::StrCat("cuda.driver-version.", names[i]), parts[i]);
     }
     set("cuda.driver-version.full", inventory.driver_version);
+    // The older keys GFD still writes (and node selectors still use).
+    const char* old_names[] = {"major", "minor", "rev"};
+    for (size_t i = 0; i < parts.size() && i < 3; ++i) {
+      set(absl::StrCat("cuda.driver.", old_names[i]), parts[i]);
+    }
     if (inventory.cuda_driver_version > 0) {
       const int major = inventory.cuda_driver_version / 1000;
       const int minor = (inventory.cuda_driver_version % 1000) / 10;
       set("cuda.runtime-version.major", absl::StrCat(major));
       set("cuda.runtime-version.minor", absl::StrCat(minor));
       set("cuda.runtime-version.full", absl::StrCat(major, ".", minor));
+      set("cuda.runtime.major", absl::StrCat(major));
+      set("cuda.runtime.minor", absl::StrCat(minor));
     }
   }
 
   set("gpu.family", FamilyOf(first.cuda_compute_major, first.cuda_compute_minor));
   set("gpu.compute.major", absl::StrCat(first.cuda_compute_major));
   set("gpu.compute.minor", absl::StrCat(first.cuda_compute_minor));
-  if (!facts.machine.empty()) set("gpu.machine", facts.machine);
+  set("gpu.machine", facts.machine.empty() ? std::string("unknown") : facts.machine);
+  set("gpu.mode", GpuModeOf(facts.pci_class));
+  // A vGPU guest's GPUs are virtual functions NVML reports as such.
+  set("vgpu.present", Bool(std::any_of(inventory.gpus.begin(), inventory.gpus.end(),
+                                       [](const nvml::Gpu& g) { return g.vgpu_guest; })));
 
   const bool mig_capable = std::any_of(inventory.gpus.begin(), inventory.gpus.end(),
                                        [](const nvml::Gpu& g) { return g.mig_capable; });

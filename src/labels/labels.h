@@ -19,11 +19,17 @@ using Labels = std::map<std::string, std::string>;
 
 // What the labels need besides the Inventory and the Config.
 struct NodeFacts {
-  // /sys/class/dmi/id/product_name, e.g. "DGX H100"; empty: no gpu.machine label.
+  // /sys/class/dmi/id/product_name, e.g. "DGX H100"; empty: gpu.machine=unknown.
   std::string machine;
   // UUIDs of the GPUs that are Unhealthy now (XID, lost).
   std::set<std::string> unhealthy;
+  // The first GPU's PCI class (sysfs "class", e.g. "0x030200"); empty: unknown.
+  std::string pci_class;
 };
+
+// gpu.mode from a PCI class: a 3D controller (0x0302xx) computes, a VGA
+// controller (0x0300xx) drives a display; anything else is unknown.
+std::string GpuModeOf(std::string_view pci_class);
 
 // How the GPUs are shared. Today always {none, 1, false}: the single place
 // where the sharing config (time-slicing replicas, MPS) plugs in is

@@ -73,8 +73,15 @@ nvml::Inventory A100Mig() {
 
 TEST(ComputeLabelsTest, T4NodeHasTheWholeGfdSet) {
   config::Config cfg;
-  Labels l = ComputeLabels(T4x4(), cfg, NodeFacts{"PowerEdge R740", {}});
+  Labels l = ComputeLabels(T4x4(), cfg, NodeFacts{"PowerEdge R740", {}, "0x030200\n"});
   EXPECT_EQ(l, (Labels{
+                   {"nvidia.com/cuda.driver.major", "535"},
+                   {"nvidia.com/cuda.driver.minor", "183"},
+                   {"nvidia.com/cuda.driver.rev", "01"},
+                   {"nvidia.com/cuda.runtime.major", "12"},
+                   {"nvidia.com/cuda.runtime.minor", "2"},
+                   {"nvidia.com/gpu.mode", "compute"},
+                   {"nvidia.com/vgpu.present", "false"},
                    {"nvidia.com/cuda.driver-version.full", "535.183.01"},
                    {"nvidia.com/cuda.driver-version.major", "535"},
                    {"nvidia.com/cuda.driver-version.minor", "183"},
@@ -108,7 +115,84 @@ TEST(ComputeLabelsTest, H100NodeWithAnUnhealthyGpu) {
   EXPECT_THAT(l, Contains(Pair("nvidia.com/gpu.memory", "81559")));
   EXPECT_THAT(l, Contains(Pair("nvidia.com/mig.capable", "true")));
   EXPECT_THAT(l, Contains(Pair("nvidia.com/cuda.runtime-version.full", "12.4")));
-  EXPECT_THAT(l, Not(Contains(Key("nvidia.com/gpu.machine"))));
+  // GFD writes unknown, not nothing, when the machine type cannot be read.
+  EXPECT_THAT(l, Contains(Pair("nvidia.com/gpu.machine", "unknown")));
+  EXPECT_THAT(l, Contains(Pair("nvidia.com/gpu.mode", "unknown")));
+}
+
+// GFD's 25 keys on every node (FACTS-live-node.md section 6); the MIG keys
+// come on top with single and mixed.
+const char* const kGfdKeys[] = {"cuda.driver-version.full",
+                                "cuda.driver-version.major",
+                                "cuda.driver-version.minor",
+                                "cuda.driver-version.revision",
+                                "cuda.driver.major",
+                                "cuda.driver.minor",
+                                "cuda.driver.rev",
+                                "cuda.runtime-version.full",
+                                "cuda.runtime-version.major",
+                                "cuda.runtime-version.minor",
+                                "cuda.runtime.major",
+                                "cuda.runtime.minor",
+                                "gpu.compute.major",
+                                "gpu.compute.minor",
+                                "gpu.count",
+                                "gpu.family",
+                                "gpu.machine",
+                                "gpu.memory",
+                                "gpu.mode",
+                                "gpu.product",
+                                "gpu.replicas",
+                                "gpu.sharing-strategy",
+                                "mig.capable",
+                                "mps.capable",
+                                "vgpu.present"};
+
+TEST(ComputeLabelsTest, GfdsWholeKeySetOnEveryKindOfNode) {
+  struct Case {
+    const char* name;
+    nvml::Inventory inv;
+    config::MigStrategy mig;
+    std::vector<std::string> more;  // keys GFD adds for this case
+  };
+  const std::vector<Case> cases = {
+      {"dgx-h100", H100x8(), config::MigStrategy::kNone, {}},
+      {"t4x4", T4x4(), config::MigStrategy::kNone, {}},
+      {"a100-mig single",
+       A100Mig(),
+       config::MigStrategy::kSingle,
+       {"mig.strategy", "gpu.multiprocessors", "gpu.slices.gi", "gpu.slices.ci"}},
+      {"a100-mig mixed",
+       A100Mig(),
+       config::MigStrategy::kMixed,
+       {"mig.strategy", "mig-1g.5gb.count", "mig-1g.5gb.memory", "mig-1g.5gb.multiprocessors",
+        "mig-1g.5gb.slices.gi", "mig-1g.5gb.slices.ci", "mig-3g.20gb.count"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    config::Config cfg;
+    cfg.mig_strategy = c.mig;
+    const Labels l = ComputeLabels(c.inv, cfg, NodeFacts{"", {}, ""});
+    EXPECT_EQ(std::size(kGfdKeys), 25u);
+    for (const char* key : kGfdKeys) {
+      EXPECT_THAT(l, Contains(Key(std::string("nvidia.com/") + key)));
+    }
+    for (const std::string& key : c.more) EXPECT_THAT(l, Contains(Key("nvidia.com/" + key)));
+  }
+}
+
+TEST(GpuModeOfTest, FromThePciClass) {
+  EXPECT_EQ(GpuModeOf("0x030200\n"), "compute");
+  EXPECT_EQ(GpuModeOf("0x030000"), "display");
+  EXPECT_EQ(GpuModeOf("0x068000"), "unknown");
+  EXPECT_EQ(GpuModeOf(""), "unknown");
+}
+
+TEST(ComputeLabelsTest, AVgpuGuestSaysSo) {
+  nvml::Inventory inv = T4x4();
+  inv.gpus[2].vgpu_guest = true;
+  EXPECT_THAT(ComputeLabels(inv, config::Config{}, {}),
+              Contains(Pair("nvidia.com/vgpu.present", "true")));
 }
 
 TEST(ComputeLabelsTest, MigMixedLabelsPerProfile) {

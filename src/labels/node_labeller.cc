@@ -260,7 +260,15 @@ void NodeLabeller::Run(const std::stop_token& stop) {
     const Clock::time_point now = Clock::now();
     const bool due = !have_applied || generation != applied_generation || now >= next_resync;
     if (inventory != nullptr && config != nullptr && due && now >= label_retry_at) {
-      Labels desired = ComputeLabels(*inventory, *config, NodeFacts{machine_, unhealthy});
+      std::string pci_class;
+      if (!inventory->gpus.empty() && !options_.sysfs_root.empty()) {
+        absl::StatusOr<std::string> c =
+            fs_.ReadFile(absl::StrCat(options_.sysfs_root, "/bus/pci/devices/",
+                                      inventory->gpus.front().pci_bus_id, "/class"));
+        if (c.ok()) pci_class = *c;
+      }
+      Labels desired =
+          ComputeLabels(*inventory, *config, NodeFacts{machine_, unhealthy, pci_class});
       absl::Status s = ApplyLabels(desired);
       std::lock_guard<std::mutex> lock(mu_);
       if (s.ok()) {

@@ -59,6 +59,9 @@ struct LabellerOptions {
   size_t max_queued_events = 64;
   // Read once at Start() for the gpu.machine label; empty or unreadable: no label.
   std::string machine_file = "/sys/class/dmi/id/product_name";
+  // Where the first GPU's PCI class is read for gpu.mode
+  // (<sysfs_root>/bus/pci/devices/<bus id>/class); unreadable: unknown.
+  std::string sysfs_root = "/sys";
   std::string events_namespace = "default";  // where the kubelet records node events too
 };
 

@@ -203,6 +203,11 @@ nvmlReturn_t DlNvml::DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node
   GDP_NVML_CALL(numa_, nvmlDeviceGetNumaNodeId, "NUMA discovery through NVML",
                 GDP_NAMES("nvmlDeviceGetNumaNodeId"), device, node);
 }
+nvmlReturn_t DlNvml::DeviceGetVirtualizationMode(nvmlDevice_t device,
+                                                 nvmlGpuVirtualizationMode_t* mode) {
+  GDP_NVML_CALL(virtualization_, nvmlDeviceGetVirtualizationMode, "the vgpu.present label",
+                GDP_NAMES("nvmlDeviceGetVirtualizationMode"), device, mode);
+}
 nvmlReturn_t DlNvml::DeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) {
   GDP_NVML_CALL(compute_mode_, nvmlDeviceGetComputeMode, "the MPS compute-mode check",
                 GDP_NAMES("nvmlDeviceGetComputeMode"), device, mode);

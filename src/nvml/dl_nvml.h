@@ -75,6 +75,8 @@ class DlNvml final : public NvmlApi {
   nvmlReturn_t DeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) override;
   nvmlReturn_t DeviceGetPciInfo(nvmlDevice_t device, nvmlPciInfo_t* pci) override;
   nvmlReturn_t DeviceGetNumaNodeId(nvmlDevice_t device, unsigned int* node) override;
+  nvmlReturn_t DeviceGetVirtualizationMode(nvmlDevice_t device,
+                                           nvmlGpuVirtualizationMode_t* mode) override;
   nvmlReturn_t DeviceGetComputeMode(nvmlDevice_t device, nvmlComputeMode_t* mode) override;
   nvmlReturn_t DeviceGetTopologyCommonAncestor(nvmlDevice_t a, nvmlDevice_t b,
                                                nvmlGpuTopologyLevel_t* level) override;
@@ -156,7 +158,8 @@ class DlNvml final : public NvmlApi {
       mig_by_index_, gi_id_, ci_id_, attributes_, event_types_, event_create_, register_events_,
       event_wait_, event_free_, utilization_, temperature_, power_usage_, power_limit_, energy_,
       clock_, pcie_throughput_, ecc_errors_, remapped_rows_, clock_reasons_, field_values_,
-      compute_mode_, system_set_create_, system_register_, system_wait_, system_set_free_;
+      compute_mode_, system_set_create_, system_register_, system_wait_, system_set_free_,
+      virtualization_;
 };
 
 }  // namespace gdp::nvml

@@ -275,6 +275,11 @@ absl::StatusOr<Gpu> DiscoverGpu(NvmlApi& api, const DiscoveryOptions& options, c
     gpu.numa_node = NumaFromSysfs(fs, options.sysfs_root, gpu.pci_bus_id);
   }
 
+  nvmlGpuVirtualizationMode_t mode = NVML_GPU_VIRTUALIZATION_MODE_NONE;
+  gpu.vgpu_guest = Optional(api, api.DeviceGetVirtualizationMode(handle, &mode),
+                            "nvmlDeviceGetVirtualizationMode", subject) &&
+                   mode == NVML_GPU_VIRTUALIZATION_MODE_VGPU;
+
   if (absl::Status s = DiscoverMig(api, handle, gpu); !s.ok()) return s;
   return gpu;
 }

@@ -45,6 +45,7 @@ struct Gpu {
   int numa_node = -1;          // -1: unknown / not NUMA
   bool mig_enabled = false;    // current MIG mode
   bool mig_capable = false;    // nvmlDeviceGetMigMode answered: the GPU supports MIG
+  bool vgpu_guest = false;     // a vGPU of a virtual machine (NVML_GPU_VIRTUALIZATION_MODE_VGPU)
   std::vector<MigDevice> mig_devices;
 
   bool operator==(const Gpu&) const = default;

@@ -42,6 +42,7 @@ json EncodeGpu(const Gpu& g) {
               {"numaNode", g.numa_node},
               {"migEnabled", g.mig_enabled},
               {"migCapable", g.mig_capable},
+              {"vgpuGuest", g.vgpu_guest},
               {"migDevices", migs}};
 }
 
@@ -104,6 +105,7 @@ absl::Status DecodeGpu(const json& j, const std::string& where, Gpu* g) {
   g->numa_node = r.Get<int>("numaNode");
   g->mig_enabled = r.Get<bool>("migEnabled");
   g->mig_capable = r.Get<bool>("migCapable");
+  g->vgpu_guest = r.Get<bool>("vgpuGuest");
   const json* migs = r.Array("migDevices");
   if (!r.status().ok()) return r.status();
   for (size_t i = 0; i < migs->size(); ++i) {

@@ -289,6 +289,7 @@ TEST(InventoryCodecTest, EveryFieldTravels) {
   g.numa_node = -1;
   g.mig_enabled = true;
   g.mig_capable = true;
+  g.vgpu_guest = true;
   g.mig_devices.push_back(MigDevice{2, "MIG-y", 9, 1, "1g.10gb", 5ull << 30, 14, 1, 1});
   inv.gpus.push_back(g);
   inv.links = {{Link{PathKind::kSelf, 0}}};

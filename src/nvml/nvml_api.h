@@ -150,6 +150,13 @@ class NvmlApi {
                                     unsigned int timeout_ms) = 0;
   virtual nvmlReturn_t EventSetFree(nvmlEventSet_t set) = 0;
 
+  // Whether the GPU is a vGPU (a guest's virtual GPU), passed through, or
+  // bare. Older drivers may lack it (FUNCTION_NOT_FOUND: taken as bare).
+  virtual nvmlReturn_t DeviceGetVirtualizationMode(nvmlDevice_t /*device*/,
+                                                   nvmlGpuVirtualizationMode_t* /*mode*/) {
+    return NVML_ERROR_FUNCTION_NOT_FOUND;
+  }
+
   // System events (node changes): driver bind and unbind of a GPU, nvml.h
   // 12.9 and newer. Older drivers lack them (FUNCTION_NOT_FOUND): the daemon
   // then relies on its periodic check alone.

@@ -58,7 +58,7 @@ std::string JoinPtrs(const std::vector<const std::string*>& items) {
 
 }  // namespace
 
-std::string CdiAnnotationKey(const std::string& resource_name) {
+std::string CdiAnnotationKey(const std::string& resource_name, const std::string& prefix) {
   std::string name = kAnnotationPlugin;
   for (char c : resource_name) name += (IsAlnum(c) || c == '-' || c == '.' || c == '_') ? c : '_';
   if (name.size() > kCdiAnnotationNameMax || !IsAlnum(name.back())) {
@@ -68,7 +68,7 @@ std::string CdiAnnotationKey(const std::string& resource_name) {
     name += '-';
     name += hash;
   }
-  return kCdiAnnotationPrefix + name;
+  return prefix + name;
 }
 
 Resource::Resource(ResourceSpec spec) : spec_(std::move(spec)) {
@@ -89,7 +89,7 @@ Resource::Resource(ResourceSpec spec) : spec_(std::move(spec)) {
     absl::StrAppend(&known_ids_, ", ... (", spec_.devices.size() - shown.size(), " more)");
   }
   if (spec_.devices.empty()) known_ids_ = "(none)";
-  annotation_key_ = CdiAnnotationKey(spec_.name);
+  annotation_key_ = CdiAnnotationKey(spec_.name, spec_.cdi_annotation_prefix);
   devices_per_gpu_.assign(spec_.gpus.size(), 0);
   for (const DeviceEntry& d : spec_.devices) ++devices_per_gpu_[d.gpus.front()];
 }
@@ -397,7 +397,8 @@ absl::StatusOr<BaseDevice> MigDevice(const nvml::Gpu& gpu, const nvml::MigDevice
   if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
   d.gpus = {pos};
   const std::string parent = "/dev/nvidia" + std::to_string(gpu.minor);
-  d.device_nodes.push_back(plugin::DeviceSpec{parent, JoinRoot(config.driver_root, parent), "rw"});
+  d.device_nodes.push_back(
+      plugin::DeviceSpec{parent, JoinRoot(config.EffectiveDevRoot(), parent), "rw"});
   const std::string gi = absl::StrCat("gpu", gpu.minor, "/gi", mig.gpu_instance_id);
   for (const std::string& cap :
        {absl::StrCat(gi, "/access"), absl::StrCat(gi, "/ci", mig.compute_instance_id, "/access")}) {
@@ -409,7 +410,8 @@ absl::StatusOr<BaseDevice> MigDevice(const nvml::Gpu& gpu, const nvml::MigDevice
           mig.uuid, gpu.index, mig.gpu_instance_id, mig.compute_instance_id, cap));
     }
     const std::string node = absl::StrCat("/dev/nvidia-caps/nvidia-cap", it->second);
-    d.device_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+    d.device_nodes.push_back(
+        plugin::DeviceSpec{node, JoinRoot(config.EffectiveDevRoot(), node), "rw"});
   }
   return b;
 }
@@ -428,7 +430,8 @@ BaseDevice FullGpu(const nvml::Gpu& gpu, uint32_t pos, const config::Config& con
   if (gpu.numa_node >= 0) d.numa_node = gpu.numa_node;
   d.gpus = {pos};
   const std::string node = "/dev/nvidia" + std::to_string(gpu.minor);
-  d.device_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+  d.device_nodes.push_back(
+      plugin::DeviceSpec{node, JoinRoot(config.EffectiveDevRoot(), node), "rw"});
   return b;
 }
 
@@ -693,7 +696,8 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
   for (const char* name : kControlDeviceNames) {
     const std::string node = std::string("/dev/") + name;
     if (fs.Exists(JoinRoot(seen_root, node))) {
-      control_nodes.push_back(plugin::DeviceSpec{node, JoinRoot(config.driver_root, node), "rw"});
+      control_nodes.push_back(
+          plugin::DeviceSpec{node, JoinRoot(config.EffectiveDevRoot(), node), "rw"});
     }
   }
   const std::vector<int32_t> scores = GpuScoresFromInventory(inventory);
@@ -703,6 +707,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
     spec.name = g.name;
     spec.list_strategies = config.device_list_strategy;
     spec.pass_device_specs = config.pass_device_specs;
+    spec.cdi_annotation_prefix = config.cdi_annotation_prefix;
     spec.gpu_scores = scores;
     spec.gpus.reserve(n);
     for (const nvml::Gpu& gpu : inventory.gpus) spec.gpus.push_back(GpuRef{gpu.uuid, gpu.index});

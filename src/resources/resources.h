@@ -81,7 +81,8 @@ struct ResourceSpec {
   std::optional<config::AllocationPolicy> replica_policy;
   // A container may hold at most one device of this resource.
   bool fail_requests_greater_than_one = false;
-  std::string sharing_mode;  // "time-slicing", "mps" or "" (for messages)
+  std::string sharing_mode;                           // "time-slicing", "mps" or "" (for messages)
+  std::string cdi_annotation_prefix = "cdi.k8s.io/";  // flags.plugin.cdiAnnotationPrefix
 };
 
 // Where the volume-mounts strategy puts one empty file per device; the
@@ -100,11 +101,12 @@ inline constexpr char kMpsShmContainerPath[] = "/dev/shm";
 // the driver root as this process sees it, else at this path itself.
 inline constexpr char kMigMinorsPath[] = "/proc/driver/nvidia-caps/mig-minors";
 
-// The CDI annotation key for a resource: cdi.k8s.io/gpu-device-plugin_<name
-// with every character outside [A-Za-z0-9_.-] replaced by '_'>, shortened with
-// a hash when longer than the CDI limit of 63 characters after the prefix.
-// One key per resource, so several resources in one container do not clash.
-std::string CdiAnnotationKey(const std::string& resource_name);
+// The CDI annotation key for a resource: <prefix>gpu-device-plugin_<name with
+// every character outside [A-Za-z0-9_.-] replaced by '_'>, shortened with a
+// hash when longer than the CDI limit of 63 characters after the prefix. One
+// key per resource, so several resources in one container do not clash.
+std::string CdiAnnotationKey(const std::string& resource_name,
+                             const std::string& prefix = kCdiAnnotationPrefix);
 
 class Resource final : public plugin::ResourceBackend {
  public:

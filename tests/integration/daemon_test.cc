@@ -40,6 +40,7 @@ using kubelet_stub::PluginClient;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kResource[] = "nvidia.com/gpu";
 constexpr char kSocket[] = "nvidia-gpu.sock";
@@ -668,6 +669,88 @@ TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) 
   EXPECT_LE(stream->UpdateCount(), lists + 1) << "at most one list, with the same IDs";
   EXPECT_FALSE(fresh->Allocate(PluginClient::AllocateRequestFor({{"3"}}), &resp).ok())
       << "an index is not a device ID the kubelet has";
+}
+
+// --- NVIDIA's config format, flags and environment (docs/migrating-from-nvidia.md) ---
+
+TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
+  LayRoot("dgx-h100");
+  // The JSON NVIDIA's plugin prints at start, pasted back as the config file,
+  // with the node's paths filled in.
+  std::ifstream dump(std::string(GDP_SOURCE_DIR) +
+                     "/tests/testdata/config/valid-nvidia-startup-dump.yaml");
+  std::stringstream text;
+  text << dump.rdbuf();
+  std::string cfg = text.str();
+  auto swap = [&cfg](const std::string& from, const std::string& to) {
+    const size_t at = cfg.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    cfg.replace(at, from.size(), to);
+  };
+  swap("\"migStrategy\": \"single\"", "\"migStrategy\": \"none\"");
+  swap("\"nvidiaDriverRoot\": \"/run/nvidia/driver\"", "\"nvidiaDriverRoot\": \"" + root_ + "\"");
+  swap("\"nvidiaDevRoot\": \"/\"", "\"nvidiaDevRoot\": \"" + root_ + "\"");
+  swap("\"containerDriverRoot\": \"/driver-root\"", "\"containerDriverRoot\": \"" + root_ + "\"");
+  swap("\"mpsRoot\": \"/run/nvidia/mps\"", "\"mpsRoot\": \"" + dir_ + "/mps\"");
+  const std::string path = WriteConfig("nvidia.json", cfg);
+  StartStub();
+  // No flag of ours: NVIDIA's environment only, as its chart sets it.
+  daemon_ = std::make_unique<Process>(
+      std::vector<std::string>{GDP_DAEMON_BIN},
+      std::map<std::string, std::string>{{"CONFIG_FILE", path},
+                                         {"KUBELET_SOCKET", plugin_dir_ + "/kubelet.sock"},
+                                         {"PASS_DEVICE_SPECS", "true"},
+                                         {"DEVICE_ID_STRATEGY", "index"},
+                                         {"NVIDIA_CTK_PATH", "/usr/bin/nvidia-ctk"},
+                                         {"DP_DISABLE_HEALTHCHECKS", "109"},
+                                         {"METRICS_PORT", std::to_string(port_)},
+                                         {"METRICS_BIND_ADDRESS", "127.0.0.1"}},
+      dir_ + "/daemon.log");
+  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20)))) << daemon_->Output();
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  EXPECT_EQ(stream->Updates().front().devices_size(), 8);
+  EXPECT_EQ(stream->Updates().front().devices(0).id(), profile->gpus[0].uuid)
+      << "the kubelet sees UUIDs under the index strategy too";
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(
+      client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[2].uuid}}), &resp).ok());
+  EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), "2");
+  // passDeviceSpecs: the file says false, PASS_DEVICE_SPECS (higher) true.
+  EXPECT_GT(resp.container_responses(0).devices_size(), 0);
+  const std::string out = daemon_->Output();
+  EXPECT_THAT(out,
+              HasSubstr("config field accepted but not acted on field=flags.plugin.nvidiaCTKPath"));
+  EXPECT_THAT(out, HasSubstr("field=resources.gpus"));
+  EXPECT_THAT(out, HasSubstr("pass_device_specs=true"));
+  EXPECT_THAT(out, Not(HasSubstr("invalid config")));
+}
+
+TEST_F(DaemonTest, NfdFeatureFileNeedsNoApiServerAndCarriesGfdsKeys) {
+  LayRoot("dgx-h100");
+  const std::string file = dir_ + "/features.d/gpu";
+  std::filesystem::create_directories(dir_ + "/features.d");
+  // No NODE_NAME, no kubeconfig, no in-cluster service account.
+  StartRegistered({"--nfd-feature-file", file});
+  std::string text;
+  for (auto deadline = std::chrono::steady_clock::now() + seconds(10);
+       text.empty() && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(milliseconds(50))) {
+    std::ifstream in(file);
+    std::stringstream s;
+    s << in.rdbuf();
+    text = s.str();
+  }
+  ASSERT_FALSE(text.empty()) << daemon_->Output();
+  for (const char* line :
+       {"nvidia.com/gpu.count=8\n", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3\n",
+        "nvidia.com/cuda.driver.major=550\n", "nvidia.com/cuda.runtime.major=12\n",
+        "nvidia.com/vgpu.present=false\n", "nvidia.com/gpu.mode=", "nvidia.com/gpu.machine="}) {
+    EXPECT_THAT(text, HasSubstr(line));
+  }
+  EXPECT_THAT(daemon_->Output(), Not(HasSubstr("node labels and events are off")));
 }
 
 // --- sharing, MIG and CDI (docs/sharing.md) -------------------------------
