@@ -722,6 +722,11 @@ int Main(int argc, char** argv) {
                          ->capture_default_str();
   cmd_root->add_flag("--no-mknod", layout.allow_regular_files,
                      "without root, create empty files instead of character devices");
+  cmd_root
+      ->add_option("--extras", layout.extras,
+                   "device nodes of other drivers: gdrcopy (/dev/gdrdrv), gds "
+                   "(/dev/nvidia-fs*), mofed (/dev/infiniband/*), imex (IMEX channel 0)")
+      ->delimiter(',');
   bool no_change_events = false;
   cmd_root->add_flag("--no-change-events", no_change_events,
                      "an older driver: no driver bind/unbind system events and no MIG "

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "sim/errno_string.h"
 #include "sim/state.h"
 
@@ -176,6 +177,23 @@ namespace {
 // GPU g, GPU instance i: access 3 + 135g + 9i, compute instance c: that + 1 + c.
 unsigned GiMinor(unsigned gpu, unsigned gi) { return 3 + 135 * gpu + 9 * gi; }
 unsigned CiMinor(unsigned gpu, unsigned gi, unsigned ci) { return GiMinor(gpu, gi) + 1 + ci; }
+}  // namespace
+
+const std::vector<std::string>& DeviceExtraNames() {
+  static const std::vector<std::string> kNames = {"gdrcopy", "gds", "mofed", "imex"};
+  return kNames;
+}
+
+namespace {
+// Majors as the kernel hands them out (dynamic ones vary per host).
+std::vector<DeviceNode> ExtraNodes(const std::string& extra) {
+  if (extra == "gdrcopy") return {{"dev/gdrdrv", 508, 0}};
+  if (extra == "gds") return {{"dev/nvidia-fs0", 507, 0}, {"dev/nvidia-fs1", 507, 1}};
+  if (extra == "mofed")
+    return {{"dev/infiniband/uverbs0", 231, 192}, {"dev/infiniband/rdma_cm", 10, 58}};
+  if (extra == "imex") return {{"dev/nvidia-caps-imex-channels/channel0", 506, 0}};
+  return {};
+}
 }  // namespace
 
 std::vector<DeviceNode> DeviceNodes(const Profile& profile) {
@@ -345,6 +363,13 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
                                             " not found; build the nvidia-cuda-mps-control "
                                             "target or pass --mps-control"));
   }
+  for (const std::string& extra : o.extras) {
+    const auto& names = DeviceExtraNames();
+    if (std::find(names.begin(), names.end(), extra) == names.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown device extra \"", extra,
+                                                     "\"; known: ", absl::StrJoin(names, ", ")));
+    }
+  }
   bool can_mknod = geteuid() == 0;
   if (!can_mknod && !o.allow_regular_files) {
     return absl::PermissionDeniedError(
@@ -402,6 +427,15 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   for (const auto& n : DeviceNodes(*profile)) {
     if (auto st = MakeNode(root, n, can_mknod); !st.ok()) return st;
     result.nodes++;
+  }
+  fs::remove(root + "/dev/gdrdrv", ec);
+  fs::remove_all(root + "/dev/infiniband", ec);
+  for (const std::string& extra : o.extras) {
+    for (const DeviceNode& n : ExtraNodes(extra)) {
+      fs::create_directories(fs::path(root + "/" + n.path).parent_path(), ec);
+      if (auto st = MakeNode(root, n, can_mknod); !st.ok()) return st;
+      result.nodes++;
+    }
   }
   return result;
 }

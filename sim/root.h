@@ -105,7 +105,14 @@ struct LayoutOptions {
   // mknod needs CAP_MKNOD; without it the call fails unless this is set, in
   // which case empty regular files stand in for the nodes (and it is said so).
   bool allow_regular_files = false;
+  // Device nodes of other drivers a GPU node may carry (DeviceExtraNames):
+  // gdrcopy (/dev/gdrdrv), gds (/dev/nvidia-fs0, 1), mofed
+  // (/dev/infiniband/uverbs0, rdma_cm), imex
+  // (/dev/nvidia-caps-imex-channels/channel0).
+  std::vector<std::string> extras;
 };
+// The names LayoutOptions::extras accepts.
+const std::vector<std::string>& DeviceExtraNames();
 struct LayoutResult {
   bool char_devices = false;  // real character devices were created
   size_t nodes = 0;

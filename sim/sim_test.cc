@@ -1099,6 +1099,30 @@ TEST(SimRootLayout, RelayingOutWithAnotherProfileReplacesTheNodes) {
   EXPECT_FALSE(fs::exists(sim.root() + "/dev/nvidia2"));
 }
 
+TEST(SimRootLayout, DeviceExtrasOfOtherDriversOnRequest) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  const std::string mknod = geteuid() == 0 ? "" : " --no-mknod";
+  auto r =
+      Gpusim("root " + sim.root() + " --profile dgx-h100 --extras gdrcopy,gds,mofed,imex" + mknod);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* n :
+       {"/dev/gdrdrv", "/dev/nvidia-fs0", "/dev/nvidia-fs1", "/dev/infiniband/uverbs0",
+        "/dev/infiniband/rdma_cm", "/dev/nvidia-caps-imex-channels/channel0"}) {
+    EXPECT_TRUE(fs::exists(sim.root() + n)) << n;
+  }
+  // Laid out again without them: gone. An unknown one changes nothing.
+  r = Gpusim("root " + sim.root() + " --profile dgx-h100" + mknod);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/gdrdrv"));
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/infiniband"));
+  r = Gpusim("root " + sim.root() + " --profile dgx-h100 --extras gdrcopy,nvlink" + mknod);
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output,
+              HasSubstr("unknown device extra \"nvlink\"; known: gdrcopy, gds, mofed, imex"));
+  EXPECT_FALSE(fs::exists(sim.root() + "/dev/gdrdrv"));
+}
+
 TEST(SimRootLayout, InstallsTheMpsControlStandin) {
   SimRoot sim("geforce");
   ASSERT_TRUE(sim.ok());

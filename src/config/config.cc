@@ -1181,17 +1181,9 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       std::optional<bool> v = raw ? dec.Bool(*raw) : std::nullopt;
       return v.value_or(false);
     };
-    if (enabled("flags.gdrcopyEnabled")) {
-      note("flags.gdrcopyEnabled", "not supported yet: containers do not get /dev/gdrdrv");
-    }
-    if (enabled("flags.gdsEnabled")) {
-      note("flags.gdsEnabled",
-           "not supported yet: containers do not get /dev/nvidia-fs* or NVIDIA_GDS");
-    }
-    if (enabled("flags.mofedEnabled")) {
-      note("flags.mofedEnabled",
-           "not supported yet: containers do not get /dev/infiniband or NVIDIA_MOFED");
-    }
+    config.gdrcopy_enabled = enabled("flags.gdrcopyEnabled");
+    config.gds_enabled = enabled("flags.gdsEnabled");
+    config.mofed_enabled = enabled("flags.mofedEnabled");
     if (enabled("flags.useNodeFeatureAPI")) {
       note("flags.useNodeFeatureAPI",
            "this plugin labels the Node itself, or writes NFD's local feature file "
@@ -1233,19 +1225,18 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
         note(path, "per-model resource names are ignored, as NVIDIA's plugin ignores them");
       }
     }
-    std::vector<int64_t> channels;
     if (auto raw = get("imex.channelIDs")) {
       if (auto items = dec.List(*raw, /*allow_scalar=*/true)) {
         for (const Raw& item : *items) {
-          if (auto v = dec.Int(item, 0, 2047)) channels.push_back(*v);
+          if (auto v = dec.Int(item, 0, 2047)) {
+            config.imex_channel_ids.push_back(static_cast<unsigned>(*v));
+          }
         }
       }
     }
-    const bool imex_required = enabled("imex.required");
-    if (!channels.empty() || imex_required) {
-      note(channels.empty() ? "imex.required" : "imex.channelIDs",
-           "not supported yet: containers do not get IMEX channels "
-           "(/dev/nvidia-caps-imex-channels)");
+    config.imex_required = enabled("imex.required");
+    if (config.imex_required && config.imex_channel_ids.empty()) {
+      dec.Error("imex.required", "is true, but imex.channelIDs names no channel");
     }
   }
 

@@ -194,6 +194,16 @@ struct Config {
   // Host path of the root of the NVIDIA device nodes (/dev/nvidia*), as the
   // container runtime is told them. Empty: the driver root.
   std::string dev_root;
+  // Device extras every container of a GPU resource gets (NVIDIA's names):
+  // GDRCopy's /dev/gdrdrv, GPUDirect Storage's /dev/nvidia-fs*, MOFED's
+  // /dev/infiniband/*, and IMEX channels
+  // /dev/nvidia-caps-imex-channels/channel<N> (required: a missing channel is
+  // an error rather than skipped).
+  bool gdrcopy_enabled = false;
+  bool gds_enabled = false;
+  bool mofed_enabled = false;
+  std::vector<unsigned> imex_channel_ids;
+  bool imex_required = false;
 
   // Fields of NVIDIA's config format that were given and that this plugin
   // accepts without acting on them, each "<path>: <why>", in field order.

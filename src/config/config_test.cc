@@ -582,12 +582,14 @@ TEST(NvidiaFormatTest, DocumentsUsersWriteLoadToTheExpectedConfig) {
        }},
       {"device extras and IMEX asked for",
        "version: v1\nflags:\n  gdrcopyEnabled: true\n  gdsEnabled: true\n  mofedEnabled: true\n"
-       "imex:\n  channelIDs: [0]\n  required: true\n",
+       "imex:\n  channelIDs: [0, 3]\n  required: true\n",
        [](const Config& c) {
-         std::vector<std::string> fields;
-         for (const std::string& n : c.not_acted_on) fields.push_back(n.substr(0, n.find(':')));
-         EXPECT_THAT(fields, ElementsAre("flags.gdrcopyEnabled", "flags.gdsEnabled",
-                                         "flags.mofedEnabled", "imex.channelIDs"));
+         EXPECT_TRUE(c.gdrcopy_enabled);
+         EXPECT_TRUE(c.gds_enabled);
+         EXPECT_TRUE(c.mofed_enabled);
+         EXPECT_THAT(c.imex_channel_ids, ElementsAre(0u, 3u));
+         EXPECT_TRUE(c.imex_required);
+         EXPECT_THAT(c.not_acted_on, IsEmpty());
        }},
       {"ours and NVIDIA's place agree",
        "version: v1\nflags:\n  containerDriverRoot: /d\n  plugin:\n    containerDriverRoot: /d\n",
@@ -620,6 +622,8 @@ TEST(NvidiaFormatTest, ErrorsStillNameTheField) {
                         "key prefix"));
   EXPECT_THAT(Errors("version: v1\nimex:\n  channelIDs: [5000]\n"),
               HasSubstr("imex.channelIDs[0] (line 3)"));
+  EXPECT_THAT(Errors("version: v1\nimex:\n  required: true\n"),
+              HasSubstr("imex.required: is true, but imex.channelIDs names no channel"));
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "src/resources/resources.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -214,6 +216,7 @@ absl::StatusOr<plugin::ContainerAllocation> Resource::Allocate(
     }
     out.devices.insert(out.devices.end(), spec_.control_nodes.begin(), spec_.control_nodes.end());
   }
+  for (const auto& [name, value] : spec_.extra_envs) out.envs.emplace(name, value);
   if (spec_.devices[positions.front()].mps) {
     if (absl::Status s = AddMpsClient(positions, &out); !s.ok()) return s;
   }
@@ -555,6 +558,79 @@ absl::Status Share(std::vector<Group>& groups, const config::SharedResource& ent
 
 }  // namespace
 
+namespace {
+
+// The device extras a config asks for (GDRCopy, GPUDirect Storage, MOFED,
+// IMEX channels): their nodes join the control nodes every container gets,
+// and the variables that tell NVIDIA's container runtime the same. A node
+// asked for that is missing fails the build, naming it and the fix.
+absl::Status AddDeviceExtras(const config::Config& config, const FileSystem& fs,
+                             const std::string& seen_root, std::vector<plugin::DeviceSpec>* nodes,
+                             std::map<std::string, std::string>* envs) {
+  auto add = [&](const std::string& node) {
+    nodes->push_back(plugin::DeviceSpec{node, JoinRoot(config.EffectiveDevRoot(), node), "rw"});
+  };
+  auto missing = [&](const char* field, const std::string& what, const std::string& fix) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(field, " is on, but ", JoinRoot(seen_root, what), " does not exist; ", fix,
+                     ", or turn ", field, " off"));
+  };
+  // The entries of a /dev folder whose names start with `prefix`, sorted.
+  auto list = [&](const std::string& dir, const std::string& prefix) {
+    std::vector<std::string> out;
+    absl::StatusOr<std::vector<std::string>> names = fs.ListDir(JoinRoot(seen_root, dir));
+    if (!names.ok()) return out;
+    for (const std::string& n : *names) {
+      if (absl::StartsWith(n, prefix)) out.push_back(absl::StrCat(dir, "/", n));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  if (config.gdrcopy_enabled) {
+    if (!fs.Exists(JoinRoot(seen_root, "/dev/gdrdrv"))) {
+      return missing("flags.gdrcopyEnabled", "/dev/gdrdrv",
+                     "load GDRCopy's gdrdrv kernel module (its insmod.sh creates the node)");
+    }
+    add("/dev/gdrdrv");
+    (*envs)["NVIDIA_GDRCOPY"] = "enabled";
+  }
+  if (config.gds_enabled) {
+    const std::vector<std::string> fs_nodes = list("/dev", "nvidia-fs");
+    if (fs_nodes.empty()) {
+      return missing("flags.gdsEnabled", "/dev/nvidia-fs*",
+                     "load GPUDirect Storage's nvidia-fs kernel module");
+    }
+    for (const std::string& n : fs_nodes) add(n);
+    (*envs)["NVIDIA_GDS"] = "enabled";
+  }
+  if (config.mofed_enabled) {
+    const std::vector<std::string> ib = list("/dev/infiniband", "");
+    if (ib.empty()) {
+      return missing("flags.mofedEnabled", "/dev/infiniband/*",
+                     "install MOFED (or load the RDMA drivers) so the InfiniBand devices exist");
+    }
+    for (const std::string& n : ib) add(n);
+    (*envs)["NVIDIA_MOFED"] = "enabled";
+  }
+  std::vector<std::string> channels;
+  for (unsigned id : config.imex_channel_ids) {
+    const std::string node = absl::StrCat("/dev/nvidia-caps-imex-channels/channel", id);
+    if (!fs.Exists(JoinRoot(seen_root, node))) {
+      if (!config.imex_required) continue;  // as NVIDIA's plugin: skipped unless required
+      return absl::FailedPreconditionError(
+          absl::StrCat("imex.required is on, but ", JoinRoot(seen_root, node),
+                       " does not exist; create the channel (nvidia-modprobe -i ", id,
+                       ", or the IMEX daemon's setup), or drop it from imex.channelIDs"));
+    }
+    add(node);
+    channels.push_back(absl::StrCat(id));
+  }
+  if (!channels.empty()) (*envs)["NVIDIA_IMEX_CHANNELS"] = absl::StrJoin(channels, ",");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> BuildResources(
     const nvml::Inventory& inventory, const config::Config& config, const FileSystem& fs) {
   if (config.resource_name.empty()) {
@@ -700,6 +776,11 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
           plugin::DeviceSpec{node, JoinRoot(config.EffectiveDevRoot(), node), "rw"});
     }
   }
+  std::map<std::string, std::string> extra_envs;
+  if (absl::Status s = AddDeviceExtras(config, fs, seen_root, &control_nodes, &extra_envs);
+      !s.ok()) {
+    return s;
+  }
   const std::vector<int32_t> scores = GpuScoresFromInventory(inventory);
   for (Group& g : groups) {
     if (g.devices.empty() && g.replicas.empty()) continue;
@@ -708,6 +789,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
     spec.list_strategies = config.device_list_strategy;
     spec.pass_device_specs = config.pass_device_specs;
     spec.cdi_annotation_prefix = config.cdi_annotation_prefix;
+    spec.extra_envs = extra_envs;
     spec.gpu_scores = scores;
     spec.gpus.reserve(n);
     for (const nvml::Gpu& gpu : inventory.gpus) spec.gpus.push_back(GpuRef{gpu.uuid, gpu.index});

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,8 @@ struct ResourceSpec {
   bool fail_requests_greater_than_one = false;
   std::string sharing_mode;                           // "time-slicing", "mps" or "" (for messages)
   std::string cdi_annotation_prefix = "cdi.k8s.io/";  // flags.plugin.cdiAnnotationPrefix
+  // Variables every container gets (the device extras': NVIDIA_GDRCOPY, ...).
+  std::map<std::string, std::string> extra_envs;
 };
 
 // Where the volume-mounts strategy puts one empty file per device; the

@@ -549,5 +549,79 @@ TEST(CdiAnnotationKeyTest, IsValidAndDistinctPerResource) {
   EXPECT_EQ(CdiAnnotationKey("nvidia.com/gpu"), "cdi.k8s.io/gpu-device-plugin_nvidia.com_gpu");
 }
 
+// --- Device extras (GDRCopy, GPUDirect Storage, MOFED, IMEX) ---
+
+TEST(DeviceExtrasTest, EveryContainerGetsTheNodesAndTheRuntimesVariables) {
+  auto fs = DriverRoot("/driver-root", 4, {"nvidiactl"});
+  for (const char* n :
+       {"/dev/gdrdrv", "/dev/nvidia-fs1", "/dev/nvidia-fs0", "/dev/infiniband/uverbs0",
+        "/dev/infiniband/rdma_cm", "/dev/nvidia-caps-imex-channels/channel2"}) {
+    fs->AddCharDevice(JoinRoot("/driver-root", n), 240, 0);
+  }
+  config::Config cfg;
+  cfg.driver_root = "/run/nvidia/driver";
+  cfg.container_driver_root = "/driver-root";
+  cfg.gdrcopy_enabled = cfg.gds_enabled = cfg.mofed_enabled = true;
+  cfg.imex_channel_ids = {2, 5};  // 5 is missing, and not required: skipped
+  auto backend = Build(t::T4x4(), cfg, *fs);
+  ASSERT_NE(backend, nullptr);
+  auto got = backend->Allocate({t::FakeUuid(1)});
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<std::string> paths;
+  for (const auto& d : got->devices) paths.push_back(d.container_path + "<-" + d.host_path);
+  EXPECT_THAT(paths,
+              ElementsAre("/dev/nvidia1<-/run/nvidia/driver/dev/nvidia1",
+                          "/dev/nvidiactl<-/run/nvidia/driver/dev/nvidiactl",
+                          "/dev/gdrdrv<-/run/nvidia/driver/dev/gdrdrv",
+                          "/dev/nvidia-fs0<-/run/nvidia/driver/dev/nvidia-fs0",
+                          "/dev/nvidia-fs1<-/run/nvidia/driver/dev/nvidia-fs1",
+                          "/dev/infiniband/rdma_cm<-/run/nvidia/driver/dev/infiniband/rdma_cm",
+                          "/dev/infiniband/uverbs0<-/run/nvidia/driver/dev/infiniband/uverbs0",
+                          "/dev/nvidia-caps-imex-channels/channel2<-/run/nvidia/driver/dev/"
+                          "nvidia-caps-imex-channels/channel2"));
+  EXPECT_EQ(got->envs.at("NVIDIA_GDRCOPY"), "enabled");
+  EXPECT_EQ(got->envs.at("NVIDIA_GDS"), "enabled");
+  EXPECT_EQ(got->envs.at("NVIDIA_MOFED"), "enabled");
+  EXPECT_EQ(got->envs.at("NVIDIA_IMEX_CHANNELS"), "2");
+  // Off (the default): none of it.
+  auto plain = Build(t::T4x4(), config::Config{}, *DriverRoot("/", 4, {}));
+  ASSERT_NE(plain, nullptr);
+  auto none = plain->Allocate({t::FakeUuid(0)});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->envs.count("NVIDIA_GDRCOPY"), 0u);
+}
+
+TEST(DeviceExtrasTest, AMissingNodeNamesItAndTheFix) {
+  struct Case {
+    const char* name;
+    std::function<void(config::Config&)> set;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"gdrcopy", [](config::Config& c) { c.gdrcopy_enabled = true; },
+       "flags.gdrcopyEnabled is on, but /dev/gdrdrv does not exist; load GDRCopy's gdrdrv "
+       "kernel module (its insmod.sh creates the node), or turn flags.gdrcopyEnabled off"},
+      {"gds", [](config::Config& c) { c.gds_enabled = true; },
+       "flags.gdsEnabled is on, but /dev/nvidia-fs* does not exist"},
+      {"mofed", [](config::Config& c) { c.mofed_enabled = true; },
+       "flags.mofedEnabled is on, but /dev/infiniband/* does not exist"},
+      {"imex required",
+       [](config::Config& c) {
+         c.imex_channel_ids = {0};
+         c.imex_required = true;
+       },
+       "imex.required is on, but /dev/nvidia-caps-imex-channels/channel0 does not exist"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    config::Config cfg;
+    c.set(cfg);
+    auto got = BuildResources(t::T4x4(), cfg, *DriverRoot("/", 4, {}));
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(got.status().message()), HasSubstr(c.message));
+  }
+}
+
 }  // namespace
 }  // namespace gdp::resources

@@ -728,6 +728,30 @@ TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
   EXPECT_THAT(out, Not(HasSubstr("invalid config")));
 }
 
+TEST_F(DaemonTest, GdrcopyGivesEveryContainerTheNodeAndAMissingOneSaysWhatToLoad) {
+  LayRoot("dgx-h100", {"--extras", "gdrcopy"});
+  StartRegistered({"--gdrcopy-enabled"});
+  auto client = Client();
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(
+      client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  const auto& c = resp.container_responses(0);
+  EXPECT_EQ(c.envs().at("NVIDIA_GDRCOPY"), "enabled");
+  bool gdrdrv = false;
+  for (const auto& d : c.devices()) gdrdrv = gdrdrv || d.container_path() == "/dev/gdrdrv";
+  EXPECT_TRUE(gdrdrv) << resp.DebugString();
+
+  // Without the node: nothing is advertised, and the log says what to load.
+  daemon_.reset();
+  stub_.reset();
+  LayRoot("dgx-h100");
+  StartStub();
+  StartDaemon({"--gdrcopy-enabled"});
+  ASSERT_TRUE(daemon_->WaitForOutput("load GDRCopy's gdrdrv kernel module", seconds(10)))
+      << daemon_->Output();
+}
+
 TEST_F(DaemonTest, NfdFeatureFileNeedsNoApiServerAndCarriesGfdsKeys) {
   LayRoot("dgx-h100");
   const std::string file = dir_ + "/features.d/gpu";
