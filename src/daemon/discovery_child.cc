@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/filesystem.h"
+#include "src/common/unique_fd.h"
 #include "src/nvml/inventory_codec.h"
 
 extern char** environ;
@@ -24,21 +25,7 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 std::string Errno(const char* what, int err) { return absl::StrCat(what, ": ", ErrnoString(err)); }
 

@@ -16,28 +16,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/common/filesystem.h"
+#include "src/common/unique_fd.h"
 
 extern char** environ;  // NOLINT: POSIX
 
 namespace gdp::mps {
 namespace {
 
-// Closes a descriptor once, on scope exit or when asked.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 std::vector<std::string> BuildEnvironment(const std::map<std::string, std::string>& extra) {
   std::vector<std::string> env;

@@ -53,6 +53,9 @@ teardown() {
   if ((failed > 0 || rc != 0)); then exit 1; fi
 }
 
+# The chart against NVIDIA's chart values (no cluster needed).
+source test/e2e/chart.sh
+
 # The cluster, the driver root, the images.
 t_start=$SECONDS
 e2e_lay_root

@@ -34,3 +34,70 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{- /*
+NVIDIA's chart values, read with NVIDIA's meaning next to ours. `config` is
+ours when it is a string (the config file) and NVIDIA's when it is a map
+(name: an existing ConfigMap of named configs; map: named configs to create;
+default; fallbackStrategies).
+*/ -}}
+{{- define "gdp.nvidiaConfig" -}}
+{{- if kindIs "map" .Values.config -}}{{- toYaml .Values.config -}}{{- else -}}{}{{- end -}}
+{{- end -}}
+
+{{- define "gdp.configText" -}}
+{{- if kindIs "string" .Values.config -}}{{- .Values.config -}}{{- else -}}version: v1{{- end -}}
+{{- end -}}
+
+{{- /* Named configs are on: ours (nodeConfigs.enabled) or NVIDIA's (config.name / config.map). */ -}}
+{{- define "gdp.namedConfigs.enabled" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- if or .Values.nodeConfigs.enabled $n.name $n.map -}}true{{- end -}}
+{{- end -}}
+
+{{- /* The ConfigMap holding them: NVIDIA's config.name (not created here), else ours. */ -}}
+{{- define "gdp.namedConfigs.configMap" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- $n.name | default (printf "%s-configs" (include "gdp.fullname" .)) -}}
+{{- end -}}
+
+{{- define "gdp.namedConfigs.map" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- toYaml (merge (dict) ($n.map | default dict) .Values.nodeConfigs.map) -}}
+{{- end -}}
+
+{{- define "gdp.namedConfigs.default" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- $n.default | default .Values.nodeConfigs.default -}}
+{{- end -}}
+
+{{- define "gdp.namedConfigs.fallbackStrategies" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- join "," ($n.fallbackStrategies | default .Values.nodeConfigs.fallbackStrategies) -}}
+{{- end -}}
+
+{{- /* The driver root: NVIDIA's nvidiaDriverRoot wins over ours. */ -}}
+{{- define "gdp.driverRoot" -}}
+{{- .Values.nvidiaDriverRoot | default .Values.driverRoot -}}
+{{- end -}}
+
+{{- /* Values of NVIDIA's chart with no meaning here fail the install, saying what to use. */ -}}
+{{- define "gdp.checkNvidiaValues" -}}
+{{- $n := include "gdp.nvidiaConfig" . | fromYaml -}}
+{{- if and $n.name $n.map -}}
+{{- fail "config.name and config.map are both set: name an existing ConfigMap of named configs, or give the configs in config.map, not both" -}}
+{{- end -}}
+{{- range $k, $_ := $n -}}
+{{- if not (has $k (list "name" "map" "default" "fallbackStrategies")) -}}
+{{- fail (printf "config.%s is not a setting of NVIDIA's chart nor of this one: config is either this plugin's config file (a string) or NVIDIA's {name, map, default, fallbackStrategies}" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (kindIs "map" .Values.gfd) .Values.gfd.enabled (not .Values.nodeLabels.enabled) -}}
+{{- fail "gfd.enabled=true but nodeLabels.enabled=false: GPU feature discovery's labels come from the plugin itself here (nodeLabels); drop one of the two" -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Node labels (GFD's set): ours, and off where NVIDIA's gfd.enabled says false. */ -}}
+{{- define "gdp.nodeLabels.enabled" -}}
+{{- if and .Values.nodeLabels.enabled (or (not (kindIs "map" .Values.gfd)) (not (hasKey .Values.gfd "enabled")) .Values.gfd.enabled) -}}true{{- else -}}false{{- end -}}
+{{- end -}}

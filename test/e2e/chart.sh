@@ -1,0 +1,44 @@
+# Sourced by run.sh before the cluster starts: the chart renders NVIDIA's chart
+# values with NVIDIA's meaning, and fails on ones it cannot honour, naming them.
+# C1-C4; uses run.sh's check/pass/fail and helm from the pinned components.
+
+chart_helm=$(command -v helm || echo "$(hack/k8s-components.sh)/helm")
+chart_render() { "$chart_helm" template t "$CHART" "$@" 2>&1; }
+chart_has() { # NAME RENDERED LINE...
+  local name=$1 out=$2 line missing=""
+  shift 2
+  for line in "$@"; do grep -qF -- "$line" <<<"$out" || missing+=" [$line]"; done
+  if [ -z "$missing" ]; then pass "$name"; else fail "$name: missing$missing"; fi
+}
+
+out=$(chart_render --set migStrategy=mixed,failOnInitError=false,deviceListStrategy=cdi-cri \
+  --set deviceIDStrategy=index,nvidiaDriverRoot=/run/nvidia/driver,gdrcopyEnabled=true \
+  --set gdsEnabled=true,mofedEnabled=true,compatWithCPUManager=true,runtimeClassName=nvidia \
+  --set priorityClassName=high,gfd.enabled=true)
+chart_has "C1 NVIDIA's flag values become the daemon's flags" "$out" \
+  "- --mig-strategy=mixed" "- --fail-on-init-error=false" "- --device-list-strategy=cdi-cri" \
+  "- --device-id-strategy=index" "- --driver-root=/run/nvidia/driver" "path: /run/nvidia/driver" \
+  "- --gdrcopy-enabled=true" "- --gds-enabled=true" "- --mofed-enabled=true" \
+  "- --pass-device-specs=true" "runtimeClassName: nvidia" "priorityClassName: high" \
+  "- --node-labels=true"
+
+out=$(chart_render --set config.name=my-configs,config.default=small \
+  --set-json 'config.fallbackStrategies=["named","empty"]')
+chart_has "C2 config.name: an existing ConfigMap of named configs, watched, not created" "$out" \
+  "- --config-map=default/my-configs" "- --default-config=small" \
+  "- --fallback-strategies=named,empty" 'resourceNames: ["my-configs"]'
+if grep -q "^  name: my-configs" <<<"$out"; then fail "C2 the chart created config.name's ConfigMap"; fi
+
+out=$(chart_render --set-json 'config={"map":{"ts4":"version: v1\nsharing: {timeSlicing: {resources: [{name: nvidia.com/gpu, replicas: 4}]}}\n"},"default":"ts4"}')
+chart_has "C3 config.map: the named configs are created and picked by the node label" "$out" \
+  "name: t-gpu-device-plugin-configs" "  ts4: |" "- --config-map=default/t-gpu-device-plugin-configs" \
+  "- --default-config=ts4"
+
+out=$(chart_render --set config.nmae=x)
+chart_has "C4 an unknown config.* key fails the install, naming it" "$out" \
+  "config.nmae is not a setting of NVIDIA's chart nor of this one"
+out=$(chart_render --set gfd.enabled=true,nodeLabels.enabled=false)
+chart_has "C4 gfd.enabled with the labeller off fails, saying why" "$out" \
+  "gfd.enabled=true but nodeLabels.enabled=false"
+out=$(chart_render --set gfd.enabled=false)
+chart_has "C4 gfd.enabled=false turns the GFD labels off" "$out" "- --node-labels=false"
