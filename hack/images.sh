@@ -90,6 +90,10 @@ image_gpu_device_plugin() {
   command -v strip >/dev/null || die "strip not found: install binutils"
   base_files "$1"
   install -D -m 0755 "$bin" "$1/usr/bin/gpu-device-plugin"
+  # NVIDIA's chart runs the command nvidia-device-plugin: under that name the
+  # daemon takes NVIDIA's defaults (driver root mounted at /driver-root, no
+  # DeviceSpecs) where nothing else sets them.
+  ln -sf gpu-device-plugin "$1/usr/bin/nvidia-device-plugin"
   copy_libs "$1" "$bin"
   local f
   while IFS= read -r -d '' f; do

@@ -439,9 +439,20 @@ class Decoder {
   // The value for a field: an override wins over the document.
   std::optional<Raw> Lookup(const YAML::Node& doc, const std::string& path,
                             const std::map<std::string, const Override*>& overrides) {
-    if (auto it = overrides.find(path); it != overrides.end()) {
-      return Raw{path, absl::StrCat(" (from ", it->second->source, ")"), YAML::Node(), it->second};
+    const Override* ov = nullptr;
+    if (auto it = overrides.find(path); it != overrides.end()) ov = it->second;
+    if (ov != nullptr && !ov->fallback) {
+      return Raw{path, absl::StrCat(" (from ", ov->source, ")"), YAML::Node(), ov};
     }
+    std::optional<Raw> in_doc = InDocument(doc, path);
+    if (!in_doc && ov != nullptr) {
+      return Raw{path, absl::StrCat(" (from ", ov->source, ")"), YAML::Node(), ov};
+    }
+    return in_doc;
+  }
+
+  // The value for a field in the document alone.
+  std::optional<Raw> InDocument(const YAML::Node& doc, const std::string& path) {
     if (!doc.IsMap()) return std::nullopt;
     YAML::Node node = doc;
     YAML::Mark mark = YAML::Mark::null_mark();
@@ -1025,7 +1036,11 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       dec.Error(ov.path, absl::StrCat("(from ", ov.source, ") no such setting"));
       continue;
     }
-    by_path[ov.path] = &ov;  // later overrides win
+    if (ov.fallback) {
+      by_path.try_emplace(ov.path, &ov);  // only where no override says
+    } else {
+      by_path[ov.path] = &ov;  // later overrides win
+    }
   }
 
   // version: required in a non-empty document.
@@ -1051,7 +1066,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
       if (std::string_view(a.ours) != path) continue;
       std::optional<Raw> theirs = dec.Lookup(doc, a.nvidia, {});
       if (!theirs) break;
-      if (!raw) {
+      if (!raw || (raw->ov != nullptr && raw->ov->fallback)) {
         raw = std::move(theirs);
       } else if (raw->ov == nullptr && raw->Text() != theirs->Text()) {
         dec.Error(theirs->where(), absl::StrCat("sets ", path, " (NVIDIA's place for it), which ",

@@ -257,6 +257,10 @@ struct Override {
   // The value is a boolean whose negation is the field's value
   // (--disable-health-checks sets health.enabled).
   bool negate = false;
+  // A default of another kind rather than an override: it applies only where
+  // the document and the other overrides say nothing (NVIDIA's defaults when
+  // the binary runs as nvidia-device-plugin).
+  bool fallback = false;
 };
 
 // Decodes a YAML document strictly and applies overrides. Returns

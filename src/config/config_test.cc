@@ -603,6 +603,26 @@ TEST(NvidiaFormatTest, DocumentsUsersWriteLoadToTheExpectedConfig) {
   }
 }
 
+TEST(NvidiaFormatTest, FallbacksApplyOnlyWhereNothingElseSays) {
+  const std::vector<Override> nvidia = {
+      {"flags.containerDriverRoot", "/driver-root", "nvidia-device-plugin's default", false, true},
+      {"flags.plugin.passDeviceSpecs", "false", "nvidia-device-plugin's default", false, true}};
+  Config c = Parse("", nvidia);
+  EXPECT_EQ(c.container_driver_root, "/driver-root");
+  EXPECT_FALSE(c.pass_device_specs);
+  // The file wins, at our place or at NVIDIA's.
+  c = Parse(
+      "version: v1\nflags:\n  plugin:\n    passDeviceSpecs: true\n"
+      "    containerDriverRoot: /theirs\n",
+      nvidia);
+  EXPECT_TRUE(c.pass_device_specs);
+  EXPECT_EQ(c.container_driver_root, "/theirs");
+  // So does a real override, whatever the order.
+  std::vector<Override> both = nvidia;
+  both.insert(both.begin(), Override{"flags.plugin.passDeviceSpecs", "true", "PASS_DEVICE_SPECS"});
+  EXPECT_TRUE(Parse("", both).pass_device_specs);
+}
+
 TEST(NvidiaFormatTest, ErrorsStillNameTheField) {
   EXPECT_THAT(Errors("version: v1\nflags:\n  containerDriverRoot: /a\n  plugin:\n"
                      "    containerDriverRoot: /b\n"),

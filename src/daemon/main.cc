@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -177,17 +178,31 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const auto env = gdp::config::ProcessEnv();
+  // Run as nvidia-device-plugin (the command NVIDIA's chart runs), NVIDIA's
+  // defaults apply where nothing else sets the field: the chart mounts the
+  // driver root at /driver-root, and passes no DeviceSpecs.
+  std::vector<gdp::config::Override> nvidia_defaults;
+  if (std::string_view(argv[0]).ends_with("nvidia-device-plugin")) {
+    const char* source = "nvidia-device-plugin's default";
+    nvidia_defaults = {{"flags.containerDriverRoot", "/driver-root", source, false, true},
+                       {"flags.plugin.passDeviceSpecs", "false", source, false, true}};
+  }
+  auto overrides_of = [&](const gdp::config::FlagValues& f) {
+    std::vector<gdp::config::Override> o = gdp::config::CollectOverrides(f, env);
+    o.insert(o.end(), nvidia_defaults.begin(), nvidia_defaults.end());
+    return o;
+  };
   if (doctor->parsed()) {
-    return RunDoctor(gdp::config::ConfigFilePath(flags, env),
-                     gdp::config::CollectOverrides(flags, env), paths, output, mps_required);
+    return RunDoctor(gdp::config::ConfigFilePath(flags, env), overrides_of(flags), paths, output,
+                     mps_required);
   }
   if (inventory->parsed()) {
-    return RunInventory(gdp::config::ConfigFilePath(flags, env),
-                        gdp::config::CollectOverrides(flags, env), app.count("--nvml-library") > 0);
+    return RunInventory(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),
+                        app.count("--nvml-library") > 0);
   }
   gdp::daemon::DaemonOptions options;
   options.config_file = gdp::config::ConfigFilePath(flags, env);
-  options.overrides = gdp::config::CollectOverrides(flags, env);
+  options.overrides = overrides_of(flags);
   options.containerd_config = paths.containerd_config;
   // The daemon runs this binary's `inventory` to look at a changed node.
   std::array<char, 4096> exe{};

@@ -728,6 +728,41 @@ TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
   EXPECT_THAT(out, Not(HasSubstr("invalid config")));
 }
 
+TEST_F(DaemonTest, RunAsNvidiaDevicePluginItTakesNvidiasDefaults) {
+  LayRoot("dgx-h100");
+  // The command NVIDIA's chart runs: a link named nvidia-device-plugin.
+  const std::string link = dir_ + "/nvidia-device-plugin";
+  std::filesystem::create_symlink(GDP_DAEMON_BIN, link);
+  StartStub();
+  std::map<std::string, std::string> env = {{"NVIDIA_DRIVER_ROOT", root_},
+                                            {"DRIVER_ROOT_CTR_PATH", root_},
+                                            {"KUBELET_SOCKET", plugin_dir_ + "/kubelet.sock"},
+                                            {"METRICS_PORT", std::to_string(port_)},
+                                            {"METRICS_BIND_ADDRESS", "127.0.0.1"}};
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{link}, env, dir_ + "/daemon.log");
+  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20)))) << daemon_->Output();
+  EXPECT_THAT(daemon_->Output(), HasSubstr("pass_device_specs=false"));
+  auto client = Client();
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(
+      client->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  EXPECT_EQ(resp.container_responses(0).devices_size(), 0) << "NVIDIA's default: no DeviceSpecs";
+
+  // A config file (or our variable) still wins over those defaults.
+  daemon_.reset();
+  stub_.reset();
+  StartStub();
+  env["CONFIG_FILE"] =
+      WriteConfig("on.yaml", "version: v1\nflags:\n  plugin:\n    passDeviceSpecs: true\n");
+  daemon_ = std::make_unique<Process>(std::vector<std::string>{link}, env, dir_ + "/daemon.log");
+  ASSERT_TRUE(stub_->WaitForRegistration(kResource, In(seconds(20)))) << daemon_->Output();
+  auto client2 = Client();
+  ASSERT_TRUE(
+      client2->Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  EXPECT_GT(resp.container_responses(0).devices_size(), 0);
+}
+
 TEST_F(DaemonTest, GdrcopyGivesEveryContainerTheNodeAndAMissingOneSaysWhatToLoad) {
   LayRoot("dgx-h100", {"--extras", "gdrcopy"});
   StartRegistered({"--gdrcopy-enabled"});
