@@ -883,6 +883,36 @@ void ValidateSharing(const Config& c, std::vector<std::string>* problems) {
 
 }  // namespace
 
+// resources.gpus / resources.mig, when acted on: valid names, a pattern each,
+// and no name holding both full GPUs and MIG devices.
+static void ValidateResourcePatterns(const Config& c, std::vector<std::string>* problems) {
+  if (!c.use_resource_patterns) return;
+  std::map<std::string, std::string> gpu_names;  // name -> where
+  for (const auto& [list, section] : {std::pair{&c.gpu_patterns, "resources.gpus"},
+                                      std::pair{&c.mig_patterns, "resources.mig"}}) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const ResourcePattern& p = (*list)[i];
+      const std::string where = absl::StrCat(section, "[", i, "]");
+      std::string why;
+      if (p.pattern.empty()) problems->push_back(absl::StrCat(where, ".pattern: is empty"));
+      if (!detail::IsValidExtendedResourceName(p.name, &why)) {
+        problems->push_back(absl::StrCat(where, ".name: ", Quote(p.name),
+                                         " is not a valid extended resource name: ", why));
+      } else if (p.name == c.resource_name && list == &c.mig_patterns) {
+        problems->push_back(absl::StrCat(where, ".name: ", Quote(p.name),
+                                         " is the full GPUs' resource (flags.plugin.resourceName); "
+                                         "a resource holds either full GPUs or MIG devices"));
+      }
+      if (list == &c.gpu_patterns) {
+        gpu_names.emplace(p.name, where);
+      } else if (auto it = gpu_names.find(p.name); it != gpu_names.end()) {
+        problems->push_back(absl::StrCat(where, ".name: ", Quote(p.name), " is also ", it->second,
+                                         "'s; a resource holds either full GPUs or MIG devices"));
+      }
+    }
+  }
+}
+
 namespace detail {
 
 const std::vector<Field>& Fields() {
@@ -907,6 +937,7 @@ const std::vector<Field>& Fields() {
       {"flags.plugin.pluginDirectory", FieldKind::kString},
       {"flags.plugin.resourceName", FieldKind::kString},
       {"flags.plugin.cdiRoot", FieldKind::kString},
+      {"flags.plugin.useResourcePatterns", FieldKind::kBool},
       // NVIDIA's config format (v0.20): accepted with NVIDIA's meaning, some at
       // NVIDIA's place for one of ours (kAliases), some not acted on (kNotActedOn).
       {"flags.mpsRoot", FieldKind::kString},
@@ -1223,21 +1254,30 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
              "a GPU feature discovery setting; this plugin labels the node itself (labels.*)");
       }
     }
+    if (auto raw = get("flags.plugin.useResourcePatterns")) {
+      if (auto v = dec.Bool(*raw)) config.use_resource_patterns = *v;
+    }
     for (const char* path : {"resources.gpus", "resources.mig"}) {
       auto raw = get(path);
       auto items = raw ? dec.List(*raw, /*allow_scalar=*/false) : std::nullopt;
       if (!items) continue;
-      bool ok = true;
+      std::vector<ResourcePattern>& out =
+          std::string_view(path) == "resources.gpus" ? config.gpu_patterns : config.mig_patterns;
       for (const Raw& item : *items) {
         if (!item.node.IsMap() || !item.node["pattern"] || !item.node["name"] ||
             !item.node["pattern"].IsScalar() || !item.node["name"].IsScalar() ||
             item.node.size() != 2) {
           dec.Error(item.where(), absl::StrCat("expected {pattern, name}, got ", item.Seen()));
-          ok = false;
+          continue;
         }
+        std::string name = item.node["name"].Scalar();
+        if (name.find('/') == std::string::npos) name = "nvidia.com/" + name;
+        out.push_back(ResourcePattern{item.node["pattern"].Scalar(), std::move(name)});
       }
-      if (ok && !items->empty()) {
-        note(path, "per-model resource names are ignored, as NVIDIA's plugin ignores them");
+      if (!out.empty() && !config.use_resource_patterns) {
+        note(path,
+             "per-model resource names are ignored, as NVIDIA's plugin ignores them; "
+             "flags.plugin.useResourcePatterns: true acts on them");
       }
     }
     if (auto raw = get("imex.channelIDs")) {
@@ -1433,6 +1473,7 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "sharing.mps.root", c.sharing.mps.root, false);
   CheckPath(&problems, "sharing.mps.controlBinary", c.sharing.mps.control_binary, true);
   ValidateSharing(c, &problems);
+  ValidateResourcePatterns(c, &problems);
 
   if (c.device_list_strategy.empty()) {
     add("flags.plugin.deviceListStrategy",

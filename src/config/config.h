@@ -58,6 +58,16 @@ struct DeviceSelector {
   friend bool operator==(const DeviceSelector&, const DeviceSelector&) = default;
 };
 
+// One entry of resources.gpus or resources.mig (NVIDIA's format): devices
+// whose product name (GPUs) or MIG profile (MIG devices) matches the glob
+// `pattern` are advertised as `name` (nvidia.com/ prefixed when it has no
+// domain), when flags.plugin.useResourcePatterns is on.
+struct ResourcePattern {
+  std::string pattern;
+  std::string name;
+  friend bool operator==(const ResourcePattern&, const ResourcePattern&) = default;
+};
+
 // One entry of sharing.timeSlicing.resources or sharing.mps.resources.
 struct SharedResource {
   std::string name;    // the resource shared: nvidia.com/gpu, nvidia.com/mig-1g.10gb, ...
@@ -204,6 +214,11 @@ struct Config {
   bool mofed_enabled = false;
   std::vector<unsigned> imex_channel_ids;
   bool imex_required = false;
+  // resources.gpus / resources.mig, in order (the first match wins), acted on
+  // only with use_resource_patterns (NVIDIA's plugin ignores them).
+  std::vector<ResourcePattern> gpu_patterns;
+  std::vector<ResourcePattern> mig_patterns;
+  bool use_resource_patterns = false;
 
   // Fields of NVIDIA's config format that were given and that this plugin
   // accepts without acting on them, each "<path>: <why>", in field order.

@@ -12,6 +12,7 @@
 namespace gdp::config {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -621,6 +622,30 @@ TEST(NvidiaFormatTest, FallbacksApplyOnlyWhereNothingElseSays) {
   std::vector<Override> both = nvidia;
   both.insert(both.begin(), Override{"flags.plugin.passDeviceSpecs", "true", "PASS_DEVICE_SPECS"});
   EXPECT_TRUE(Parse("", both).pass_device_specs);
+}
+
+TEST(NvidiaFormatTest, ResourcePatternsActOnlyWhenAskedAndNameProblems) {
+  const std::string patterns =
+      "resources:\n  gpus:\n  - pattern: '*A100*'\n    name: a100\n"
+      "  mig:\n  - pattern: 1g.10gb\n    name: example.com/mig-small\n";
+  Config c = Parse("version: v1\n" + patterns);
+  EXPECT_FALSE(c.use_resource_patterns);
+  EXPECT_THAT(c.gpu_patterns, ElementsAre(ResourcePattern{"*A100*", "nvidia.com/a100"}));
+  EXPECT_THAT(c.mig_patterns, ElementsAre(ResourcePattern{"1g.10gb", "example.com/mig-small"}));
+  EXPECT_THAT(c.not_acted_on[0], HasSubstr("flags.plugin.useResourcePatterns: true acts on them"));
+  c = Parse("version: v1\nflags:\n  plugin:\n    useResourcePatterns: true\n" + patterns);
+  EXPECT_TRUE(c.use_resource_patterns);
+  EXPECT_THAT(c.not_acted_on, IsEmpty());
+  EXPECT_THAT(Errors("version: v1\nflags: {plugin: {useResourcePatterns: true}}\nresources:\n"
+                     "  gpus: [{pattern: '*', name: 'Bad Name'}]\n"
+                     "  mig: [{pattern: '*', name: nvidia.com/gpu}]\n"),
+              AllOf(HasSubstr("resources.gpus[0].name: \"nvidia.com/Bad Name\" is not a valid "
+                              "extended resource name"),
+                    HasSubstr("resources.mig[0].name: \"nvidia.com/gpu\" is the full GPUs' "
+                              "resource")));
+  EXPECT_THAT(Errors("version: v1\nflags: {plugin: {useResourcePatterns: true}}\nresources:\n"
+                     "  gpus: [{pattern: '*', name: x}]\n  mig: [{pattern: '*', name: x}]\n"),
+              HasSubstr("resources.mig[0].name: \"nvidia.com/x\" is also resources.gpus[0]'s"));
 }
 
 TEST(NvidiaFormatTest, ErrorsStillNameTheField) {

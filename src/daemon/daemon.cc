@@ -1278,8 +1278,20 @@ void Daemon::ApplyConfig(std::shared_ptr<const config::Config> next, bool node_c
 bool Daemon::ServeWithHeld(
     const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& backends, bool log_served,
     bool node_changed) {
+  // Resources a config change stops advertising (a rename by resources
+  // patterns, sharing, a new resourceName): pods holding their devices keep
+  // running, but a restarted kubelet cannot admit them again. Said, not held.
+  std::set<std::string> vanished;
+  if (!node_changed) {
+    for (const auto& [resource, devices] : c_->advertised) {
+      const bool kept =
+          std::any_of(backends.begin(), backends.end(),
+                      [&r = resource](const auto& b) { return b->ResourceName() == r; });
+      if (!kept && !devices.empty()) vanished.insert(resource);
+    }
+  }
   // Who holds a device that is no longer offered: asked only when one is gone.
-  bool gone = !c_->held.empty();
+  bool gone = !c_->held.empty() || !vanished.empty();
   for (const auto& [resource, devices] : c_->advertised) {
     if (gone || !node_changed) break;
     auto it = std::find_if(backends.begin(), backends.end(),
@@ -1328,6 +1340,22 @@ bool Daemon::ServeWithHeld(
     for (const auto& [resource, held] : c_->held) {
       for (const HeldDevice& h : held) previous[resource][h.id] = h.gpus;
     }
+  }
+  for (const std::string& resource : vanished) {
+    auto it = holders.find(resource);
+    if (it == holders.end() || it->second.empty()) continue;
+    std::set<std::string> pods;
+    for (const auto& [id, hs] : it->second) {
+      for (const podresources::Holder& h : hs) pods.insert(h.pod_namespace + "/" + h.pod);
+    }
+    const std::string message =
+        absl::StrCat("the new config no longer advertises ", resource, ", which ", pods.size(),
+                     " pod(s) hold (", absl::StrJoin(pods, ", "),
+                     "): they keep running, but a restarted kubelet cannot admit them again; "
+                     "recreate them to request the new resource");
+    log::Warn("a config change strands running pods",
+              {{"resource", resource}, {"detail", message}});
+    NodeEvent("GpuResourceStranded", "Warning", message);
   }
   HeldResult result = KeepHeldDevices(backends, previous, holders);
   if (result.held != c_->held) {

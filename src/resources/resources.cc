@@ -1,5 +1,7 @@
 #include "src/resources/resources.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -631,6 +633,24 @@ absl::Status AddDeviceExtras(const config::Config& config, const FileSystem& fs,
 
 }  // namespace
 
+std::string GpuResourceName(const config::Config& config, const nvml::Gpu& gpu) {
+  if (config.use_resource_patterns) {
+    for (const config::ResourcePattern& p : config.gpu_patterns) {
+      if (::fnmatch(p.pattern.c_str(), gpu.name.c_str(), 0) == 0) return p.name;
+    }
+  }
+  return config.resource_name;
+}
+
+std::string MigResourceName(const config::Config& config, const nvml::MigDevice& mig) {
+  if (config.use_resource_patterns) {
+    for (const config::ResourcePattern& p : config.mig_patterns) {
+      if (::fnmatch(p.pattern.c_str(), mig.profile.c_str(), 0) == 0) return p.name;
+    }
+  }
+  return "nvidia.com/mig-" + mig.profile;
+}
+
 absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> BuildResources(
     const nvml::Inventory& inventory, const config::Config& config, const FileSystem& fs) {
   if (config.resource_name.empty()) {
@@ -698,7 +718,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
                   {{"gpu", gpu.uuid}, {"resource", config.resource_name}});
       }
       full_gpus.push_back(absl::StrCat(gpu.index));
-      group(config.resource_name).devices.push_back(FullGpu(gpu, pos, config));
+      group(GpuResourceName(config, gpu)).devices.push_back(FullGpu(gpu, pos, config));
       continue;
     }
     mig_gpus.push_back(absl::StrCat(gpu.index));
@@ -713,7 +733,7 @@ absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> Buil
       if (!b.ok()) return b.status();
       const bool mixed = config.mig_strategy == config::MigStrategy::kMixed;
       if (!mixed) single_profiles.insert(absl::StrCat(mig.profile, " (GPU ", gpu.index, ")"));
-      const std::string name = mixed ? "nvidia.com/mig-" + mig.profile : config.resource_name;
+      const std::string name = mixed ? MigResourceName(config, mig) : GpuResourceName(config, gpu);
       group(name).devices.push_back(*std::move(b));
     }
   }

@@ -164,6 +164,14 @@ class Resource final : public plugin::ResourceBackend {
 // A sharing entry naming a resource this node does not have is skipped with
 // a log line (one config can serve different nodes); one naming a device the
 // resource lacks is an error. No GPUs: no resources.
+// The resource a full GPU is advertised under (and a MIG device under
+// migStrategy single): the first resources.gpus pattern its product name
+// matches when flags.plugin.useResourcePatterns is on, else resourceName.
+std::string GpuResourceName(const config::Config& config, const nvml::Gpu& gpu);
+// A MIG device's under migStrategy mixed: the first resources.mig pattern its
+// profile matches, else nvidia.com/mig-<profile>.
+std::string MigResourceName(const config::Config& config, const nvml::MigDevice& mig);
+
 absl::StatusOr<std::vector<std::shared_ptr<const plugin::ResourceBackend>>> BuildResources(
     const nvml::Inventory& inventory, const config::Config& config, const FileSystem& fs);
 

@@ -375,5 +375,40 @@ TEST(MpsTest, MigDevicesCannotBeSharedByMps) {
                         "devices"));
 }
 
+// --- resources.gpus / resources.mig patterns (flags.plugin.useResourcePatterns) ---
+
+TEST(ResourcePatternsTest, GpusByProductAndMigByProfileWithSharingOnTheNewName) {
+  nvml::Inventory inv = A100Mig();  // GPU 0 full, GPU 1 in MIG mode
+  inv.gpus[0].name = "NVIDIA A100-SXM4-80GB";
+  inv.gpus.push_back(inv.gpus[0]);
+  inv.gpus[2].index = 2;
+  inv.gpus[2].minor = 2;
+  inv.gpus[2].uuid = t::FakeUuid(2);
+  inv.gpus[2].name = "Tesla T4";
+  inv.links.assign(3, std::vector<nvml::Link>(3));
+  config::Config cfg;
+  cfg.mig_strategy = config::MigStrategy::kMixed;
+  cfg.use_resource_patterns = true;
+  cfg.gpu_patterns = {{"*A100*", "nvidia.com/a100"}};  // the T4 matches none: nvidia.com/gpu
+  cfg.mig_patterns = {{"1g.*", "nvidia.com/mig-small"}};
+  cfg.sharing.time_slicing.resources = {Shared("nvidia.com/a100", 2)};
+  auto fs = MigNodes();
+  fs->AddCharDevice("/dev/nvidia2", 195, 2);
+  auto r = Build(inv, cfg, *fs);
+  ASSERT_EQ(r.size(), 4u);
+  EXPECT_THAT(Ids(*r["nvidia.com/a100"]),
+              ElementsAre(t::FakeUuid(0) + "::0", t::FakeUuid(0) + "::1"));
+  EXPECT_THAT(Ids(*r["nvidia.com/gpu"]), ElementsAre(t::FakeUuid(2)));
+  EXPECT_THAT(Ids(*r["nvidia.com/mig-small"]), ElementsAre("MIG-aaaa", "MIG-bbbb"));
+  EXPECT_THAT(Ids(*r["nvidia.com/mig-3g.40gb"]), ElementsAre("MIG-cccc"));
+
+  // Off (the default, as NVIDIA's plugin): the patterns change nothing.
+  cfg.use_resource_patterns = false;
+  cfg.sharing.time_slicing.resources.clear();
+  r = Build(inv, cfg, *fs);
+  EXPECT_EQ(r.count("nvidia.com/a100"), 0u);
+  EXPECT_EQ(r["nvidia.com/gpu"]->Devices().size(), 2u);
+}
+
 }  // namespace
 }  // namespace gdp::resources

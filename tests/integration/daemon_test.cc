@@ -728,6 +728,32 @@ TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
   EXPECT_THAT(out, Not(HasSubstr("invalid config")));
 }
 
+TEST_F(DaemonTest, ResourcePatternsRenameGpusLiveAndSayWhichPodsTheyStrand) {
+  LayRoot("dgx-h100");
+  kubelet_stub::PodResourcesStub pods(dir_ + "/pr.sock");
+  ASSERT_TRUE(pods.Start().ok());
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  pods.SetAssignments({{"ml", "trainer", "main", kResource, {profile->gpus[3].uuid}}});
+  const std::string patterns =
+      "version: v1\nresources:\n  gpus:\n  - pattern: '*H100*'\n    name: h100\n";
+  const std::string cfg = WriteConfig("config.yaml", patterns);
+  StartRegistered({"--config-file", cfg, "--pod-resources-socket", dir_ + "/pr.sock"});
+  // Ignored by default, as NVIDIA's plugin ignores them, and said so.
+  EXPECT_THAT(daemon_->Output(), HasSubstr("field=resources.gpus"));
+  WriteConfig("config.yaml", "version: v1\nflags:\n  plugin:\n    useResourcePatterns: true\n" +
+                                 patterns.substr(std::string("version: v1\n").size()));
+  ASSERT_TRUE(stub_->WaitForRegistration("nvidia.com/h100", In(seconds(10)))) << daemon_->Output();
+  ASSERT_TRUE(daemon_->WaitForOutput("a config change strands running pods", seconds(10)))
+      << daemon_->Output();
+  EXPECT_THAT(daemon_->Output(), HasSubstr("1 pod(s) hold (ml/trainer)"));
+  PluginClient h100(plugin_dir_ + "/nvidia-h100.sock");
+  ASSERT_TRUE(h100.WaitConnected(In(seconds(10))));
+  v1beta1::AllocateResponse resp;
+  ASSERT_TRUE(
+      h100.Allocate(PluginClient::AllocateRequestFor({{profile->gpus[0].uuid}}), &resp).ok());
+  EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), profile->gpus[0].uuid);
+}
+
 TEST_F(DaemonTest, RunAsNvidiaDevicePluginItTakesNvidiasDefaults) {
   LayRoot("dgx-h100");
   // The command NVIDIA's chart runs: a link named nvidia-device-plugin.
