@@ -266,7 +266,7 @@ absl::Status CopyLibraryDependencies(const std::string& library, const std::stri
   }
   for (const auto& [name, path] : deps) {
     std::error_code ec;
-    const std::string dest = dir + "/" + name;
+    const std::string dest = absl::StrCat(dir, "/", name);
     fs::copy_file(fs::canonical(path, ec), dest + ".tmp", fs::copy_options::overwrite_existing, ec);
     if (!ec) fs::rename(dest + ".tmp", dest, ec);  // atomic, as for the library
     if (ec) return absl::InternalError(absl::StrCat("cannot install ", dest, ": ", ec.message()));

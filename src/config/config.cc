@@ -1271,7 +1271,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
           continue;
         }
         std::string name = item.node["name"].Scalar();
-        if (name.find('/') == std::string::npos) name = "nvidia.com/" + name;
+        if (name.find('/') == std::string::npos) name.insert(0, "nvidia.com/");
         out.push_back(ResourcePattern{item.node["pattern"].Scalar(), std::move(name)});
       }
       if (!out.empty() && !config.use_resource_patterns) {

@@ -1431,6 +1431,7 @@ absl::Status Daemon::SyncMps(
     c_->mps_options = o;
   }
   std::vector<mps::GpuSpec> specs;
+  specs.reserve(gpus.size());
   for (const resources::MpsGpu& g : gpus) {
     specs.push_back(mps::GpuSpec{g.index, g.uuid, g.memory_limit_mib, g.active_thread_percentage});
   }

@@ -189,6 +189,7 @@ spec:
       echo "MPS=\$CUDA_MPS_PIPE_DIRECTORY|\$CUDA_MPS_PINNED_DEVICE_MEM_LIMIT|\$CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
       echo "MPSPIPE=\$(ls \$CUDA_MPS_PIPE_DIRECTORY 2>/dev/null | tr '\n' ' ')"
       echo "CAPS=\$(ls /dev/nvidia-caps 2>/dev/null | tr '\n' ' ')"
+      echo "GDRDRV=\$([ -c /dev/gdrdrv ] && echo yes || echo no)"
       for i in 0 1 2 3 4 5 6 7; do
         if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
       done

@@ -419,4 +419,6 @@ else
 fi
 # Sharing, MIG and CDI.
 source test/e2e/sharing.sh
+# NVIDIA's config format, variables, per-model names and device extras.
+source test/e2e/dropin.sh
 echo "scenarios done in $((SECONDS - t_start))s"
