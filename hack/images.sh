@@ -94,6 +94,8 @@ image_gpu_device_plugin() {
   # daemon takes NVIDIA's defaults (driver root mounted at /driver-root, no
   # DeviceSpecs) where nothing else sets them.
   ln -sf gpu-device-plugin "$1/usr/bin/nvidia-device-plugin"
+  # ... and config-manager for named configs (its init container and sidecar).
+  ln -sf gpu-device-plugin "$1/usr/bin/config-manager"
   copy_libs "$1" "$bin"
   local f
   while IFS= read -r -d '' f; do

@@ -1,7 +1,10 @@
 // gpu-device-plugin: parses the command line and runs the Daemon, or, as
 // `gpu-device-plugin doctor`, runs the node checks (src/doctor), prints them
 // and exits 1 on any FAIL, or, as `gpu-device-plugin inventory`, prints the
-// GPUs a fresh NVML session finds. Nothing else lives here.
+// GPUs a fresh NVML session finds, or, as `gpu-device-plugin config-manager`
+// (or run as config-manager), is NVIDIA's config-manager. Run as
+// nvidia-device-plugin it is the daemon with NVIDIA's defaults. Nothing else
+// lives here.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
@@ -18,8 +21,12 @@
 #include "absl/synchronization/mutex.h"
 #include "src/common/log.h"
 #include "src/config/overrides.h"
+#include "src/daemon/config_manager.h"
 #include "src/daemon/daemon.h"
 #include "src/doctor/doctor.h"
+#include "src/kube/object_watcher.h"
+#include "src/kube/openssl_api_client.h"
+#include "src/kube/rest_config.h"
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/nvml/inventory_codec.h"
@@ -130,14 +137,84 @@ int RunInventory(const std::string& config_file,
              : 1;
 }
 
+// `gpu-device-plugin config-manager` (or the binary run as config-manager):
+// NVIDIA's config-manager, from its environment (src/daemon/config_manager.h).
+// Ends on SIGTERM or SIGINT (blocked in `handled`) unless ONESHOT.
+int RunConfigManager(const gdp::config::EnvLookup& env, const sigset_t& handled) {
+  absl::StatusOr<gdp::daemon::ConfigManagerOptions> o =
+      gdp::daemon::ConfigManagerOptionsFromEnv(env);
+  if (!o.ok()) {
+    gdp::log::Error("config-manager: invalid environment", {{"error", o.status().message()}});
+    return 2;
+  }
+  const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
+  absl::StatusOr<gdp::kube::RestConfig> rest =
+      gdp::kube::LoadRestConfig(fs, gdp::kube::ProcessEnv(), o->kubeconfig);
+  if (!rest.ok()) {
+    gdp::log::Error("config-manager: no API server to read the node's labels from",
+                    {{"error", rest.status().message()}});
+    return 1;
+  }
+  gdp::kube::OpenSslApiClient api(*std::move(rest), &fs);
+  gdp::daemon::ConfigManager manager(*o, fs);
+  auto apply = [&](const nlohmann::json& node) {
+    bool changed = false;
+    absl::StatusOr<gdp::config::NamedConfigChoice> c = manager.Apply(node, &changed);
+    if (!c.ok()) {
+      gdp::log::Error("config-manager: cannot pick the named config; the current file is kept",
+                      {{"error", c.status().message()}});
+      return false;
+    }
+    if (changed) {
+      gdp::log::Info("config-manager: config written",
+                     {{"config", c->name.empty() ? "(empty)" : c->name},
+                      {"why", c->why},
+                      {"file", o->destination}});
+      if (!o->oneshot && o->send_signal) {
+        gdp::log::Info("config-manager: signalled the plugin",
+                       {{"process", o->process_to_signal}, {"processes", manager.SignalPlugin()}});
+      }
+    }
+    return true;
+  };
+  if (o->oneshot) {
+    absl::StatusOr<nlohmann::json> node = api.Get("/api/v1/nodes/" + o->node_name);
+    if (!node.ok()) {
+      gdp::log::Error("config-manager: cannot read the node", {{"error", node.status().message()}});
+      return 1;
+    }
+    return apply(*node) ? 0 : 1;
+  }
+  gdp::kube::ObjectWatcher::Options wo;
+  wo.collection_path = "/api/v1/nodes";
+  wo.name = o->node_name;
+  gdp::kube::ObjectWatcher watcher(api, wo, [&](const std::optional<nlohmann::json>& node) {
+    if (node.has_value()) {
+      apply(*node);
+    } else {
+      gdp::log::Warn("config-manager: the node does not exist", {{"node", o->node_name}});
+    }
+  });
+  watcher.Start();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&handled, &sig) == 0 && (sig == SIGTERM || sig == SIGINT)) break;
+  }
+  watcher.Stop();
+  return 0;
+}
+
 // glibc's malloc, tuned for a small long-running daemon (unless the operator
 // set MALLOC_ARENA_MAX / MALLOC_TRIM_THRESHOLD_): by default each thread that
 // allocates may get its own arena, and the trim threshold rises with the
 // largest block freed, so memory freed by gRPC's threads stays resident. With
 // two arenas and a fixed 128 KiB threshold, a soak of Allocates and health
 // flaps no longer grows resident memory (docs/benchmarks.md).
+// It runs first in main(), before any thread exists.
 void TuneRuntime() {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): no other thread yet
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): no other thread yet
   if (std::getenv("MALLOC_TRIM_THRESHOLD_") == nullptr) mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's deadlock
   // detection on: every lock gRPC takes also updates a global lock graph
@@ -172,6 +249,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"table", "json"}));
   doctor->add_flag("--mps-required", mps_required,
                    "MPS sharing is configured: a missing nvidia-cuda-mps-control is a FAIL");
+  CLI::App* config_manager = app.add_subcommand(
+      "config-manager",
+      "NVIDIA's config-manager: copy the named config the node's label picks (from the "
+      "environment NVIDIA's chart sets: NODE_NAME, NODE_LABEL, CONFIG_FILE_SRCDIR, "
+      "CONFIG_FILE_DST, DEFAULT_CONFIG, FALLBACK_STRATEGIES, ONESHOT, SEND_SIGNAL, SIGNAL, "
+      "PROCESS_TO_SIGNAL)");
+  config_manager->allow_extras();
   CLI::App* inventory = app.add_subcommand(
       "inventory",
       "print the GPUs a fresh NVML session finds, as JSON with every field the plugin uses");
@@ -195,6 +279,9 @@ int main(int argc, char** argv) {
   if (doctor->parsed()) {
     return RunDoctor(gdp::config::ConfigFilePath(flags, env), overrides_of(flags), paths, output,
                      mps_required);
+  }
+  if (config_manager->parsed() || std::string_view(argv[0]).ends_with("config-manager")) {
+    return RunConfigManager(env, handled);
   }
   if (inventory->parsed()) {
     return RunInventory(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),

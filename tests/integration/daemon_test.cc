@@ -754,6 +754,56 @@ TEST_F(DaemonTest, ResourcePatternsRenameGpusLiveAndSayWhichPodsTheyStrand) {
   EXPECT_EQ(resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES"), profile->gpus[0].uuid);
 }
 
+// NVIDIA's chart runs `config-manager` as an init container (ONESHOT) with its
+// environment: the file the node's label picks lands where the plugin reads it.
+TEST_F(DaemonTest, ConfigManagerCopiesTheNamedConfigTheNodeLabelPicks) {
+  httplib::Server api;
+  std::atomic<int> gets{0};
+  api.Get("/api/v1/nodes/gpu-node-0", [&gets](const httplib::Request&, httplib::Response& res) {
+    ++gets;
+    res.set_content(R"({"kind":"Node","metadata":{"name":"gpu-node-0","resourceVersion":"7",)"
+                    R"("labels":{"nvidia.com/device-plugin.config":"ts4"}}})",
+                    "application/json");
+  });
+  const int port = api.bind_to_any_port("127.0.0.1");
+  std::thread serve([&api] { api.listen_after_bind(); });
+  for (int i = 0; i < 500 && !api.is_running(); ++i) std::this_thread::sleep_for(milliseconds(10));
+  const std::string kubeconfig =
+      WriteConfig("kubeconfig",
+                  "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n"
+                  "  cluster:\n    server: http://127.0.0.1:" +
+                      std::to_string(port) +
+                      "\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: fake\n"
+                      "  context:\n    cluster: fake\n    user: u\n");
+  std::filesystem::create_directories(dir_ + "/available");
+  std::filesystem::create_directories(dir_ + "/config");
+  std::ofstream(dir_ + "/available/default") << "version: v1\n";
+  std::ofstream(dir_ + "/available/ts4") << "version: v1\nsharing: {timeSlicing: {}}\n";
+  // Run under NVIDIA's command name, as its chart runs it.
+  const std::string link = dir_ + "/config-manager";
+  std::filesystem::create_symlink(GDP_DAEMON_BIN, link);
+  Process cm({link},
+             {{"NODE_NAME", "gpu-node-0"},
+              {"KUBECONFIG", kubeconfig},
+              {"ONESHOT", "true"},
+              {"CONFIG_FILE_SRCDIR", dir_ + "/available"},
+              {"CONFIG_FILE_DST", dir_ + "/config/config.yaml"},
+              {"DEFAULT_CONFIG", "default"},
+              {"FALLBACK_STRATEGIES", "named,single"}},
+             dir_ + "/config-manager.log");
+  std::optional<int> code = cm.WaitForExit(seconds(20));
+  api.stop();
+  serve.join();
+  ASSERT_TRUE(code.has_value()) << cm.Output();
+  EXPECT_EQ(*code, 0) << cm.Output();
+  EXPECT_GE(gets.load(), 1);
+  std::ifstream in(dir_ + "/config/config.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str(), "version: v1\nsharing: {timeSlicing: {}}\n") << cm.Output();
+  EXPECT_THAT(cm.Output(), HasSubstr("config written"));
+}
+
 TEST_F(DaemonTest, RunAsNvidiaDevicePluginItTakesNvidiasDefaults) {
   LayRoot("dgx-h100");
   // The command NVIDIA's chart runs: a link named nvidia-device-plugin.
