@@ -1,5 +1,10 @@
 # The drop-in scenarios (docs/migrating-from-nvidia.md) against the real node, sourced
 # by test/e2e/run.sh after sharing.sh (it defines pass/fail/check, the cluster is up):
+#   D0 the swap: pods hold GPUs under this plugin with its own config; the plugin is
+#      started again the way a cluster migrating from NVIDIA's starts it (NVIDIA's config
+#      format and variables, DEVICE_ID_STRATEGY=index), the kubelet restarts: the pods keep
+#      running (its checkpoint's device IDs are still advertised), and a new pod gets a GPU
+#      none of them holds, as an index.
 #   D1 the plugin started with a config file in NVIDIA's format (every field of the dump
 #      NVIDIA's plugin prints at start) and NVIDIA's environment variables serves the
 #      node, and logs the fields it does not act on.
@@ -13,11 +18,16 @@ helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
 wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
 rm -rf "$GPUROOT"
 "$GPUSIM" root "$GPUROOT" --profile dgx-h100 --extras gdrcopy --library "$NVML_LIB" >/dev/null
+# nvidia_values ID_STRATEGY PATTERNS: the release's values for node $NODE, as a cluster
+# migrating from NVIDIA's plugin has them: a config file in NVIDIA's format (every field of
+# the dump NVIDIA's plugin prints at start) and NVIDIA's variables (DEVICE_ID_STRATEGY
+# ID_STRATEGY), with flags.plugin.useResourcePatterns PATTERNS.
+nvidia_values() {
 {
   # The release's values for node $NODE, with NVIDIA's variables and this config.
   e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 |
     sed '/^config: |$/,/^    probeInterval: 1s$/d' |
-    sed '/KUBERNETES_SERVICE_PORT/a\  - {name: DP_DISABLE_HEALTHCHECKS, value: "109"}\n  - {name: NVIDIA_CTK_PATH, value: /usr/bin/nvidia-ctk}\n  - {name: DEVICE_ID_STRATEGY, value: uuid}\n  - {name: GDRCOPY_ENABLED, value: "true"}'
+    sed "/KUBERNETES_SERVICE_PORT/a\\  - {name: DP_DISABLE_HEALTHCHECKS, value: \"109\"}\n  - {name: NVIDIA_CTK_PATH, value: /usr/bin/nvidia-ctk}\n  - {name: DEVICE_ID_STRATEGY, value: $1}\n  - {name: GDRCOPY_ENABLED, value: \"true\"}"
   cat <<EOF
 config: |
   version: v1
@@ -40,7 +50,7 @@ config: |
       nvidiaCTKPath: /usr/bin/nvidia-ctk
       containerDriverRoot: /driver-root
       sharedDevicesAllocationPolicy: distributed
-      useResourcePatterns: true
+      useResourcePatterns: $2
     gfd:
       oneshot: false
       noTimestamp: false
@@ -57,7 +67,63 @@ config: |
   health:
     probeInterval: 1s
 EOF
-} >"$values"
+}
+}
+
+# --- D0: the swap, with pods running ---------------------------------------------------
+# Our plugin, our config: two pods hold a GPU each.
+e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 >"$values"
+helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+wait_until 90 resource_is nvidia.com/gpu 8 || fail "D0 our plugin: expected nvidia.com/gpu 8/8, saw $(capacity_of nvidia.com/gpu)"
+gpu_pod w0 1
+gpu_pod w1 1
+held_ok() { pod_logged w0 READY && pod_logged w1 READY; }
+if wait_until 60 held_ok; then
+  held="$(pod_nvd w0) $(pod_nvd w1)"
+  containers() { kc -n "$TNS" get pods w0 w1 -o jsonpath='{range .items[*]}{.status.containerStatuses[0].containerID} {end}'; }
+  before=$(containers)
+  # The swap: the plugin as a migrating cluster starts it (NVIDIA's format and variables,
+  # DEVICE_ID_STRATEGY=index), then a kubelet restart, which re-admits the running pods
+  # from its checkpoint only if the device IDs are the same.
+  nvidia_values index false >"$values"
+  helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+  kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" --wait=true >/dev/null 2>&1 || true
+  t=$SECONDS
+  swapped() {
+    local log
+    log=$(kc -n "$NS" logs "$(plugin_pod)" 2>/dev/null || true)
+    grep -q 'registered with the kubelet' <<<"$log" && grep -q 'not acted on' <<<"$log"
+  }
+  wait_until 90 swapped || fail "D0 the plugin started the NVIDIA way did not register within 90s"
+  hack/local-cluster.sh restart-kubelet >/dev/null 2>&1 || fail "D0 hack/local-cluster.sh restart-kubelet failed"
+  if wait_until 60 resource_is nvidia.com/gpu 8; then
+    pass "D0 swapped, then the kubelet restarted: nvidia.com/gpu 8/8 after $((SECONDS - t))s"
+  else
+    fail "D0 after the swap and the kubelet restart: expected 8/8, saw $(capacity_of nvidia.com/gpu)/$(allocatable_of nvidia.com/gpu)"
+  fi
+  same() { [ "$(containers)" = "$before" ]; }
+  if wait_until 15 same; then
+    pass "D0 the pods holding GPUs kept running through the swap and the kubelet restart"
+  else
+    fail "D0 containers: expected $before, saw $(containers) ($(pod_phase w0) $(pod_phase w1))"
+  fi
+  gpu_pod w2 1
+  if wait_until 60 pod_logged w2 READY; then
+    own=$(pod_own_gpu w2)
+    got=$([ -n "$own" ] && uuid_of "$own")
+    check "D0 the index strategy gives the new pod an index" "$own" "$(pod_nvd w2)"
+    check "D0 the new pod's GPU is none of the held ones" yes \
+      "$([ -n "$got" ] && ! grep -qw -- "$got" <<<"$held" && echo yes || echo "no: $got among $held")"
+  else
+    fail "D0 a new pod after the swap: expected Running, saw $(pod_phase w2)"
+  fi
+else
+  fail "D0 pods under our plugin: expected Running, saw $(pod_phase w0) $(pod_phase w1)"
+fi
+delete_test_pods
+
+# --- D1-D3 -------------------------------------------------------------------------------
+nvidia_values uuid true >"$values"
 helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
 t=$SECONDS
 if wait_until 90 resource_is nvidia.com/h100 8; then
