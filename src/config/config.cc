@@ -25,6 +25,14 @@
 
 namespace gdp::config {
 
+std::optional<bool> ParseGoBool(const std::string& text) {
+  static const std::set<std::string> kTrue = {"1", "t", "T", "true", "True", "TRUE"};
+  static const std::set<std::string> kFalse = {"0", "f", "F", "false", "False", "FALSE"};
+  if (kTrue.count(text) != 0) return true;
+  if (kFalse.count(text) != 0) return false;
+  return std::nullopt;
+}
+
 const char* ToString(MigStrategy s) {
   switch (s) {
     case MigStrategy::kNone:
@@ -488,17 +496,17 @@ class Decoder {
   }
 
   static bool ParseBool(const std::string& text, bool lenient, bool* value) {
+    // Flags and environment variables take what Go's strconv.ParseBool does;
+    // the document only YAML's true and false.
+    if (lenient) {
+      std::optional<bool> v = ParseGoBool(text);
+      if (v) *value = *v;
+      return v.has_value();
+    }
     static const std::set<std::string> kTrue = {"true", "True", "TRUE"};
     static const std::set<std::string> kFalse = {"false", "False", "FALSE"};
-    // Flags and environment variables also take what Go's strconv.ParseBool does.
-    static const std::set<std::string> kTrueLenient = {"1", "t", "T"};
-    static const std::set<std::string> kFalseLenient = {"0", "f", "F"};
-    if (kTrue.count(text) || (lenient && kTrueLenient.count(text))) {
-      *value = true;
-      return true;
-    }
-    if (kFalse.count(text) || (lenient && kFalseLenient.count(text))) {
-      *value = false;
+    if (kTrue.count(text) || kFalse.count(text)) {
+      *value = kTrue.count(text) != 0;
       return true;
     }
     return false;

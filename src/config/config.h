@@ -287,6 +287,11 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text,
 // All validation problems of a decoded config, each naming its field; empty when valid.
 std::vector<std::string> Validate(const Config& config);
 
+// A boolean as Go's strconv.ParseBool reads it (1, t, true, ... and 0, f,
+// false, ...), as flags and environment variables are read here and by
+// NVIDIA's tools; nullopt for anything else.
+std::optional<bool> ParseGoBool(const std::string& text);
+
 // Reads `config_file` through `fs` (an empty name means no file: defaults plus
 // overrides), parses and validates it. NotFound names the missing file;
 // InvalidArgument starts with the file name and lists every problem.

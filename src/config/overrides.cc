@@ -155,6 +155,30 @@ std::vector<std::string> OptionNames(const char* primary, const char* aliases) {
 
 namespace {
 
+// A health-check variable's value: its words `all` and `xids`, and the rest
+// (the XIDs), comma-joined.
+struct HealthCheckValue {
+  bool all = false;
+  bool xids_word = false;
+  std::string xids;
+};
+HealthCheckValue ParseHealthCheckValue(const std::string& value) {
+  HealthCheckValue out;
+  std::vector<std::string> numbers;
+  for (absl::string_view t : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+    const std::string word = absl::AsciiStrToLower(absl::StripAsciiWhitespace(t));
+    if (word == "all") {
+      out.all = true;
+    } else if (word == "xids") {
+      out.xids_word = true;
+    } else {
+      numbers.push_back(word);
+    }
+  }
+  out.xids = absl::StrJoin(numbers, ",");
+  return out;
+}
+
 // NVIDIA's DP_DISABLE_HEALTHCHECKS / DP_ENABLE_HEALTHCHECKS, as overrides of
 // the health fields they mean; none where one of ours sets that field.
 void HealthCheckVariables(const EnvLookup& env, std::vector<Override>* overrides) {
@@ -162,39 +186,25 @@ void HealthCheckVariables(const EnvLookup& env, std::vector<Override>* overrides
     return std::any_of(overrides->begin(), overrides->end(),
                        [&](const Override& o) { return o.path == path; });
   };
-  auto tokens = [](const std::string& value) {
-    std::vector<std::string> out;
-    for (absl::string_view t : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
-      out.emplace_back(absl::AsciiStrToLower(absl::StripAsciiWhitespace(t)));
-    }
-    return out;
-  };
-  auto xids = [](const std::vector<std::string>& list) {
-    std::vector<std::string> out;
-    for (const std::string& t : list) {
-      if (t != "all" && t != "xids") out.push_back(t);
-    }
-    return absl::StrJoin(out, ",");
-  };
   if (std::optional<std::string> v = env("DP_DISABLE_HEALTHCHECKS"); v && !v->empty()) {
-    const std::vector<std::string> list = tokens(*v);
-    const bool off = std::any_of(list.begin(), list.end(),
-                                 [](const std::string& t) { return t == "all" || t == "xids"; });
-    if (off && !set_by_us("health.enabled")) {
-      overrides->push_back(Override{"health.enabled", "false", "DP_DISABLE_HEALTHCHECKS"});
-    } else if (!off && !xids(list).empty() && !set_by_us("health.additionalIgnoredXids")) {
+    const HealthCheckValue h = ParseHealthCheckValue(*v);
+    if (h.all || h.xids_word) {
+      if (!set_by_us("health.enabled")) {
+        overrides->push_back(Override{"health.enabled", "false", "DP_DISABLE_HEALTHCHECKS"});
+      }
+    } else if (!h.xids.empty() && !set_by_us("health.additionalIgnoredXids")) {
       overrides->push_back(
-          Override{"health.additionalIgnoredXids", xids(list), "DP_DISABLE_HEALTHCHECKS"});
+          Override{"health.additionalIgnoredXids", h.xids, "DP_DISABLE_HEALTHCHECKS"});
     }
   }
   if (std::optional<std::string> v = env("DP_ENABLE_HEALTHCHECKS"); v && !v->empty()) {
-    const std::vector<std::string> list = tokens(*v);
-    const bool all =
-        std::any_of(list.begin(), list.end(), [](const std::string& t) { return t == "all"; });
-    if (all && !set_by_us("health.ignoredXids")) {
-      overrides->push_back(Override{"health.ignoredXids", "", "DP_ENABLE_HEALTHCHECKS"});
-    } else if (!all && !xids(list).empty() && !set_by_us("health.criticalXids")) {
-      overrides->push_back(Override{"health.criticalXids", xids(list), "DP_ENABLE_HEALTHCHECKS"});
+    const HealthCheckValue h = ParseHealthCheckValue(*v);
+    if (h.all) {
+      if (!set_by_us("health.ignoredXids")) {
+        overrides->push_back(Override{"health.ignoredXids", "", "DP_ENABLE_HEALTHCHECKS"});
+      }
+    } else if (!h.xids.empty() && !set_by_us("health.criticalXids")) {
+      overrides->push_back(Override{"health.criticalXids", h.xids, "DP_ENABLE_HEALTHCHECKS"});
     }
   }
 }

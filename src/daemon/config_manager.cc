@@ -17,21 +17,6 @@
 
 namespace gdp::daemon {
 
-namespace {
-
-// Go's strconv.ParseBool, as NVIDIA's config-manager reads its switches.
-std::optional<bool> GoBool(const std::string& text) {
-  for (const char* t : {"1", "t", "T", "TRUE", "true", "True"}) {
-    if (text == t) return true;
-  }
-  for (const char* f : {"0", "f", "F", "FALSE", "false", "False"}) {
-    if (text == f) return false;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 absl::StatusOr<ConfigManagerOptions> ConfigManagerOptionsFromEnv(const config::EnvLookup& env) {
   ConfigManagerOptions o;
   auto get = [&](const char* name) { return env(name).value_or(""); };
@@ -58,7 +43,7 @@ absl::StatusOr<ConfigManagerOptions> ConfigManagerOptionsFromEnv(const config::E
   for (auto [name, out] :
        {std::pair{"ONESHOT", &o.oneshot}, std::pair{"SEND_SIGNAL", &o.send_signal}}) {
     if (std::string v = get(name); !v.empty()) {
-      std::optional<bool> b = GoBool(v);
+      std::optional<bool> b = config::ParseGoBool(v);
       if (!b)
         return absl::InvalidArgumentError(absl::StrCat(name, ": \"", v, "\" is not a boolean"));
       *out = *b;

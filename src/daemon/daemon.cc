@@ -919,17 +919,8 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
     absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
         nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
     if (found.ok() && SameGpus(*c_->inventory, **found)) {
-      const std::vector<std::string> changes = nvml::InventoryChanges(*c_->inventory, **found);
-      c_->inventory = *std::move(found);
-      {
-        std::lock_guard<std::mutex> lock(c_->mu);
-        c_->inventory_json = InventoryJson(*c_->inventory);
-      }
+      const std::vector<std::string> changes = AdoptInventory(*std::move(found));
       if (c_->changes != nullptr) c_->changes->SetInventory(c_->inventory);
-      for (const std::string& change : changes) {
-        log::Info("node change", {{"change", change}});
-        NodeEvent("GpuNodeChanged", "Normal", change);
-      }
       if (!changes.empty()) {
         ApplyConfig(nullptr, /*node_changed=*/true);
         if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(c_->inventory);
@@ -981,21 +972,11 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
     rescan_due_ = std::chrono::steady_clock::now() + milliseconds(1000);
     return;
   }
-  const std::shared_ptr<const nvml::Inventory> before = c_->inventory;
-  const std::vector<std::string> changes = nvml::InventoryChanges(*before, **found);
-  c_->inventory = *std::move(found);
-  {
-    std::lock_guard<std::mutex> lock(c_->mu);
-    c_->inventory_json = InventoryJson(*c_->inventory);
-  }
+  const std::vector<std::string> changes = AdoptInventory(*std::move(found));
   if (absl::Status s = c_->health->SetInventory(*c_->nvml, *c_->inventory); !s.ok()) {
     log::Warn("health monitor kept its old GPUs", {{"error", s.message()}});
   }
   c_->bridge->Resync(c_->health->Devices());
-  for (const std::string& change : changes) {
-    log::Info("node change", {{"change", change}});
-    NodeEvent("GpuNodeChanged", "Normal", change);
-  }
   if (!changes.empty()) ApplyConfig(nullptr, /*node_changed=*/true);
   StartNvmlUsers();
   log::Info(changes.empty() ? "GPUs discovered again: nothing changed"
@@ -1004,6 +985,20 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
              {"gpus", c_->inventory->gpus.size()},
              {"session", "new"},
              {"took_ms", took_ms()}});
+}
+
+std::vector<std::string> Daemon::AdoptInventory(std::shared_ptr<const nvml::Inventory> found) {
+  std::vector<std::string> changes = nvml::InventoryChanges(*c_->inventory, *found);
+  c_->inventory = std::move(found);
+  {
+    std::lock_guard<std::mutex> lock(c_->mu);
+    c_->inventory_json = InventoryJson(*c_->inventory);
+  }
+  for (const std::string& change : changes) {
+    log::Info("node change", {{"change", change}});
+    NodeEvent("GpuNodeChanged", "Normal", change);
+  }
+  return changes;
 }
 
 void Daemon::AdvertiseFreshDiscovery() {
@@ -1020,17 +1015,8 @@ void Daemon::AdvertiseFreshDiscovery() {
   }
   // A driver the daemon would refuse is for the in-process path to report.
   if (!nvml::CheckMinimumVersions(**found).ok()) return;
-  const std::vector<std::string> changes = nvml::InventoryChanges(*c_->inventory, **found);
-  if (changes.empty()) return;
-  c_->inventory = *std::move(found);
-  {
-    std::lock_guard<std::mutex> lock(c_->mu);
-    c_->inventory_json = InventoryJson(*c_->inventory);
-  }
-  for (const std::string& change : changes) {
-    log::Info("node change", {{"change", change}});
-    NodeEvent("GpuNodeChanged", "Normal", change);
-  }
+  if (**found == *c_->inventory) return;
+  const std::vector<std::string> changes = AdoptInventory(*std::move(found));
   ApplyConfig(nullptr, /*node_changed=*/true);
   log::Info(
       "GPUs discovered in a child process: the difference is advertised; this process's NVML "

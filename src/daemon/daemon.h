@@ -45,6 +45,10 @@
 #include "src/daemon/node_settings.h"
 #include "src/plugin/backend.h"
 
+namespace gdp::nvml {
+struct Inventory;
+}  // namespace gdp::nvml
+
 namespace gdp::daemon {
 
 struct DaemonOptions {
@@ -108,6 +112,9 @@ class Daemon {
   // session when it shows the change (a MIG re-layout: nothing stops), else
   // in a new one (the NVML readers stop and start again).
   void Rediscover(const std::string& reason, bool new_session);
+  // Makes `found` the inventory (and /inventory's JSON), and logs and records
+  // a node event for each difference from the one before; the differences.
+  std::vector<std::string> AdoptInventory(std::shared_ptr<const nvml::Inventory> found);
   // Runs options_.discovery_exe's `inventory` (a fresh NVML session in a child)
   // and applies what differs, before this process swaps its own session.
   void AdvertiseFreshDiscovery();

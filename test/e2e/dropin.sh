@@ -111,7 +111,9 @@ if wait_until 60 held_ok; then
   if wait_until 60 pod_logged w2 READY; then
     own=$(pod_own_gpu w2)
     got=$([ -n "$own" ] && uuid_of "$own")
-    check "D0 the index strategy gives the new pod an index" "$own" "$(pod_nvd w2)"
+    # gpu=<x>: an empty answer on both sides cannot pass.
+    check "D0 the index strategy gives the new pod an index" "gpu=$own" "gpu=$(pod_nvd w2)"
+    [ -n "$own" ] || fail "D0 the new pod has no GPU node of its own"
     check "D0 the new pod's GPU is none of the held ones" yes \
       "$([ -n "$got" ] && ! grep -qw -- "$got" <<<"$held" && echo yes || echo "no: $got among $held")"
   else
@@ -139,8 +141,9 @@ check "D1 no config error" 0 "$(grep -c 'invalid config' <<<"$log" || true)"
 gpu_pod h100 1 nvidia.com/h100
 if wait_until 60 pod_logged h100 READY; then
   own=$(pod_own_gpu h100)
-  check "D2 the nvidia.com/h100 pod's one GPU is the one it was given" "$(pod_nvd h100)" \
-    "$([ -n "$own" ] && uuid_of "$own")"
+  check "D2 the nvidia.com/h100 pod's one GPU is the one it was given" "gpu=$(pod_nvd h100)" \
+    "gpu=$([ -n "$own" ] && uuid_of "$own")"
+  [ -n "$own" ] || fail "D2 the nvidia.com/h100 pod has no GPU node of its own"
   check "D3 the pod sees GDRCopy's /dev/gdrdrv" yes "$(pod_field h100 GDRDRV)"
 else
   fail "D2 nvidia.com/h100 pod: expected Running, saw $(pod_phase h100): $(kc -n "$TNS" describe pod h100 | tail -5 | tr '\n' ' ')"

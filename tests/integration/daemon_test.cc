@@ -655,12 +655,18 @@ TEST_F(DaemonTest, ReloadAppliesValidConfigsAndKeepsTheRunningOneOnInvalidOnes) 
   daemon_->Signal(SIGHUP);
   const std::string gpu3 = profile->gpus[3].uuid;
   std::string visible;
-  for (auto deadline = std::chrono::steady_clock::now() + seconds(10);
-       visible != "3" && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-    ASSERT_TRUE(fresh->Allocate(PluginClient::AllocateRequestFor({{gpu3}}), &resp).ok());
-    visible = resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES");
-  }
+  bool every_allocate_ok = true;  // during the reload too
+  Eventually(
+      [&] {
+        if (!fresh->Allocate(PluginClient::AllocateRequestFor({{gpu3}}), &resp).ok()) {
+          every_allocate_ok = false;
+          return true;
+        }
+        visible = resp.container_responses(0).envs().at("NVIDIA_VISIBLE_DEVICES");
+        return visible == "3";
+      },
+      milliseconds(10000));
+  EXPECT_TRUE(every_allocate_ok) << daemon_->Output();
   EXPECT_EQ(visible, "3") << daemon_->Output();
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
   for (const auto& update : stream->Updates()) {
@@ -767,7 +773,7 @@ TEST_F(DaemonTest, ConfigManagerCopiesTheNamedConfigTheNodeLabelPicks) {
   });
   const int port = api.bind_to_any_port("127.0.0.1");
   std::thread serve([&api] { api.listen_after_bind(); });
-  for (int i = 0; i < 500 && !api.is_running(); ++i) std::this_thread::sleep_for(milliseconds(10));
+  ASSERT_TRUE(Eventually([&api] { return api.is_running(); }, milliseconds(5000)));
   const std::string kubeconfig =
       WriteConfig("kubeconfig",
                   "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n"
@@ -870,14 +876,15 @@ TEST_F(DaemonTest, NfdFeatureFileNeedsNoApiServerAndCarriesGfdsKeys) {
   // No NODE_NAME, no kubeconfig, no in-cluster service account.
   StartRegistered({"--nfd-feature-file", file});
   std::string text;
-  for (auto deadline = std::chrono::steady_clock::now() + seconds(10);
-       text.empty() && std::chrono::steady_clock::now() < deadline;
-       std::this_thread::sleep_for(milliseconds(50))) {
-    std::ifstream in(file);
-    std::stringstream s;
-    s << in.rdbuf();
-    text = s.str();
-  }
+  Eventually(
+      [&] {
+        std::ifstream in(file);
+        std::stringstream s;
+        s << in.rdbuf();
+        text = s.str();
+        return !text.empty();
+      },
+      milliseconds(10000));
   ASSERT_FALSE(text.empty()) << daemon_->Output();
   for (const char* line :
        {"nvidia.com/gpu.count=8\n", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3\n",
