@@ -125,10 +125,14 @@ fi
 delete_test_pods
 
 # --- D1-D3 -------------------------------------------------------------------------------
+# The running plugin reloads the new config file before the DaemonSet replaces it (the
+# variables changed), so the resource counts only once the new pod alone serves the node.
+old_pod=$(plugin_pod)
 nvidia_values uuid true >"$values"
 helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
 t=$SECONDS
-if wait_until 90 resource_is nvidia.com/h100 8; then
+d1_served() { plugin_replaced "$old_pod" && resource_is nvidia.com/h100 8; }
+if wait_until 90 d1_served; then
   pass "D1/D2 NVIDIA's config format and variables: capacity and allocatable nvidia.com/h100 = 8 after $((SECONDS - t))s"
 else
   fail "D1/D2 expected nvidia.com/h100 8/8 within 90s, saw $(capacity_of nvidia.com/h100)/$(allocatable_of nvidia.com/h100)"

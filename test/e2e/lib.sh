@@ -148,6 +148,14 @@ plugin_pod() { # [NODE]
   kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${1:-$NODE}" \
     -o jsonpath='{.items[0].metadata.name}'
 }
+# plugin_replaced OLD_POD [NODE]: after a change to the DaemonSet, the plugin on the node is
+# one pod, not OLD_POD, and ready (the old one is gone, not terminating beside it).
+plugin_replaced() {
+  local pods
+  pods=$(kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${2:-$NODE}" \
+    -o jsonpath='{range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready}{"\n"}{end}' 2>/dev/null) &&
+    [ "$(wc -l <<<"$pods")" = 1 ] && [ "${pods% *}" != "$1" ] && [ "${pods#* }" = true ]
+}
 gpus_are() { [ "$(node_gpus capacity "${2:-}")" = "$1" ] && [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
 alloc_is() { [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
 pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }

@@ -148,11 +148,7 @@ YAML
 config_label=nvidia.com/device-plugin.config
 old_pod=$(plugin_pod)
 helm upgrade "$RELEASE" "$CHART" --namespace "$NS" -f "$values" -f "$named_values" >/dev/null
-named_ready() {
-  local p
-  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old_pod" ] &&
-    [ "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].ready}')" = true ] && gpus_are 8
-}
+named_ready() { plugin_replaced "$old_pod" && gpus_are 8; }
 if wait_until 90 named_ready; then
   pass "L5 the plugin runs with named configs (fallback named: default), 8/8"
 else
@@ -248,9 +244,5 @@ rm -f "$sa_kubeconfig" "$named_values"
 # Back to the chart as it was, for the scenarios that follow.
 old_pod=$(plugin_pod)
 helm upgrade "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
-restored() {
-  local p
-  p=$(plugin_pod) && [ -n "$p" ] && [ "$p" != "$old_pod" ] &&
-    [ "$(kc -n "$NS" get pod "$p" -o jsonpath='{.status.containerStatuses[0].ready}')" = true ] && gpus_are 8
-}
+restored() { plugin_replaced "$old_pod" && gpus_are 8; }
 wait_until 90 restored || fail "L restoring the chart: expected a Ready plugin and 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
