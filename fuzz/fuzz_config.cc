@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "src/config/config.h"
 #include "src/config/overrides.h"
+#include "src/config/schema.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
@@ -18,9 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (config.ok() && !gdp::config::Validate(*config).empty()) std::abort();
   if (!config.ok() && config.status().message().empty()) std::abort();
 
-  const auto& table = gdp::config::OverrideTable();
+  std::vector<const gdp::config::detail::FieldSpec*> table;
+  for (const auto& f : gdp::config::detail::Fields()) {
+    if (f.flag != nullptr) table.push_back(&f);
+  }
   if (size > 0) {
-    const auto& spec = table[data[0] % table.size()];
+    const auto& spec = *table[data[0] % table.size()];
     std::string value = text.substr(
         1, text.find('\n') == std::string::npos ? std::string::npos : text.find('\n') - 1);
     config = gdp::config::ParseConfig("", {{spec.path, value, spec.flag, spec.negate}});

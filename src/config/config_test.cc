@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
 #include <functional>
+#include <iterator>
 
 #include <map>
 
@@ -435,6 +438,38 @@ TEST(SchemaTest, SectionsAndKeys) {
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);
   EXPECT_EQ(detail::EditDistance("kitten", "sitting"), 3u);
+}
+
+// Every row's flag reads back the default its docs show: the codec that
+// decodes a field and the one that shows it agree.
+TEST(SchemaTest, EveryFlagReadsBackItsShownDefault) {
+  const Config defaults;
+  for (const detail::FieldSpec& f : detail::Fields()) {
+    if (f.flag == nullptr || f.not_acted_on != nullptr) continue;
+    std::string text = f.codec.show(defaults);
+    if (!text.empty() && text.front() == '[') {
+      text = text.substr(1, text.size() - 2);
+      text.erase(std::remove(text.begin(), text.end(), ' '), text.end());
+    }
+    if (f.negate) text = text == "true" ? "false" : "true";
+    absl::StatusOr<Config> got = ParseConfig("", {{f.path, text, f.flag, f.negate}});
+    ASSERT_TRUE(got.ok()) << f.path << " = " << text << ": " << got.status();
+    EXPECT_EQ(*got, defaults) << f.path << " = " << text;
+  }
+}
+
+// docs/configuration.md's field table is the schema's, as
+// `gpu-device-plugin config-fields` prints it (hack/gen-config-docs.sh writes it).
+TEST(SchemaTest, TheDocsFieldTableIsTheSchemas) {
+  std::ifstream in(std::string(GDP_DOCS_DIR) + "/configuration.md");
+  ASSERT_TRUE(in) << GDP_DOCS_DIR << "/configuration.md";
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- fields: begin -->\n", end = "<!-- fields: end -->";
+  const size_t a = doc.find(begin), b = doc.find(end);
+  ASSERT_NE(a, std::string::npos) << "no " << begin << " in docs/configuration.md";
+  ASSERT_NE(b, std::string::npos) << "no " << end << " in docs/configuration.md";
+  EXPECT_EQ(doc.substr(a + begin.size(), b - a - begin.size()), detail::FieldsMarkdown())
+      << "docs/configuration.md's field table differs from the schema; run hack/gen-config-docs.sh";
 }
 
 TEST(LabelsConfigTest, DefaultsFileAndOverrides) {

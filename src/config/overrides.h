@@ -1,10 +1,10 @@
 // Command-line flags and environment variables that override config fields.
 //
-// One table (OverrideTable) names, for every settable field, its YAML path,
-// its flag and its environment variable, so the daemon, the docs and the tests
-// agree. Precedence: flag > environment > file > default. Overrides are
-// applied by field path before decoding, so a bad flag value is reported like
-// a bad file value, naming the path and the flag or variable it came from.
+// The schema (src/config/schema.h) names, for every settable field, its YAML
+// path, its flag and its environment variable (and NVIDIA's names for them),
+// so the daemon, --help, the docs and the tests agree. Precedence: flag > environment > file >
+// default. Overrides are applied by field path before decoding, so a bad flag value is reported
+// like a bad file value, naming the path and the flag or variable it came from.
 //
 // The config file itself is named by --config-file or CONFIG_FILE.
 // Everything here is stateless; RegisterFlags' callbacks write into the
@@ -25,24 +25,8 @@ class App;
 
 namespace gdp::config {
 
-struct OverrideSpec {
-  const char* path;        // YAML field path, e.g. "flags.migStrategy"
-  const char* flag;        // e.g. "--mig-strategy"
-  const char* env;         // e.g. "MIG_STRATEGY"
-  const char* help;        // one line for --help
-  bool is_switch = false;  // a boolean: "--flag" alone means true, "--flag=false" is allowed
-  bool negate = false;     // the field is the negation (--disable-health-checks)
-  // NVIDIA's plugin's names for the same setting, comma-separated (nullptr:
-  // none). The primary name wins when both are given.
-  const char* flag_aliases = nullptr;  // e.g. "--nvidia-driver-root"
-  const char* env_aliases = nullptr;   // e.g. "DRIVER_ROOT_CTR_PATH"
-};
-
 inline constexpr const char* kConfigFileFlag = "--config-file";
 inline constexpr const char* kConfigFileEnv = "CONFIG_FILE";
-
-// Every settable field, in document order.
-const std::vector<OverrideSpec>& OverrideTable();
 
 // Raw values of the flags the user gave, keyed by flag name ("--mig-strategy").
 using FlagValues = std::map<std::string, std::string>;

@@ -24,14 +24,15 @@ EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
   };
 }
 
-TEST(OverrideTableTest, EveryEntryIsAFieldWithUniqueNames) {
+TEST(OverrideTableTest, EveryFlagAndVariableNamesOneField) {
   std::set<std::string> paths, flags, envs;
-  for (const OverrideSpec& spec : OverrideTable()) {
-    bool known = false;
-    for (const detail::Field& f : detail::Fields())
-      known = known || std::string(f.path) == spec.path;
-    EXPECT_TRUE(known) << spec.path;
+  for (const detail::FieldSpec& spec : detail::Fields()) {
     EXPECT_TRUE(paths.insert(spec.path).second) << spec.path;
+    if (spec.nvidia_path != nullptr) {
+      EXPECT_TRUE(paths.insert(spec.nvidia_path).second) << spec.nvidia_path;
+    }
+    if (spec.flag == nullptr) continue;
+    EXPECT_NE(spec.env, nullptr) << spec.path;
     for (const std::string& flag : OptionNames(spec.flag, spec.flag_aliases)) {
       EXPECT_TRUE(flags.insert(flag).second) << flag;
       EXPECT_EQ(flag.rfind("--", 0), 0u) << flag;
@@ -40,23 +41,20 @@ TEST(OverrideTableTest, EveryEntryIsAFieldWithUniqueNames) {
       EXPECT_TRUE(envs.insert(env).second) << env;
     }
   }
-  // Every field but the version, the lists of mappings and these fields of
-  // NVIDIA's format (its place for a field of ours, or one it has no flag
-  // for) can be set from a flag.
-  const std::set<std::string> nvidia_file_only = {"flags.mpsRoot",
-                                                  "flags.useNodeFeatureAPI",
-                                                  "flags.gfd.oneshot",
-                                                  "flags.gfd.noTimestamp",
-                                                  "flags.gfd.sleepInterval",
-                                                  "flags.gfd.outputFile",
-                                                  "flags.gfd.machineTypeFile",
-                                                  "flags.plugin.containerDriverRoot",
-                                                  "flags.plugin.sharedDevicesAllocationPolicy"};
-  size_t file_only = 1 + nvidia_file_only.size();
-  for (const detail::Field& f : detail::Fields()) {
-    file_only += f.kind == detail::FieldKind::kObjectList;
+  // Every field but the version, the lists of mappings and the fields of
+  // NVIDIA's format it has no flag for can be set from a flag.
+  std::set<std::string> file_only;
+  for (const detail::FieldSpec& f : detail::Fields()) {
+    if (f.flag == nullptr) file_only.insert(f.path);
+    if (f.codec.kind == detail::FieldKind::kObjectList) {
+      EXPECT_EQ(f.flag, nullptr) << f.path;
+    }
   }
-  EXPECT_EQ(paths.size() + file_only, detail::Fields().size());
+  EXPECT_THAT(file_only,
+              ElementsAre("flags.gfd.machineTypeFile", "flags.gfd.noTimestamp", "flags.gfd.oneshot",
+                          "flags.gfd.outputFile", "flags.gfd.sleepInterval",
+                          "flags.useNodeFeatureAPI", "resources.gpus", "resources.mig",
+                          "sharing.mps.resources", "sharing.timeSlicing.resources", "version"));
 }
 
 TEST(CollectOverridesTest, FlagBeatsEnvAndEmptyEnvIsUnset) {

@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "src/common/log.h"
 #include "src/config/overrides.h"
+#include "src/config/schema.h"
 #include "src/daemon/config_manager.h"
 #include "src/daemon/daemon.h"
 #include "src/doctor/doctor.h"
@@ -259,7 +260,15 @@ int main(int argc, char** argv) {
   CLI::App* inventory = app.add_subcommand(
       "inventory",
       "print the GPUs a fresh NVML session finds, as JSON with every field the plugin uses");
+  CLI::App* config_fields = app.add_subcommand(
+      "config-fields",
+      "print every config field (path, type, default, flag, environment variable, meaning) as "
+      "the Markdown table of docs/configuration.md");
   CLI11_PARSE(app, argc, argv);
+  if (config_fields->parsed()) {
+    std::fputs(gdp::config::detail::FieldsMarkdown().c_str(), stdout);
+    return 0;
+  }
 
   const auto env = gdp::config::ProcessEnv();
   // Run as nvidia-device-plugin (the command NVIDIA's chart runs), NVIDIA's

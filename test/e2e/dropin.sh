@@ -11,6 +11,10 @@
 #   D2 a resources.gpus pattern (flags.plugin.useResourcePatterns) advertises the H100s
 #      as nvidia.com/h100, and a pod asking for nvidia.com/h100 runs with its GPU.
 #   D3 with GDRCOPY_ENABLED (NVIDIA's variable) that pod sees GDRCopy's /dev/gdrdrv.
+#   D4 the swap of D0 on a node of whole and MIG GPUs, under a whole-GPU pod, a time-sliced
+#      pod and a MIG pod (migStrategy mixed, one GPU time-sliced): every pod keeps running
+#      through the swap and a kubelet restart, and new pods of each resource get devices
+#      no running pod holds.
 # shellcheck shell=bash
 
 # A fresh dgx-h100 root carrying GDRCopy's node; the plugin must not hold the old root.
@@ -18,11 +22,14 @@ helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
 wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
 rm -rf "$GPUROOT"
 "$GPUSIM" root "$GPUROOT" --profile dgx-h100 --extras gdrcopy --library "$NVML_LIB" >/dev/null
-# nvidia_values ID_STRATEGY PATTERNS: the release's values for node $NODE, as a cluster
-# migrating from NVIDIA's plugin has them: a config file in NVIDIA's format (every field of
-# the dump NVIDIA's plugin prints at start) and NVIDIA's variables (DEVICE_ID_STRATEGY
-# ID_STRATEGY), with flags.plugin.useResourcePatterns PATTERNS.
+# nvidia_values ID_STRATEGY PATTERNS [MIG_STRATEGY [TIME_SLICING]]: the release's values for
+# node $NODE, as a cluster migrating from NVIDIA's plugin has them: a config file in
+# NVIDIA's format (every field of the dump NVIDIA's plugin prints at start) and NVIDIA's
+# variables (DEVICE_ID_STRATEGY ID_STRATEGY), with flags.plugin.useResourcePatterns
+# PATTERNS, flags.migStrategy MIG_STRATEGY (default none) and TIME_SLICING (YAML flow) as
+# sharing.timeSlicing (default {}).
 nvidia_values() {
+local time_slicing=${4:-'{}'}
 {
   # The release's values for node $NODE, with NVIDIA's variables and this config.
   e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 |
@@ -32,7 +39,7 @@ nvidia_values() {
 config: |
   version: v1
   flags:
-    migStrategy: none
+    migStrategy: ${3:-none}
     failOnInitError: true
     mpsRoot: /run/nvidia/mps
     nvidiaDriverRoot: $GPUROOT
@@ -62,7 +69,7 @@ config: |
     - pattern: "*H100*"
       name: h100
   sharing:
-    timeSlicing: {}
+    timeSlicing: $time_slicing
   imex: {}
   health:
     probeInterval: 1s
@@ -151,5 +158,67 @@ if wait_until 60 pod_logged h100 READY; then
   check "D3 the pod sees GDRCopy's /dev/gdrdrv" yes "$(pod_field h100 GDRDRV)"
 else
   fail "D2 nvidia.com/h100 pod: expected Running, saw $(pod_phase h100): $(kc -n "$TNS" describe pod h100 | tail -5 | tr '\n' ' ')"
+fi
+delete_test_pods
+
+# --- D4: the swap under whole-GPU, time-sliced and MIG pods -------------------------------
+# The mixed profile: GPUs 0 and 2 in MIG mode, 1 and 3 whole; GPU 3 is time-sliced in two.
+helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
+wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
+rm -rf "$GPUROOT"
+"$GPUSIM" root "$GPUROOT" --profile mixed --library "$NVML_LIB" >/dev/null
+ts='{resources: [{name: nvidia.com/gpu, rename: nvidia.com/gpu.shared, replicas: 2, devices: ["3"]}]}'
+sharing_chart "flags:
+  migStrategy: mixed
+sharing:
+  timeSlicing: $ts
+health:
+  probeInterval: 1s"
+mig1=$(gpusim show | awk '$1 ~ /^[0-9]+$/ { print $NF }' | tr ',' '\n' | grep -c '^1g\.10gb$' || true)
+d4_served() { resource_is nvidia.com/gpu 1 && resource_is nvidia.com/gpu.shared 2 && resource_is nvidia.com/mig-1g.10gb "$mig1"; }
+# All device IDs the kubelet has handed out, one per line with its pod: none twice.
+handed_out() { "$PODRESOURCES" 2>/dev/null | awk '$2 ~ /^nvidia\.com\// { n = split($3, ids, ","); for (i = 1; i <= n; i++) print ids[i], $1 }'; }
+if wait_until 90 d4_served; then
+  gpu_pod m0 1 nvidia.com/gpu
+  gpu_pod m1 1 nvidia.com/gpu.shared
+  gpu_pod m2 1 nvidia.com/mig-1g.10gb
+  d4_held() { pod_logged m0 READY && pod_logged m1 READY && pod_logged m2 READY; }
+  if wait_until 60 d4_held; then
+    d4_containers() { kc -n "$TNS" get pods m0 m1 m2 -o jsonpath='{range .items[*]}{.status.containerStatuses[0].containerID} {end}'; }
+    before=$(d4_containers)
+    old_pod=$(plugin_pod)
+    nvidia_values index false mixed "$ts" >"$values"
+    helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+    kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" --wait=true >/dev/null 2>&1 || true
+    t=$SECONDS
+    wait_until 90 plugin_replaced "$old_pod" || fail "D4 the plugin started the NVIDIA way was not ready within 90s"
+    hack/local-cluster.sh restart-kubelet >/dev/null 2>&1 || fail "D4 hack/local-cluster.sh restart-kubelet failed"
+    if wait_until 60 d4_served; then
+      pass "D4 swapped under whole, time-sliced and MIG pods, then the kubelet restarted: gpu 1, gpu.shared 2, mig-1g.10gb $mig1 after $((SECONDS - t))s"
+    else
+      fail "D4 after the swap and the kubelet restart: saw $(kc get node "$NODE" -o jsonpath='{.status.allocatable}')"
+    fi
+    d4_same() { [ "$(d4_containers)" = "$before" ]; }
+    if wait_until 15 d4_same; then
+      pass "D4 the whole-GPU, time-sliced and MIG pods kept running through the swap and the kubelet restart"
+    else
+      fail "D4 containers: expected $before, saw $(d4_containers) ($(pod_phase m0) $(pod_phase m1) $(pod_phase m2))"
+    fi
+    # New pods of the resources with a device left: the other replica, the other MIG 1g.10gb.
+    gpu_pod n1 1 nvidia.com/gpu.shared
+    gpu_pod n2 1 nvidia.com/mig-1g.10gb
+    d4_new() { pod_logged n1 READY && pod_logged n2 READY; }
+    if wait_until 60 d4_new; then
+      ids=$(handed_out)
+      check "D4 devices handed out to the five pods" 5 "$(wc -l <<<"$ids")"
+      check "D4 devices handed out twice" "" "$(awk '{ print $1 }' <<<"$ids" | sort | uniq -d | tr '\n' ' ')"
+    else
+      fail "D4 new pods after the swap: expected Running, saw $(pod_phase n1) $(pod_phase n2): $(kc -n "$TNS" describe pod n1 n2 | grep -i warn | tail -3 | tr '\n' ' ')"
+    fi
+  else
+    fail "D4 pods under our plugin: expected Running, saw $(pod_phase m0) $(pod_phase m1) $(pod_phase m2)"
+  fi
+else
+  fail "D4 our plugin on the mixed node: saw $(kc get node "$NODE" -o jsonpath='{.status.allocatable}')"
 fi
 delete_test_pods

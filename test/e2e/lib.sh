@@ -144,9 +144,9 @@ events_of() { # NODE REASON: the messages of the node's events with that reason
     -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null
 }
 uuid_of() { gpusim show | awk -v i="$1" '$1 == i { print $2 }'; }
-plugin_pod() { # [NODE]
-  kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${1:-$NODE}" \
-    -o jsonpath='{.items[0].metadata.name}'
+plugin_pod() { # [NODE]: the plugin pod's name on the node; nothing when there is none
+  { kc -n "$NS" get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=${1:-$NODE}" \
+    -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' 2>/dev/null || true; } | head -1
 }
 # plugin_replaced OLD_POD [NODE]: after a change to the DaemonSet, the plugin on the node is
 # one pod, not OLD_POD, and ready (the old one is gone, not terminating beside it).
