@@ -163,10 +163,11 @@ delete_test_pods
 
 # --- D4: the swap under whole-GPU, time-sliced and MIG pods -------------------------------
 # The mixed profile: GPUs 0 and 2 in MIG mode, 1 and 3 whole; GPU 3 is time-sliced in two.
+# GDRCopy's node too: nvidia_values sets GDRCOPY_ENABLED.
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
 wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
 rm -rf "$GPUROOT"
-"$GPUSIM" root "$GPUROOT" --profile mixed --library "$NVML_LIB" >/dev/null
+"$GPUSIM" root "$GPUROOT" --profile mixed --extras gdrcopy --library "$NVML_LIB" >/dev/null
 ts='{resources: [{name: nvidia.com/gpu, rename: nvidia.com/gpu.shared, replicas: 2, devices: ["3"]}]}'
 sharing_chart "flags:
   migStrategy: mixed
@@ -191,7 +192,10 @@ if wait_until 90 d4_served; then
     helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
     kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" --wait=true >/dev/null 2>&1 || true
     t=$SECONDS
-    wait_until 90 plugin_replaced "$old_pod" || fail "D4 the plugin started the NVIDIA way was not ready within 90s"
+    if ! wait_until 90 plugin_replaced "$old_pod"; then
+      fail "D4 the plugin started the NVIDIA way was not ready within 90s"
+      kc -n "$NS" logs "$(plugin_pod)" --tail 15 2>&1 | sed 's/^/  plugin: /' || true
+    fi
     hack/local-cluster.sh restart-kubelet >/dev/null 2>&1 || fail "D4 hack/local-cluster.sh restart-kubelet failed"
     if wait_until 60 d4_served; then
       pass "D4 swapped under whole, time-sliced and MIG pods, then the kubelet restarted: gpu 1, gpu.shared 2, mig-1g.10gb $mig1 after $((SECONDS - t))s"
