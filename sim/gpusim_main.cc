@@ -45,6 +45,7 @@
 #include "sim/profile.h"
 #include "sim/root.h"
 #include "sim/state.h"
+#include "sim/user_space.h"
 
 namespace gdp::sim {
 namespace {
@@ -595,14 +596,33 @@ int DriverStop(const std::string& root, const std::string& wait_text) {
   }
   // First the driver's user space leaves the root, as a containerised
   // driver's shutdown takes its files away before it unloads the module.
+  // The library's versioned file and its soname link go together, so the
+  // link still resolves where they wait.
   const std::string lib = LibraryPath(root), aside = AsideLibraryPath(root);
   std::error_code ec;
-  const bool moved = fs::exists(lib, ec);
-  if (moved && std::rename(lib.c_str(), aside.c_str()) != 0) {
-    return Fail(absl::StrCat("driver stop: cannot move ", lib, " aside: ", ErrnoString(errno)));
+  std::vector<std::pair<std::string, std::string>> files;  // in the root, aside
+  if (fs::is_symlink(lib, ec)) {
+    const fs::path target = fs::read_symlink(lib, ec);
+    const fs::path dir = fs::path(lib).parent_path();
+    if (!ec && target.is_relative()) {
+      files.emplace_back((dir / target).string(),
+                         (fs::path(aside).parent_path() / target).string());
+    }
+  }
+  if (fs::exists(fs::symlink_status(lib, ec))) files.emplace_back(lib, aside);
+  const bool moved = !files.empty();
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (std::rename(files[i].first.c_str(), files[i].second.c_str()) != 0) {
+      const int e = errno;
+      for (size_t j = i; j-- > 0;) std::rename(files[j].second.c_str(), files[j].first.c_str());
+      return Fail(
+          absl::StrCat("driver stop: cannot move ", files[i].first, " aside: ", ErrnoString(e)));
+    }
   }
   auto put_back = [&] {
-    if (moved) std::rename(aside.c_str(), lib.c_str());
+    for (auto it = files.rbegin(); it != files.rend(); ++it) {
+      std::rename(it->second.c_str(), it->first.c_str());
+    }
   };
   // Then "rmmod": exclusive on the driver lock, which every NVML session (and
   // a running MPS control daemon) holds shared.
@@ -670,8 +690,21 @@ int DriverStart(Session& s, const std::string& version, int cuda) {
     return Fail(absl::StrCat("driver start: the library is neither at ", lib, " nor at ", aside,
                              "; lay out the root again with `gpusim root`"));
   }
-  if (fs::exists(aside, ec) && std::rename(aside.c_str(), lib.c_str()) != 0) {
-    return Fail(absl::StrCat("driver start: cannot put back ", lib, ": ", ErrnoString(errno)));
+  if (fs::exists(fs::symlink_status(aside, ec))) {
+    // The versioned file first, then the link to it (driver stop moved both).
+    const fs::path dir = fs::path(lib).parent_path();
+    if (fs::is_symlink(aside, ec)) {
+      const fs::path target = fs::read_symlink(aside, ec);
+      const fs::path file = fs::path(aside).parent_path() / target;
+      if (!ec && target.is_relative() && fs::exists(file, ec) &&
+          std::rename(file.c_str(), (dir / target).c_str()) != 0) {
+        return Fail(absl::StrCat("driver start: cannot put back ", (dir / target).string(), ": ",
+                                 ErrnoString(errno)));
+      }
+    }
+    if (std::rename(aside.c_str(), lib.c_str()) != 0) {
+      return Fail(absl::StrCat("driver start: cannot put back ", lib, ": ", ErrnoString(errno)));
+    }
   }
   if (!version.empty() || cuda != 0) {
     if (!version.empty()) s.config.driver_version = version;
@@ -680,6 +713,10 @@ int DriverStart(Session& s, const std::string& version, int cuda) {
     auto p = LoadRootProfile(s.root);
     if (!p.ok()) return Fail(p.status());
     s.profile = std::move(*p);
+  }
+  // The user space of the driver now loaded (another version's is replaced).
+  if (auto st = LayDriverUserSpace(s.root, s.profile.driver_version, ""); !st.ok()) {
+    return Fail(st);
   }
   if (auto st = SyncDeviceNodes(s.root, s.profile, s.config.char_devices); !st.ok()) {
     return Fail(st);
@@ -719,6 +756,12 @@ int Main(int argc, char** argv) {
                          ->add_option("--mps-control", layout.mps_control,
                                       "the nvidia-cuda-mps-control stand-in to install in usr/bin "
                                       "(default: the one built beside gpusim, when present)")
+                         ->capture_default_str();
+  std::string nvidia_smi = GPUSIM_DEFAULT_NVIDIA_SMI;
+  auto* smi_option = cmd_root
+                         ->add_option("--nvidia-smi", nvidia_smi,
+                                      "the nvidia-smi stand-in to install in usr/bin (default: "
+                                      "the one built beside gpusim, when present)")
                          ->capture_default_str();
   cmd_root->add_flag("--no-mknod", layout.allow_regular_files,
                      "without root, create empty files instead of character devices");
@@ -803,6 +846,12 @@ int Main(int argc, char** argv) {
     layout.config.change_events = !no_change_events;
     auto r = LayoutRoot(layout_dir, layout);
     if (!r.ok()) return Fail(r.status());
+    if (smi_option->count() == 0 && !std::filesystem::is_regular_file(nvidia_smi, ec)) {
+      nvidia_smi.clear();  // the default is optional; an explicit path is not
+    }
+    if (auto st = LayDriverUserSpace(layout_dir, r->driver_version, nvidia_smi); !st.ok()) {
+      return Fail(st);
+    }
     std::printf("laid out %s for profile %s: %zu device nodes%s\n", layout_dir.c_str(),
                 layout.config.profile.c_str(), r->nodes,
                 r->char_devices ? "" : " (regular files: not root, --no-mknod)");

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -162,11 +163,14 @@ std::string FindRoot() {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(&FindRoot), &info) != 0 && info.dli_fname != nullptr) {
     char resolved[PATH_MAX];
-    std::string path = info.dli_fname;
-    // Keep the path as loaded (a symlink farm is a root too); fall back to the real path.
-    std::string root = gdp::sim::RootFromLibraryPath(path);
-    if (root.empty() && realpath(path.c_str(), resolved) != nullptr) {
-      root = gdp::sim::RootFromLibraryPath(resolved);
+    // Keep the path as loaded (a symlink farm is a root too), without "..": a
+    // program's RUNPATH of $ORIGIN/../lib/... loads it as <root>/usr/bin/../lib/...
+    const std::filesystem::path loaded = std::filesystem::path(info.dli_fname).lexically_normal();
+    std::string root = gdp::sim::RootFromLibraryPath(loaded.string());
+    // Else the real path of its folder (the file itself is a link to the versioned name).
+    if (root.empty() && realpath(loaded.parent_path().c_str(), resolved) != nullptr) {
+      root =
+          gdp::sim::RootFromLibraryPath(std::string(resolved) + "/" + loaded.filename().string());
     }
     return root;
   }

@@ -424,6 +424,7 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
   fs::create_directories(root + "/dev/nvidia-caps", ec);
   LayoutResult result;
   result.char_devices = can_mknod;
+  result.driver_version = profile->driver_version;
   for (const auto& n : DeviceNodes(*profile)) {
     if (auto st = MakeNode(root, n, can_mknod); !st.ok()) return st;
     result.nodes++;

@@ -116,6 +116,7 @@ const std::vector<std::string>& DeviceExtraNames();
 struct LayoutResult {
   bool char_devices = false;  // real character devices were created
   size_t nodes = 0;
+  std::string driver_version;  // the driver the root has
 };
 // Lays out `root` for the profile named by options.config: validates first, so
 // that bad input changes nothing.

@@ -1140,6 +1140,75 @@ TEST(SimRootLayout, InstallsTheMpsControlStandin) {
   EXPECT_THAT(bad.output, ::testing::HasSubstr("/nowhere/ctl not found"));
 }
 
+TEST(SimRootLayout, TheDriversUserSpaceAsARealRootHasIt) {
+  SimRoot sim("t4x4");
+  ASSERT_TRUE(sim.ok());
+  const std::string lib_dir = sim.root() + "/usr/lib/x86_64-linux-gnu";
+  const std::string v = sim.profile().driver_version;
+  // The library under its versioned name, the soname a link to it.
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(lib_dir + "/libnvidia-ml.so." + v)));
+  ASSERT_TRUE(fs::is_symlink(lib_dir + "/libnvidia-ml.so.1"));
+  EXPECT_EQ(fs::read_symlink(lib_dir + "/libnvidia-ml.so.1"), "libnvidia-ml.so." + v);
+  EXPECT_TRUE(fs::is_regular_file(sim.root() + "/lib/firmware/nvidia/" + v + "/gsp_ga10x.bin"));
+  EXPECT_TRUE(fs::is_regular_file(sim.root() + "/usr/bin/nvidia-smi"));
+  // glibc's own ldconfig reads the root's ld cache.
+  if (access("/sbin/ldconfig", X_OK) == 0) {
+    auto r = RunCommand("/sbin/ldconfig -p -C " + sim.root() + "/etc/ld.so.cache");
+    EXPECT_THAT(r.output, HasSubstr("libnvidia-ml.so.1 (libc6,x86-64) => "
+                                    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"));
+  }
+  // Another driver version replaces this one's files.
+  ASSERT_EQ(sim.Inject("driver stop").status, 0);
+  auto r = sim.Inject("driver start --version 560.35.03");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(fs::read_symlink(lib_dir + "/libnvidia-ml.so.1"), "libnvidia-ml.so.560.35.03");
+  EXPECT_FALSE(fs::exists(lib_dir + "/libnvidia-ml.so." + v));
+  EXPECT_TRUE(fs::is_regular_file(sim.root() + "/lib/firmware/nvidia/560.35.03/gsp_tu10x.bin"));
+  EXPECT_FALSE(fs::exists(sim.root() + "/lib/firmware/nvidia/" + v));
+}
+
+TEST(SimNvidiaSmi, PrintsWhatNvmlSays) {
+  SimRoot sim("a100-mig");
+  ASSERT_TRUE(sim.ok());
+  const std::string smi = sim.root() + "/usr/bin/nvidia-smi";
+  // -L: every GPU, and its MIG devices under it.
+  auto r = RunCommand(smi + " -L");
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (size_t i = 0; i < sim.profile().gpus.size(); ++i) {
+    const auto& g = sim.profile().gpus[i];
+    EXPECT_THAT(r.output, HasSubstr("GPU " + std::to_string(i) +
+                                    ": NVIDIA A100-SXM4-80GB (UUID: " + g.uuid + ")"));
+    for (const auto& m : g.mig_devices) {
+      EXPECT_THAT(r.output, HasSubstr("  MIG " + m.profile));
+      EXPECT_THAT(r.output, HasSubstr("(UUID: " + m.uuid + ")"));
+    }
+  }
+  // --query-gpu: what another process set shows.
+  ASSERT_EQ(sim.Inject("set --gpu 1 util=60 mem-used=20GiB").status, 0);
+  r = RunCommand(smi +
+                 " --query-gpu=index,uuid,memory.used,utilization.gpu "
+                 "--format=csv,noheader,nounits -i 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, "1, " + sim.profile().gpus[1].uuid + ", 20480, 60\n");
+  r = RunCommand(smi + " --query-gpu=memory.used --format=csv -i 1");
+  EXPECT_EQ(r.output, "memory.used [MiB]\n20480 MiB\n");
+  // The table names the driver and every GPU.
+  r = RunCommand(smi);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("Driver Version: " + sim.profile().driver_version));
+  EXPECT_THAT(r.output, HasSubstr("20480MiB /   81920MiB"));
+  // Errors as NVIDIA's: a bad field, a bad argument, no driver.
+  r = RunCommand(smi + " --query-gpu=bogus --format=csv");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.output, HasSubstr("\"bogus\" is not a valid field"));
+  EXPECT_EQ(RunCommand(smi + " --frobnicate").status, 2);
+  EXPECT_EQ(RunCommand(smi + " -i 9").status, 6);
+  ASSERT_EQ(sim.Inject("driver stop").status, 0);
+  r = RunCommand(smi + " -L");
+  EXPECT_EQ(r.status, 9);
+  EXPECT_THAT(r.output, HasSubstr("couldn't communicate with the NVIDIA driver"));
+}
+
 TEST(SimRootLayout, EnvironmentOverridesTheRoot) {
   SimRoot sim("geforce");
   ASSERT_TRUE(sim.ok());

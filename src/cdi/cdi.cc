@@ -23,8 +23,8 @@ nlohmann::json Nodes(const std::vector<plugin::DeviceSpec>& nodes) {
 
 }  // namespace
 
-std::string BuildSpec(
-    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources) {
+std::string BuildSpec(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
+                      const driver::DriverFiles& driver) {
   nlohmann::json devices = nlohmann::json::array();
   std::vector<plugin::DeviceSpec> common;
   std::set<std::string> names;
@@ -47,14 +47,26 @@ std::string BuildSpec(
     }
   }
   nlohmann::json spec = {{"cdiVersion", kCdiVersion}, {"kind", kKind}, {"devices", devices}};
-  if (!common.empty()) spec["containerEdits"] = {{"deviceNodes", Nodes(common)}};
+  nlohmann::json edits = nlohmann::json::object();
+  if (!common.empty()) edits["deviceNodes"] = Nodes(common);
+  if (!driver.mounts.empty()) {
+    nlohmann::json mounts = nlohmann::json::array();
+    for (const driver::Mount& m : driver.mounts) {
+      mounts.push_back({{"hostPath", m.host_path},
+                        {"containerPath", m.container_path},
+                        {"options", kMountOptions}});
+    }
+    edits["mounts"] = std::move(mounts);
+  }
+  if (!edits.empty()) spec["containerEdits"] = std::move(edits);
   return spec.dump(2) + "\n";
 }
 
 absl::Status SpecWriter::Write(
-    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources) {
+    const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
+    const driver::DriverFiles& driver) {
   const std::string path = absl::StrCat(dir_, "/", kSpecFile);
-  const std::string text = BuildSpec(resources);
+  const std::string text = BuildSpec(resources, driver);
   absl::StatusOr<std::string> current = fs_.ReadFile(path);
   if (!current.ok() || *current != text) {
     if (absl::Status s = fs_.WriteFileAtomic(path, text); !s.ok()) {
@@ -63,7 +75,11 @@ absl::Status SpecWriter::Write(
                                        "; is the CDI directory (flags.plugin.cdiRoot) mounted "
                                        "read-write?"));
     }
-    log::Info("CDI spec written", {{"path", path}, {"bytes", text.size()}});
+    log::Info("CDI spec written",
+              {{"path", path}, {"bytes", text.size()}, {"driver_mounts", driver.mounts.size()}});
+    for (const std::string& note : driver.notes) {
+      log::Warn("CDI spec without part of the driver", {{"path", path}, {"why", note}});
+    }
   }
   return RemoveOwned(/*keep_current=*/true);
 }

@@ -6,8 +6,10 @@
 // One spec file of kind nvidia.com/gpu holds every device of every resource:
 // full GPUs (GPU-<uuid>), MIG devices (MIG-<uuid>) and replicas (<name>::<n>),
 // each with its device nodes; the control nodes (nvidiactl, nvidia-uvm, ...)
-// are the spec's common edits. Device nodes carry host paths (the driver
-// root on the host), since the runtime reads the spec on the host.
+// and the driver's user space (src/driver/driver_files.h: its libraries,
+// firmware, binaries and sockets, as read-only bind mounts) are the spec's
+// common edits. Paths are host paths (the driver root on the host), since the
+// runtime reads the spec on the host.
 //
 // BuildSpec is pure. SpecWriter writes through the FileSystem seam with an
 // atomic rename, so the runtime never reads half a spec, and removes specs of
@@ -20,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "src/common/filesystem.h"
+#include "src/driver/driver_files.h"
 #include "src/plugin/backend.h"
 
 namespace gdp::cdi {
@@ -33,9 +36,15 @@ inline constexpr char kSpecFile[] = "gpu-device-plugin.nvidia.com-gpu.json";
 // leftover (of an older version) and is removed.
 inline constexpr char kOwnedPrefix[] = "gpu-device-plugin.";
 
+// The options of the driver's mounts, as NVIDIA's container toolkit gives them.
+inline const std::vector<std::string> kMountOptions = {"ro", "nosuid", "nodev", "rbind",
+                                                       "rprivate"};
+
 // The spec, as JSON text (stable: devices in resource and device order, no
-// timestamps), for the devices of `resources` (built by resources::BuildResources).
-std::string BuildSpec(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources);
+// timestamps), for the devices of `resources` (built by resources::BuildResources),
+// every one of them with `driver`'s files.
+std::string BuildSpec(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
+                      const driver::DriverFiles& driver = {});
 
 class SpecWriter {
  public:
@@ -44,7 +53,8 @@ class SpecWriter {
 
   // Writes the spec for `resources` unless the file already holds exactly it,
   // then removes stale files of ours. Errors name the path and say what to check.
-  absl::Status Write(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources);
+  absl::Status Write(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
+                     const driver::DriverFiles& driver = {});
   // Removes every spec file of ours (CDI switched off); NotFound is not an error.
   absl::Status RemoveAll();
 

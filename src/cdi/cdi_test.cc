@@ -48,6 +48,25 @@ TEST(BuildSpecTest, FullGpusWithHostPathsAndCommonControlNodes) {
             "/run/nvidia/driver/dev/nvidiactl");
 }
 
+TEST(BuildSpecTest, TheDriversFilesAreReadOnlyMountsEveryDeviceGets) {
+  driver::DriverFiles files;
+  files.mounts = {{"/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+                   "/usr/lib/x86_64-linux-gnu/libcuda.so.1"},
+                  {"/run/nvidia/driver/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi"}};
+  config::Config cfg;
+  nlohmann::json spec = nlohmann::json::parse(BuildSpec(Resources(cfg, 1), files));
+  EXPECT_EQ(spec["containerEdits"]["mounts"], nlohmann::json::parse(R"([
+      {"hostPath": "/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+       "containerPath": "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+       "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]},
+      {"hostPath": "/run/nvidia/driver/usr/bin/nvidia-smi", "containerPath": "/usr/bin/nvidia-smi",
+       "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}])"));
+  // No hooks: nothing runs on the host at container start.
+  EXPECT_FALSE(spec["containerEdits"].contains("hooks"));
+  EXPECT_FALSE(
+      nlohmann::json::parse(BuildSpec(Resources(cfg, 1)))["containerEdits"].contains("mounts"));
+}
+
 TEST(BuildSpecTest, ReplicasAreDevicesOfTheirOwn) {
   config::Config cfg;
   config::SharedResource s;

@@ -57,6 +57,17 @@ absl::StatusOr<FileInfo> PosixFileSystem::Stat(const std::string& path) const {
   return info;
 }
 
+absl::StatusOr<std::string> PosixFileSystem::ReadLink(const std::string& path) const {
+  std::string target(4096, '\0');
+  const ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+  if (n < 0) return ErrnoStatus(errno, "readlink", path);
+  if (static_cast<size_t>(n) == target.size()) {
+    return absl::OutOfRangeError("readlink " + path + ": target longer than 4096 bytes");
+  }
+  target.resize(static_cast<size_t>(n));
+  return target;
+}
+
 absl::StatusOr<std::string> PosixFileSystem::ReadFile(const std::string& path) const {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, "open", path);

@@ -36,6 +36,8 @@ class FileSystem {
   virtual absl::Status Remove(const std::string& path) const = 0;
   // Names of the entries in a directory (no "." or ".."), sorted.
   virtual absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) const = 0;
+  // The target a symlink names, as written in it (relative or absolute).
+  virtual absl::StatusOr<std::string> ReadLink(const std::string& path) const = 0;
 
   bool Exists(const std::string& path) const { return Stat(path).ok(); }
 };
@@ -47,6 +49,7 @@ class PosixFileSystem final : public FileSystem {
   absl::Status WriteFileAtomic(const std::string& path, const std::string& content) const override;
   absl::Status Remove(const std::string& path) const override;
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) const override;
+  absl::StatusOr<std::string> ReadLink(const std::string& path) const override;
   // A process-wide instance; never destroyed.
   static const FileSystem& Get();
 };

@@ -20,6 +20,7 @@
 #include "src/daemon/discovery_child.h"
 #include "src/daemon/held_devices.h"
 #include "src/doctor/doctor.h"
+#include "src/driver/driver_files.h"
 #include "src/health/health_monitor.h"
 #include "src/health/health_options.h"
 #include "src/kube/openssl_api_client.h"
@@ -479,6 +480,7 @@ int Daemon::Run() {
   log::Info("starting gpu-device-plugin",
             {{"config_file", options_.config_file.empty() ? "(none)" : options_.config_file},
              {"driver_root", cfg.driver_root},
+             {"container_driver_root", cfg.EffectiveDriverRoot()},
              {"plugin_directory", cfg.plugin_directory},
              {"resource", cfg.resource_name},
              // NVIDIA's plugin defaults to false; ours to true (docs/configuration.md).
@@ -1446,7 +1448,11 @@ absl::Status Daemon::SyncCdiSpec(
     }
     return absl::OkStatus();
   }
-  return writer.Write(backends);
+  // The driver's user space, for the running driver, under the driver root.
+  const driver::DriverFiles files =
+      driver::FindDriverFiles(*options_.fs, {cfg.EffectiveDriverRoot(), cfg.driver_root},
+                              c_->inventory != nullptr ? c_->inventory->driver_version : "");
+  return writer.Write(backends, files);
 }
 
 void Daemon::StopAll() {

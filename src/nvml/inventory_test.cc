@@ -53,6 +53,9 @@ class MapFileSystem final : public FileSystem {
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string&) const override {
     return absl::UnimplementedError("read-only");
   }
+  absl::StatusOr<std::string> ReadLink(const std::string& path) const override {
+    return absl::NotFoundError(path);
+  }
 
  private:
   std::map<std::string, std::string> files_;

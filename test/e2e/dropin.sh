@@ -15,6 +15,11 @@
 #      pod and a MIG pod (migStrategy mixed, one GPU time-sliced): every pod keeps running
 #      through the swap and a kubelet restart, and new pods of each resource get devices
 #      no running pod holds.
+#   D5 NVIDIA's chart's container contract with only the image changed: a DaemonSet written
+#      from what NVIDIA's chart runs (the command nvidia-device-plugin with its variables and
+#      mounts; config-manager as init container and sidecar over a ConfigMap of named configs,
+#      shareProcessNamespace) serves the node with this image; a node label picks a
+#      time-slicing config live, a pod runs on a replica, and removing the label goes back.
 # shellcheck shell=bash
 
 # A fresh dgx-h100 root carrying GDRCopy's node; the plugin must not hold the old root.
@@ -226,3 +231,188 @@ else
   fail "D4 our plugin on the mixed node: saw $(kc get node "$NODE" -o jsonpath='{.status.allocatable}')"
 fi
 delete_test_pods
+
+# --- D5: NVIDIA's chart's container contract, only the image changed ----------------------
+# What NVIDIA's chart (v0.20) deploys, written here from its contract (it cannot be fetched
+# on this machine): the command nvidia-device-plugin with its variables, the driver root at
+# /driver-root, config-manager as init container and sidecar with shareProcessNamespace.
+# Two lines are this cluster's, not the chart's: the API server's address (this cluster has
+# no service network) and the simulator's writable state folder.
+helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
+wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
+rm -rf "$GPUROOT"
+"$GPUSIM" root "$GPUROOT" --profile dgx-h100 --library "$NVML_LIB" >/dev/null
+contract=$(mktemp)
+cm_env() { # ONESHOT SEND_SIGNAL
+  cat <<EOF
+        env:
+        - {name: ONESHOT, value: "$1"}
+        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+        - {name: NODE_LABEL, value: nvidia.com/device-plugin.config}
+        - {name: CONFIG_FILE_SRCDIR, value: /available-configs}
+        - {name: CONFIG_FILE_DST, value: /config/config.yaml}
+        - {name: DEFAULT_CONFIG, value: default}
+        - {name: FALLBACK_STRATEGIES, value: "named,single"}
+        - {name: SEND_SIGNAL, value: "$2"}
+        - {name: SIGNAL, value: "1"}
+        - {name: PROCESS_TO_SIGNAL, value: nvidia-device-plugin}
+        - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+        - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+        volumeMounts:
+        - {name: available-configs, mountPath: /available-configs}
+        - {name: config, mountPath: /config}
+EOF
+}
+{
+  cat <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: nvidia-contract, namespace: $NS}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: gdp-e2e-nvidia-contract}
+rules:
+- {apiGroups: [""], resources: [nodes], verbs: [get, list, watch, patch]}
+- {apiGroups: [""], resources: [events], verbs: [create, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: gdp-e2e-nvidia-contract}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: gdp-e2e-nvidia-contract}
+subjects: [{kind: ServiceAccount, name: nvidia-contract, namespace: $NS}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: nvidia-contract-configs, namespace: $NS}
+data:
+  default: |
+    version: v1
+    flags:
+      migStrategy: none
+  ts2: |
+    version: v1
+    flags:
+      migStrategy: none
+    sharing:
+      timeSlicing:
+        resources:
+        - name: nvidia.com/gpu
+          replicas: 2
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: nvidia-contract, namespace: $NS}
+spec:
+  selector: {matchLabels: {app: nvidia-contract}}
+  template:
+    metadata: {labels: {app: nvidia-contract}}
+    spec:
+      serviceAccountName: nvidia-contract
+      shareProcessNamespace: true
+      priorityClassName: system-node-critical
+      nodeSelector: {kubernetes.io/hostname: $NODE}
+      tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+      initContainers:
+      - name: nvidia-device-plugin-init
+        image: localhost/gdp/gpu-device-plugin:e2e
+        imagePullPolicy: Never
+        command: [config-manager]
+EOF
+  cm_env true false
+  cat <<EOF
+      containers:
+      - name: nvidia-device-plugin-sidecar
+        image: localhost/gdp/gpu-device-plugin:e2e
+        imagePullPolicy: Never
+        command: [config-manager]
+EOF
+  cm_env false true
+  cat <<EOF
+      - name: nvidia-device-plugin-ctr
+        image: localhost/gdp/gpu-device-plugin:e2e
+        imagePullPolicy: Never
+        command: [nvidia-device-plugin]
+        env:
+        - {name: MPS_ROOT, value: /run/nvidia/mps}
+        - {name: MIG_STRATEGY, value: none}
+        - {name: FAIL_ON_INIT_ERROR, value: "true"}
+        - {name: PASS_DEVICE_SPECS, value: "true"}
+        - {name: DEVICE_LIST_STRATEGY, value: envvar}
+        - {name: DEVICE_ID_STRATEGY, value: uuid}
+        - {name: NVIDIA_DRIVER_ROOT, value: $GPUROOT}
+        - {name: NVIDIA_DEV_ROOT, value: $GPUROOT}
+        - {name: NVIDIA_CDI_HOOK_PATH, value: /usr/bin/nvidia-cdi-hook}
+        - {name: CDI_FEATURE_FLAGS, value: ""}
+        - {name: GDRCOPY_ENABLED, value: "false"}
+        - {name: GDS_ENABLED, value: "false"}
+        - {name: MOFED_ENABLED, value: "false"}
+        - {name: CONFIG_FILE, value: /config/config.yaml}
+        - {name: NVIDIA_MIG_MONITOR_DEVICES, value: all}
+        - {name: DEVICE_DISCOVERY_STRATEGY, value: auto}
+        - {name: NVIDIA_VISIBLE_DEVICES, value: all}
+        - {name: NVIDIA_DRIVER_CAPABILITIES, value: "compute,utility"}
+        - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+        - {name: KUBERNETES_SERVICE_PORT, value: "6443"}
+        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+        volumeMounts:
+        - {name: device-plugin, mountPath: /var/lib/kubelet/device-plugins}
+        - {name: driver-root, mountPath: /driver-root, readOnly: true}
+        - {name: gpusim-state, mountPath: /driver-root/run/gpusim}
+        - {name: mps-shm, mountPath: /dev/shm}
+        - {name: mps-root, mountPath: /mps}
+        - {name: cdi-root, mountPath: /var/run/cdi}
+        - {name: available-configs, mountPath: /available-configs}
+        - {name: config, mountPath: /config}
+      volumes:
+      - {name: device-plugin, hostPath: {path: /var/lib/kubelet/device-plugins}}
+      - {name: driver-root, hostPath: {path: $GPUROOT}}
+      - {name: gpusim-state, hostPath: {path: $GPUROOT/run/gpusim, type: Directory}}
+      - {name: mps-root, hostPath: {path: /run/nvidia/mps, type: DirectoryOrCreate}}
+      - {name: mps-shm, hostPath: {path: /run/nvidia/mps/shm}}
+      - {name: cdi-root, hostPath: {path: /var/run/cdi, type: DirectoryOrCreate}}
+      - {name: available-configs, configMap: {name: nvidia-contract-configs}}
+      - {name: config, emptyDir: {}}
+EOF
+} >"$contract"
+had_mps_root=$([ -d /run/nvidia/mps ] && echo yes || true)
+mkdir -p /run/nvidia/mps/shm
+kc apply -f "$contract" >/dev/null
+contract_pod() { kc -n "$NS" get pods -l app=nvidia-contract -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true; }
+contract_log() { kc -n "$NS" logs "$(contract_pod)" -c nvidia-device-plugin-ctr 2>/dev/null || true; }
+t=$SECONDS
+if wait_until 120 gpus_are 8; then
+  pass "D5 NVIDIA's chart's containers with this image: nvidia.com/gpu 8/8 after $((SECONDS - t))s"
+else
+  fail "D5 NVIDIA's chart's containers: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  kc -n "$NS" get pods -l app=nvidia-contract -o wide 2>&1 | sed 's/^/  /' || true
+  contract_log | tail -15 | sed 's/^/  plugin: /'
+fi
+check "D5 the plugin runs as nvidia-device-plugin with NVIDIA's defaults (the driver root at /driver-root)" yes \
+  "$(contract_log | grep 'registered with the kubelet' >/dev/null && contract_log | grep 'container_driver_root=/driver-root' >/dev/null && echo yes || echo "no: $(contract_log | tail -3 | tr '\n' ' ')")"
+kc label node "$NODE" nvidia.com/device-plugin.config=ts2 --overwrite >/dev/null
+t=$SECONDS
+if wait_until 90 gpus_are 16; then
+  pass "D5 the node label picks the named config through config-manager: 16/16 after $((SECONDS - t))s"
+else
+  fail "D5 after labelling the node ts2: expected 16/16, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  kc -n "$NS" logs "$(contract_pod)" -c nvidia-device-plugin-sidecar --tail 10 2>&1 | sed 's/^/  sidecar: /' || true
+fi
+gpu_pod c0 1
+if wait_until 60 pod_logged c0 READY; then
+  own=$(pod_own_gpu c0)
+  check "D5 a pod on a replica gets the GPU it is given" "gpu=$(pod_nvd c0)" "gpu=$([ -n "$own" ] && uuid_of "$own")"
+else
+  fail "D5 pod on a replica: expected Running, saw $(pod_phase c0)"
+fi
+delete_test_pods
+kc label node "$NODE" nvidia.com/device-plugin.config- >/dev/null
+t=$SECONDS
+if wait_until 90 gpus_are 8; then
+  pass "D5 without the label, back to the default config: 8/8 after $((SECONDS - t))s"
+else
+  fail "D5 after removing the label: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+fi
+kc delete -f "$contract" --wait=true >/dev/null 2>&1 || true
+rm -f "$contract"
+[ -n "$had_mps_root" ] || rm -rf /run/nvidia/mps

@@ -198,6 +198,7 @@ spec:
       echo "MPSPIPE=\$(ls \$CUDA_MPS_PIPE_DIRECTORY 2>/dev/null | tr '\n' ' ')"
       echo "CAPS=\$(ls /dev/nvidia-caps 2>/dev/null | tr '\n' ' ')"
       echo "GDRDRV=\$([ -c /dev/gdrdrv ] && echo yes || echo no)"
+      echo "DRIVER=\$(ls /usr/lib/x86_64-linux-gnu 2>/dev/null | grep -c '^libnvidia-ml') \$(ls /lib/firmware/nvidia 2>/dev/null)"
       for i in 0 1 2 3 4 5 6 7; do
         if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
       done

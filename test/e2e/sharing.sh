@@ -77,6 +77,9 @@ ts_ready() { local i; for i in $(seq 0 31); do pod_logged "ts$i" READY || return
 t=$SECONDS
 if wait_until 300 ts_ready; then
   pass "S1 32 one-replica pods running after $((SECONDS - t))s"
+  # The spec's driver mounts: the library under both its names, the firmware of its version.
+  check "S1 a pod has the driver's library (two names) and firmware through the CDI spec" \
+    "2 $(gpusim show | awk '$1 == "driver" { print $3 }')" "$(pod_field ts0 DRIVER)"
   # Each pod: exactly one GPU node that opens (ENXIO), the GPU of its replica, and no
   # NVIDIA_VISIBLE_DEVICES (CDI alone gave it the device).
   declare -A per_gpu=()

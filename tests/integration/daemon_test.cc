@@ -940,6 +940,16 @@ sharing:
   EXPECT_NE(text.str().find("\"name\": \"" + replica + "\""), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("\"hostPath\": \"" + root_ + "/dev/nvidia3\""), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(cdi + "/gpu-device-plugin.v0.json"));
+  // Every device comes with the driver's user space the root's ld cache names:
+  // the library of the running version, also under its soname, and its firmware.
+  const std::string lib = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.";
+  for (const std::string& want :
+       {"\"hostPath\": \"" + root_ + lib + profile->driver_version + "\"",
+        "\"containerPath\": \"" + lib + "1\"",
+        "\"containerPath\": \"/lib/firmware/nvidia/" + profile->driver_version + "/gsp_ga10x.bin\"",
+        std::string("\"containerPath\": \"/usr/bin/nvidia-cuda-mps-control\"")}) {
+    EXPECT_NE(text.str().find(want), std::string::npos) << want << "\n" << text.str();
+  }
 }
 
 TEST_F(DaemonTest, MigMixedAdvertisesOneResourcePerProfileWithCapsNodes) {
@@ -1173,7 +1183,10 @@ TEST_F(DaemonTest, MigReLayoutUnderSingleChangesTheGpuResourceLive) {
 
 TEST_F(DaemonTest, DriverStopReleasesEverythingAndStartBringsTheGpusBack) {
   LayRoot("dgx-h100");
-  StartRegistered({"--rescan-interval", "200ms"});
+  const std::string cdi = dir_ + "/cdi";
+  std::filesystem::create_directories(cdi);
+  StartRegistered({"--rescan-interval", "200ms", "--device-list-strategy", "envvar,cdi-cri",
+                   "--cdi-root", cdi});
   auto client = Client();
   auto stream = client->Watch();
   ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
@@ -1221,6 +1234,21 @@ TEST_F(DaemonTest, DriverStopReleasesEverythingAndStartBringsTheGpusBack) {
   EXPECT_THAT(daemon_->Output(), HasSubstr("the driver version changed"));
   EXPECT_EQ(stub_->RegistrationCount(kResource), 1u);
   EXPECT_FALSE(stream->finished());
+  // The CDI spec gives containers the new driver's library, not the old one's.
+  const std::string spec_path = cdi + "/gpu-device-plugin.nvidia.com-gpu.json";
+  auto spec_text = [&] {
+    std::ifstream in(spec_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  for (int i = 0; i < 100 && spec_text().find("libnvidia-ml.so.560.35.03") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_THAT(spec_text(), HasSubstr("libnvidia-ml.so.560.35.03"));
+  EXPECT_THAT(spec_text(), HasSubstr("/lib/firmware/nvidia/560.35.03/gsp_ga10x.bin"));
+  EXPECT_THAT(spec_text(), Not(HasSubstr("550.54.15")));
 }
 
 TEST_F(DaemonTest, ANodeChangeDuringAConfigReloadEndsWithBoth) {

@@ -27,6 +27,10 @@ class FakeFileSystem final : public FileSystem {
     std::lock_guard<std::mutex> lock(mu_);
     entries_[path] = Entry{FileInfo{FileInfo::Type::kCharDevice, major, minor}, {}};
   }
+  void AddSymlink(const std::string& path, std::string target) {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_[path] = Entry{FileInfo{FileInfo::Type::kSymlink, 0, 0}, std::move(target)};
+  }
   void AddDirectory(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu_);
     entries_[path] = Entry{FileInfo{FileInfo::Type::kDirectory, 0, 0}, {}};
@@ -71,6 +75,15 @@ class FakeFileSystem final : public FileSystem {
     if (entries_.erase(path) == 0)
       return absl::NotFoundError("remove " + path + ": not found (fake)");
     return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> ReadLink(const std::string& path) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(path);
+    if (it == entries_.end()) return absl::NotFoundError("readlink " + path + ": not found (fake)");
+    if (it->second.info.type != FileInfo::Type::kSymlink) {
+      return absl::InvalidArgumentError("readlink " + path + ": not a symlink (fake)");
+    }
+    return it->second.content;
   }
   absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) const override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,0 +1,28 @@
+// The driver's user space in a simulated root, laid out as a real driver root
+// has it, so what looks for it there (the plugin's CDI spec, NVIDIA's
+// `nvidia-ctk cdi generate`) finds it the real way:
+//   usr/lib/x86_64-linux-gnu/libnvidia-ml.so.<version>   the simulator library
+//   usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1           -> libnvidia-ml.so.<version>
+//   etc/ld.so.cache                                      names it (glibc's format)
+//   lib/firmware/nvidia/<version>/gsp_*.bin              stand-ins for GSP firmware
+//   usr/bin/nvidia-smi                                   the nvidia-smi stand-in
+//   (sim/nvidia_smi.cc)
+// Only gpusim calls these (never the simulator library); not thread-safe
+// (gpusim holds the layout lock).
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace gdp::sim {
+
+// Lays the user space of driver `version` in `root`, replacing another
+// version's: the library (found at its soname path, as a file or a link) is
+// renamed to its versioned name and linked from the soname, the ld cache and
+// the firmware folder are rewritten; `nvidia_smi`, when not empty, is installed
+// as usr/bin/nvidia-smi. Every file is replaced atomically.
+absl::Status LayDriverUserSpace(const std::string& root, const std::string& version,
+                                const std::string& nvidia_smi);
+
+}  // namespace gdp::sim
