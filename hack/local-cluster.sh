@@ -118,7 +118,9 @@ healthy() {
   shift 3
   local deadline=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
-    if ! pid_alive "$name"; then
+    # alive, not ours: the pid is the one start() just wrote, and until its child has
+    # exec'd the daemon its command line is still this script's.
+    if ! alive "$(cat "$run/$name.pid" 2>/dev/null)"; then
       tail -n 30 "$logs/$name.log" >&2 || true
       die "$name exited while starting; its log is $logs/$name.log (last lines above)"
     fi
