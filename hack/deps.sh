@@ -13,6 +13,7 @@ packages=(
   clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   python3 python3-pip
   prometheus  # promtool (check metrics/rules) and a real server for the metrics integration test
+  patchelf    # gpusim names the simulator library's dependencies for the driver's version
 )
 
 install_debian_packages "${packages[@]}"

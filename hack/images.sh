@@ -80,6 +80,23 @@ image_busybox() {
   IMG_CMD='["/bin/sh"]'
 }
 
+# gpu-workload: what a GPU pod of the tests runs: busybox, glibc (the loader, libc, libm),
+# which the driver's user space needs, and the C++ runtime (libstdc++, libgcc_s), which
+# the simulator's libnvidia-ml needs besides (the real one does not); no driver file: a
+# container gets those from the CDI spec or the NVIDIA runtime, never the image.
+image_gpu_workload() {
+  image_busybox "$1"
+  copy_libs "$1" /usr/bin/env
+  local lib
+  for lib in /lib/x86_64-linux-gnu/libm.so.6 /lib/x86_64-linux-gnu/libdl.so.2 \
+    /lib/x86_64-linux-gnu/libstdc++.so.6 /lib/x86_64-linux-gnu/libgcc_s.so.1; do
+    [ -e "$lib" ] || die "$lib not found: the gpu-workload image needs it"
+    install -D -m 0755 "$(readlink -f "$lib")" "$1$lib"
+  done
+  IMG_ENTRYPOINT='null'
+  IMG_CMD='["/bin/sh"]'
+}
+
 # gpu-device-plugin: the daemon from the release build (hack/build.sh release
 # gpu-device-plugin) and the shared libraries ldd names, with debug info stripped
 # (binary and libraries). It finds libnvidia-ml.so.1 under the driver root mounted

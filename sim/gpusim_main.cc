@@ -715,7 +715,7 @@ int DriverStart(Session& s, const std::string& version, int cuda) {
     s.profile = std::move(*p);
   }
   // The user space of the driver now loaded (another version's is replaced).
-  if (auto st = LayDriverUserSpace(s.root, s.profile.driver_version, ""); !st.ok()) {
+  if (auto st = LayDriverUserSpace(s.root, s.profile.driver_version, {}); !st.ok()) {
     return Fail(st);
   }
   if (auto st = SyncDeviceNodes(s.root, s.profile, s.config.char_devices); !st.ok()) {
@@ -763,6 +763,13 @@ int Main(int argc, char** argv) {
                                       "the nvidia-smi stand-in to install in usr/bin (default: "
                                       "the one built beside gpusim, when present)")
                          ->capture_default_str();
+  std::string persistenced = GPUSIM_DEFAULT_PERSISTENCED;
+  auto* persistenced_option =
+      cmd_root
+          ->add_option("--persistenced", persistenced,
+                       "the nvidia-persistenced stand-in to install in usr/bin (default: the "
+                       "one built beside gpusim, when present)")
+          ->capture_default_str();
   cmd_root->add_flag("--no-mknod", layout.allow_regular_files,
                      "without root, create empty files instead of character devices");
   cmd_root
@@ -846,10 +853,15 @@ int Main(int argc, char** argv) {
     layout.config.change_events = !no_change_events;
     auto r = LayoutRoot(layout_dir, layout);
     if (!r.ok()) return Fail(r.status());
-    if (smi_option->count() == 0 && !std::filesystem::is_regular_file(nvidia_smi, ec)) {
-      nvidia_smi.clear();  // the default is optional; an explicit path is not
+    // The defaults are optional (built beside gpusim, or not); an explicit path is not.
+    std::vector<std::string> binaries;
+    for (const auto& [path, option] :
+         {std::pair{&nvidia_smi, smi_option}, std::pair{&persistenced, persistenced_option}}) {
+      if (option->count() > 0 || std::filesystem::is_regular_file(*path, ec)) {
+        binaries.push_back(*path);
+      }
     }
-    if (auto st = LayDriverUserSpace(layout_dir, r->driver_version, nvidia_smi); !st.ok()) {
+    if (auto st = LayDriverUserSpace(layout_dir, r->driver_version, binaries); !st.ok()) {
       return Fail(st);
     }
     std::printf("laid out %s for profile %s: %zu device nodes%s\n", layout_dir.c_str(),

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nvml.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -1206,6 +1207,63 @@ TEST(SimNvidiaSmi, PrintsWhatNvmlSays) {
   ASSERT_EQ(sim.Inject("driver stop").status, 0);
   r = RunCommand(smi + " -L");
   EXPECT_EQ(r.status, 9);
+  EXPECT_THAT(r.output, HasSubstr("couldn't communicate with the NVIDIA driver"));
+}
+
+// In a container the library has only the files a CDI spec mounts: no root
+// around it. The nvidia-persistenced stand-in hands the root over its socket,
+// and the library shows the GPUs whose device nodes this process can use,
+// numbered from 0, as the real driver shows a container its GPUs.
+TEST(SimContainer, TheRootIsHandedOverAndOnlyUsableGpusAreSeen) {
+  if (geteuid() != 0) GTEST_SKIP() << "device nodes need root (CAP_MKNOD)";
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  const std::string run = sim.root() + "/run/nvidia-persistenced";
+  auto started = RunCommand(sim.root() + "/usr/bin/nvidia-persistenced");
+  ASSERT_EQ(started.status, 0) << started.output;
+  ASSERT_TRUE(fs::exists(run + "/socket"));
+  // The "container": the driver's libraries and nvidia-smi copied out of the
+  // root, and a /dev with the nodes of GPUs 2 and 5 only.
+  TempDir ctr;
+  const std::string lib_dir = ctr.path() + "/usr/lib/x86_64-linux-gnu";
+  fs::create_directories(lib_dir);
+  fs::create_directories(ctr.path() + "/usr/bin");
+  fs::create_directories(ctr.path() + "/dev");
+  for (const auto& e : fs::directory_iterator(sim.root() + "/usr/lib/x86_64-linux-gnu")) {
+    fs::copy_file(fs::canonical(e.path()), lib_dir + "/" + e.path().filename().string());
+  }
+  fs::copy_file(sim.root() + "/usr/bin/nvidia-smi", ctr.path() + "/usr/bin/nvidia-smi");
+  for (unsigned minor : {2u, 5u}) {
+    const std::string node = ctr.path() + "/dev/nvidia" + std::to_string(minor);
+    ASSERT_EQ(mknod(node.c_str(), S_IFCHR | 0666, makedev(kNvidiaMajor, minor)), 0) << node;
+  }
+  const std::string env =
+      "GPUSIM_PERSISTENCED_SOCKET=" + run + "/socket GPUSIM_DEV_DIR=" + ctr.path() + "/dev ";
+  auto r = RunCommand(env + ctr.path() + "/usr/bin/nvidia-smi -L");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, "GPU 0: NVIDIA H100 80GB HBM3 (UUID: " + sim.profile().gpus[2].uuid +
+                          ")\nGPU 1: NVIDIA H100 80GB HBM3 (UUID: " + sim.profile().gpus[5].uuid +
+                          ")\n");
+  // What another process sets on the host shows in the container.
+  ASSERT_EQ(sim.Inject("set --gpu 5 mem-used=10GiB").status, 0);
+  r = RunCommand(env + ctr.path() +
+                 "/usr/bin/nvidia-smi --query-gpu=uuid,memory.used --format=csv,noheader -i 1");
+  auto host = RunCommand(
+      sim.root() + "/usr/bin/nvidia-smi --query-gpu=uuid,memory.used --format=csv,noheader -i 5");
+  EXPECT_EQ(r.output, host.output);
+  EXPECT_THAT(r.output, HasSubstr(sim.profile().gpus[5].uuid));
+  // Without the daemon the library finds no driver: nvidia-smi's usual message.
+  std::ifstream pid_file(run + "/nvidia-persistenced.pid");
+  pid_t pid = 0;
+  pid_file >> pid;
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  for (int i = 0; i < 100 && fs::exists(run + "/socket"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(fs::exists(run + "/socket"));
+  r = RunCommand(env + ctr.path() + "/usr/bin/nvidia-smi -L");
+  EXPECT_EQ(r.status, 9) << r.output;
   EXPECT_THAT(r.output, HasSubstr("couldn't communicate with the NVIDIA driver"));
 }
 

@@ -5,13 +5,15 @@
 //   usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1           -> libnvidia-ml.so.<version>
 //   etc/ld.so.cache                                      names it (glibc's format)
 //   lib/firmware/nvidia/<version>/gsp_*.bin              stand-ins for GSP firmware
-//   usr/bin/nvidia-smi                                   the nvidia-smi stand-in
-//   (sim/nvidia_smi.cc)
+//   usr/lib/x86_64-linux-gnu/libgpusim_*.so.<version>    the library's dependencies
+//   usr/bin/nvidia-smi, nvidia-persistenced             stand-ins (sim/nvidia_smi.cc,
+//                                                        sim/persistenced_standin.cc)
 // Only gpusim calls these (never the simulator library); not thread-safe
 // (gpusim holds the layout lock).
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -20,9 +22,9 @@ namespace gdp::sim {
 // Lays the user space of driver `version` in `root`, replacing another
 // version's: the library (found at its soname path, as a file or a link) is
 // renamed to its versioned name and linked from the soname, the ld cache and
-// the firmware folder are rewritten; `nvidia_smi`, when not empty, is installed
-// as usr/bin/nvidia-smi. Every file is replaced atomically.
+// the firmware folder are rewritten; each of `binaries` is installed in
+// usr/bin under its own name. Every file is replaced atomically.
 absl::Status LayDriverUserSpace(const std::string& root, const std::string& version,
-                                const std::string& nvidia_smi);
+                                const std::vector<std::string>& binaries);
 
 }  // namespace gdp::sim

@@ -236,8 +236,8 @@ delete_test_pods
 # What NVIDIA's chart (v0.20) deploys, written here from its contract (it cannot be fetched
 # on this machine): the command nvidia-device-plugin with its variables, the driver root at
 # /driver-root, config-manager as init container and sidecar with shareProcessNamespace.
-# Two lines are this cluster's, not the chart's: the API server's address (this cluster has
-# no service network) and the simulator's writable state folder.
+# Three lines are this cluster's, not the chart's: hostNetwork and the API server's address
+# (this cluster's pods reach only loopback) and the simulator's writable state folder.
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
 wait_until 60 sh -c "! kubectl -n $NS get pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector spec.nodeName=$NODE --no-headers 2>/dev/null | grep -q ."
 rm -rf "$GPUROOT"
@@ -309,6 +309,7 @@ spec:
     metadata: {labels: {app: nvidia-contract}}
     spec:
       serviceAccountName: nvidia-contract
+      hostNetwork: true
       shareProcessNamespace: true
       priorityClassName: system-node-critical
       nodeSelector: {kubernetes.io/hostname: $NODE}
@@ -386,6 +387,7 @@ if wait_until 120 gpus_are 8; then
 else
   fail "D5 NVIDIA's chart's containers: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
   kc -n "$NS" get pods -l app=nvidia-contract -o wide 2>&1 | sed 's/^/  /' || true
+  kc -n "$NS" logs "$(contract_pod)" -c nvidia-device-plugin-init --tail 10 2>&1 | sed 's/^/  init: /' || true
   contract_log | tail -15 | sed 's/^/  plugin: /'
 fi
 check "D5 the plugin runs as nvidia-device-plugin with NVIDIA's defaults (the driver root at /driver-root)" yes \

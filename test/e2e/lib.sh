@@ -48,7 +48,7 @@ e2e_lay_root() {
 # Brings the local cluster up with the pause, busybox and plugin images imported,
 # and exports its environment (KUBECONFIG, CRI_CONFIG_FILE, PATH).
 e2e_cluster_up() {
-  GDP_PLUGIN_BINARY="$PLUGIN_BIN" GDP_IMAGES="pause busybox gpu-device-plugin" \
+  GDP_PLUGIN_BINARY="$PLUGIN_BIN" GDP_IMAGES="pause busybox gpu-workload gpu-device-plugin" \
     hack/local-cluster.sh up >/dev/null
   eval "$(hack/local-cluster.sh env)"
 }
@@ -168,11 +168,13 @@ pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
 # COUNT of RESOURCE (default nvidia.com/gpu), on node $NODE unless NODE_SELECTOR (a YAML
 # flow map) says otherwise, that prints NVIDIA_VISIBLE_DEVICES, the MPS settings it got,
 # its /dev/nvidia-caps nodes and what opening each /dev/nvidia0..7 gives, then sleeps
-# (exits at once on SIGTERM).
+# (exits at once on SIGTERM). GPU_POD_IMAGE picks another image of hack/images.sh, and
+# GPU_POD_RUN (one line of sh) runs before READY.
 gpu_pod() {
   local limits=""
   [ "$2" = 0 ] || limits="resources: {limits: {${3:-nvidia.com/gpu}: $2}}"
   local selector=${4:-"{kubernetes.io/hostname: $NODE}"}
+  local image=${GPU_POD_IMAGE:-busybox}
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -185,7 +187,7 @@ spec:
   tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
   containers:
   - name: c
-    image: localhost/gdp/busybox:e2e
+    image: localhost/gdp/$image:e2e
     imagePullPolicy: Never
     $limits
     command:
@@ -202,6 +204,7 @@ spec:
       for i in 0 1 2 3 4 5 6 7; do
         if [ -e /dev/nvidia\$i ]; then echo "dev\$i: \$(cat /dev/nvidia\$i 2>&1 | head -n 1)"; else echo "dev\$i: absent"; fi
       done
+      ${GPU_POD_RUN:-}
       echo READY
       trap 'exit 0' TERM
       while true; do sleep 1; done

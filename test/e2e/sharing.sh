@@ -2,7 +2,8 @@
 # test/e2e/run.sh after its own (it defines pass/fail/check and brings the cluster up):
 #   S1 time-slicing, 4 replicas of each dgx-h100 GPU, served through CDI alone: capacity 32,
 #      32 one-replica pods run, each sees exactly its GPU; the spec passes the CDI
-#      project's validator.
+#      project's validator; with the driver's user space from the spec, `nvidia-smi -L` in
+#      a pod of the workload image lists exactly the GPUs of its replicas.
 #   S2 MPS, 2 replicas per GPU: each pod gets its limits and its GPU's pipe directory; the
 #      control daemon (the stand-in nvidia-cuda-mps-control) received the same limits.
 #   S3 MIG mixed on a100-mig: one resource per profile with the node's counts; a MIG pod
@@ -51,6 +52,9 @@ delete_test_pods() { kc -n "$TNS" delete pods -l gdp-e2e --wait=true >/dev/null 
 delete_test_pods
 
 # --- S1: time-slicing x4 over CDI alone ------------------------------------------------
+# The driver's nvidia-persistenced (the simulator's stand-in) runs on the host, so the spec
+# the plugin writes mounts its socket into GPU containers, as NVIDIA's toolkit does.
+"$GPUROOT/usr/bin/nvidia-persistenced" || fail "S1 the nvidia-persistenced stand-in did not start"
 sharing_chart "flags:
   plugin:
     deviceListStrategy: cdi-cri
@@ -72,6 +76,26 @@ fi
 spec=/var/run/cdi/gpu-device-plugin.nvidia.com-gpu.json
 check "S1 the CDI spec passes the CDI project's validator" "valid: nvidia.com/gpu, 32 devices" \
   "$("$CDI_VALIDATE" "$spec" "nvidia.com/gpu=$(uuid_of 5)::3" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+# smi_pod NAME COUNT: a pod of the workload image (glibc, no driver file) asking for COUNT
+# replicas that runs nvidia-smi -L with what the CDI spec gave it.
+smi_pod() { GPU_POD_IMAGE=gpu-workload GPU_POD_RUN='nvidia-smi -L; echo "RC=$?"' gpu_pod "$1" "$2"; }
+smi_pod smi1 1
+smi_pod smi2 2
+smi_ready() { pod_logged smi1 READY && pod_logged smi2 READY; }
+if wait_until 60 smi_ready; then
+  listing=$("$PODRESOURCES" 2>&1 || true)
+  for p in smi1 smi2; do
+    # The GPUs of its replicas (GPU-<uuid>::<n>), each once, against what nvidia-smi lists.
+    want=$(awk -v p="$TNS/$p/c" '$1 == p { print $3 }' <<<"$listing" | tr ',' '\n' | sed 's/::.*//' | sort -u | tr '\n' ' ')
+    saw=$(kc -n "$TNS" logs "$p" 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | sort | tr '\n' ' ')
+    # "RC=0 <GPUs>": nvidia-smi succeeded, and its list is the replicas' GPUs.
+    check "S1 nvidia-smi -L in the $p pod lists exactly its replicas' GPUs" \
+      "RC=0 ${want:-none}" "RC=$(pod_field "$p" RC) ${saw:-none}"
+  done
+else
+  fail "S1 nvidia-smi pods: expected Running, saw $(pod_phase smi1) $(pod_phase smi2): $(kc -n "$TNS" logs smi1 2>&1 | head -3 | tr '\n' ' ')"
+fi
+delete_test_pods
 for i in $(seq 0 31); do gpu_pod "ts$i" 1; done
 ts_ready() { local i; for i in $(seq 0 31); do pod_logged "ts$i" READY || return 1; done; }
 t=$SECONDS
@@ -102,6 +126,8 @@ else
   fail "S1 32 one-replica pods: expected all running within 300s, saw $(kc -n "$TNS" get pods -l gdp-e2e --no-headers | awk '{print $3}' | sort | uniq -c | tr '\n' ' ')"
 fi
 delete_test_pods
+pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
+[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 
 # --- S2: MPS, 2 replicas per GPU -------------------------------------------------------
 sharing_chart "health:
