@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "src/driver/driver_files.h"
 #include "src/nvml/dl_nvml.h"
 
 namespace gdp::doctor {
@@ -469,6 +470,42 @@ CheckResult CheckCdiDirectory(const Options& o, const FileSystem& fs, const Host
                                specs.empty() ? "none yet" : absl::StrJoin(specs, ", ")));
 }
 
+CheckResult CheckDriverUserSpace(const Options& o, const FileSystem& fs,
+                                 const nvml::Inventory* inventory) {
+  const std::string name = "driver user space";
+  if (!o.UsesCdi()) {
+    return Ok(name,
+              "not from this plugin: with envvar or volume-mounts the NVIDIA container runtime "
+              "gives containers the driver");
+  }
+  if (inventory == nullptr) {
+    return Warn(name, "not checked: the driver's version is unknown without NVML",
+                "fix the nvml rows above");
+  }
+  const driver::DriverFiles files =
+      driver::FindDriverFiles(fs, {o.driver_root, o.driver_root}, inventory->driver_version);
+  size_t libraries = 0, firmware = 0, other = 0;
+  for (const driver::Mount& m : files.mounts) {
+    if (absl::StrContains(m.container_path, ".so")) {
+      ++libraries;
+    } else if (absl::StartsWith(m.container_path, "/lib/firmware/")) {
+      ++firmware;
+    } else {
+      ++other;
+    }
+  }
+  const std::string detail = absl::StrCat(
+      "the CDI spec gives containers driver ", inventory->driver_version, ": ", libraries,
+      " library mounts, ", firmware, " firmware files, ", other, " binaries and sockets");
+  if (!files.notes.empty()) {
+    return Warn(name, absl::StrCat(detail, "; ", absl::StrJoin(files.notes, "; ")),
+                "containers cannot run CUDA or nvidia-smi without the driver's libraries: run "
+                "ldconfig in the driver root, or use the NVIDIA runtime (deviceListStrategy "
+                "envvar)");
+  }
+  return Ok(name, detail);
+}
+
 CheckResult CheckMig(const Options& o, const FileSystem& fs, const nvml::Inventory* inventory) {
   const std::string name = "mig";
   const bool strategy_on = o.mig_strategy != config::MigStrategy::kNone;
@@ -562,6 +599,7 @@ Report RunChecks(const Options& o, const Environment& env) {
   r.checks.push_back(CheckPodResources(o, *env.fs, *lister));
   add(CheckContainerRuntime(o, *env.fs));
   r.checks.push_back(CheckCdiDirectory(o, *env.fs, *env.host));
+  r.checks.push_back(CheckDriverUserSpace(o, *env.fs, inventory.get()));
   r.checks.push_back(CheckMig(o, *env.fs, inventory.get()));
   r.checks.push_back(CheckMps(o, *env.fs, *env.host));
   return r;

@@ -128,6 +128,11 @@ CheckResult CheckPodResources(const Options& o, const FileSystem& fs,
 std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSystem& fs);
 // "cdi directory".
 CheckResult CheckCdiDirectory(const Options& o, const FileSystem& fs, const HostAccess& host);
+// "driver user space": what of the driver a container gets through the CDI
+// spec (the driver's libraries by the root's ld cache, firmware, binaries,
+// sockets); a warning when CDI is used and part of it is missing.
+CheckResult CheckDriverUserSpace(const Options& o, const FileSystem& fs,
+                                 const nvml::Inventory* inventory);
 // "mig": MIG-enabled GPUs vs the strategy, /dev/nvidia-caps and mig-minors.
 CheckResult CheckMig(const Options& o, const FileSystem& fs, const nvml::Inventory* inventory);
 // "mps": nvidia-cuda-mps-control under the driver root.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "src/driver/ldcache.h"
 #include "tests/mocks/fake_filesystem.h"
 #include "tests/mocks/fake_gpus.h"
 #include "tests/mocks/mock_nvml.h"
@@ -454,6 +455,36 @@ TEST(CheckCdiDirectoryTest, Cases) {
   }
 }
 
+// --- the driver's user space ---
+
+TEST(CheckDriverUserSpaceTest, Cases) {
+  Options o = TestOptions();
+  nvml::Inventory inv;
+  inv.driver_version = "550.54.15";
+  FakeFileSystem fs;
+  // envvar: the NVIDIA runtime's job, not checked.
+  EXPECT_EQ(CheckDriverUserSpace(o, fs, &inv).severity, Severity::kOk);
+  o.device_list_strategy = {config::DeviceListStrategy::kCdiCri};
+  EXPECT_EQ(CheckDriverUserSpace(o, fs, nullptr).severity, Severity::kWarn);
+  // No ld cache under the driver root: the spec would carry no library.
+  CheckResult r = CheckDriverUserSpace(o, fs, &inv);
+  EXPECT_EQ(r.severity, Severity::kWarn);
+  EXPECT_THAT(r.detail, HasSubstr("no ld cache at " + o.driver_root));
+  EXPECT_THAT(r.fix, HasSubstr("ldconfig"));
+  // A root whose ld cache names the driver's library.
+  const std::string lib = JoinRoot(o.driver_root, "/usr/lib/x86_64-linux-gnu");
+  fs.AddFile(lib + "/libcuda.so.550.54.15", "elf");
+  fs.AddSymlink(lib + "/libcuda.so.1", "libcuda.so.550.54.15");
+  fs.AddFile(JoinRoot(o.driver_root, "/etc/ld.so.cache"),
+             driver::WriteLdCache({{"libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                                    driver::NativeLdCacheFlags()}}));
+  fs.AddFile(JoinRoot(o.driver_root, "/usr/bin/nvidia-smi"), "elf");
+  r = CheckDriverUserSpace(o, fs, &inv);
+  EXPECT_EQ(r.severity, Severity::kOk) << r.detail;
+  EXPECT_THAT(r.detail, HasSubstr("driver 550.54.15: 2 library mounts, 0 firmware files, 1 "
+                                  "binaries and sockets"));
+}
+
 // --- MIG ---
 
 TEST(CheckMigTest, Cases) {
@@ -534,7 +565,13 @@ TEST(CheckMpsTest, Cases) {
 
 TEST(RunChecksTest, HealthyNodeHasNoFailure) {
   FakeFileSystem fs;
-  fs.AddFile(kLib, "");
+  // The driver's library as a real root has it: versioned, linked, in the ld cache.
+  fs.AddFile(std::string(kLib).replace(std::string(kLib).size() - 1, 1, "550.54.15"), "");
+  fs.AddSymlink(kLib, "libnvidia-ml.so.550.54.15");
+  fs.AddFile(std::string(kRoot) + "/etc/ld.so.cache",
+             driver::WriteLdCache({{"libnvidia-ml.so.1",
+                                    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+                                    driver::NativeLdCacheFlags()}}));
   for (unsigned i = 0; i < 2; ++i) {
     fs.AddCharDevice(std::string(kRoot) + "/dev/nvidia" + std::to_string(i), 195, i);
   }
@@ -556,7 +593,7 @@ TEST(RunChecksTest, HealthyNodeHasNoFailure) {
   Report r = RunChecks(o, env);
   EXPECT_FALSE(r.HasFailure()) << RenderTable(r);
   EXPECT_EQ(r.Count(Severity::kOk), static_cast<int>(r.checks.size())) << RenderTable(r);
-  EXPECT_EQ(r.checks.size(), 14u);
+  EXPECT_EQ(r.checks.size(), 15u);
 }
 
 TEST(RunChecksTest, ConfigErrorIsAFailureRow) {

@@ -128,9 +128,13 @@ TEST_F(DoctorTest, HealthySimulatedNodeIsAllOk) {
   int rc = -1;
   const auto status = DoctorJson({"--device-list-strategy", "cdi-cri"}, &rc);
   EXPECT_EQ(rc, 0);
-  ASSERT_EQ(status.size(), 14u);
+  ASSERT_EQ(status.size(), 15u);
   for (const auto& [name, s] : status) EXPECT_EQ(s, "OK") << name << ": " << details_[name];
   EXPECT_THAT(details_["gpus"], HasSubstr("8 x NVIDIA H100 80GB HBM3"));
+  // The simulated root's ld cache names the library and its dependencies; the
+  // firmware stand-ins and nvidia-smi are there too.
+  EXPECT_THAT(details_["driver user space"], HasSubstr("driver 550.54.15: "));
+  EXPECT_THAT(details_["driver user space"], HasSubstr(" 2 firmware files"));
   EXPECT_THAT(details_["nvml library"], HasSubstr(root_ + "/usr/lib/x86_64-linux-gnu"));
   EXPECT_THAT(details_["device nodes"], HasSubstr("10 present"));
   EXPECT_GE(pod_resources_stub_->ListCount(), 1u);
