@@ -23,7 +23,7 @@ fi
 
 log "building (cached after the first run)"
 hack/deps.sh >/dev/null
-hack/build.sh release gpu-device-plugin gpusim nvidia-ml podresources-list >/dev/null
+hack/build.sh release gpu-device-plugin gpusim nvidia-ml cuda-workload podresources-list >/dev/null
 hack/k8s-components.sh >/dev/null
 e2e_check_binaries
 

@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(repo_root)"
 hack/deps.sh >/dev/null
-hack/build.sh release gpu-device-plugin gpusim nvidia-ml podresources-list kubectl-gpu
+hack/build.sh release gpu-device-plugin gpusim nvidia-ml cuda-workload podresources-list kubectl-gpu
 hack/k8s-components.sh >/dev/null
 hack/render-static.sh --check
 # One real node per machine: a second suite (or `make demo`) waits for this one.

@@ -93,6 +93,10 @@ image_gpu_workload() {
     [ -e "$lib" ] || die "$lib not found: the gpu-workload image needs it"
     install -D -m 0755 "$(readlink -f "$lib")" "$1$lib"
   done
+  # A small CUDA program (sim/cuda_workload.cc); libcuda.so.1 comes with the driver.
+  local workload=${GDP_CUDA_WORKLOAD:-$root/build/release/sim/cuda-workload}
+  [ -x "$workload" ] || die "$workload not found: run hack/build.sh release cuda-workload"
+  install -D -m 0755 "$workload" "$1/usr/bin/cuda-workload"
   IMG_ENTRYPOINT='null'
   IMG_CMD='["/bin/sh"]'
 }

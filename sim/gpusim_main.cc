@@ -715,7 +715,7 @@ int DriverStart(Session& s, const std::string& version, int cuda) {
     s.profile = std::move(*p);
   }
   // The user space of the driver now loaded (another version's is replaced).
-  if (auto st = LayDriverUserSpace(s.root, s.profile.driver_version, {}); !st.ok()) {
+  if (auto st = LayDriverUserSpace(s.root, s.profile.driver_version, {}, ""); !st.ok()) {
     return Fail(st);
   }
   if (auto st = SyncDeviceNodes(s.root, s.profile, s.config.char_devices); !st.ok()) {
@@ -763,6 +763,12 @@ int Main(int argc, char** argv) {
                                       "the nvidia-smi stand-in to install in usr/bin (default: "
                                       "the one built beside gpusim, when present)")
                          ->capture_default_str();
+  std::string libcuda = GPUSIM_DEFAULT_CUDA;
+  auto* cuda_option = cmd_root
+                          ->add_option("--libcuda", libcuda,
+                                       "the simulated libcuda.so.1 to install (default: the one "
+                                       "built beside gpusim, when present)")
+                          ->capture_default_str();
   std::string persistenced = GPUSIM_DEFAULT_PERSISTENCED;
   auto* persistenced_option =
       cmd_root
@@ -861,7 +867,10 @@ int Main(int argc, char** argv) {
         binaries.push_back(*path);
       }
     }
-    if (auto st = LayDriverUserSpace(layout_dir, r->driver_version, binaries); !st.ok()) {
+    if (cuda_option->count() == 0 && !std::filesystem::is_regular_file(libcuda, ec)) {
+      libcuda.clear();
+    }
+    if (auto st = LayDriverUserSpace(layout_dir, r->driver_version, binaries, libcuda); !st.ok()) {
       return Fail(st);
     }
     std::printf("laid out %s for profile %s: %zu device nodes%s\n", layout_dir.c_str(),

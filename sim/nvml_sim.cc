@@ -29,8 +29,6 @@
 #include <fcntl.h>
 #include <nvml.h>
 #include <sys/file.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,9 +48,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "sim/fd_passing.h"
+#include "sim/contexts.h"
 #include "sim/profile.h"
 #include "sim/root.h"
+#include "sim/root_finder.h"
 #include "sim/state.h"
 
 #define SIM_EXPORT extern "C" __attribute__((visibility("default")))
@@ -148,6 +147,8 @@ struct Generation {
   std::map<std::string, const nvmlDevice_st*> mig_by_uuid;
   std::shared_ptr<const Snapshot> snap;  // guarded by g_mu
   bool change_events = true;             // RootConfig::change_events, read at init
+  // What workloads (the simulated libcuda) hold; nullptr when it cannot be opened.
+  std::unique_ptr<gdp::sim::Contexts> contexts;
 };
 
 std::mutex g_mu;
@@ -157,74 +158,15 @@ std::vector<std::shared_ptr<Generation>> g_generations;  // guarded by g_mu; nev
 std::set<nvmlEventSet_st*> g_event_sets;                 // guarded by g_mu
 std::set<nvmlSystemEventSet_st*> g_system_event_sets;    // guarded by g_mu
 int g_driver_lock_fd = -1;  // guarded by g_mu; open (LOCK_SH) while a session is
-// In a container: the driver root as the nvidia-persistenced stand-in handed
-// it over (an O_PATH descriptor, kept for the process's life); -1 elsewhere.
-int g_handed_root_fd = -1;  // guarded by g_mu
+// Handed the root over by the nvidia-persistenced stand-in (in a container):
+// the session shows only the GPUs this process may use.
+bool g_handed_root = false;  // guarded by g_mu
 
-// Read-only lookups at nvmlInit; the simulator never modifies the environment.
-std::string Env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);  // NOLINT(concurrency-mt-unsafe)
-  return v != nullptr && *v != '\0' ? v : fallback;
-}
-
-// In a container, which has only the files a CDI spec mounts, the driver
-// root comes from the nvidia-persistenced stand-in's socket, as the driver
-// itself reaches a process through the files it was given (docs/simulator.md).
-// "" when there is no socket or no answer. Needs g_mu.
-std::string HandedRoot() {
-  if (g_handed_root_fd >= 0) return "/proc/self/fd/" + std::to_string(g_handed_root_fd);
-  const std::string path = Env("GPUSIM_PERSISTENCED_SOCKET", "/run/nvidia-persistenced/socket");
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return "";
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return "";
-  const int fd =
-      connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 ? gdp::sim::RecvFd(s) : -1;
-  close(s);
-  if (fd < 0) return "";
-  g_handed_root_fd = fd;
-  return "/proc/self/fd/" + std::to_string(fd);
-}
-
-// Whether this process may use the GPU with device node /dev/nvidia<minor>:
-// its node is there and opens as far as the driver (ENXIO: allowed, and no
-// real driver behind it), as a container's device nodes and device cgroup
-// decide for the real driver. $GPUSIM_DEV_DIR stands for /dev in tests.
-bool Usable(unsigned minor) {
-  const std::string node = Env("GPUSIM_DEV_DIR", "/dev") + "/nvidia" + std::to_string(minor);
-  const int fd = open(node.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd >= 0) {
-    close(fd);
-    return true;
-  }
-  return errno == ENXIO;
-}
-
-// Where this library lives: dladdr on one of its own symbols. Needs g_mu.
+// The driver root (sim/root_finder.h). Needs g_mu.
 std::string FindRoot() {
-  if (std::string env = Env(gdp::sim::kRootEnv, ""); !env.empty()) return env;
-  Dl_info info{};
-  if (dladdr(reinterpret_cast<void*>(&FindRoot), &info) != 0 && info.dli_fname != nullptr) {
-    char resolved[PATH_MAX];
-    // Keep the path as loaded (a symlink farm is a root too), without "..": a
-    // program's RPATH of $ORIGIN/../lib/... loads it as <root>/usr/bin/../lib/...
-    const std::filesystem::path loaded = std::filesystem::path(info.dli_fname).lexically_normal();
-    std::string root = gdp::sim::RootFromLibraryPath(loaded.string());
-    // Else the real path of its folder (the file itself is a link to the versioned name).
-    if (root.empty() && realpath(loaded.parent_path().c_str(), resolved) != nullptr) {
-      root =
-          gdp::sim::RootFromLibraryPath(std::string(resolved) + "/" + loaded.filename().string());
-    }
-    // A library without its root around it (in a container): the handed-over one.
-    std::error_code ec;
-    if (root.empty() || !std::filesystem::exists(gdp::sim::ConfigPath(root), ec)) {
-      if (std::string handed = HandedRoot(); !handed.empty()) return handed;
-    }
-    return root;
-  }
-  return HandedRoot();
+  const gdp::sim::FoundRoot found = gdp::sim::FindDriverRoot(reinterpret_cast<void*>(&FindRoot));
+  g_handed_root = found.handed;
+  return found.path;
 }
 
 void Complain(const std::string& what) {
@@ -341,11 +283,12 @@ nvmlReturn_t Load(const std::string& root, std::shared_ptr<Generation>* out) {
     gen->profile = std::move(*profile);
     // Handed the root over (in a container), the session has the GPUs this
     // process may use, numbered from 0, as the real driver gives a container.
-    if (g_handed_root_fd >= 0) {
+    if (g_handed_root) {
       auto& gpus = gen->profile.gpus;
-      gpus.erase(std::remove_if(gpus.begin(), gpus.end(),
-                                [](const GpuSpec& g) { return !Usable(g.minor); }),
-                 gpus.end());
+      gpus.erase(
+          std::remove_if(gpus.begin(), gpus.end(),
+                         [](const GpuSpec& g) { return !gdp::sim::UsableInThisProcess(g.minor); }),
+          gpus.end());
     }
     if (auto config = gdp::sim::ReadConfig(root); config.ok()) {
       gen->change_events = config->change_events;
@@ -356,6 +299,9 @@ nvmlReturn_t Load(const std::string& root, std::shared_ptr<Generation>* out) {
       return NVML_ERROR_DRIVER_NOT_LOADED;
     }
     gen->state = std::move(*state);
+    if (auto contexts = gdp::sim::Contexts::Open(gdp::sim::ContextsPath(root)); contexts.ok()) {
+      gen->contexts = std::move(*contexts);
+    }
     generation = gen->state->LayoutGeneration();
   }
   if (!gen->state->DriverLoaded()) {
@@ -778,8 +724,9 @@ MemorySplit MemoryOf(const Ctx& c, const nvmlDevice_st* d) {
   }
   m.total = d->spec->memory_mib * kMiB;
   m.reserved = std::min<unsigned long long>(d->spec->reserved_mib * kMiB, m.total);
-  m.used = std::min<unsigned long long>(c.gen->state->Read(d->slot).mem_used_bytes,
-                                        m.total - m.reserved);
+  uint64_t used = c.gen->state->Read(d->slot).mem_used_bytes;
+  if (c.gen->contexts) used += c.gen->contexts->Use(d->slot).mem_bytes;
+  m.used = std::min<unsigned long long>(used, m.total - m.reserved);
   return m;
 }
 }  // namespace
@@ -1741,7 +1688,10 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
                                                       nvmlUtilization_t* util) {
   SIM_TELEMETRY(c, device, d, util);
   auto t = c.gen->state->Read(d->slot);
-  util->gpu = t.util_gpu;
+  // The GPU's own load plus what workloads' kernels keep busy now (time-sliced
+  // workloads add up), at most 100%.
+  const unsigned workloads = c.gen->contexts ? c.gen->contexts->Use(d->slot).util : 0;
+  util->gpu = std::min(100U, t.util_gpu + workloads);
   util->memory = t.util_mem;
   return NVML_SUCCESS;
 }

@@ -30,6 +30,7 @@ std::string LibraryPath(const std::string& root) { return root + "/" + kLibraryR
 std::string LayoutPath(const std::string& root) { return root + "/etc/gpusim/layout.yaml"; }
 std::string DriverLockPath(const std::string& root) { return root + "/run/gpusim/driver.lock"; }
 std::string LayoutLockPath(const std::string& root) { return root + "/run/gpusim/layout.lock"; }
+std::string ContextsPath(const std::string& root) { return root + "/run/gpusim/contexts"; }
 std::string AsideLibraryPath(const std::string& root) {
   return root + "/run/gpusim/libnvidia-ml.so.1";
 }

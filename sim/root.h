@@ -67,6 +67,8 @@ std::string AsideLibraryPath(const std::string& root);
 // "/x/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1" -> "/x"; "/usr/lib/..." -> "/";
 // empty when the library is not installed under a driver root.
 std::string RootFromLibraryPath(const std::string& library_path);
+// <root>/run/gpusim/contexts: what workloads hold (sim/contexts.h).
+std::string ContextsPath(const std::string& root);
 
 absl::StatusOr<RootConfig> ReadConfig(const std::string& root);
 absl::Status WriteConfig(const std::string& root, const RootConfig& config);

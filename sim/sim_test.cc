@@ -1267,6 +1267,62 @@ TEST(SimContainer, TheRootIsHandedOverAndOnlyUsableGpusAreSeen) {
   EXPECT_THAT(r.output, HasSubstr("couldn't communicate with the NVIDIA driver"));
 }
 
+// A workload through the simulated libcuda: its memory and load show in NVML
+// while it runs (time-sliced workloads add up), go when it ends or is killed,
+// and an allocation past what is free is CUDA's out-of-memory error.
+TEST(SimCuda, AWorkloadsMemoryAndLoadShowInNvmlAndGoWithIt) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d;
+  ASSERT_EQ(n.nvmlDeviceGetHandleByIndex_v2(2, &d), NVML_SUCCESS);
+  auto used_and_util = [&] {
+    nvmlMemory_v2_t m{};
+    m.version = nvmlMemory_v2;
+    nvmlUtilization_t u{};
+    EXPECT_EQ(n.nvmlDeviceGetMemoryInfo_v2(d, &m), NVML_SUCCESS);
+    EXPECT_EQ(n.nvmlDeviceGetUtilizationRates(d, &u), NVML_SUCCESS);
+    return std::pair<uint64_t, unsigned>{m.used / (1024 * 1024), u.gpu};
+  };
+  const auto idle = used_and_util();
+  const std::string run = "LD_LIBRARY_PATH=" + sim.root() + "/usr/lib/x86_64-linux-gnu " +
+                          GPUSIM_CUDA_WORKLOAD + " --device 2 ";
+  // Two time-sliced workloads on GPU 2: 20 GiB at 30% and 4 GiB at 25%.
+  RunCommand(run + "--mib 20480 --load 30 --seconds 4 >/dev/null 2>&1 &");
+  RunCommand(run + "--mib 4096 --load 25 --seconds 4 >/dev/null 2>&1 &");
+  std::pair<uint64_t, unsigned> busy;
+  for (int i = 0; i < 100; ++i) {
+    busy = used_and_util();
+    if (busy.second == idle.second + 55) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(busy.first, idle.first + 24576);
+  EXPECT_EQ(busy.second, idle.second + 55);
+  // What is left is not enough for 60 GiB more: CUDA's out-of-memory error.
+  auto oom = RunCommand(run + "--mib 61440 --seconds 0");
+  EXPECT_EQ(oom.status, 2) << oom.output;
+  EXPECT_THAT(oom.output, HasSubstr("cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
+  // Both end: their memory and load go.
+  for (int i = 0; i < 300 && used_and_util() != idle; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(used_and_util(), idle);
+  // A workload killed in the middle frees its memory at once (the kernel drops its lock).
+  RunCommand(run + "--mib 8192 --load 10 --seconds 30 >/dev/null 2>&1 & echo $! > " + sim.root() +
+             "/w.pid");
+  for (int i = 0; i < 100 && used_and_util().first == idle.first; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(used_and_util().first, idle.first + 8192);
+  RunCommand("kill -9 $(cat " + sim.root() + "/w.pid)");
+  for (int i = 0; i < 100 && used_and_util() != idle; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(used_and_util(), idle);
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
 TEST(SimRootLayout, EnvironmentOverridesTheRoot) {
   SimRoot sim("geforce");
   ASSERT_TRUE(sim.ok());

@@ -26,7 +26,19 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kLibDir[] = "/usr/lib/x86_64-linux-gnu";
-constexpr char kSoname[] = "libnvidia-ml.so.1";
+constexpr char kCudaSoname[] = "libcuda.so.1";
+// The driver's libraries the simulator has, by soname: the file is
+// <stem><version>; a dev name, when given, links to the soname (libcuda.so).
+struct Library {
+  const char* soname;
+  const char* stem;
+  const char* dev_name;
+  bool required;
+};
+constexpr Library kLibraries[] = {
+    {"libnvidia-ml.so.1", "libnvidia-ml.so.", nullptr, true},
+    {kCudaSoname, "libcuda.so.", "libcuda.so", false},
+};
 // GSP firmware files of the real driver (stand-ins here, never loaded).
 constexpr const char* kFirmware[] = {"gsp_ga10x.bin", "gsp_tu10x.bin"};
 
@@ -46,10 +58,6 @@ absl::Status WriteAtomically(const std::string& path, const std::string& bytes) 
   }
   fs::rename(tmp, path, ec);
   return ec ? Fail("cannot rename " + tmp, ec) : absl::OkStatus();
-}
-
-std::string VersionedLibraryName(const std::string& version) {
-  return absl::StrCat("libnvidia-ml.so.", version);
 }
 
 extern "C" char** environ;  // NOLINT(readability-redundant-declaration): for posix_spawnp
@@ -122,17 +130,16 @@ std::string DriverName(const std::string& name, const std::string& version) {
   return absl::StrCat("libgpusim_", stem, ".so.", version);
 }
 
-// The simulator library's own dependencies (those `gpusim root` put beside
-// it, not glibc's) renamed to DriverName, each with that soname, and the
+// The simulator libraries' own dependencies (those `gpusim root` put beside
+// them, not glibc's) renamed to DriverName, each with that soname, and the
 // names the library and they ask for changed to match: a driver root's
 // libraries are all named for its version, so what finds them by that finds
 // these too (a CDI spec mounting the driver's libraries into a container).
 // Every file is rewritten through a copy renamed into place, so a process
 // that has one mapped keeps it. Returns the renamed dependencies' names.
-absl::StatusOr<std::vector<std::string>> RenameDependencies(const fs::path& dir,
-                                                            const std::string& library,
-                                                            const std::string& version) {
-  std::vector<std::string> files = {library};              // the library, then its dependencies
+absl::StatusOr<std::vector<std::string>> RenameDependencies(
+    const fs::path& dir, const std::vector<std::string>& libraries, const std::string& version) {
+  std::vector<std::string> files = libraries;              // the libraries, then their dependencies
   std::map<std::string, std::vector<std::string>> needed;  // file -> its deps among `files`
   for (size_t i = 0; i < files.size(); ++i) {
     absl::StatusOr<std::vector<std::string>> names = Needed((dir / files[i]).string());
@@ -150,7 +157,7 @@ absl::StatusOr<std::vector<std::string>> RenameDependencies(const fs::path& dir,
   }
   std::vector<std::string> renamed;
   for (const std::string& f : files) {
-    const bool is_dep = f != library;
+    const bool is_dep = std::find(libraries.begin(), libraries.end(), f) == libraries.end();
     const std::string target = is_dep ? DriverName(f, version) : f;
     // Two runs: patchelf 0.14 mixes the two edits' strings up when given both at once.
     std::vector<std::string> replace;
@@ -183,42 +190,73 @@ absl::StatusOr<std::vector<std::string>> RenameDependencies(const fs::path& dir,
 }  // namespace
 
 absl::Status LayDriverUserSpace(const std::string& root, const std::string& version,
-                                const std::vector<std::string>& binaries) {
+                                const std::vector<std::string>& binaries,
+                                const std::string& libcuda) {
   const std::string dir = root + kLibDir;
-  const std::string link = absl::StrCat(dir, "/", kSoname);
-  const std::string versioned = VersionedLibraryName(version);
   std::error_code ec;
-  // The library, as a file at the soname (fresh from LayoutRoot) or through the link.
-  fs::path file = link;
-  if (fs::is_symlink(link, ec)) file = fs::path(dir) / fs::read_symlink(link, ec);
-  if (ec || !fs::is_regular_file(file, ec)) {
-    return absl::NotFoundError(absl::StrCat("the simulator library is not at ", link,
-                                            "; lay out the root with `gpusim root`"));
+  // A newly built libcuda goes in at its soname, as LayoutRoot put libnvidia-ml.
+  if (!libcuda.empty()) {
+    const std::string at = absl::StrCat(dir, "/", kCudaSoname);
+    fs::remove(at, ec);
+    fs::copy_file(libcuda, at + ".tmp", fs::copy_options::overwrite_existing, ec);
+    if (!ec) fs::rename(at + ".tmp", at, ec);
+    if (ec) return Fail("cannot install " + at, ec);
   }
-  if (file.filename() != versioned) {
-    fs::rename(file, fs::path(dir) / versioned, ec);
-    if (ec) return Fail(absl::StrCat("cannot rename ", file.string(), " to ", versioned), ec);
+  // Each library, found as a file at its soname or through the link there, is
+  // renamed for the version.
+  std::vector<std::string> versioned;  // file names, one per library present
+  std::vector<const Library*> present;
+  for (const Library& lib : kLibraries) {
+    const std::string link = absl::StrCat(dir, "/", lib.soname);
+    fs::path file = link;
+    if (fs::is_symlink(link, ec)) file = fs::path(dir) / fs::read_symlink(link, ec);
+    if (ec || !fs::is_regular_file(file, ec)) {
+      if (lib.required) {
+        return absl::NotFoundError(absl::StrCat("the simulator library is not at ", link,
+                                                "; lay out the root with `gpusim root`"));
+      }
+      continue;
+    }
+    const std::string name = absl::StrCat(lib.stem, version);
+    if (file.filename() != name) {
+      fs::rename(file, fs::path(dir) / name, ec);
+      if (ec) return Fail(absl::StrCat("cannot rename ", file.string(), " to ", name), ec);
+    }
+    versioned.push_back(name);
+    present.push_back(&lib);
   }
-  // The soname link, replaced atomically.
-  fs::remove(link + ".tmp", ec);
-  fs::create_symlink(versioned, link + ".tmp", ec);
-  if (!ec) fs::rename(link + ".tmp", link, ec);
-  if (ec) return Fail("cannot link " + link, ec);
   absl::StatusOr<std::vector<std::string>> deps = RenameDependencies(dir, versioned, version);
   if (!deps.ok()) return deps.status();
+  // The links, each replaced atomically: soname -> versioned file, dev name -> soname.
+  std::vector<driver::LdCacheEntry> entries;
+  auto link = [&](const std::string& name, const std::string& target) -> absl::Status {
+    const std::string at = absl::StrCat(dir, "/", name);
+    fs::remove(at + ".tmp", ec);
+    fs::create_symlink(target, at + ".tmp", ec);
+    if (!ec) fs::rename(at + ".tmp", at, ec);
+    if (ec) return Fail("cannot link " + at, ec);
+    entries.push_back({name, absl::StrCat(kLibDir, "/", name), driver::NativeLdCacheFlags()});
+    return absl::OkStatus();
+  };
+  for (size_t i = 0; i < present.size(); ++i) {
+    if (absl::Status s = link(present[i]->soname, versioned[i]); !s.ok()) return s;
+    if (present[i]->dev_name != nullptr) {
+      if (absl::Status s = link(present[i]->dev_name, present[i]->soname); !s.ok()) return s;
+    }
+  }
   // Another version's library files go.
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    const bool ours =
-        absl::StartsWith(name, "libnvidia-ml.so.") || absl::StartsWith(name, "libgpusim_");
-    if (ours && name != kSoname && name != versioned &&
-        std::find(deps->begin(), deps->end(), name) == deps->end()) {
-      fs::remove(entry.path(), ec);
+    bool ours = absl::StartsWith(name, "libgpusim_");
+    bool keep = std::find(deps->begin(), deps->end(), name) != deps->end() ||
+                std::find(versioned.begin(), versioned.end(), name) != versioned.end();
+    for (const Library& lib : kLibraries) {
+      ours = ours || absl::StartsWith(name, lib.stem);
+      keep = keep || name == lib.soname || (lib.dev_name != nullptr && name == lib.dev_name);
     }
+    if (ours && !keep) fs::remove(entry.path(), ec);
   }
   // The ld cache: what ldconfig would list for the driver's libraries.
-  std::vector<driver::LdCacheEntry> entries = {
-      {kSoname, absl::StrCat(kLibDir, "/", kSoname), driver::NativeLdCacheFlags()}};
   for (const std::string& d : *deps) {
     entries.push_back({d, absl::StrCat(kLibDir, "/", d), driver::NativeLdCacheFlags()});
   }

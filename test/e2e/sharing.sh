@@ -96,6 +96,24 @@ else
   fail "S1 nvidia-smi pods: expected Running, saw $(pod_phase smi1) $(pod_phase smi2): $(kc -n "$TNS" logs smi1 2>&1 | head -3 | tr '\n' ' ')"
 fi
 delete_test_pods
+# A CUDA workload in a pod (the simulated libcuda from the spec): the plugin's /metrics
+# shows its memory and load on its GPU's series, with the pod's labels.
+GPU_POD_IMAGE=gpu-workload GPU_POD_RUN='cuda-workload --mib 20480 --load 60 --seconds 600 >/tmp/w.log 2>&1 &' \
+  gpu_pod work 1
+work_series() { # METRIC: the value of the work pod's GPU series of METRIC
+  curl -sf http://127.0.0.1:9101/metrics | grep "^$1{" | grep 'pod="work"' | awk '{ print $NF }' | head -1
+}
+work_busy() {
+  awk -v m="$(work_series gdp_gpu_framebuffer_used_bytes)" -v u="$(work_series gdp_gpu_utilization_ratio)" \
+    'BEGIN { exit !(m >= 20480 * 1048576 && u == 0.6) }'
+}
+t=$SECONDS
+if wait_until 60 pod_logged work READY && wait_until 60 work_busy; then
+  pass "S1 a CUDA workload's 20 GiB and 60% show on its GPU's series with pod=\"work\" $((SECONDS - t))s after it started"
+else
+  fail "S1 the CUDA workload's use on /metrics: expected >= 20 GiB and 0.6 with pod=\"work\", saw $(work_series gdp_gpu_framebuffer_used_bytes) bytes and $(work_series gdp_gpu_utilization_ratio) ($(pod_phase work); $(kc -n "$TNS" exec work -- cat /tmp/w.log 2>&1 | tr '\n' ' '))"
+fi
+delete_test_pods
 for i in $(seq 0 31); do gpu_pod "ts$i" 1; done
 ts_ready() { local i; for i in $(seq 0 31); do pod_logged "ts$i" READY || return 1; done; }
 t=$SECONDS
