@@ -29,6 +29,11 @@
 // DEV VALUE (VALUE is an integer followed by M or G),
 // get_default_device_pinned_mem_limit DEV.
 //
+// A CUDA client (the simulated libcuda) asks the daemon for a server
+// (sim/mps_protocol.h); the daemon starts one with its defaults of that
+// moment, as a forked child serving on <pipe directory>/gpusim-server and
+// logging to server.log (sim/mps_server.h), and stops it when it quits.
+//
 // Wire protocol between client and daemon (private to the stand-in): the
 // client sends a command line ending in '\n'; the daemon answers with text
 // ending in '\0'. After `quit` the daemon closes every connection and exits,
@@ -40,6 +45,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -55,7 +61,12 @@
 #include <string>
 #include <vector>
 
+#include "sim/mps_protocol.h"
+#include "sim/mps_server.h"
+
 namespace {
+
+namespace mps = gdp::sim::mps;
 
 constexpr char kSocketName[] = "control";
 constexpr char kPidFileName[] = "nvidia-cuda-mps-control.pid";
@@ -69,6 +80,7 @@ std::string PipeDir() { return Env("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")
 std::string LogDir() { return Env("CUDA_MPS_LOG_DIRECTORY", "/var/log/nvidia-mps"); }
 std::string SocketPath() { return PipeDir() + "/" + kSocketName; }
 std::string PidPath() { return PipeDir() + "/" + kPidFileName; }
+std::string ServerSocketPath() { return PipeDir() + "/" + mps::kServerSocket; }
 
 // Takes the simulated driver's lock shared for the life of the process (the
 // descriptor stays open); nothing when there is no driver root.
@@ -106,18 +118,6 @@ bool FillAddress(const std::string& path, sockaddr_un* addr) {
   return true;
 }
 
-int Connect(const std::string& path) {
-  sockaddr_un addr;
-  if (!FillAddress(path, &addr)) return -1;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 bool WriteAll(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -140,23 +140,15 @@ class Daemon {
       devices_ = 0;
       std::stringstream ss(visible);
       for (std::string item; std::getline(ss, item, ',');) {
-        if (!item.empty()) ++*devices_;
+        if (item.empty()) continue;
+        ++*devices_;
+        if (item.rfind("GPU-", 0) == 0 || item.rfind("MIG-", 0) == 0) uuids_.push_back(item);
       }
+      if (uuids_.size() != static_cast<size_t>(*devices_)) uuids_.clear();  // indices: all
     }
   }
 
-  void Log(const std::string& message) {
-    auto now = std::chrono::system_clock::now();
-    std::time_t t = std::chrono::system_clock::to_time_t(now);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char stamp[32];
-    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    std::fprintf(control_log_, "[%s.%03d Control %d] %s\n", stamp, static_cast<int>(ms.count()),
-                 static_cast<int>(getpid()), message.c_str());
-    std::fflush(control_log_);
-  }
+  void Log(const std::string& message) { mps::LogLine(control_log_, "Control", message); }
 
   // Serves until `quit` or SIGTERM/SIGINT. Returns the exit code.
   int Serve() {
@@ -237,19 +229,20 @@ class Daemon {
   }
 
   std::string Handle(const std::string& line, bool* quit) {
-    std::fprintf(commands_log_, "%s\n", line.c_str());
-    std::fflush(commands_log_);
-    Log("Cmd:" + line);
     std::stringstream ss(line);
     std::vector<std::string> words;
     for (std::string w; ss >> w;) words.push_back(w);
+    if (words.size() == 2 && words[0] == "client") return ClientWantsServer(words[1]);
+    std::fprintf(commands_log_, "%s\n", line.c_str());
+    std::fflush(commands_log_);
+    Log("Cmd:" + line);
     if (words.empty()) return "";
     const std::string& cmd = words[0];
     std::string answer;
     if (cmd == "quit" && words.size() == 1) {
       *quit = true;
     } else if (cmd == "get_server_list" && words.size() == 1) {
-      answer = "";  // no CUDA client has asked for a server
+      answer = ServerAlive() ? std::to_string(server_pid_) : "";
     } else if (cmd == "set_default_active_thread_percentage" && words.size() == 2) {
       char* end = nullptr;
       double p = std::strtod(words[1].c_str(), &end);
@@ -302,9 +295,82 @@ class Daemon {
     return buf;
   }
 
+  // Whether the server still runs (reaps it when it has exited).
+  bool ServerAlive() {
+    if (server_pid_ == 0) return false;
+    int status = 0;
+    if (waitpid(server_pid_, &status, WNOHANG) == server_pid_) {
+      Log("Server " + std::to_string(server_pid_) + " exited");
+      server_pid_ = 0;
+    }
+    return server_pid_ != 0;
+  }
+
+  // A CUDA client of user `uid` asks for a server: "ok" once one serves.
+  std::string ClientWantsServer(const std::string& uid_text) {
+    char* end = nullptr;
+    const unsigned long uid = std::strtoul(uid_text.c_str(), &end, 10);
+    if (end == uid_text.c_str() || *end != '\0') return "error bad user id " + uid_text;
+    if (ServerAlive()) {
+      if (server_uid_ == uid) {
+        Log("NEW CLIENT from user " + uid_text + ": Server already exists");
+        return "ok";
+      }
+      // The real daemon queues the client until the other user's server is
+      // done; the stand-in refuses it.
+      return "error the MPS server runs for user " + std::to_string(server_uid_);
+    }
+    const std::string path = ServerSocketPath();
+    sockaddr_un addr;
+    if (!FillAddress(path, &addr)) return "error server socket path too long: " + path;
+    unlink(path.c_str());
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(fd, 64) != 0) {
+      const std::string why = ErrnoText(errno);
+      if (fd >= 0) close(fd);
+      Log("Cannot start a server on " + path + ": " + why);
+      return "error cannot listen on " + path + ": " + why;
+    }
+    mps::ServerSettings settings;
+    settings.devices = uuids_;
+    for (const auto& [dev, value] : limits_) {
+      if (auto bytes = mps::ParseSize(value)) settings.pinned_limits[dev] = *bytes;
+    }
+    settings.active_thread_percentage = thread_percentage_;
+    settings.uid = static_cast<uid_t>(uid);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      close(fd);
+      return "error fork: " + ErrnoText(errno);
+    }
+    if (pid == 0) {  // the server: none of the daemon's descriptors or handlers
+      for (const auto& [c, buf] : clients_) close(c);
+      close(listen_fd_);
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGINT, SIG_DFL);
+      settings.log = std::fopen((LogDir() + "/server.log").c_str(), "ae");
+      mps::Serve(fd, std::move(settings));
+    }
+    close(fd);
+    server_pid_ = pid;
+    server_uid_ = uid;
+    Log("Starting new server " + std::to_string(pid) + " for user " + uid_text);
+    return "ok";
+  }
+
   int Shutdown(int code) {
     for (const auto& [fd, buf] : clients_) close(fd);
     clients_.clear();
+    if (ServerAlive()) {
+      kill(server_pid_, SIGTERM);
+      int status = 0;
+      while (waitpid(server_pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      Log("Server " + std::to_string(server_pid_) + " stopped");
+      server_pid_ = 0;
+    }
+    unlink(ServerSocketPath().c_str());
     close(listen_fd_);
     unlink(SocketPath().c_str());
     unlink(PidPath().c_str());
@@ -316,7 +382,10 @@ class Daemon {
   int listen_fd_;
   FILE* control_log_;
   FILE* commands_log_;
-  std::optional<int> devices_;  // nullopt: CUDA_VISIBLE_DEVICES unset
+  std::optional<int> devices_;      // nullopt: CUDA_VISIBLE_DEVICES unset
+  std::vector<std::string> uuids_;  // the visible devices' UUIDs when given as such
+  pid_t server_pid_ = 0;
+  unsigned long server_uid_ = 0;
   std::map<int, std::string> clients_;
   std::map<int, std::string> limits_;
   double thread_percentage_ = 100.0;
@@ -345,7 +414,7 @@ int RunDaemon(bool background) {
     return Fail("cannot open the log in " + log_dir + ": " + ErrnoText(errno));
   }
   const std::string socket_path = SocketPath();
-  if (int fd = Connect(socket_path); fd >= 0) {
+  if (int fd = mps::ConnectUnix(socket_path); fd >= 0) {
     close(fd);
     return Fail("An instance of this daemon is already running with pipe directory " + pipe_dir);
   }
@@ -410,7 +479,7 @@ int RunDaemon(bool background) {
 // --- Client -----------------------------------------------------------------
 
 int RunClient() {
-  int fd = Connect(SocketPath());
+  int fd = mps::ConnectUnix(SocketPath());
   if (fd < 0) {
     std::fprintf(stderr, "Cannot find MPS control daemon process\n");
     return 1;

@@ -236,6 +236,13 @@ class SimRoot {
 
 std::string Str(const char* s) { return s; }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 // ---------------------------------------------------------------- every call, every profile
 
 class EveryProfile : public ::testing::TestWithParam<std::string> {};
@@ -1323,6 +1330,101 @@ TEST(SimCuda, AWorkloadsMemoryAndLoadShowInNvmlAndGoWithIt) {
   EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
 }
 
+// MPS as a client meets it: the workload reaches the control daemon through
+// its pipe directory, the daemon starts a server with its limits, and the
+// server refuses what passes the client's limit; the client's environment
+// can lower its limits but not raise them.
+TEST(SimMps, TheServerEnforcesTheDaemonsLimitsOnEveryClient) {
+  SimRoot sim("dgx-h100");
+  ASSERT_TRUE(sim.ok());
+  Nvml& n = sim.nvml();
+  ASSERT_EQ(n.nvmlInit_v2(), NVML_SUCCESS);
+  nvmlDevice_t d;
+  ASSERT_EQ(n.nvmlDeviceGetHandleByIndex_v2(3, &d), NVML_SUCCESS);
+  auto util = [&] {
+    nvmlUtilization_t u{};
+    EXPECT_EQ(n.nvmlDeviceGetUtilizationRates(d, &u), NVML_SUCCESS);
+    return u.gpu;
+  };
+  const unsigned idle = util();
+  TempDir pipes;
+  const std::string uuid = sim.profile().gpus[3].uuid;
+  const std::string env =
+      "CUDA_MPS_PIPE_DIRECTORY=" + pipes.path() + " CUDA_MPS_LOG_DIRECTORY=" + pipes.path() + " ";
+  const std::string control = env + sim.root() + "/" + kMpsControlRelPath;
+  ASSERT_EQ(RunCommand("CUDA_VISIBLE_DEVICES=" + uuid + " " + control + " -d").status, 0);
+  auto r = RunCommand(
+      "printf 'set_default_device_pinned_mem_limit 0 10G\n"
+      "set_default_active_thread_percentage 50\n' | " +
+      control);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string run = env + "LD_LIBRARY_PATH=" + sim.root() + "/usr/lib/x86_64-linux-gnu " +
+                          GPUSIM_CUDA_WORKLOAD + " --seconds 0 ";
+  // Exactly the limit fits; the server's device is the client's only one.
+  r = RunCommand(run + "--mib 10240");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("devices: 1; device 0: NVIDIA H100 80GB HBM3 " + uuid));
+  EXPECT_THAT(r.output, HasSubstr("allocated 10240 MiB; free 0 MiB of 81559 MiB"));
+  // One MiB more is CUDA's out-of-memory error, however free the GPU is.
+  r = RunCommand(run + "--mib 10241");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
+  // The client's own environment cannot raise its limit, only lower it.
+  r = RunCommand("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=20G " + run + "--mib 12288");
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = RunCommand("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=4G " + run + "--mib 4097");
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = RunCommand("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=4G " + run + "--mib 4096");
+  EXPECT_EQ(r.status, 0) << r.output;
+  // A kernel runs on at most the client's thread share: 80% asked, 50% given;
+  // a client's lower share of its own holds.
+  RunCommand(run + "--mib 1024 --load 80 --seconds 3 >/dev/null 2>&1 &");
+  RunCommand("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=20 " + run +
+             "--mib 1024 --load 80 --seconds 3 >/dev/null 2>&1 &");
+  unsigned busy = idle;
+  for (int i = 0; i < 100 && busy != idle + 70; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    busy = util();
+  }
+  EXPECT_EQ(busy, idle + 70);
+  // The daemon names its server; the server logged the refusals.
+  r = RunCommand("echo get_server_list | " + control);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const int server = std::atoi(r.output.c_str());
+  EXPECT_GT(server, 0) << r.output;
+  EXPECT_THAT(ReadFile(pipes.path() + "/control.log"),
+              HasSubstr("Starting new server " + std::to_string(server) + " for user"));
+  EXPECT_THAT(ReadFile(pipes.path() + "/server.log"),
+              HasSubstr("out of memory on device 0: asked 10241 MiB, holds 0 MiB of its 10240 "
+                        "MiB limit"));
+  // quit stops the server too; then a client runs without MPS on every GPU.
+  ASSERT_EQ(RunCommand("echo quit | " + control).status, 0);
+  EXPECT_NE(kill(server, 0), 0);
+  r = RunCommand(run + "--mib 12288");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("devices: 8;"));
+  EXPECT_EQ(n.nvmlShutdown(), NVML_SUCCESS);
+}
+
+// A control daemon that answers but cannot give a server: CUDA's MPS error.
+TEST(SimMps, ADaemonWithoutAServerFailsInit) {
+  SimRoot sim("geforce");
+  ASSERT_TRUE(sim.ok());
+  TempDir pipes;
+  const std::string env =
+      "CUDA_MPS_PIPE_DIRECTORY=" + pipes.path() + " CUDA_MPS_LOG_DIRECTORY=" + pipes.path() + " ";
+  const std::string control = env + sim.root() + "/" + kMpsControlRelPath;
+  ASSERT_EQ(RunCommand(control + " -d").status, 0);
+  // The server's socket path is taken by a directory: the server cannot listen.
+  fs::create_directories(pipes.path() + "/gpusim-server/x");
+  auto r = RunCommand(env + "LD_LIBRARY_PATH=" + sim.root() + "/usr/lib/x86_64-linux-gnu " +
+                      GPUSIM_CUDA_WORKLOAD + " --seconds 0");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("cuInit: CUDA_ERROR_MPS_CONNECTION_FAILED"));
+  EXPECT_THAT(ReadFile(pipes.path() + "/control.log"), HasSubstr("Cannot start a server on"));
+  ASSERT_EQ(RunCommand("echo quit | " + control).status, 0);
+}
+
 TEST(SimRootLayout, EnvironmentOverridesTheRoot) {
   SimRoot sim("geforce");
   ASSERT_TRUE(sim.ok());
@@ -1448,13 +1550,6 @@ std::set<std::string> DirEntries(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) out.insert(e.path().filename().string());
   return out;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Everything a failed command must leave as it was.

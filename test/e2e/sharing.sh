@@ -3,9 +3,14 @@
 #   S1 time-slicing, 4 replicas of each dgx-h100 GPU, served through CDI alone: capacity 32,
 #      32 one-replica pods run, each sees exactly its GPU; the spec passes the CDI
 #      project's validator; with the driver's user space from the spec, `nvidia-smi -L` in
-#      a pod of the workload image lists exactly the GPUs of its replicas.
-#   S2 MPS, 2 replicas per GPU: each pod gets its limits and its GPU's pipe directory; the
-#      control daemon (the stand-in nvidia-cuda-mps-control) received the same limits.
+#      a pod of the workload image lists exactly the GPUs of its replicas; a CUDA
+#      workload's memory and load show on its GPU's /metrics series; with the packed
+#      policy four pods share one GPU, each sees it alone, and their loads add up.
+#   S2 MPS, 2 replicas per GPU, packed: two pods share one GPU's MPS server; each gets its
+#      limits and its GPU's pipe directory; the control daemon (the stand-in
+#      nvidia-cuda-mps-control) received the same limits; its server refuses an
+#      allocation past a pod's limit (also when the pod raises its own variable) and
+#      caps a pod's load at its thread share, while both pods hold their limits at once.
 #   S3 MIG mixed on a100-mig: one resource per profile with the node's counts; a MIG pod
 #      runs with its MIG UUID, its parent's node and its two nvidia-caps nodes.
 #   S4 MIG re-laid while the plugin runs (as mig-parted does): the node's nvidia.com/mig-*
@@ -114,6 +119,46 @@ else
   fail "S1 the CUDA workload's use on /metrics: expected >= 20 GiB and 0.6 with pod=\"work\", saw $(work_series gdp_gpu_framebuffer_used_bytes) bytes and $(work_series gdp_gpu_utilization_ratio) ($(pod_phase work); $(kc -n "$TNS" exec work -- cat /tmp/w.log 2>&1 | tr '\n' ' '))"
 fi
 delete_test_pods
+# Four time-sliced pods on one GPU (the packed policy fills one GPU first): each sees that
+# GPU alone, and their loads add up on it.
+sharing_chart "flags:
+  plugin:
+    deviceListStrategy: cdi-cri
+    passDeviceSpecs: false
+health:
+  probeInterval: 1s
+sharing:
+  allocationPolicy: packed
+  timeSlicing:
+    resources:
+    - name: nvidia.com/gpu
+      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi}"
+wait_until 90 resource_is nvidia.com/gpu 32 || fail "S1 packed: expected 32/32 within 90s, saw $(capacity_of nvidia.com/gpu)"
+for i in 0 1 2 3; do
+  GPU_POD_IMAGE=gpu-workload \
+    GPU_POD_RUN='nvidia-smi -L; cuda-workload --mib 5120 --load 15 --seconds 600 >/tmp/w.log 2>&1 &' \
+    gpu_pod "four$i" 1
+done
+four_ready() { local i; for i in 0 1 2 3; do pod_logged "four$i" READY || return 1; done; }
+four_series() { # METRIC: the value of four0's GPU series of METRIC
+  curl -sf http://127.0.0.1:9101/metrics | grep "^$1{" | grep 'pod="four0"' | awk '{ print $NF }' | head -1
+}
+four_busy() {
+  awk -v m="$(four_series gdp_gpu_framebuffer_used_bytes)" -v u="$(four_series gdp_gpu_utilization_ratio)" \
+    'BEGIN { exit !(m >= 4 * 5120 * 1048576 && u == 0.6) }'
+}
+if wait_until 90 four_ready; then
+  seen=$(for i in 0 1 2 3; do kc -n "$TNS" logs "four$i" 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | tr '\n' ' '; echo; done | sort | uniq -c | awk '{ print $1, NF - 1 }')
+  check "S1 four time-sliced pods each see the same one GPU" "4 1" "$seen"
+  if wait_until 30 four_busy; then
+    pass "S1 four time-sliced workloads of 15% and 5 GiB on one GPU add up to 0.6 and 20 GiB on its series"
+  else
+    fail "S1 four time-sliced workloads: expected >= 20 GiB and 0.6, saw $(four_series gdp_gpu_framebuffer_used_bytes) bytes and $(four_series gdp_gpu_utilization_ratio)"
+  fi
+else
+  fail "S1 four time-sliced pods: expected Running, saw $(for i in 0 1 2 3; do pod_phase "four$i"; done | tr '\n' ' ')"
+fi
+delete_test_pods
 for i in $(seq 0 31); do gpu_pod "ts$i" 1; done
 ts_ready() { local i; for i in $(seq 0 31); do pod_logged "ts$i" READY || return 1; done; }
 t=$SECONDS
@@ -136,7 +181,7 @@ if wait_until 300 ts_ready; then
     per_gpu[$own]=$((${per_gpu[$own]:-0} + 1))
   done
   check "S1 pods whose only GPU node is not their replica's GPU (or that got an env var)" "" "$bad"
-  check "S1 replicas per GPU (distributed)" "4 4 4 4 4 4 4 4" \
+  check "S1 replicas per GPU" "4 4 4 4 4 4 4 4" \
     "$(for g in 0 1 2 3 4 5 6 7; do echo -n "${per_gpu[$g]:-0} "; done | sed 's/ $//')"
   check "S1 distinct replicas among the 32 pods" 32 \
     "$(grep -E "^$TNS/ts[0-9]+/c nvidia.com/gpu" <<<"$listing" | awk '{print $3}' | sort -u | wc -l)"
@@ -144,18 +189,24 @@ else
   fail "S1 32 one-replica pods: expected all running within 300s, saw $(kc -n "$TNS" get pods -l gdp-e2e --no-headers | awk '{print $3}' | sort | uniq -c | tr '\n' ' ')"
 fi
 delete_test_pods
-pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
-[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 
 # --- S2: MPS, 2 replicas per GPU -------------------------------------------------------
-sharing_chart "health:
+# Packed, so that two pods share one GPU's MPS server; CDI with the driver's user space, so
+# that the workload image's CUDA calls reach that server through the pipe directory.
+sharing_chart "flags:
+  plugin:
+    deviceListStrategy: cdi-cri
+    passDeviceSpecs: false
+health:
   probeInterval: 1s
 sharing:
+  allocationPolicy: packed
   mps:
     root: $MPS_ROOT
     resources:
     - name: nvidia.com/gpu
-      replicas: 2" "mps: {enabled: true, root: $MPS_ROOT}"
+      replicas: 2" "mps: {enabled: true, root: $MPS_ROOT}
+cdi: {enabled: true, hostPath: /var/run/cdi}"
 t=$SECONDS
 if wait_until 90 resource_is nvidia.com/gpu 16; then
   pass "S2 MPS x2: capacity and allocatable nvidia.com/gpu = 16 after $((SECONDS - t))s"
@@ -163,29 +214,60 @@ else
   fail "S2 MPS x2: expected 16/16 within 90s, saw $(capacity_of nvidia.com/gpu)/$(allocatable_of nvidia.com/gpu)"
   kc -n "$NS" logs -l app.kubernetes.io/name=gpu-device-plugin --tail 20 || true
 fi
-gpu_pod mps0 1
-if wait_until 60 pod_logged mps0 READY; then
-  gpu=$(pod_nvd mps0)
+GPU_POD_IMAGE=gpu-workload gpu_pod mps0 1
+GPU_POD_IMAGE=gpu-workload gpu_pod mps1 1
+mps_ready() { pod_logged mps0 READY && pod_logged mps1 READY; }
+if wait_until 60 mps_ready; then
+  listing=$("$PODRESOURCES" 2>&1 || true)
+  replica_gpu() { awk -v p="$TNS/$1/c" '$1 == p && $2 == "nvidia.com/gpu" { print $3 }' <<<"$listing" | sed 's/::.*//'; }
+  gpu=$(replica_gpu mps0)
+  check "S2 packed: both MPS pods got replicas of one GPU" "$gpu" "$(replica_gpu mps1)"
   # Half of the GPU's memory in MiB (the dgx-h100 profile's memoryMiB).
   total_mib=$(awk '$1 == "memoryMiB:" { print $2; exit }' sim/profiles/dgx-h100.yaml)
   mps=$(pod_field mps0 MPS)
   check "S2 the MPS pod's pipe directory and thread share" "/run/nvidia-mps|50" "${mps%%|*}|${mps##*|}"
   limit=$(cut -d'|' -f2 <<<"$mps")
-  if [ "$total_mib" -gt 0 ]; then
-    check "S2 the MPS pod's memory limit (half its GPU)" "0=$((total_mib / 2))M" "$limit"
-  else
-    check "S2 the MPS pod's memory limit has the form 0=<MiB>M" yes "$([[ $limit =~ ^0=[0-9]+M$ ]] && echo yes || echo "no: $limit")"
-  fi
+  check "S2 the MPS pod's memory limit (half its GPU)" "0=$((total_mib / 2))M" "$limit"
   check "S2 the MPS pod sees its GPU's control socket in CUDA_MPS_PIPE_DIRECTORY" control "$(pod_field mps0 MPSPIPE | tr ' ' '\n' | grep -x control || true)"
   sent=$(cat "$MPS_ROOT/$gpu/log/commands.log" 2>/dev/null | tr '\n' ';' || true)
   check "S2 the stand-in MPS daemon of that GPU received the pod's memory limit" yes \
     "$(grep -q "set_default_device_pinned_mem_limit 0 ${limit#0=}" <<<"$sent" && echo yes || echo "no: $sent")"
   check "S2 the stand-in MPS daemon received the thread share" yes \
     "$(grep -q "set_default_active_thread_percentage 50" <<<"$sent" && echo yes || echo "no: $sent")"
+  # The limits hold where MPS holds them, in its server: past its limit a pod's allocation
+  # is CUDA's out-of-memory error on an otherwise idle GPU, also when the pod raises its own
+  # CUDA_MPS_PINNED_DEVICE_MEM_LIMIT.
+  mib=$((total_mib / 2))
+  in_pod() { kc -n "$TNS" exec "$1" -- sh -c "$2; echo RC=\$?" 2>&1 | sed -n 's/.*\(CUDA_ERROR_[A-Z_]*\).*/\1/p; s/^RC=/RC=/p' | sort -u | tr '\n' ' ' | sed 's/ $//'; }
+  check "S2 an MPS pod allocating 1 GiB past its limit gets CUDA's out-of-memory error" \
+    "CUDA_ERROR_OUT_OF_MEMORY RC=2" "$(in_pod mps0 "cuda-workload --mib $((mib + 1024)) --seconds 0")"
+  check "S2 an MPS pod that raises its own CUDA_MPS_PINNED_DEVICE_MEM_LIMIT still gets out-of-memory" \
+    "CUDA_ERROR_OUT_OF_MEMORY RC=2" \
+    "$(in_pod mps1 "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=$((total_mib))M cuda-workload --mib $((mib + 1024)) --seconds 0")"
+  check "S2 the GPU's MPS server logged the refusals" 2 \
+    "$(grep -c "out of memory on device 0: asked $((mib + 1024)) MiB" "$MPS_ROOT/$gpu/log/server.log" 2>/dev/null || true)"
+  # Both pods up to their limits at once (less 4 GiB each: the GPU's reserved memory), one
+  # asking for 80% of the GPU and given its 50% share, the other at 20%: 70% in all.
+  in_pod mps0 "cuda-workload --mib $((mib - 4096)) --load 80 --seconds 20" >"$MPS_ROOT/mps0.out" &
+  in_pod mps1 "cuda-workload --mib $((mib - 4096)) --load 20 --seconds 20" >"$MPS_ROOT/mps1.out" &
+  mps_series() { curl -sf http://127.0.0.1:9101/metrics | grep "^$1{" | grep 'pod="mps0"' | awk '{ print $NF }' | head -1; }
+  mps_busy() {
+    awk -v m="$(mps_series gdp_gpu_framebuffer_used_bytes)" -v u="$(mps_series gdp_gpu_utilization_ratio)" \
+      -v want=$((2 * (mib - 4096))) 'BEGIN { exit !(m >= want * 1048576 && u == 0.7) }'
+  }
+  if wait_until 15 mps_busy; then
+    pass "S2 two MPS pods hold their limits at once; 80% asked at a 50% share plus 20% show as 0.7 on the GPU"
+  else
+    fail "S2 two MPS pods at their limits: expected >= $((2 * (mib - 4096))) MiB and 0.7 on /metrics, saw $(mps_series gdp_gpu_framebuffer_used_bytes) bytes and $(mps_series gdp_gpu_utilization_ratio)"
+  fi
+  wait
+  check "S2 both MPS pods' workloads ran to the end" "RC=0 RC=0" "$(cat "$MPS_ROOT/mps0.out") $(cat "$MPS_ROOT/mps1.out")"
 else
-  fail "S2 MPS pod: expected Running, saw $(pod_phase mps0): $(kc -n "$TNS" describe pod mps0 | tail -5 | tr '\n' ' ')"
+  fail "S2 MPS pods: expected Running, saw $(pod_phase mps0) $(pod_phase mps1): $(kc -n "$TNS" describe pod mps0 | tail -5 | tr '\n' ' ')"
 fi
 delete_test_pods
+pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
+[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
 
 # --- S3: MIG mixed on a100-mig ---------------------------------------------------------
 # A fresh driver root with the a100-mig profile: the plugin pod must not hold the old one.
