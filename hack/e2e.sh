@@ -10,6 +10,9 @@ cd "$(repo_root)"
 hack/deps.sh >/dev/null
 hack/build.sh release gpu-device-plugin gpusim nvidia-ml cuda-workload podresources-list kubectl-gpu
 hack/k8s-components.sh >/dev/null
+# NVIDIA's container toolkit: the cluster's containerd gets its runtime (RuntimeClass nvidia).
+GDP_NVIDIA_TOOLKIT_BIN=$(hack/nvidia-toolkit.sh | tail -n 1)
+export GDP_NVIDIA_TOOLKIT_BIN
 hack/render-static.sh --check
 # One real node per machine: a second suite (or `make demo`) waits for this one.
 exec 8>/var/tmp/gdp-e2e.lock

@@ -26,6 +26,12 @@
 #   GDP_NODE1_NAME    its name (default gpu-node-1)
 #   GDP_KUBELET_ROOT1 its --root-dir (default /var/lib/kubelet-gpu-node-1); its state
 #                     (containerd, kubelet config, logs as *-1.log) lives in $GDP_CLUSTER_DIR/node1
+#   GDP_NVIDIA_TOOLKIT_BIN  a folder with NVIDIA's nvidia-container-runtime and
+#                     nvidia-cdi-hook (hack/nvidia-toolkit.sh builds them): containerd then
+#                     also has the runtime handlers `nvidia` (the NVIDIA runtime in its
+#                     jit-cdi mode, the default since toolkit 1.18) and `nvidia-cdi` (its cdi
+#                     mode), as GPU Operator clusters have, over the driver root
+#   GDP_NVIDIA_DRIVER_ROOT  that driver root (default /); runc stays the default handler
 #
 # Network: every daemon listens on 127.0.0.1 only. Pods are meant to use hostNetwork;
 # the CNI config (needed for the node to report Ready) is a bridge with no gateway and
@@ -253,8 +259,50 @@ pick_snapshotter() {
   rm -rf "$d"
 }
 
+# nvidia_runtimes: with GDP_NVIDIA_TOOLKIT_BIN, writes the NVIDIA runtime's config for each
+# of its modes and a wrapper that points it there (it reads NVIDIA_CTK_CONFIG_FILE_PATH),
+# and prints containerd's runtime handlers for them; nothing without it.
+nvidia_runtimes() {
+  local tk=${GDP_NVIDIA_TOOLKIT_BIN:-} mode handler
+  [ -n "$tk" ] || return 0
+  [ -x "$tk/nvidia-container-runtime" ] || die "GDP_NVIDIA_TOOLKIT_BIN=$tk has no nvidia-container-runtime: run hack/nvidia-toolkit.sh"
+  mkdir -p "$N/nvidia"
+  for mode in jit-cdi cdi; do
+    handler=nvidia
+    [ "$mode" = jit-cdi ] || handler=nvidia-$mode
+    cat >"$N/nvidia/$mode.toml" <<EOF
+[nvidia-container-cli]
+root = "${GDP_NVIDIA_DRIVER_ROOT:-/}"
+[nvidia-ctk]
+path = "$tk/nvidia-cdi-hook"
+[nvidia-container-runtime]
+debug = "$logs/nvidia-container-runtime$SFX.log"
+log-level = "info"
+mode = "$mode"
+runtimes = ["$(command -v runc)"]
+[nvidia-container-runtime.modes.cdi]
+default-kind = "nvidia.com/gpu"
+spec-dirs = ["$N/cdi", "/etc/cdi", "/var/run/cdi"]
+annotation-prefixes = ["cdi.k8s.io/"]
+EOF
+    printf '#!/bin/sh\nNVIDIA_CTK_CONFIG_FILE_PATH=%s exec %s "$@"\n' \
+      "$N/nvidia/$mode.toml" "$tk/nvidia-container-runtime" >"$N/nvidia/$handler"
+    chmod 755 "$N/nvidia/$handler"
+    cat <<EOF
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.$handler]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.$handler.options]
+        BinaryName = "$N/nvidia/$handler"
+        SystemdCgroup = false
+EOF
+  done
+}
+
 write_containerd_config() {
   local snap=$1
+  if [ -n "${GDP_NVIDIA_TOOLKIT_BIN:-}" ] && ! [ -x "$GDP_NVIDIA_TOOLKIT_BIN/nvidia-container-runtime" ]; then
+    die "GDP_NVIDIA_TOOLKIT_BIN=$GDP_NVIDIA_TOOLKIT_BIN has no nvidia-container-runtime: run hack/nvidia-toolkit.sh"
+  fi
   mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
   cat >"$N/containerd/config.toml" <<EOF
 version = 3
@@ -298,6 +346,7 @@ oom_score = 0
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
         SystemdCgroup = false
+$(nvidia_runtimes)
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$N/cni/net.d"

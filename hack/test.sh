@@ -13,6 +13,9 @@ if [ "$preset" = asan ]; then
   export GDP_CMAKE_ARGS="-DGDP_FUZZ_BIN_DIR=$PWD/build/fuzz/fuzz"
 fi
 hack/build.sh "$preset"
+# NVIDIA's container toolkit, for the test that compares our CDI spec with nvidia-ctk's.
+GDP_NVIDIA_TOOLKIT_BIN=$(hack/nvidia-toolkit.sh | tail -n 1)
+export GDP_NVIDIA_TOOLKIT_BIN
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Debian's gRPC and Abseil are not built with TSan: hack/tsan.supp says what is

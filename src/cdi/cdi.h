@@ -11,6 +11,15 @@
 // common edits. Paths are host paths (the driver root on the host), since the
 // runtime reads the spec on the host.
 //
+// The libraries' other names (libcuda.so.1) are mounts of the library file,
+// and no hook runs, unless a hook binary is given (NVIDIA's nvidia-cdi-hook or
+// nvidia-ctk, flags.plugin.nvidiaCTKPath): then its create-symlinks hook makes
+// them links and its update-ldcache hook adds the libraries' folders to the
+// container's ld cache, as NVIDIA's specs do. Every spec sets
+// NVIDIA_VISIBLE_DEVICES=void (and the matching volume-mounts entry), so that
+// an NVIDIA runtime in the path adds nothing to what the spec gave: an image
+// whose environment says NVIDIA_VISIBLE_DEVICES=all gets no other GPU.
+//
 // BuildSpec is pure. SpecWriter writes through the FileSystem seam with an
 // atomic rename, so the runtime never reads half a spec, and removes specs of
 // ours that are stale; it is not thread-safe (the daemon's thread owns it).
@@ -40,11 +49,25 @@ inline constexpr char kOwnedPrefix[] = "gpu-device-plugin.";
 inline const std::vector<std::string> kMountOptions = {"ro", "nosuid", "nodev", "rbind",
                                                        "rprivate"};
 
+// How the spec gives a container the driver's files.
+struct DriverEdits {
+  driver::DriverFiles files;
+  // Host path of nvidia-cdi-hook or nvidia-ctk for the links and the ld
+  // cache; empty: mounts only, no hook.
+  std::string hook_path;
+};
+
 // The spec, as JSON text (stable: devices in resource and device order, no
 // timestamps), for the devices of `resources` (built by resources::BuildResources),
-// every one of them with `driver`'s files.
+// every one of them with the driver's files.
 std::string BuildSpec(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
-                      const driver::DriverFiles& driver = {});
+                      const DriverEdits& driver = {});
+
+// `configured` (flags.plugin.nvidiaCTKPath) when this process sees a file
+// there, else "" with a note saying why the spec mounts the links instead (a
+// spec naming a hook that is missing on the host would fail every container).
+std::string UsableHook(const FileSystem& fs, const std::string& configured,
+                       std::vector<std::string>* notes);
 
 class SpecWriter {
  public:
@@ -54,7 +77,7 @@ class SpecWriter {
   // Writes the spec for `resources` unless the file already holds exactly it,
   // then removes stale files of ours. Errors name the path and say what to check.
   absl::Status Write(const std::vector<std::shared_ptr<const plugin::ResourceBackend>>& resources,
-                     const driver::DriverFiles& driver = {});
+                     const DriverEdits& driver = {});
   // Removes every spec file of ours (CDI switched off); NotFound is not an error.
   absl::Status RemoveAll();
 

@@ -48,23 +48,94 @@ TEST(BuildSpecTest, FullGpusWithHostPathsAndCommonControlNodes) {
             "/run/nvidia/driver/dev/nvidiactl");
 }
 
+// The driver of a real-shaped root: the library file, its soname (another
+// name of it), the lib folder of a second library, and a binary.
+DriverEdits Driver(const std::string& hook_path = "") {
+  const std::string lib = "/usr/lib/x86_64-linux-gnu";
+  const std::string host = "/run/nvidia/driver";
+  DriverEdits d;
+  d.files.mounts = {{host + lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.550.54.15", "", true},
+                    {host + lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.1",
+                     lib + "/libcuda.so.550.54.15", true},
+                    {host + "/usr/lib64/libnvidia-ml.so.550.54.15",
+                     "/usr/lib64/libnvidia-ml.so.550.54.15", "", true},
+                    {host + "/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi"}};
+  d.hook_path = hook_path;
+  return d;
+}
+
+// What keeps an NVIDIA runtime in the path from adding GPUs (an image's
+// NVIDIA_VISIBLE_DEVICES=all): its "void" in the environment and in the
+// volume-mounts list.
+const char kVoidMount[] = R"({"hostPath": "/dev/null",
+    "containerPath": "/var/run/nvidia-container-devices/void",
+    "options": ["ro", "nosuid", "nodev", "bind"]})";
+
 TEST(BuildSpecTest, TheDriversFilesAreReadOnlyMountsEveryDeviceGets) {
-  driver::DriverFiles files;
-  files.mounts = {{"/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
-                   "/usr/lib/x86_64-linux-gnu/libcuda.so.1"},
-                  {"/run/nvidia/driver/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi"}};
   config::Config cfg;
-  nlohmann::json spec = nlohmann::json::parse(BuildSpec(Resources(cfg, 1), files));
+  nlohmann::json spec = nlohmann::json::parse(BuildSpec(Resources(cfg, 1), Driver()));
+  const std::string ro = R"("options": ["ro", "nosuid", "nodev", "rbind", "rprivate"])";
   EXPECT_EQ(spec["containerEdits"]["mounts"], nlohmann::json::parse(R"([
       {"hostPath": "/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
-       "containerPath": "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
-       "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]},
+       "containerPath": "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15", )" +
+                                                                    ro + R"(},
+      {"hostPath": "/run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+       "containerPath": "/usr/lib/x86_64-linux-gnu/libcuda.so.1", )" +
+                                                                    ro + R"(},
+      {"hostPath": "/run/nvidia/driver/usr/lib64/libnvidia-ml.so.550.54.15",
+       "containerPath": "/usr/lib64/libnvidia-ml.so.550.54.15", )" + ro +
+                                                                    R"(},
       {"hostPath": "/run/nvidia/driver/usr/bin/nvidia-smi", "containerPath": "/usr/bin/nvidia-smi",
-       "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}])"));
+       )" + ro + "}, " + kVoidMount + "]"));
+  EXPECT_EQ(spec["containerEdits"]["env"],
+            nlohmann::json::parse(R"(["NVIDIA_VISIBLE_DEVICES=void"])"));
   // No hooks: nothing runs on the host at container start.
   EXPECT_FALSE(spec["containerEdits"].contains("hooks"));
-  EXPECT_FALSE(
-      nlohmann::json::parse(BuildSpec(Resources(cfg, 1)))["containerEdits"].contains("mounts"));
+  // Without the driver's files, the void entries alone.
+  EXPECT_EQ(nlohmann::json::parse(BuildSpec(Resources(cfg, 1)))["containerEdits"]["mounts"],
+            nlohmann::json::parse(std::string("[") + kVoidMount + "]"));
+}
+
+TEST(BuildSpecTest, WithAHookBinaryTheLinksAndTheLdCacheAreItsHooks) {
+  config::Config cfg;
+  nlohmann::json spec =
+      nlohmann::json::parse(BuildSpec(Resources(cfg, 1), Driver("/usr/bin/nvidia-cdi-hook")));
+  // The soname is no longer a mount: the hook makes it a link to the file.
+  for (const auto& m : spec["containerEdits"]["mounts"]) {
+    EXPECT_NE(m["containerPath"], "/usr/lib/x86_64-linux-gnu/libcuda.so.1");
+  }
+  EXPECT_EQ(spec["containerEdits"]["mounts"].size(), 4u);
+  EXPECT_EQ(spec["containerEdits"]["hooks"], nlohmann::json::parse(R"([
+      {"hookName": "createContainer", "path": "/usr/bin/nvidia-cdi-hook",
+       "args": ["nvidia-cdi-hook", "create-symlinks",
+                "--link", "libcuda.so.550.54.15::/usr/lib/x86_64-linux-gnu/libcuda.so.1"]},
+      {"hookName": "createContainer", "path": "/usr/bin/nvidia-cdi-hook",
+       "args": ["nvidia-cdi-hook", "update-ldcache", "--folder", "/usr/lib/x86_64-linux-gnu",
+                "--folder", "/usr/lib64"]}])"));
+  // nvidia-ctk has the same hooks under `hook`.
+  spec = nlohmann::json::parse(BuildSpec(Resources(cfg, 1), Driver("/opt/nvidia/nvidia-ctk")));
+  EXPECT_EQ(spec["containerEdits"]["hooks"][1]["args"], nlohmann::json::parse(R"(
+      ["nvidia-ctk", "hook", "update-ldcache", "--folder", "/usr/lib/x86_64-linux-gnu",
+       "--folder", "/usr/lib64"])"));
+}
+
+TEST(UsableHookTest, OnlyAHookThisProcessSeesIsUsedElseANoteSaysWhy) {
+  FakeFileSystem fs;
+  fs.AddFile("/usr/bin/nvidia-cdi-hook", "");
+  fs.AddSymlink("/usr/bin/nvidia-ctk", "nvidia-ctk.real");
+  fs.AddDirectory("/opt/hooks");
+  std::vector<std::string> notes;
+  EXPECT_EQ(UsableHook(fs, "", &notes), "");
+  EXPECT_EQ(UsableHook(fs, "/usr/bin/nvidia-cdi-hook", &notes), "/usr/bin/nvidia-cdi-hook");
+  EXPECT_EQ(UsableHook(fs, "/usr/bin/nvidia-ctk", &notes), "/usr/bin/nvidia-ctk");
+  EXPECT_TRUE(notes.empty());
+  EXPECT_EQ(UsableHook(fs, "/usr/local/bin/nvidia-cdi-hook", &notes), "");
+  EXPECT_EQ(UsableHook(fs, "/opt/hooks", &notes), "");
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_THAT(notes[0], HasSubstr("the CDI hook /usr/local/bin/nvidia-cdi-hook "
+                                  "(flags.plugin.nvidiaCTKPath) is not a file here"));
+  EXPECT_THAT(notes[0], HasSubstr("mounts the library links and runs no hook"));
+  EXPECT_THAT(notes[1], HasSubstr("not a regular file"));
 }
 
 TEST(BuildSpecTest, ReplicasAreDevicesOfTheirOwn) {

@@ -201,6 +201,11 @@ struct Config {
   std::string cdi_root = "/var/run/cdi";
   // The prefix of the CDI annotation keys (cdi-annotations strategy).
   std::string cdi_annotation_prefix = "cdi.k8s.io/";
+  // NVIDIA's nvidia-cdi-hook (or nvidia-ctk) on the host. When this process
+  // sees it at that path, the CDI spec makes the driver libraries' links and
+  // the container's ld cache with its create-symlinks and update-ldcache
+  // hooks; empty or absent: the spec mounts the links instead and runs no hook.
+  std::string nvidia_cdi_hook_path;
   // Host path of the root of the NVIDIA device nodes (/dev/nvidia*), as the
   // container runtime is told them. Empty: the driver root.
   std::string dev_root;

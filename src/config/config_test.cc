@@ -559,14 +559,14 @@ TEST(NvidiaFormatTest, TheStartupDumpLoadsWithNvidiasMeaning) {
   EXPECT_THAT(c.device_list_strategy, ElementsAre(DeviceListStrategy::kEnvvar));
   EXPECT_EQ(c.device_id_strategy, DeviceIdStrategy::kUuid);
   EXPECT_EQ(c.cdi_annotation_prefix, "cdi.k8s.io/");
+  EXPECT_EQ(c.nvidia_cdi_hook_path, "/usr/bin/nvidia-ctk");
   EXPECT_EQ(c.sharing.allocation_policy, AllocationPolicy::kPacked);
   EXPECT_THAT(c.sharing.time_slicing.resources, IsEmpty());
   // Accepted, not acted on, each with its reason (false switches ask for nothing).
   std::vector<std::string> fields;
   for (const std::string& n : c.not_acted_on) fields.push_back(n.substr(0, n.find(':')));
-  EXPECT_THAT(fields,
-              ElementsAre("flags.plugin.nvidiaCTKPath", "flags.gfd.sleepInterval",
-                          "flags.gfd.outputFile", "flags.gfd.machineTypeFile", "resources.gpus"));
+  EXPECT_THAT(fields, ElementsAre("flags.gfd.sleepInterval", "flags.gfd.outputFile",
+                                  "flags.gfd.machineTypeFile", "resources.gpus"));
   EXPECT_THAT(c.not_acted_on.back(), HasSubstr("as NVIDIA's plugin ignores them"));
 }
 

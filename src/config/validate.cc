@@ -168,6 +168,7 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "flags.nvmlLibrary", c.nvml_library, true);
   CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
   CheckPath(&problems, "flags.plugin.cdiRoot", c.cdi_root, false);
+  CheckPath(&problems, "flags.plugin.nvidiaCTKPath", c.nvidia_cdi_hook_path, true);
   CheckPath(&problems, "flags.nvidiaDevRoot", c.dev_root, true);
   {
     // An annotation key prefix: a DNS subdomain and a slash ("cdi.k8s.io/").

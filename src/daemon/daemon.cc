@@ -1449,10 +1449,12 @@ absl::Status Daemon::SyncCdiSpec(
     return absl::OkStatus();
   }
   // The driver's user space, for the running driver, under the driver root.
-  const driver::DriverFiles files =
+  cdi::DriverEdits driver;
+  driver.files =
       driver::FindDriverFiles(*options_.fs, {cfg.EffectiveDriverRoot(), cfg.driver_root},
                               c_->inventory != nullptr ? c_->inventory->driver_version : "");
-  return writer.Write(backends, files);
+  driver.hook_path = cdi::UsableHook(*options_.fs, cfg.nvidia_cdi_hook_path, &driver.files.notes);
+  return writer.Write(backends, driver);
 }
 
 void Daemon::StopAll() {

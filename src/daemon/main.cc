@@ -1,7 +1,8 @@
 // gpu-device-plugin: parses the command line and runs the Daemon, or, as
 // `gpu-device-plugin doctor`, runs the node checks (src/doctor), prints them
 // and exits 1 on any FAIL, or, as `gpu-device-plugin inventory`, prints the
-// GPUs a fresh NVML session finds, or, as `gpu-device-plugin config-manager`
+// GPUs a fresh NVML session finds, or, as `gpu-device-plugin cdi-spec`, prints
+// the CDI spec the plugin writes for them, or, as `gpu-device-plugin config-manager`
 // (or run as config-manager), is NVIDIA's config-manager. Run as
 // nvidia-device-plugin it is the daemon with NVIDIA's defaults. Nothing else
 // lives here.
@@ -17,14 +18,17 @@
 #include <cstring>
 #include <string_view>
 #include <thread>
+#include <variant>
 
 #include "absl/synchronization/mutex.h"
+#include "src/cdi/cdi.h"
 #include "src/common/log.h"
 #include "src/config/overrides.h"
 #include "src/config/schema.h"
 #include "src/daemon/config_manager.h"
 #include "src/daemon/daemon.h"
 #include "src/doctor/doctor.h"
+#include "src/driver/driver_files.h"
 #include "src/kube/object_watcher.h"
 #include "src/kube/openssl_api_client.h"
 #include "src/kube/rest_config.h"
@@ -32,6 +36,7 @@
 #include "src/nvml/inventory.h"
 #include "src/nvml/inventory_codec.h"
 #include "src/nvml/nvml_api.h"
+#include "src/resources/resources.h"
 
 namespace {
 
@@ -100,8 +105,16 @@ int RunDoctor(const std::string& config_file, const std::vector<gdp::config::Ove
 // child to see a changed node while its own session is busy; operators may run
 // it too. With --nvml-library the config file is not read (the daemon passes
 // the library it loaded).
-int RunInventory(const std::string& config_file,
-                 const std::vector<gdp::config::Override>& overrides, bool explicit_library) {
+// The configuration and the GPUs a fresh NVML session finds, for the
+// commands that print what the plugin would do; an error is logged and its
+// exit code (2: bad configuration, 1: NVML) returned instead.
+struct Node {
+  gdp::config::Config cfg;
+  std::shared_ptr<const gdp::nvml::Inventory> inventory;
+};
+std::variant<Node, int> LoadNode(const std::string& config_file,
+                                 const std::vector<gdp::config::Override>& overrides,
+                                 bool explicit_library) {
   gdp::log::SetLevel(gdp::log::Level::kWarn);
   const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
   absl::StatusOr<gdp::config::Config> cfg =
@@ -132,10 +145,43 @@ int RunInventory(const std::string& config_file,
     gdp::log::Error("cannot discover the GPUs", {{"error", inv.status().message()}});
     return 1;
   }
-  const std::string text = gdp::nvml::EncodeInventory(**inv);
+  return Node{*std::move(cfg), *std::move(inv)};
+}
+
+int Print(const std::string& text) {
   return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0
              ? 0
              : 1;
+}
+
+int RunInventory(const std::string& config_file,
+                 const std::vector<gdp::config::Override>& overrides, bool explicit_library) {
+  std::variant<Node, int> node = LoadNode(config_file, overrides, explicit_library);
+  if (const int* code = std::get_if<int>(&node)) return *code;
+  return Print(gdp::nvml::EncodeInventory(*std::get<Node>(node).inventory));
+}
+
+// `gpu-device-plugin cdi-spec`: the CDI spec the plugin writes for this
+// node's devices with this configuration; what it leaves out goes to the log.
+int RunCdiSpec(const std::string& config_file, const std::vector<gdp::config::Override>& overrides,
+               bool explicit_library) {
+  std::variant<Node, int> loaded = LoadNode(config_file, overrides, explicit_library);
+  if (const int* code = std::get_if<int>(&loaded)) return *code;
+  const Node& node = std::get<Node>(loaded);
+  const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
+  auto resources = gdp::resources::BuildResources(*node.inventory, node.cfg, fs);
+  if (!resources.ok()) {
+    gdp::log::Error("cannot build the resources", {{"error", resources.status().message()}});
+    return 2;
+  }
+  gdp::cdi::DriverEdits driver;
+  driver.files = gdp::driver::FindDriverFiles(
+      fs, {node.cfg.EffectiveDriverRoot(), node.cfg.driver_root}, node.inventory->driver_version);
+  driver.hook_path = gdp::cdi::UsableHook(fs, node.cfg.nvidia_cdi_hook_path, &driver.files.notes);
+  for (const std::string& note : driver.files.notes) {
+    gdp::log::Warn("CDI spec without part of the driver", {{"why", note}});
+  }
+  return Print(gdp::cdi::BuildSpec(*resources, driver));
 }
 
 // `gpu-device-plugin config-manager` (or the binary run as config-manager):
@@ -260,6 +306,10 @@ int main(int argc, char** argv) {
   CLI::App* inventory = app.add_subcommand(
       "inventory",
       "print the GPUs a fresh NVML session finds, as JSON with every field the plugin uses");
+  CLI::App* cdi_spec = app.add_subcommand(
+      "cdi-spec",
+      "print the CDI spec the plugin writes for this node's devices with this configuration "
+      "(JSON; the plugin's counterpart of `nvidia-ctk cdi generate`)");
   CLI::App* config_fields = app.add_subcommand(
       "config-fields",
       "print every config field (path, type, default, flag, environment variable, meaning) as "
@@ -295,6 +345,10 @@ int main(int argc, char** argv) {
   if (inventory->parsed()) {
     return RunInventory(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),
                         app.count("--nvml-library") > 0);
+  }
+  if (cdi_spec->parsed()) {
+    return RunCdiSpec(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),
+                      app.count("--nvml-library") > 0);
   }
   gdp::daemon::DaemonOptions options;
   options.config_file = gdp::config::ConfigFilePath(flags, env);

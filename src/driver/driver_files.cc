@@ -57,9 +57,11 @@ class Collector {
  public:
   Collector(const FileSystem& fs, const DriverRootPaths& root) : fs_(fs), root_(root) {}
 
-  void Add(const std::string& file, const std::string& at) {
+  // Mounts `file` (in the root) at `at`; `link_to`, `library`: see Mount.
+  void Add(const std::string& file, const std::string& at, const std::string& link_to = "",
+           bool library = false) {
     if (!seen_.insert(at).second) return;
-    out.mounts.push_back(Mount{JoinRoot(root_.host, file), at});
+    out.mounts.push_back(Mount{JoinRoot(root_.host, file), at, link_to, library});
   }
 
   void Libraries(const std::string& version) {
@@ -88,8 +90,10 @@ class Collector {
         continue;
       }
       ++found;
-      Add(file, file);
-      Add(file, Normalize(e.path));  // libcuda.so.1: the same file under the cache's name
+      Add(file, file, "", true);
+      if (const std::string name = Normalize(e.path); name != file) {
+        Add(file, name, file, true);  // libcuda.so.1: the same file under the cache's name
+      }
     }
     if (found == 0) {
       out.notes.push_back(absl::StrCat("the ld cache ", cache_path, " names no library of driver ",

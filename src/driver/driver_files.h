@@ -6,11 +6,13 @@
 // GSP firmware of that version; the driver's binaries (nvidia-smi, the MPS
 // and IMEX tools, ...); and the IPC sockets of its daemons that exist.
 //
-// Everything is a bind mount: the names the toolkit makes with a
-// `create-symlinks` hook are mounts of the library file here, so no hook
-// binary runs on the host at container start. The libraries keep the folder
-// they have in the driver root (/usr/lib/x86_64-linux-gnu on Debian and
-// Ubuntu, whose loader searches it without an ld cache entry).
+// Everything is found as a bind mount; a library's other names (those the
+// toolkit makes with a `create-symlinks` hook) are mounts of the library file
+// that say which file they name (Mount::link_to), so the spec builder can
+// mount them, with no hook binary running on the host at container start, or
+// hand them to NVIDIA's hook where the operator has one. The libraries keep
+// the folder they have in the driver root (/usr/lib/x86_64-linux-gnu on
+// Debian and Ubuntu, whose loader searches it without an ld cache entry).
 //
 // FindDriverFiles only reads (through the FileSystem seam); it is pure given
 // the tree and thread-safe.
@@ -26,6 +28,11 @@ namespace gdp::driver {
 struct Mount {
   std::string host_path;       // for the runtime: under the driver root on the host
   std::string container_path;  // where the container sees it
+  // For another name of a library (libcuda.so.1): the container path of the
+  // library file it names (/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15),
+  // which is mounted too. Empty for everything else.
+  std::string link_to;
+  bool library = false;  // a library file or another name of one
   friend bool operator==(const Mount&, const Mount&) = default;
 };
 

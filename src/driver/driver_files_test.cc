@@ -70,6 +70,10 @@ LdCacheEntry Entry(const std::string& soname, int32_t flags = NativeLdCacheFlags
 }
 
 Mount M(const std::string& file, const std::string& at) { return {std::string(kHost) + file, at}; }
+// A library file, or with `link_to` another name of one.
+Mount L(const std::string& file, const std::string& at, const std::string& link_to = "") {
+  return {std::string(kHost) + file, at, link_to, true};
+}
 
 TEST(DriverFilesTest, ARealLayout) {
   DriverRoot r;
@@ -108,18 +112,20 @@ TEST(DriverFilesTest, ARealLayout) {
   // Libraries in ld cache order (glibc's: names descending).
   EXPECT_THAT(
       got.mounts,
-      ElementsAre(M(lib + "/libnvidia-ml.so.550.54.15", lib + "/libnvidia-ml.so.550.54.15"),
-                  M(lib + "/libnvidia-ml.so.550.54.15", lib + "/libnvidia-ml.so.1"),
-                  M(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.550.54.15"),
-                  M(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.1"),
-                  M(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so"),
-                  M("/lib/firmware/nvidia/550.54.15/gsp_ga10x.bin",
-                    "/lib/firmware/nvidia/550.54.15/gsp_ga10x.bin"),
-                  M("/lib/firmware/nvidia/550.54.15/gsp_tu10x.bin",
-                    "/lib/firmware/nvidia/550.54.15/gsp_tu10x.bin"),
-                  M("/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi"),
-                  M("/usr/lib/nvidia/nvidia-cuda-mps-control", "/usr/bin/nvidia-cuda-mps-control"),
-                  M("/run/nvidia-persistenced/socket", "/run/nvidia-persistenced/socket")));
+      ElementsAre(
+          L(lib + "/libnvidia-ml.so.550.54.15", lib + "/libnvidia-ml.so.550.54.15"),
+          L(lib + "/libnvidia-ml.so.550.54.15", lib + "/libnvidia-ml.so.1",
+            lib + "/libnvidia-ml.so.550.54.15"),
+          L(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.550.54.15"),
+          L(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so.1", lib + "/libcuda.so.550.54.15"),
+          L(lib + "/libcuda.so.550.54.15", lib + "/libcuda.so", lib + "/libcuda.so.550.54.15"),
+          M("/lib/firmware/nvidia/550.54.15/gsp_ga10x.bin",
+            "/lib/firmware/nvidia/550.54.15/gsp_ga10x.bin"),
+          M("/lib/firmware/nvidia/550.54.15/gsp_tu10x.bin",
+            "/lib/firmware/nvidia/550.54.15/gsp_tu10x.bin"),
+          M("/usr/bin/nvidia-smi", "/usr/bin/nvidia-smi"),
+          M("/usr/lib/nvidia/nvidia-cuda-mps-control", "/usr/bin/nvidia-cuda-mps-control"),
+          M("/run/nvidia-persistenced/socket", "/run/nvidia-persistenced/socket")));
 }
 
 TEST(DriverFilesTest, AHostDriverAtTheRootKeepsItsPaths) {
@@ -130,7 +136,8 @@ TEST(DriverFilesTest, AHostDriverAtTheRootKeepsItsPaths) {
   DriverFiles got = FindDriverFiles(PosixFileSystem::Get(), {r.path(), "/"}, kVersion);
   const std::string file = std::string(kLib) + "/libcuda.so.550.54.15";
   EXPECT_THAT(got.mounts,
-              ElementsAre(Mount{file, file}, Mount{file, std::string(kLib) + "/libcuda.so.1"}));
+              ElementsAre(Mount{file, file, "", true},
+                          Mount{file, std::string(kLib) + "/libcuda.so.1", file, true}));
 }
 
 TEST(DriverFilesTest, MissingPartsAreNotedNotFatal) {

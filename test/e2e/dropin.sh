@@ -152,7 +152,7 @@ else
 fi
 log=$(kc -n "$NS" logs "$(plugin_pod)" 2>&1 || true)
 check "D1 the fields it does not act on are logged" yes \
-  "$(grep -q 'config field accepted but not acted on field=flags.plugin.nvidiaCTKPath' <<<"$log" && grep -q 'field=flags.gfd.outputFile' <<<"$log" && echo yes || echo "no: $(grep -c 'not acted on' <<<"$log") lines")"
+  "$(grep -q 'config field accepted but not acted on field=flags.gfd.outputFile' <<<"$log" && grep -q 'field=flags.gfd.machineTypeFile' <<<"$log" && echo yes || echo "no: $(grep -c 'not acted on' <<<"$log") lines")"
 check "D1 no config error" 0 "$(grep -c 'invalid config' <<<"$log" || true)"
 gpu_pod h100 1 nvidia.com/h100
 if wait_until 60 pod_logged h100 READY; then

@@ -49,7 +49,7 @@ e2e_lay_root() {
 # and exports its environment (KUBECONFIG, CRI_CONFIG_FILE, PATH).
 e2e_cluster_up() {
   GDP_PLUGIN_BINARY="$PLUGIN_BIN" GDP_IMAGES="pause busybox gpu-workload gpu-device-plugin" \
-    hack/local-cluster.sh up >/dev/null
+    GDP_NVIDIA_DRIVER_ROOT="$GPUROOT" hack/local-cluster.sh up >/dev/null
   eval "$(hack/local-cluster.sh env)"
 }
 
@@ -168,13 +168,16 @@ pod_logged() { kc -n "$TNS" logs "$1" 2>/dev/null | grep "$2" >/dev/null; }
 # COUNT of RESOURCE (default nvidia.com/gpu), on node $NODE unless NODE_SELECTOR (a YAML
 # flow map) says otherwise, that prints NVIDIA_VISIBLE_DEVICES, the MPS settings it got,
 # its /dev/nvidia-caps nodes and what opening each /dev/nvidia0..7 gives, then sleeps
-# (exits at once on SIGTERM). GPU_POD_IMAGE picks another image of hack/images.sh, and
-# GPU_POD_RUN (one line of sh) runs before READY.
+# (exits at once on SIGTERM). GPU_POD_IMAGE picks another image of hack/images.sh,
+# GPU_POD_RUN (one line of sh) runs before READY, GPU_POD_RUNTIME_CLASS names the pod's
+# RuntimeClass and GPU_POD_ENV (a YAML flow list) is the container's env.
 gpu_pod() {
   local limits=""
   [ "$2" = 0 ] || limits="resources: {limits: {${3:-nvidia.com/gpu}: $2}}"
   local selector=${4:-"{kubernetes.io/hostname: $NODE}"}
   local image=${GPU_POD_IMAGE:-busybox}
+  local runtime_class=""
+  [ -z "${GPU_POD_RUNTIME_CLASS:-}" ] || runtime_class="runtimeClassName: $GPU_POD_RUNTIME_CLASS"
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -185,10 +188,12 @@ spec:
   restartPolicy: Never
   nodeSelector: $selector
   tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  $runtime_class
   containers:
   - name: c
     image: localhost/gdp/$image:e2e
     imagePullPolicy: Never
+    env: ${GPU_POD_ENV:-[]}
     $limits
     command:
     - sh

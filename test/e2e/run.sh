@@ -421,4 +421,6 @@ fi
 source test/e2e/sharing.sh
 # NVIDIA's config format, variables, per-model names and device extras.
 source test/e2e/dropin.sh
+# NVIDIA's container runtime in its CDI modes.
+source test/e2e/runtime.sh
 echo "scenarios done in $((SECONDS - t_start))s"

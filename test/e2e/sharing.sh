@@ -19,6 +19,8 @@
 # shellcheck shell=bash
 
 MPS_ROOT=${GDP_MPS_ROOT:-/var/tmp/gdp-mps}
+# NVIDIA's container toolkit (hack/nvidia-toolkit.sh, built by hack/e2e.sh).
+TOOLKIT_BIN=${GDP_NVIDIA_TOOLKIT_BIN:-$(hack/nvidia-toolkit.sh | tail -n 1)}
 CDI_VALIDATE=$(k8s_bin_dir)/cdi-validate
 
 # sharing_chart CONFIG_BODY [EXTRA_VALUES]: upgrades the release with this config (the
@@ -120,7 +122,8 @@ else
 fi
 delete_test_pods
 # Four time-sliced pods on one GPU (the packed policy fills one GPU first): each sees that
-# GPU alone, and their loads add up on it.
+# GPU alone, and their loads add up on it. This spec names NVIDIA's nvidia-cdi-hook (built
+# from the toolkit's Go module): the libraries' links and the ld cache are its work.
 sharing_chart "flags:
   plugin:
     deviceListStrategy: cdi-cri
@@ -132,11 +135,11 @@ sharing:
   timeSlicing:
     resources:
     - name: nvidia.com/gpu
-      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi}"
+      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi, hookPath: $TOOLKIT_BIN/nvidia-cdi-hook}"
 wait_until 90 resource_is nvidia.com/gpu 32 || fail "S1 packed: expected 32/32 within 90s, saw $(capacity_of nvidia.com/gpu)"
 for i in 0 1 2 3; do
   GPU_POD_IMAGE=gpu-workload \
-    GPU_POD_RUN='nvidia-smi -L; cuda-workload --mib 5120 --load 15 --seconds 600 >/tmp/w.log 2>&1 &' \
+    GPU_POD_RUN='echo "LINK=$(readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1)"; nvidia-smi -L; cuda-workload --mib 5120 --load 15 --seconds 600 >/tmp/w.log 2>&1 &' \
     gpu_pod "four$i" 1
 done
 four_ready() { local i; for i in 0 1 2 3; do pod_logged "four$i" READY || return 1; done; }
@@ -150,6 +153,8 @@ four_busy() {
 if wait_until 90 four_ready; then
   seen=$(for i in 0 1 2 3; do kc -n "$TNS" logs "four$i" 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | tr '\n' ' '; echo; done | sort | uniq -c | awk '{ print $1, NF - 1 }')
   check "S1 four time-sliced pods each see the same one GPU" "4 1" "$seen"
+  check "S1 with nvidia-cdi-hook in the spec, libcuda.so.1 in a pod is the hook's link" \
+    "libcuda.so.$(gpusim show | awk '$1 == "driver" { print $3 }')" "$(pod_field four0 LINK)"
   if wait_until 30 four_busy; then
     pass "S1 four time-sliced workloads of 15% and 5 GiB on one GPU add up to 0.6 and 20 GiB on its series"
   else
@@ -167,20 +172,20 @@ if wait_until 300 ts_ready; then
   # The spec's driver mounts: the library under both its names, the firmware of its version.
   check "S1 a pod has the driver's library (two names) and firmware through the CDI spec" \
     "2 $(gpusim show | awk '$1 == "driver" { print $3 }')" "$(pod_field ts0 DRIVER)"
-  # Each pod: exactly one GPU node that opens (ENXIO), the GPU of its replica, and no
-  # NVIDIA_VISIBLE_DEVICES (CDI alone gave it the device).
+  # Each pod: exactly one GPU node that opens (ENXIO), the GPU of its replica, and the
+  # spec's NVIDIA_VISIBLE_DEVICES=void (CDI alone gave it the device).
   declare -A per_gpu=()
   bad=""
   listing=$("$PODRESOURCES" 2>&1 || true)
   for i in $(seq 0 31); do
     own=$(pod_own_gpu "ts$i")
     replica=$(awk -v p="$TNS/ts$i/c" '$1 == p && $2 == "nvidia.com/gpu" { print $3 }' <<<"$listing")
-    if [ -z "$own" ] || [ "${replica%%::*}" != "$(uuid_of "$own")" ] || [ -n "$(pod_nvd "ts$i")" ]; then
+    if [ -z "$own" ] || [ "${replica%%::*}" != "$(uuid_of "$own")" ] || [ "$(pod_nvd "ts$i")" != void ]; then
       bad+=" ts$i(node=$own replica=$replica nvd=$(pod_nvd "ts$i"))"
     fi
     per_gpu[$own]=$((${per_gpu[$own]:-0} + 1))
   done
-  check "S1 pods whose only GPU node is not their replica's GPU (or that got an env var)" "" "$bad"
+  check "S1 pods whose only GPU node is not their replica's GPU (or whose NVIDIA_VISIBLE_DEVICES is not the spec's void)" "" "$bad"
   check "S1 replicas per GPU" "4 4 4 4 4 4 4 4" \
     "$(for g in 0 1 2 3 4 5 6 7; do echo -n "${per_gpu[$g]:-0} "; done | sed 's/ $//')"
   check "S1 distinct replicas among the 32 pods" 32 \

@@ -728,7 +728,7 @@ TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
   EXPECT_GT(resp.container_responses(0).devices_size(), 0);
   const std::string out = daemon_->Output();
   EXPECT_THAT(out,
-              HasSubstr("config field accepted but not acted on field=flags.plugin.nvidiaCTKPath"));
+              HasSubstr("config field accepted but not acted on field=flags.gfd.outputFile"));
   EXPECT_THAT(out, HasSubstr("field=resources.gpus"));
   EXPECT_THAT(out, HasSubstr("pass_device_specs=true"));
   EXPECT_THAT(out, Not(HasSubstr("invalid config")));
