@@ -21,6 +21,9 @@
 //       kubelet does) and times each re-registration.
 //   dp-load scrape --url http://127.0.0.1:9101/metrics [--concurrency C] [--count N]
 //       HTTP GET latency of a metrics endpoint ("not measured" when it is 404).
+//   dp-load abuse --url http://127.0.0.1:9101/healthz [--idle N] [--slow M] [--seconds S]
+//       Probe latency (a fresh connection every 100 ms) while N idle or
+//       half-sent connections and M slow-loris clients are held open.
 //   dp-load change --socket S --step 'CMD A' --step 'CMD B' [--rounds N] [--label L]
 //                  [--pause-ms P]
 //       Runs each step command in turn (each must change the number of devices
@@ -34,8 +37,12 @@
 // an error.
 #include <fcntl.h>
 #include <httplib.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +52,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -716,6 +724,139 @@ int Scrape(const std::string& url, int concurrency, int count, const std::string
   return errors.load() == 0 ? 0 : 1;
 }
 
+// --- abuse ------------------------------------------------------------------
+
+// A non-blocking TCP connection to 127.0.0.1-style host:port, or -1.
+int ConnectTcp(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
+    close(fd);
+    freeaddrinfo(found);
+    return -1;
+  }
+  freeaddrinfo(found);
+  return fd;
+}
+
+// GET `path` on a new connection; the time to the whole answer, or nullopt
+// unless it is a 200 within 5 s.
+std::optional<Clock::duration> Probe(const std::string& host, int port, const std::string& path) {
+  const auto t0 = Clock::now();
+  const int fd = ConnectTcp(host, port);
+  if (fd < 0) return std::nullopt;
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n";
+  std::string out;
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    char buf[1024];
+    for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;)
+      out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (out.rfind("HTTP/1.1 200", 0) != 0) return std::nullopt;
+  return Clock::now() - t0;
+}
+
+// Holds `idle` connections that send nothing or part of a request and
+// `slow` ones that send a header byte a second, reopening any the server
+// closes (at most `reopen_per_s` a second), while probing `path` every 100 ms
+// on a fresh connection, for `seconds`.
+int Abuse(const std::string& url, int idle, int slow, int reopen_per_s, int duration_s,
+          double limit_ms) {
+  const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
+  const size_t slash = rest.find('/');
+  const std::string hostport(rest.substr(0, slash));
+  const std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  const size_t colon = hostport.rfind(':');
+  const std::string host = hostport.substr(0, colon);
+  const int port = std::stoi(hostport.substr(colon + 1));
+  rlimit fds{};
+  getrlimit(RLIMIT_NOFILE, &fds);
+  fds.rlim_cur = fds.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &fds);
+  if (!Probe(host, port, path)) return Fail("cannot GET " + url);
+
+  std::atomic<bool> done{false};
+  std::atomic<long> reopened{0};
+  std::thread attacker([&] {
+    // Slot i: idle for i < idle (a third send nothing, a third half a request
+    // line, a third all but the blank line), slow-loris after.
+    const int total = idle + slow;
+    std::vector<int> fd(static_cast<size_t>(total), -1);
+    auto open = [&](int i) {
+      fd[i] = ConnectTcp(host, port);
+      if (fd[i] < 0) return;
+      fcntl(fd[i], F_SETFL, O_NONBLOCK);
+      const char* part = i >= idle    ? "GET / HTTP/1.1\r\nX-Slow: "
+                         : i % 3 == 0 ? ""
+                         : i % 3 == 1 ? "GET /hea"
+                                      : "GET /healthz HTTP/1.1\r\n";
+      if (*part != '\0') send(fd[i], part, std::strlen(part), MSG_NOSIGNAL);
+    };
+    for (int i = 0; i < total; ++i) open(i);
+    auto next_trickle = Clock::now();
+    const auto start = Clock::now();
+    while (!done) {
+      std::vector<pollfd> p;
+      for (int i = 0; i < total; ++i) p.push_back({fd[i], POLLIN, 0});
+      poll(p.data(), p.size(), 100);
+      // Reopen what the server closed, at most reopen_per_s a second so far.
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      long budget = static_cast<long>(elapsed * reopen_per_s) - reopened.load();
+      if (budget <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      for (int i = 0; i < total; ++i) {
+        char c;
+        const bool closed = fd[i] < 0 || ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0 &&
+                                          recv(fd[i], &c, 1, MSG_DONTWAIT) <= 0);
+        if (!closed || budget <= 0) continue;
+        if (fd[i] >= 0) close(fd[i]);
+        open(i);
+        --budget;
+        ++reopened;
+      }
+      if (Clock::now() >= next_trickle) {
+        for (int i = idle; i < total; ++i) {
+          if (fd[i] >= 0) send(fd[i], "x", 1, MSG_NOSIGNAL);
+        }
+        next_trickle += std::chrono::seconds(1);
+      }
+    }
+    for (int f : fd) {
+      if (f >= 0) close(f);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the connections are up
+  Samples lat;
+  int failed = 0;
+  const auto end = Clock::now() + std::chrono::seconds(duration_s);
+  while (Clock::now() < end) {
+    const auto t = Clock::now();
+    if (auto d = Probe(host, port, path)) {
+      lat.Add(*d);
+    } else {
+      ++failed;
+    }
+    std::this_thread::sleep_until(t + std::chrono::milliseconds(100));
+  }
+  done = true;
+  attacker.join();
+  Row(absl::StrFormat("%s under abuse: %d idle or half-sent connections and %d slow-loris "
+                      "clients (each reopened when closed, at most %d/s) for %d s",
+                      path, idle, slow, reopen_per_s, duration_s),
+      absl::StrFormat("p50 %s, p99 %s, max %s over %zu probes, %d failed; %ld connections "
+                      "reopened after the server closed them",
+                      Fmt(lat.Median()), Fmt(lat.P99()), Fmt(lat.Max()), lat.size(), failed,
+                      reopened.load()),
+      absl::StrFormat("every probe answered, max < %.0f ms", limit_ms),
+      failed == 0 ? Verdict(lat.Max() / 1000, limit_ms) : "**missed**");
+  return 0;
+}
+
 }  // namespace
 }  // namespace gdp::bench
 
@@ -801,6 +942,17 @@ int main(int argc, char** argv) {
   scrape->add_option("--label", label, "what is being scraped (for the table)");
   scrape->add_option("--limit-ms", scrape_limit_ms, "target p99 in ms");
 
+  int idle = 1000, slow = 50, reopen_per_s = 500, abuse_seconds = 60;
+  double abuse_limit_ms = 50;
+  auto* abuse = app.add_subcommand(
+      "abuse", "/healthz latency while idle, half-sent and slow-loris connections are held");
+  abuse->add_option("--url", url, "http://host:port/healthz")->required();
+  abuse->add_option("--idle", idle, "idle or half-sent connections held");
+  abuse->add_option("--slow", slow, "slow-loris connections (a header byte a second)");
+  abuse->add_option("--reopen-per-s", reopen_per_s, "reopen rate of closed connections");
+  abuse->add_option("--seconds", abuse_seconds, "how long");
+  abuse->add_option("--limit-ms", abuse_limit_ms, "target max probe latency in ms");
+
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
   if (*alloc) return Allocate(aa);
@@ -815,6 +967,7 @@ int main(int argc, char** argv) {
     return Register(dir, resource, starts, restarts, cmd, log, start_limit_ms, restart_limit_ms);
   }
   if (*scrape) return Scrape(url, concurrency, scrapes, label, scrape_limit_ms);
+  if (*abuse) return Abuse(url, idle, slow, reopen_per_s, abuse_seconds, abuse_limit_ms);
   if (*change)
     return Change(socket, steps, step_labels, rounds, change_label, change_limit_ms,
                   change_pause_ms);

@@ -6,6 +6,7 @@
 #   BENCH_SOAK_ALLOCATES   Allocate calls in the soak          (default 100000; full: 1000000)
 #   BENCH_SOAK_ROUNDS      flap rounds of 64 GPUs in the soak  (default 10 = 640 flaps; full: 157)
 #   BENCH_IDLE_SECONDS     idle-CPU window                     (default 60)
+#   BENCH_ABUSE_SECONDS    /healthz under connection abuse     (default 60; the recorded run: 600)
 #   BENCH_RUNS / BENCH_CALLS   Allocate latency runs x calls   (default 5 x 2000)
 #   BENCH_ONLY             sections to run (default all): envvar cdi register scale preferred changes soak
 #   BENCH_OUT / BENCH_DETAILS  also write the table / the tools' details to these files
@@ -19,6 +20,7 @@ cd "$(repo_root)"
 SOAK_ALLOCATES="${BENCH_SOAK_ALLOCATES:-100000}"
 SOAK_ROUNDS="${BENCH_SOAK_ROUNDS:-10}"
 IDLE_SECONDS="${BENCH_IDLE_SECONDS:-60}"
+ABUSE_SECONDS="${BENCH_ABUSE_SECONDS:-60}"
 RUNS="${BENCH_RUNS:-5}"
 CALLS="${BENCH_CALLS:-2000}"
 ONLY="${BENCH_ONLY:-envvar cdi register scale preferred changes soak}"
@@ -161,6 +163,9 @@ row "Resident memory under load (4 clients Allocating, sampled every 100 ms)" \
   "peak $(mib "$peak"), $(mib "$(status_kib "$DAEMON_PID" VmRSS)") after; $(threads "$DAEMON_PID") threads; VmHWM $(mib "$(status_kib "$DAEMON_PID" VmHWM)")" \
   "< 20 MB (19.07 MiB)" "$(within "$peak" "$RSS_LIMIT_KIB")"
 scrape "8 GPUs" 8
+log "/healthz under connection abuse for ${ABUSE_SECONDS} s"
+measure "$LOAD" abuse --url "http://127.0.0.1:$PORT/healthz" --idle 1000 --slow 50 --seconds "$ABUSE_SECONDS"
+row "After the abuse" "$(threads "$DAEMON_PID") threads, $(fds "$DAEMON_PID") fds, $(mib "$(status_kib "$DAEMON_PID" VmRSS)") resident" "no growth" "-"
 stop_node
 fi
 

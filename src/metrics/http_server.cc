@@ -3,12 +3,14 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -16,17 +18,16 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "src/common/filesystem.h"
 #include "src/common/log.h"
-#include "src/common/poll.h"
 
 namespace gdp::metrics {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr auto kConnectionDeadline = std::chrono::seconds(5);
-constexpr size_t kMaxHead = 16 * 1024;
-constexpr int kWorkers = 2;  // scrapes and probes are cheap; a node daemon parks no thread per core
+constexpr size_t kMaxHead = size_t{16} * 1024;
+constexpr int kBacklog = 128;
+constexpr auto kLimitLogInterval = std::chrono::seconds(60);
 
 const char* Reason(int status) {
   switch (status) {
@@ -134,8 +135,8 @@ std::string RenderResponse(const RequestHead& request, const HttpResponse& respo
 
 }  // namespace detail
 
-HttpServer::HttpServer(std::string bind_address, int port)
-    : bind_address_(std::move(bind_address)), port_(port) {}
+HttpServer::HttpServer(std::string bind_address, int port, HttpLimits limits)
+    : bind_address_(std::move(bind_address)), port_(port), limits_(limits) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -146,7 +147,9 @@ void HttpServer::Handle(const std::string& path, Handler handler) {
 absl::Status HttpServer::Start() {
   auto fail = [&](const std::string& why) {
     if (listen_fd_ >= 0) ::close(listen_fd_);
-    listen_fd_ = -1;
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    listen_fd_ = stop_fd_ = epoll_fd_ = -1;
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", bind_address_, ":", port_, ": ", why,
                      "; choose another with --metrics-port / --metrics-bind-address"));
@@ -163,7 +166,7 @@ absl::Status HttpServer::Start() {
   listen_fd_ = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (listen_fd_ < 0) {
     ::freeaddrinfo(found);
-    return fail(std::strerror(errno));
+    return fail(ErrnoString(errno));
   }
   // SO_REUSEADDR lets a restarted daemon bind past TIME_WAIT; no SO_REUSEPORT,
   // which would let a second daemon share the port silently.
@@ -173,9 +176,9 @@ absl::Status HttpServer::Start() {
   int bind_errno = errno;
   ::freeaddrinfo(found);
   if (!bound) {
-    return fail(bind_errno == EADDRINUSE ? "address in use" : std::strerror(bind_errno));
+    return fail(bind_errno == EADDRINUSE ? "address in use" : ErrnoString(bind_errno));
   }
-  if (::listen(listen_fd_, 64) != 0) return fail(std::strerror(errno));
+  if (::listen(listen_fd_, kBacklog) != 0) return fail(ErrnoString(errno));
   sockaddr_storage local{};
   socklen_t len = sizeof local;
   ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&local), &len);
@@ -183,89 +186,219 @@ absl::Status HttpServer::Start() {
       ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                                         : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) return fail(absl::StrCat("eventfd: ", std::strerror(errno)));
-  for (int i = 0; i < kWorkers; ++i) workers_.emplace_back([this] { Work(); });
-  log::Info("http endpoint listening", {{"address", bind_address_}, {"port", bound_port_}});
+  if (stop_fd_ < 0) return fail(absl::StrCat("eventfd: ", ErrnoString(errno)));
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) return fail(absl::StrCat("epoll_create1: ", ErrnoString(errno)));
+  for (int fd : {listen_fd_, stop_fd_}) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      return fail(absl::StrCat("epoll_ctl: ", ErrnoString(errno)));
+    }
+  }
+  loop_ = std::thread([this] { Loop(); });
+  log::Info("http endpoint listening", {{"address", bind_address_},
+                                        {"port", bound_port_},
+                                        {"max_connections", limits_.max_connections}});
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
-  if (workers_.empty()) return;
+  if (!loop_.joinable()) return;
   uint64_t one = 1;
-  // The eventfd stays readable, so every worker sees it, in poll or between connections.
   if (::write(stop_fd_, &one, sizeof one) != sizeof one) {
-    log::Error("http endpoint: cannot wake its workers", {{"error", std::strerror(errno)}});
+    log::Error("http endpoint: cannot wake its thread", {{"error", ErrnoString(errno)}});
   }
-  for (std::thread& t : workers_) t.join();
-  workers_.clear();
+  loop_.join();
   ::close(listen_fd_);
   ::close(stop_fd_);
-  listen_fd_ = stop_fd_ = -1;
+  ::close(epoll_fd_);
+  listen_fd_ = stop_fd_ = epoll_fd_ = -1;
 }
 
-void HttpServer::Work() {
+void HttpServer::Loop() {
   ::pthread_setname_np(::pthread_self(), "gdp-http");  // as top -H and perf show it
+  std::array<epoll_event, 64> events{};
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
-      log::Error("http endpoint: poll failed; not serving", {{"error", std::strerror(errno)}});
+    int timeout_ms = -1;
+    if (const auto next = NextDeadline(); next) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
+      timeout_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    const int n =
+        ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      log::Error("http endpoint: epoll_wait failed; not serving", {{"error", ErrnoString(errno)}});
+      break;
+    }
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == stop_fd_) {
+        CloseAll();
+        return;
+      }
+      if (fd == listen_fd_) {
+        AcceptAll();
+        continue;
+      }
+      auto it = connections_.find(fd);
+      if (it == connections_.end()) continue;  // closed earlier in this round
+      if (it->second.writing) {
+        Write(it->second);
+      } else {
+        Read(it->second);
+      }
+    }
+    Expire(Clock::now());
+  }
+  CloseAll();
+}
+
+std::optional<HttpServer::Clock::time_point> HttpServer::NextDeadline() const {
+  std::optional<Clock::time_point> next;
+  if (!readers_.empty()) next = readers_.begin()->first;
+  if (!writers_.empty() && (!next || writers_.begin()->first < *next)) {
+    next = writers_.begin()->first;
+  }
+  if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) {
+    next = accept_paused_until_;
+  }
+  return next;
+}
+
+void HttpServer::AcceptAll() {
+  for (;;) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
+      if ((errno == EMFILE || errno == ENFILE) && EvictOldestReader()) continue;
+      // Out of descriptors with none to free: stop accepting for a while (the
+      // kernel keeps the backlog) rather than spin on a readable listener.
+      log::Warn("http endpoint: accept failed; pausing accepts for 100 ms",
+                {{"error", ErrnoString(errno)}});
+      epoll_event ev{};
+      ev.data.fd = listen_fd_;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+      accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
       return;
     }
-    if ((fds[1].revents & POLLIN) != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0) {
-      if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
-        continue;  // the other worker took it
-      log::Warn("http endpoint: accept failed; retrying in 100 ms",
-                {{"error", std::strerror(errno)}});
-      pollfd stop = {stop_fd_, POLLIN, 0};
-      ::poll(&stop, 1, 100);  // e.g. out of fds: back off, but wake for Stop()
+    if (connections_.size() >= limits_.max_connections && !EvictOldestReader()) {
+      ::close(fd);  // every connection is sending its answer: the newcomer waits its turn
       continue;
     }
-    Serve(fd);
-    ::close(fd);
+    int yes = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      ::close(fd);
+      continue;
+    }
+    Connection& c = connections_[fd];
+    c.fd = fd;
+    c.deadline = Clock::now() + limits_.head_timeout;
+    readers_.insert({c.deadline, fd});
   }
 }
 
-void HttpServer::Serve(int fd) {
-  const Clock::time_point deadline = Clock::now() + kConnectionDeadline;
-  int yes = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
-  std::string in;
-  size_t end = std::string::npos;
+bool HttpServer::EvictOldestReader() {
+  if (readers_.empty()) return false;
+  const int fd = readers_.begin()->second;
+  ++evicted_;
+  const auto now = Clock::now();
+  if (!last_limit_log_ || now - *last_limit_log_ >= kLimitLogInterval) {
+    log::Warn(
+        "http endpoint: connection limit reached; closing the connections that have waited "
+        "longest without sending a whole request",
+        {{"limit", limits_.max_connections}, {"closed_since_last_report", evicted_}});
+    last_limit_log_ = now;
+    evicted_ = 0;
+  }
+  Close(fd);
+  return true;
+}
+
+void HttpServer::Read(Connection& c) {
   char buf[4096];
-  while (end == std::string::npos) {
-    if (in.size() > kMaxHead) break;
-    if (PollUntil(fd, POLLIN, deadline, stop_fd_) != PollResult::kReady)
-      return;  // slow client or stopping: drop it
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) return;  // closed before a whole request
+  for (;;) {
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      Close(c.fd);  // closed (or failed) before a whole request
+      return;
+    }
     // Search from just before the new bytes: the blank line may straddle reads.
-    size_t from = in.size() < 3 ? 0 : in.size() - 3;
-    in.append(buf, static_cast<size_t>(n));
-    end = in.find("\r\n\r\n", from);
+    const size_t from = c.in.size() < 3 ? 0 : c.in.size() - 3;
+    c.in.append(buf, static_cast<size_t>(n));
+    const size_t end = c.in.find("\r\n\r\n", from);
+    if (end <= kMaxHead) {  // found (npos is larger) and within the limit
+      const detail::RequestHead request =
+          detail::ParseRequestHead(std::string_view(c.in).substr(0, end));
+      Respond(c, detail::RenderResponse(request, Answer(request)));
+      return;
+    }
+    if (c.in.size() > kMaxHead) {
+      detail::RequestHead request;
+      request.method = "GET";
+      Respond(c, detail::RenderResponse(
+                     request, {431, "text/plain; charset=utf-8", "request head over 16 KiB\n"}));
+      return;
+    }
   }
-  detail::RequestHead request;
-  HttpResponse response;
-  if (end == std::string::npos || end > kMaxHead) {
-    request.method = "GET";
-    response = {431, "text/plain; charset=utf-8", "request head over 16 KiB\n"};
-  } else {
-    request = detail::ParseRequestHead(std::string_view(in).substr(0, end));
-    response = Answer(request);
+}
+
+void HttpServer::Respond(Connection& c, std::string out) {
+  readers_.erase({c.deadline, c.fd});
+  c.in.clear();
+  c.in.shrink_to_fit();
+  c.out = std::move(out);
+  c.writing = true;
+  c.deadline = Clock::now() + limits_.send_timeout;
+  writers_.insert({c.deadline, c.fd});
+  epoll_event ev{};
+  ev.events = EPOLLOUT;
+  ev.data.fd = c.fd;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+  Write(c);
+}
+
+void HttpServer::Write(Connection& c) {
+  while (c.sent < c.out.size()) {
+    const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;  // epoll says when it can take more
+    if (n <= 0) break;
+    c.sent += static_cast<size_t>(n);
   }
-  const std::string out = detail::RenderResponse(request, response);
-  size_t sent = 0;
-  while (sent < out.size()) {
-    if (PollUntil(fd, POLLOUT, deadline, stop_fd_) != PollResult::kReady) return;
-    ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) return;
-    sent += static_cast<size_t>(n);
+  if (c.sent == c.out.size()) ::shutdown(c.fd, SHUT_WR);
+  Close(c.fd);
+}
+
+void HttpServer::Expire(Clock::time_point now) {
+  while (!readers_.empty() && readers_.begin()->first <= now) Close(readers_.begin()->second);
+  while (!writers_.empty() && writers_.begin()->first <= now) Close(writers_.begin()->second);
+  if (accept_paused_until_ && *accept_paused_until_ <= now) {
+    accept_paused_until_.reset();
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
   }
-  ::shutdown(fd, SHUT_WR);
+}
+
+void HttpServer::Close(int fd) {
+  auto it = connections_.find(fd);
+  if (it == connections_.end()) return;
+  (it->second.writing ? writers_ : readers_).erase({it->second.deadline, fd});
+  ::close(fd);  // also takes it out of the epoll set
+  connections_.erase(it);
+}
+
+void HttpServer::CloseAll() {
+  while (!connections_.empty()) Close(connections_.begin()->first);
 }
 
 HttpResponse HttpServer::Answer(const detail::RequestHead& request) const {

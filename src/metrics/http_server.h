@@ -8,20 +8,32 @@
 // before the first request), its civetweb is built without IPv6, and
 // libmicrohttpd brings GnuTLS and its libraries (docs/benchmarks.md).
 //
-// Handlers are registered before Start() and run on the server's two worker
-// threads, so they must be thread-safe and quick: they read state, they never
-// call NVML. Start() binds (port 0 picks a free port; port() tells which) and
-// starts the workers, which the server owns; Stop() wakes and joins them, also
-// while a client holds a connection open. A connection gets 5 s to send its
-// request head (at most 16 KiB) and to take the response. Not copyable.
+// One thread serves every connection from an epoll loop, so an idle, slow or
+// half-sent connection holds nothing but its descriptor and buffer: it never
+// delays another request, /healthz included. A connection gets
+// HttpLimits::head_timeout to send its whole request head (at most 16 KiB,
+// however slowly it trickles in) and send_timeout to take the response. At
+// max_connections, a new connection closes the one that has waited longest
+// without sending a whole request (a warning says so, once a minute with a
+// count), so a flood of idle connections cannot keep a probe out.
+//
+// Handlers are registered before Start() and run on that thread, so they must
+// be thread-safe and quick: they read state, they never call NVML. Start()
+// binds (port 0 picks a free port; port() tells which) and starts the thread,
+// which the server owns; Stop() wakes and joins it, closing every connection.
+// Not copyable.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <vector>
+#include <utility>
 
 #include "absl/status/status.h"
 
@@ -53,11 +65,17 @@ std::string RenderResponse(const RequestHead& request, const HttpResponse& respo
 
 }  // namespace detail
 
+struct HttpLimits {
+  size_t max_connections = 512;
+  std::chrono::milliseconds head_timeout{3000};
+  std::chrono::milliseconds send_timeout{10000};
+};
+
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
 
-  HttpServer(std::string bind_address, int port);
+  HttpServer(std::string bind_address, int port, HttpLimits limits = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -74,17 +92,46 @@ class HttpServer {
   int port() const { return bound_port_; }
 
  private:
-  void Work();
-  void Serve(int fd);
+  using Clock = std::chrono::steady_clock;
+  struct Connection {
+    int fd = -1;
+    bool writing = false;  // the request is read; `out` is being sent
+    Clock::time_point deadline;
+    std::string in;
+    std::string out;
+    size_t sent = 0;
+  };
+  using Deadlines = std::set<std::pair<Clock::time_point, int>>;
+
+  // Everything below runs on the loop thread.
+  void Loop();
+  std::optional<Clock::time_point> NextDeadline() const;
+  void AcceptAll();
+  bool EvictOldestReader();
+  void Read(Connection& c);
+  void Respond(Connection& c, std::string out);
+  void Write(Connection& c);
+  void Expire(Clock::time_point now);
+  void Close(int fd);
+  void CloseAll();
   HttpResponse Answer(const detail::RequestHead& request) const;
 
   std::string bind_address_;
   int port_;
+  const HttpLimits limits_;
   int bound_port_ = 0;
   std::map<std::string, Handler, std::less<>> handlers_;  // read-only once started
   int listen_fd_ = -1;
   int stop_fd_ = -1;  // eventfd: readable once Stop() begins
-  std::vector<std::thread> workers_;
+  int epoll_fd_ = -1;
+  // The loop thread's own state.
+  std::map<int, Connection> connections_;
+  Deadlines readers_;  // connections still reading their head, by deadline
+  Deadlines writers_;  // connections sending their answer, by deadline
+  std::optional<Clock::time_point> accept_paused_until_;
+  std::optional<Clock::time_point> last_limit_log_;
+  size_t evicted_ = 0;
+  std::thread loop_;
 };
 
 }  // namespace gdp::metrics

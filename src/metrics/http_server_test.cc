@@ -7,9 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace gdp::metrics {
 namespace {
@@ -119,9 +123,84 @@ TEST_F(HttpServerTest, ARequestSplitAcrossWritesIsReadWhole) {
   EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 503");
 }
 
+// A connected socket to 127.0.0.1:port.
+int Connect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// Whether the server has closed `fd` (EOF or reset) within `wait`.
+bool ClosedWithin(int fd, std::chrono::milliseconds wait) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(wait.count())) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+// Idle, half-sent and trickling connections, more than the limit, do not keep
+// a probe out or delay it: it is answered while they are all open, and the
+// ones that waited longest are the ones closed.
+TEST(HttpServerAbuseTest, ProbesAreServedPastIdleHalfSentAndSlowConnections) {
+  HttpLimits limits;
+  limits.max_connections = 16;
+  limits.head_timeout = std::chrono::seconds(30);  // only the limit closes them here
+  HttpServer server("127.0.0.1", 0, limits);
+  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  ASSERT_TRUE(server.Start().ok());
+  std::vector<int> idle;
+  for (int i = 0; i < 40; ++i) {
+    idle.push_back(Connect(server.port()));
+    // A third send nothing, a third half a request line, a third all but the blank line.
+    const char* part = i % 3 == 0 ? "" : i % 3 == 1 ? "GET /hea" : "GET /healthz HTTP/1.1\r\n";
+    if (*part != '\0') {
+      ASSERT_GT(::send(idle.back(), part, std::strlen(part), MSG_NOSIGNAL), 0);
+    }
+  }
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(Exchange(server.port(), "GET /healthz HTTP/1.1\r\n\r\n").substr(0, 12),
+              "HTTP/1.1 200")
+        << "round " << round;
+  }
+  // At most 16 stay open: the oldest went first.
+  EXPECT_TRUE(ClosedWithin(idle.front(), std::chrono::seconds(10)));
+  EXPECT_FALSE(ClosedWithin(idle.back(), std::chrono::milliseconds(50)));
+  // A recent connection that was only slow (it sent all but the blank line)
+  // still gets its answer.
+  const int slow = idle[38];
+  ASSERT_GT(::send(slow, "\r\n", 2, MSG_NOSIGNAL), 0);
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = ::recv(slow, buf, sizeof buf, 0)) > 0;) out.append(buf, n);
+  EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 200");
+  for (int fd : idle) ::close(fd);
+}
+
+// The head deadline counts from the connection, not from the last byte: a
+// client trickling a byte at a time is closed when it runs out.
+TEST(HttpServerAbuseTest, ATricklingClientIsClosedAtItsHeadDeadline) {
+  HttpLimits limits;
+  limits.head_timeout = std::chrono::milliseconds(300);
+  HttpServer server("127.0.0.1", 0, limits);
+  ASSERT_TRUE(server.Start().ok());
+  const int fd = Connect(server.port());
+  const std::string request = "GET /healthz HTTP/1.1\r\nX-Slow: ";
+  bool closed = false;
+  for (int i = 0; i < 200 && !closed; ++i) {  // 200 bytes at 50 ms would take 10 s
+    ::send(fd, request.c_str() + (i % request.size()), 1, MSG_NOSIGNAL);
+    closed = ClosedWithin(fd, std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(closed);
+  ::close(fd);
+}
+
 TEST_F(HttpServerTest, StopEndsConnectionsThatSendNothing) {
-  // Two idle connections hold both workers; Stop() must still return, and
-  // must not wait for their 5 s deadline (a hang here fails by ctest's timeout).
+  // Idle connections are open; Stop() must still return, and must not wait
+  // for their deadline (a hang here fails by ctest's timeout).
   int fds[2];
   for (int& fd : fds) {
     fd = ::socket(AF_INET, SOCK_STREAM, 0);

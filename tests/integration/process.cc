@@ -47,6 +47,15 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
     if (env.count(key) == 0) env_strings.push_back(entry);
   }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  // Everything the child needs is built before fork: between fork and exec a
+  // child of this multithreaded process may only make async-signal-safe calls
+  // (an allocation there can wait forever on a lock another thread held).
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   pid_ = fork();
   if (pid_ == 0) {
@@ -60,12 +69,6 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
     // Close everything else the test process holds, so fd counts of the child are its own.
     for (int i = 3; i < 1024; ++i) close(i);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
     execve(args[0], args.data(), envp.data());
     _exit(127);
   }
