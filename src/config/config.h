@@ -109,6 +109,10 @@ struct MpsConfig {
   // nvidia-cuda-mps-control; empty: <driver root>/usr/bin/nvidia-cuda-mps-control,
   // then /usr/bin/nvidia-cuda-mps-control.
   std::string control_binary;
+  // The daemons are run by `gpu-device-plugin mps-agent` (its own DaemonSet),
+  // handed the list through <root>/desired.json (src/mps/agent.h), so they
+  // outlive the plugin; off: the plugin runs them as its own children.
+  bool agent = false;
   friend bool operator==(const MpsConfig&, const MpsConfig&) = default;
 };
 

@@ -530,6 +530,13 @@ std::vector<FieldSpec> BuildFields() {
        .env = "MPS_CONTROL_BINARY",
        .help = "path of nvidia-cuda-mps-control (default: under the driver root)",
        .default_doc = "empty (`<driver root>/usr/bin/nvidia-cuda-mps-control`, then `/usr/bin/…`)"},
+      {.path = "sharing.mps.agent",
+       .type = "bool",
+       .codec = BoolOf([](auto& c) -> auto& { return c.sharing.mps.agent; }),
+       .flag = "--mps-agent",
+       .env = "MPS_AGENT",
+       .help = "the MPS control daemons are run by `gpu-device-plugin mps-agent` (the chart's MPS "
+               "DaemonSet), so they outlive plugin restarts; off: the plugin runs them itself"},
       {.path = "health.enabled",
        .type = "bool",
        .codec = BoolOf([](auto& c) -> auto& { return c.health.enabled; }),

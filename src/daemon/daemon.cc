@@ -30,6 +30,7 @@
 #include "src/metrics/http_server.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
+#include "src/mps/agent.h"
 #include "src/mps/supervisor.h"
 #include "src/nvml/change_watcher.h"
 #include "src/nvml/dl_nvml.h"
@@ -296,8 +297,9 @@ struct Daemon::Components {
   std::unique_ptr<plugin::PluginManager> plugins;
   std::unique_ptr<HealthBridge> bridge;
   // MPS control daemons, while some GPU is shared through MPS; its options.
-  std::unique_ptr<mps::Supervisor> mps;
+  std::unique_ptr<mps::Controller> mps;  // a Supervisor, or an AgentClient with sharing.mps.agent
   mps::SupervisorOptions mps_options;
+  bool mps_agent = false;
   std::unique_ptr<health::HealthMonitor> health;
   // Notices GPUs, MIG layouts and the driver changing; recreated with each
   // inventory.
@@ -1392,14 +1394,18 @@ absl::Status Daemon::SyncMps(
     }
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> binary = mps::FindControlBinary(
-      *options_.fs, cfg.EffectiveDriverRoot(), cfg.sharing.mps.control_binary);
-  if (!binary.ok()) return binary.status();
+  const bool agent = cfg.sharing.mps.agent;
   mps::SupervisorOptions o;
-  o.control_binary = *binary;
   o.pipe_root = o.log_root = cfg.sharing.mps.root;
-  if (c_->mps != nullptr && (c_->mps_options.control_binary != o.control_binary ||
-                             c_->mps_options.pipe_root != o.pipe_root)) {
+  if (!agent) {  // the agent finds the control program itself
+    absl::StatusOr<std::string> binary = mps::FindControlBinary(
+        *options_.fs, cfg.EffectiveDriverRoot(), cfg.sharing.mps.control_binary);
+    if (!binary.ok()) return binary.status();
+    o.control_binary = *binary;
+  }
+  if (c_->mps != nullptr &&
+      (c_->mps_agent != agent || c_->mps_options.control_binary != o.control_binary ||
+       c_->mps_options.pipe_root != o.pipe_root)) {
     c_->mps->Stop();
     c_->mps.reset();
   }
@@ -1413,10 +1419,15 @@ absl::Status Daemon::SyncMps(
   }
   if (c_->mps == nullptr) {
     HealthBridge* bridge = c_->bridge.get();
-    c_->mps = std::make_unique<mps::Supervisor>(
-        o, [bridge](const mps::GpuHealth& h) { bridge->OnMpsHealth(h); }, mps::PosixOs::Get(),
-        *options_.fs, c_->nvml.get());
+    auto on_health = [bridge](const mps::GpuHealth& h) { bridge->OnMpsHealth(h); };
+    if (agent) {
+      c_->mps = std::make_unique<mps::AgentClient>(cfg.sharing.mps.root, on_health, *options_.fs);
+    } else {
+      c_->mps = std::make_unique<mps::Supervisor>(o, on_health, mps::PosixOs::Get(), *options_.fs,
+                                                  c_->nvml.get());
+    }
     c_->mps_options = o;
+    c_->mps_agent = agent;
   }
   std::vector<mps::GpuSpec> specs;
   specs.reserve(gpus.size());
@@ -1426,6 +1437,9 @@ absl::Status Daemon::SyncMps(
   if (absl::Status s = c_->mps->Apply(specs); !s.ok()) {
     // The supervisor retries with backoff; the replicas stay Unhealthy meanwhile.
     log::Warn("MPS is not up on every shared GPU yet", {{"error", s.message()}});
+  } else if (agent) {
+    log::Info("MPS list handed to the MPS agent; replicas are Healthy as it reports their daemons",
+              {{"gpus", specs.size()}, {"root", cfg.sharing.mps.root}});
   } else {
     log::Info("MPS daemons ready", {{"gpus", specs.size()}, {"root", cfg.sharing.mps.root}});
   }
@@ -1467,7 +1481,7 @@ void Daemon::StopAll() {
   if (c_->bridge) c_->bridge->SetLabeller(nullptr);
   if (c_->labeller) c_->labeller->Stop();
   if (c_->plugins) c_->plugins->Stop();
-  if (c_->mps) c_->mps->Stop();
+  if (c_->mps) c_->mps->Detach();  // with the agent, the daemons outlive the plugin
   if (c_->nvml && c_->nvml_up) {
     c_->nvml->Shutdown();
     c_->nvml_up = false;

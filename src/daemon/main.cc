@@ -32,6 +32,7 @@
 #include "src/kube/object_watcher.h"
 #include "src/kube/openssl_api_client.h"
 #include "src/kube/rest_config.h"
+#include "src/mps/agent.h"
 #include "src/nvml/dl_nvml.h"
 #include "src/nvml/inventory.h"
 #include "src/nvml/inventory_codec.h"
@@ -184,6 +185,41 @@ int RunCdiSpec(const std::string& config_file, const std::vector<gdp::config::Ov
   return Print(gdp::cdi::BuildSpec(*resources, driver));
 }
 
+// `gpu-device-plugin mps-agent`: runs the MPS control daemons the plugin lists
+// in the MPS root (src/mps/agent.h) until SIGTERM or SIGINT (blocked in
+// `handled`), then quits them.
+int RunMpsAgent(const std::string& config_file, const std::vector<gdp::config::Override>& overrides,
+                const sigset_t& handled) {
+  const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
+  absl::StatusOr<gdp::config::Config> cfg = gdp::config::LoadConfig(fs, config_file, overrides);
+  if (!cfg.ok()) {
+    gdp::log::Error("invalid configuration", {{"error", cfg.status().message()}});
+    return 2;
+  }
+  absl::StatusOr<std::string> binary =
+      gdp::mps::FindControlBinary(fs, cfg->EffectiveDriverRoot(), cfg->sharing.mps.control_binary);
+  if (!binary.ok()) {
+    gdp::log::Error("cannot find the MPS control program", {{"error", binary.status().message()}});
+    return 1;
+  }
+  gdp::mps::SupervisorOptions options;
+  options.control_binary = *binary;
+  options.pipe_root = options.log_root = cfg->sharing.mps.root;
+  gdp::log::Info("MPS agent started",
+                 {{"root", cfg->sharing.mps.root}, {"control_binary", *binary}});
+  gdp::mps::Agent agent(cfg->sharing.mps.root, options, fs);
+  for (;;) {
+    agent.Tick();
+    const timespec second{1, 0};
+    const int sig = sigtimedwait(&handled, nullptr, &second);
+    if (sig == SIGTERM || sig == SIGINT) {
+      gdp::log::Info("signal received; quitting the MPS daemons", {{"signal", SignalName(sig)}});
+      agent.Stop();
+      return 0;
+    }
+  }
+}
+
 // `gpu-device-plugin config-manager` (or the binary run as config-manager):
 // NVIDIA's config-manager, from its environment (src/daemon/config_manager.h).
 // Ends on SIGTERM or SIGINT (blocked in `handled`) unless ONESHOT.
@@ -310,6 +346,10 @@ int main(int argc, char** argv) {
       "cdi-spec",
       "print the CDI spec the plugin writes for this node's devices with this configuration "
       "(JSON; the plugin's counterpart of `nvidia-ctk cdi generate`)");
+  CLI::App* mps_agent = app.add_subcommand(
+      "mps-agent",
+      "run the MPS control daemons the plugin lists in the MPS root, so that they outlive "
+      "plugin restarts (the chart's MPS DaemonSet; sharing.mps.agent)");
   CLI::App* config_fields = app.add_subcommand(
       "config-fields",
       "print every config field (path, type, default, flag, environment variable, meaning) as "
@@ -345,6 +385,9 @@ int main(int argc, char** argv) {
   if (inventory->parsed()) {
     return RunInventory(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),
                         app.count("--nvml-library") > 0);
+  }
+  if (mps_agent->parsed()) {
+    return RunMpsAgent(gdp::config::ConfigFilePath(flags, env), overrides_of(flags), handled);
   }
   if (cdi_spec->parsed()) {
     return RunCdiSpec(gdp::config::ConfigFilePath(flags, env), overrides_of(flags),

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "src/mps/agent.h"
 #include "src/mps/os.h"
 #include "src/mps/supervisor.h"
 #include "src/nvml/dl_nvml.h"
@@ -221,6 +222,33 @@ TEST_F(SupervisorIntegrationTest, EachDaemonReceivesItsLimitsAndAnswers) {
   }));
 }
 
+// A daemon whose limits someone else changed through its control pipe is
+// found out at the next health round and restarted with its own.
+TEST_F(SupervisorIntegrationTest, LimitsChangedBehindItsBackAreRestored) {
+  auto s = Make(Options());
+  ASSERT_TRUE(s->Apply({{0, kGpuA, 8192, 50}}).ok());
+  const int first = Pid(kGpuA);
+  auto r = os_.Run(Command{{kStandin},
+                           {{"CUDA_MPS_PIPE_DIRECTORY", PipeDirectory(options_, kGpuA)}},
+                           "set_default_device_pinned_mem_limit 0 65536M\n",
+                           milliseconds(5000)});
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(Eventually([&] { return CountReports(kGpuA, false) >= 1; }));
+  for (const auto& h : Reports()) {
+    if (!h.healthy) {
+      EXPECT_THAT(h.status.message(), HasSubstr("holds pinned memory limit '65536M', not 8192M"));
+    }
+  }
+  ASSERT_TRUE(Eventually([&] { return CountReports(kGpuA, true) >= 2; }));
+  EXPECT_NE(Pid(kGpuA), first);
+  r = os_.Run(Command{{kStandin},
+                      {{"CUDA_MPS_PIPE_DIRECTORY", PipeDirectory(options_, kGpuA)}},
+                      "get_default_device_pinned_mem_limit 0\n",
+                      milliseconds(5000)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "8192M\n");
+}
+
 TEST_F(SupervisorIntegrationTest, StopQuitsEveryDaemonCleanly) {
   auto s = Make(Options());
   ASSERT_TRUE(s->Apply({{0, kGpuA, 1024, 0}, {1, kGpuB, 0, 10}}).ok());
@@ -412,6 +440,64 @@ gpus:
   EXPECT_FALSE(std::filesystem::exists(LogDirectory(o, prohibited.uuid)));  // nothing started
   s.Stop();
   EXPECT_EQ((*nvml)->Shutdown(), NVML_SUCCESS);
+}
+
+// --- the MPS agent -------------------------------------------------------------
+
+// The plugin hands its list to the agent through the MPS root; a plugin that
+// restarts and hands the same list changes nothing, a changed limit restarts
+// that GPU's daemon only, and a silent agent makes the GPUs Unhealthy.
+TEST_F(SupervisorIntegrationTest, TheAgentKeepsDaemonsAcrossPluginRestarts) {
+  SupervisorOptions o = Options();
+  o.log_root = o.pipe_root;
+  options_ = o;
+  Agent agent(o.pipe_root, o, PosixFileSystem::Get());
+  auto client = std::make_unique<AgentClient>(
+      o.pipe_root,
+      [this](const GpuHealth& h) {
+        std::lock_guard lock(mu_);
+        reports_.push_back(h);
+      },
+      PosixFileSystem::Get(), milliseconds(10), milliseconds(1500));
+  std::filesystem::create_directories(o.pipe_root);
+  ASSERT_TRUE(client->Apply({{0, kGpuA, 8192, 50}, {1, kGpuB, 4096, 50}}).ok());
+  EXPECT_EQ(CountReports(kGpuA, false), 1) << "Unhealthy until the agent has started it";
+  agent.Tick();
+  ASSERT_TRUE(Eventually([&] { return CountReports(kGpuA, true) == 1; }));
+  const int pid_a = Pid(kGpuA), pid_b = Pid(kGpuB);
+  ASSERT_GT(pid_a, 0);
+  // The plugin goes and comes back with the same list: the daemons stay.
+  client->Detach();
+  client.reset();
+  client = std::make_unique<AgentClient>(
+      o.pipe_root, [](const GpuHealth&) {}, PosixFileSystem::Get(), milliseconds(10),
+      milliseconds(1500));
+  ASSERT_TRUE(client->Apply({{0, kGpuA, 8192, 50}, {1, kGpuB, 4096, 50}}).ok());
+  agent.Tick();
+  EXPECT_EQ(Pid(kGpuA), pid_a);
+  EXPECT_EQ(Pid(kGpuB), pid_b);
+  ASSERT_TRUE(Eventually([&] {
+    auto h = client->Health();
+    return h.size() == 2 && h[0].healthy && h[1].healthy;
+  }));
+  // A changed limit restarts that GPU's daemon alone.
+  ASSERT_TRUE(client->Apply({{0, kGpuA, 2048, 50}, {1, kGpuB, 4096, 50}}).ok());
+  agent.Tick();
+  EXPECT_NE(Pid(kGpuA), pid_a);
+  EXPECT_EQ(Pid(kGpuB), pid_b);
+  EXPECT_THAT(Commands(kGpuA), HasSubstr("set_default_device_pinned_mem_limit 0 2048M"));
+  // An agent that stops reporting: every GPU Unhealthy, saying so.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto h = client->Health();
+        return !h.empty() && !h[0].healthy &&
+               absl::StrContains(h[0].status.message(), "has not reported");
+      },
+      milliseconds(10'000)));
+  // Stop: the agent quits them.
+  client->Stop();
+  agent.Tick();
+  EXPECT_TRUE(Eventually([&] { return !os_.ProcessAlive(pid_b); }));
 }
 
 }  // namespace

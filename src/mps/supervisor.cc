@@ -318,11 +318,36 @@ absl::Status Supervisor::CheckHealth(const GpuSpec& gpu, int pid) {
   };
   if (!os_.ProcessAlive(pid)) return exited();
   auto answer = Control(gpu, "get_default_active_thread_percentage");
-  if (answer.ok()) return absl::OkStatus();
+  if (answer.ok()) return HoldsLimits(gpu, *answer);
   if (!os_.ProcessAlive(pid)) return exited();  // died while being asked
   return absl::UnavailableError(absl::StrCat("the MPS control daemon for ", Describe(gpu), " (pid ",
                                              pid, ") does not answer: ", answer.status().message(),
                                              LogTail(gpu)));
+}
+
+absl::Status Supervisor::HoldsLimits(const GpuSpec& gpu, const std::string& percentage) {
+  // Whoever else reaches the control pipe could have changed them: checked, not trusted.
+  auto differs = [&](const std::string& what, const std::string& held, const std::string& want) {
+    return absl::FailedPreconditionError(absl::StrCat("the MPS control daemon for ", Describe(gpu),
+                                                      " holds ", what, " '", held, "', not ", want,
+                                                      "; it is restarted with its limits"));
+  };
+  double value = 0;
+  if (gpu.active_thread_percentage > 0 &&
+      (!absl::SimpleAtod(percentage, &value) ||
+       std::fabs(value - gpu.active_thread_percentage) > 0.05)) {
+    return differs("active thread percentage", percentage,
+                   std::to_string(gpu.active_thread_percentage));
+  }
+  if (gpu.pinned_memory_limit_mib > 0) {
+    auto mem = Control(gpu, "get_default_device_pinned_mem_limit 0");
+    if (!mem.ok()) return mem.status();
+    auto mib = ParseMemLimitMiB(*mem);
+    if (mib && *mib != gpu.pinned_memory_limit_mib) {
+      return differs("pinned memory limit", *mem, absl::StrCat(gpu.pinned_memory_limit_mib, "M"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void Supervisor::StopDaemon(const GpuSpec& gpu, int pid) {

@@ -35,6 +35,8 @@
 #include "src/common/backoff.h"
 #include "src/common/filesystem.h"
 #include "src/common/mutex.h"
+#include "src/mps/controller.h"
+#include "src/mps/gpu_spec.h"
 #include "src/mps/os.h"
 #include "src/nvml/nvml_api.h"
 
@@ -46,15 +48,6 @@ inline constexpr char kControlSocketName[] = "control";
 inline constexpr char kPidFileName[] = "nvidia-cuda-mps-control.pid";
 // Its log, in its log directory.
 inline constexpr char kControlLogName[] = "control.log";
-
-// One GPU shared through MPS and the limits every client of it gets.
-struct GpuSpec {
-  unsigned index = 0;                     // the host's NVML index, for messages
-  std::string uuid;                       // "GPU-..."; names the daemon's directories
-  uint64_t pinned_memory_limit_mib = 0;   // per client; 0: none set
-  unsigned active_thread_percentage = 0;  // per client, 1..100; 0: none set
-  bool operator==(const GpuSpec&) const = default;
-};
 
 struct SupervisorOptions {
   // Absolute path of nvidia-cuda-mps-control (see FindControlBinary).
@@ -98,20 +91,12 @@ absl::StatusOr<std::string> FindControlBinary(const FileSystem& fs, const std::s
 // tell (the call is missing).
 absl::Status CheckComputeMode(nvml::NvmlApi& nvml, const GpuSpec& gpu);
 
-// What the supervisor knows of one GPU's daemon.
-struct GpuHealth {
-  GpuSpec gpu;
-  bool healthy = false;  // running, limits set, answering
-  absl::Status status;   // why not, when unhealthy
-};
-using HealthCallback = std::function<void(const GpuHealth&)>;
-
-class Supervisor {
+class Supervisor : public Controller {
  public:
   // `nvml` may be null: the compute mode is then not checked.
   Supervisor(SupervisorOptions options, HealthCallback on_health, Os& os = PosixOs::Get(),
              const FileSystem& fs = PosixFileSystem::Get(), nvml::NvmlApi* nvml = nullptr);
-  ~Supervisor();  // Stop()
+  ~Supervisor() override;  // Stop()
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -122,14 +107,16 @@ class Supervisor {
   // an error naming each failure (failed daemons are retried by the watcher with backoff).
   // InvalidArgument for a bad list (empty or duplicate UUID, percentage over 100);
   // FailedPrecondition after Stop().
-  absl::Status Apply(const std::vector<GpuSpec>& gpus);
+  absl::Status Apply(const std::vector<GpuSpec>& gpus) override;
 
   // Quits every daemon and stops the watcher. Idempotent; a second caller
   // waits for the first to finish.
-  void Stop();
+  void Stop() override;
+  // The daemons are this process's children and go with it: the same as Stop().
+  void Detach() override { Stop(); }
 
   // A snapshot, ordered by UUID. Waits while Apply or a health round runs.
-  std::vector<GpuHealth> Health() const;
+  std::vector<GpuHealth> Health() const override;
 
  private:
   struct Daemon {
@@ -153,6 +140,9 @@ class Supervisor {
   // The steps, each with an error that says what to do.
   absl::StatusOr<int> StartDaemon(const GpuSpec& gpu, const std::stop_token& stop);
   absl::Status CheckHealth(const GpuSpec& gpu, int pid);
+  // OK when the daemon still holds `gpu`'s limits (`percentage`: its answer
+  // to get_default_active_thread_percentage).
+  absl::Status HoldsLimits(const GpuSpec& gpu, const std::string& percentage);
   void StopDaemon(const GpuSpec& gpu, int pid);
   absl::StatusOr<std::string> Control(const GpuSpec& gpu, const std::string& command);
   absl::Status SetLimits(const GpuSpec& gpu);

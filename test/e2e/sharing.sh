@@ -198,7 +198,7 @@ delete_test_pods
 # --- S2: MPS, 2 replicas per GPU -------------------------------------------------------
 # Packed, so that two pods share one GPU's MPS server; CDI with the driver's user space, so
 # that the workload image's CUDA calls reach that server through the pipe directory.
-sharing_chart "flags:
+s2_config="flags:
   plugin:
     deviceListStrategy: cdi-cri
     passDeviceSpecs: false
@@ -210,8 +210,10 @@ sharing:
     root: $MPS_ROOT
     resources:
     - name: nvidia.com/gpu
-      replicas: 2" "mps: {enabled: true, root: $MPS_ROOT}
+      replicas: 2"
+s2_values="mps: {enabled: true, root: $MPS_ROOT}
 cdi: {enabled: true, hostPath: /var/run/cdi}"
+sharing_chart "$s2_config" "$s2_values"
 t=$SECONDS
 if wait_until 90 resource_is nvidia.com/gpu 16; then
   pass "S2 MPS x2: capacity and allocatable nvidia.com/gpu = 16 after $((SECONDS - t))s"
@@ -267,6 +269,33 @@ if wait_until 60 mps_ready; then
   fi
   wait
   check "S2 both MPS pods' workloads ran to the end" "RC=0 RC=0" "$(cat "$MPS_ROOT/mps0.out") $(cat "$MPS_ROOT/mps1.out")"
+  # The daemons run in the chart's MPS DaemonSet (mps-agent): a client keeps its server,
+  # and the server its limits, across a deleted plugin pod and a helm upgrade.
+  mps_server() { CUDA_MPS_PIPE_DIRECTORY="$MPS_ROOT/$gpu/pipe" "$GPUROOT/usr/bin/nvidia-cuda-mps-control" <<<get_server_list 2>&1 | head -1; }
+  client_alive() { kc -n "$TNS" exec mps0 -- sh -c 'kill -0 $(pidof cuda-workload) && echo alive' 2>/dev/null; }
+  kc -n "$TNS" exec mps0 -- sh -c 'cuda-workload --mib 2048 --load 10 --seconds 300 >/tmp/long.log 2>&1 &' >/dev/null 2>&1
+  server=$(mps_server)
+  [ -n "$server" ] || fail "S2 no MPS server named by the GPU's control daemon"
+  survives() { # WHAT: the checks after WHAT
+    check "S2 after $1, the MPS client still runs and its server is the same" "alive $server" "$(client_alive) $(mps_server)"
+    check "S2 after $1, the server still refuses an allocation past a pod's limit" \
+      "CUDA_ERROR_OUT_OF_MEMORY RC=2" "$(in_pod mps1 "cuda-workload --mib $((mib + 1024)) --seconds 0")"
+  }
+  old=$(plugin_pod)
+  kc -n "$NS" delete pod "$old" --wait=false >/dev/null
+  if wait_until 90 plugin_replaced "$old" && wait_until 60 resource_is nvidia.com/gpu 16; then
+    survives "the plugin pod's deletion"
+  else
+    fail "S2 the plugin pod was not replaced (16/16) within 150s after its deletion"
+  fi
+  # A plugin-only value changes: the plugin's pods roll, the -mps DaemonSet's do not.
+  sharing_chart "$s2_config" "$s2_values
+podAnnotations: {gdp-e2e/upgrade: \"1\"}"
+  if wait_until 60 resource_is nvidia.com/gpu 16; then
+    survives "a helm upgrade of the plugin"
+  else
+    fail "S2 after the helm upgrade: expected 16/16, saw $(capacity_of nvidia.com/gpu)/$(allocatable_of nvidia.com/gpu)"
+  fi
 else
   fail "S2 MPS pods: expected Running, saw $(pod_phase mps0) $(pod_phase mps1): $(kc -n "$TNS" describe pod mps0 | tail -5 | tr '\n' ' ')"
 fi
