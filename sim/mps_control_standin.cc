@@ -360,8 +360,8 @@ class Daemon {
   }
 
   int Shutdown(int code) {
-    for (const auto& [fd, buf] : clients_) close(fd);
-    clients_.clear();
+    // The server first: a client of `quit` returns when its connection closes,
+    // and by then the server must be gone.
     if (ServerAlive()) {
       kill(server_pid_, SIGTERM);
       int status = 0;
@@ -371,6 +371,8 @@ class Daemon {
       server_pid_ = 0;
     }
     unlink(ServerSocketPath().c_str());
+    for (const auto& [fd, buf] : clients_) close(fd);
+    clients_.clear();
     close(listen_fd_);
     unlink(SocketPath().c_str());
     unlink(PidPath().c_str());

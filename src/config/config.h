@@ -252,6 +252,10 @@ struct Config {
   std::string metrics_pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
   // Also emit dcgm-exporter's metric names and labels (DCGM_FI_DEV_*).
   bool metrics_dcgm_compatibility = false;
+  // TLS on the metrics port: PEM certificate (chain) and key files, both or
+  // neither; reloaded when they change. Empty: plain HTTP.
+  std::string metrics_tls_cert_file;
+  std::string metrics_tls_key_file;
 
   // --- log ---
   std::string log_level = "info";   // debug|info|warn|error

@@ -346,6 +346,17 @@ TEST(ResourceNameTest, ExtendedResourceNames) {
   }
 }
 
+TEST(ValidateTest, MetricsTlsNeedsBothFilesAsAbsolutePaths) {
+  const Config c =
+      Parse("version: v1\nmetrics:\n  tls: {certFile: /tls/tls.crt, keyFile: /tls/tls.key}\n");
+  EXPECT_EQ(c.metrics_tls_cert_file, "/tls/tls.crt");
+  EXPECT_EQ(c.metrics_tls_key_file, "/tls/tls.key");
+  EXPECT_THAT(Errors("version: v1\nmetrics:\n  tls: {certFile: /tls/tls.crt}\n"),
+              HasSubstr("metrics.tls: certFile and keyFile go together"));
+  EXPECT_THAT(Errors("version: v1\nmetrics:\n  tls: {certFile: tls.crt, keyFile: /k}\n"),
+              HasSubstr("metrics.tls.certFile (line 3): \"tls.crt\" must be an absolute path"));
+}
+
 TEST(ValidateTest, NamesEveryBadField) {
   Config c;
   c.driver_root = "";
@@ -432,8 +443,11 @@ TEST(OverrideTest, ListsAreCommaSeparatedAndBooleansLenient) {
 TEST(SchemaTest, SectionsAndKeys) {
   EXPECT_THAT(detail::ChildKeys(""), ElementsAre("version", "flags", "resources", "imex", "sharing",
                                                  "health", "metrics", "log", "labels"));
-  EXPECT_THAT(detail::ChildKeys("metrics"), ElementsAre("bindAddress", "port", "sampleInterval",
-                                                        "podResourcesSocket", "dcgmCompatibility"));
+  EXPECT_THAT(detail::ChildKeys("metrics"),
+              ElementsAre("bindAddress", "port", "sampleInterval", "podResourcesSocket",
+                          "dcgmCompatibility", "tls"));
+  EXPECT_THAT(detail::ChildKeys("metrics.tls"), ElementsAre("certFile", "keyFile"));
+  EXPECT_TRUE(detail::IsSection("metrics.tls"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));
   EXPECT_EQ(detail::EditDistance("deviceIdStrategy", "deviceIDStrategy"), 0u);

@@ -169,6 +169,11 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
   CheckPath(&problems, "flags.plugin.cdiRoot", c.cdi_root, false);
   CheckPath(&problems, "flags.plugin.nvidiaCTKPath", c.nvidia_cdi_hook_path, true);
+  CheckPath(&problems, "metrics.tls.certFile", c.metrics_tls_cert_file, true);
+  CheckPath(&problems, "metrics.tls.keyFile", c.metrics_tls_key_file, true);
+  if (c.metrics_tls_cert_file.empty() != c.metrics_tls_key_file.empty()) {
+    add("metrics.tls", "certFile and keyFile go together: set both for TLS, or neither");
+  }
   CheckPath(&problems, "flags.nvidiaDevRoot", c.dev_root, true);
   {
     // An annotation key prefix: a DNS subdomain and a slash ("cdi.k8s.io/").

@@ -180,6 +180,10 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
     changed.emplace_back("flags.plugin.pluginDirectory");
   if (a.metrics_bind_address != b.metrics_bind_address) changed.emplace_back("metrics.bindAddress");
   if (a.metrics_port != b.metrics_port) changed.emplace_back("metrics.port");
+  if (a.metrics_tls_cert_file != b.metrics_tls_cert_file ||
+      a.metrics_tls_key_file != b.metrics_tls_key_file) {
+    changed.emplace_back("metrics.tls");  // the files' contents are reloaded; their paths not
+  }
   if (a.metrics_sample_interval != b.metrics_sample_interval) {
     changed.emplace_back("metrics.sampleInterval");
   }
@@ -546,6 +550,15 @@ int Daemon::Run() {
                                                      "(metrics.podResourcesSocket is empty)"),
                         socket)};
   });
+  if (!cfg.metrics_tls_cert_file.empty()) {
+    if (absl::Status s = c_->http->UseTls(cfg.metrics_tls_cert_file, cfg.metrics_tls_key_file);
+        !s.ok()) {
+      log::Error("cannot serve the HTTP endpoint with TLS",
+                 {{"error", s.message()},
+                  {"fix", "check metrics.tls.certFile and metrics.tls.keyFile (PEM files)"}});
+      return kExitServeFailed;
+    }
+  }
   if (absl::Status s = c_->http->Start(); !s.ok()) {
     log::Error("cannot serve the HTTP endpoint", {{"error", s.message()}});
     return kExitServeFailed;

@@ -3,10 +3,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include <cstring>
 #include <exception>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "src/common/filesystem.h"
@@ -28,6 +32,44 @@ namespace {
 constexpr size_t kMaxHead = size_t{16} * 1024;
 constexpr int kBacklog = 128;
 constexpr auto kLimitLogInterval = std::chrono::seconds(60);
+
+std::string OpenSslError() {
+  const unsigned long e = ERR_get_error();
+  if (e == 0) return "no detail from OpenSSL";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return buf;
+}
+
+// A server context with this certificate chain and key (PEM files).
+absl::StatusOr<SSL_CTX*> LoadTls(const std::string& cert_file, const std::string& key_file) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new: " + OpenSslError());
+  auto fail = [&](const std::string& what) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(what + ": " + OpenSslError());
+  };
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {
+    return fail("cannot load the TLS certificate " + cert_file);
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return fail("cannot load the TLS key " + key_file + " (is it the PEM key of the certificate " +
+                cert_file + "?)");
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return fail("the TLS key " + key_file + " does not belong to the certificate " + cert_file);
+  }
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  return ctx;
+}
+
+int64_t MtimeNs(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
 
 const char* Reason(int status) {
   switch (status) {
@@ -138,10 +180,52 @@ std::string RenderResponse(const RequestHead& request, const HttpResponse& respo
 HttpServer::HttpServer(std::string bind_address, int port, HttpLimits limits)
     : bind_address_(std::move(bind_address)), port_(port), limits_(limits) {}
 
-HttpServer::~HttpServer() { Stop(); }
+HttpServer::~HttpServer() {
+  Stop();
+  if (tls_ != nullptr) SSL_CTX_free(tls_);
+}
 
 void HttpServer::Handle(const std::string& path, Handler handler) {
   handlers_[path] = std::move(handler);
+}
+
+absl::Status HttpServer::UseTls(const std::string& cert_file, const std::string& key_file) {
+  absl::StatusOr<SSL_CTX*> ctx = LoadTls(cert_file, key_file);
+  if (!ctx.ok()) return ctx.status();
+  if (tls_ != nullptr) SSL_CTX_free(tls_);
+  tls_ = *ctx;
+  cert_file_ = cert_file;
+  key_file_ = key_file;
+  tls_mtimes_ = {MtimeNs(cert_file), MtimeNs(key_file)};
+  next_tls_check_ = Clock::now() + limits_.tls_check_interval;
+  return absl::OkStatus();
+}
+
+void HttpServer::MaybeReloadTls() {
+  const auto now = Clock::now();
+  if (tls_ == nullptr || now < next_tls_check_) return;
+  next_tls_check_ = now + limits_.tls_check_interval;
+  const std::pair<int64_t, int64_t> mtimes{MtimeNs(cert_file_), MtimeNs(key_file_)};
+  if (mtimes == tls_mtimes_) return;
+  tls_mtimes_ = mtimes;  // a pair that fails is not retried until it changes again
+  absl::StatusOr<SSL_CTX*> ctx = LoadTls(cert_file_, key_file_);
+  if (!ctx.ok()) {
+    log::Warn(
+        "http endpoint: the changed TLS certificate or key does not load; serving the "
+        "previous one",
+        {{"error", ctx.status().message()}});
+    return;
+  }
+  SSL_CTX_free(tls_);  // connections that have it hold their own reference
+  tls_ = *ctx;
+  log::Info("http endpoint: TLS certificate reloaded", {{"certificate", cert_file_}});
+}
+
+void HttpServer::Want(const Connection& c, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = c.fd;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
 }
 
 absl::Status HttpServer::Start() {
@@ -200,6 +284,7 @@ absl::Status HttpServer::Start() {
   loop_ = std::thread([this] { Loop(); });
   log::Info("http endpoint listening", {{"address", bind_address_},
                                         {"port", bound_port_},
+                                        {"tls", tls_ != nullptr},
                                         {"max_connections", limits_.max_connections}});
   return absl::OkStatus();
 }
@@ -298,8 +383,17 @@ void HttpServer::AcceptAll() {
     }
     Connection& c = connections_[fd];
     c.fd = fd;
-    c.deadline = Clock::now() + limits_.head_timeout;
+    c.deadline = Clock::now() + limits_.head_timeout;  // the TLS handshake included
     readers_.insert({c.deadline, fd});
+    if (tls_ != nullptr) {
+      MaybeReloadTls();
+      c.ssl = SSL_new(tls_);
+      if (c.ssl == nullptr || SSL_set_fd(c.ssl, fd) != 1) {
+        Close(fd);
+        continue;
+      }
+      SSL_set_accept_state(c.ssl);
+    }
   }
 }
 
@@ -321,14 +415,43 @@ bool HttpServer::EvictOldestReader() {
 }
 
 void HttpServer::Read(Connection& c) {
+  if (c.ssl != nullptr && !c.handshaken) {
+    ERR_clear_error();
+    const int r = SSL_accept(c.ssl);
+    if (r != 1) {
+      const int e = SSL_get_error(c.ssl, r);
+      if (e == SSL_ERROR_WANT_READ) return Want(c, EPOLLIN);
+      if (e == SSL_ERROR_WANT_WRITE) return Want(c, EPOLLOUT);
+      ERR_clear_error();
+      Close(c.fd);  // not TLS (plain HTTP to a TLS port), or a handshake that failed
+      return;
+    }
+    c.handshaken = true;
+    Want(c, EPOLLIN);
+  }
   char buf[4096];
   for (;;) {
-    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    if (n <= 0) {
-      Close(c.fd);  // closed (or failed) before a whole request
-      return;
+    ssize_t n = 0;
+    if (c.ssl != nullptr) {
+      ERR_clear_error();
+      const int r = SSL_read(c.ssl, buf, sizeof buf);
+      if (r <= 0) {
+        const int e = SSL_get_error(c.ssl, r);
+        if (e == SSL_ERROR_WANT_READ) return;
+        if (e == SSL_ERROR_WANT_WRITE) return Want(c, EPOLLOUT);
+        ERR_clear_error();
+        Close(c.fd);
+        return;
+      }
+      n = r;
+    } else {
+      n = ::recv(c.fd, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) {
+        Close(c.fd);  // closed (or failed) before a whole request
+        return;
+      }
     }
     // Search from just before the new bytes: the blank line may straddle reads.
     const size_t from = c.in.size() < 3 ? 0 : c.in.size() - 3;
@@ -358,22 +481,36 @@ void HttpServer::Respond(Connection& c, std::string out) {
   c.writing = true;
   c.deadline = Clock::now() + limits_.send_timeout;
   writers_.insert({c.deadline, c.fd});
-  epoll_event ev{};
-  ev.events = EPOLLOUT;
-  ev.data.fd = c.fd;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+  Want(c, EPOLLOUT);
   Write(c);
 }
 
 void HttpServer::Write(Connection& c) {
   while (c.sent < c.out.size()) {
+    if (c.ssl != nullptr) {
+      ERR_clear_error();
+      const size_t left = std::min<size_t>(c.out.size() - c.sent, 1 << 30);
+      const int r = SSL_write(c.ssl, c.out.data() + c.sent, static_cast<int>(left));
+      if (r <= 0) {
+        const int e = SSL_get_error(c.ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE) return;
+        if (e == SSL_ERROR_WANT_READ) return Want(c, EPOLLIN);
+        ERR_clear_error();
+        break;
+      }
+      c.sent += static_cast<size_t>(r);
+      continue;
+    }
     const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;  // epoll says when it can take more
     if (n <= 0) break;
     c.sent += static_cast<size_t>(n);
   }
-  if (c.sent == c.out.size()) ::shutdown(c.fd, SHUT_WR);
+  if (c.sent == c.out.size()) {
+    if (c.ssl != nullptr) SSL_shutdown(c.ssl);  // close_notify; no wait for the peer's
+    ::shutdown(c.fd, SHUT_WR);
+  }
   Close(c.fd);
 }
 
@@ -393,6 +530,7 @@ void HttpServer::Close(int fd) {
   auto it = connections_.find(fd);
   if (it == connections_.end()) return;
   (it->second.writing ? writers_ : readers_).erase({it->second.deadline, fd});
+  if (it->second.ssl != nullptr) SSL_free(it->second.ssl);
   ::close(fd);  // also takes it out of the epoll set
   connections_.erase(it);
 }

@@ -17,6 +17,11 @@
 // without sending a whole request (a warning says so, once a minute with a
 // count), so a flood of idle connections cannot keep a probe out.
 //
+// With UseTls() before Start(), every connection is TLS (OpenSSL, TLS 1.2 and
+// later), the handshake counted in the head deadline; the certificate and key
+// files are checked for changes every 10 s (HttpLimits) and a changed pair is loaded for
+// new connections (a pair that does not load is logged and the old one kept).
+//
 // Handlers are registered before Start() and run on that thread, so they must
 // be thread-safe and quick: they read state, they never call NVML. Start()
 // binds (port 0 picks a free port; port() tells which) and starts the thread,
@@ -26,6 +31,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -36,6 +42,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+
+struct ssl_st;
+struct ssl_ctx_st;
 
 namespace gdp::metrics {
 
@@ -69,6 +78,8 @@ struct HttpLimits {
   size_t max_connections = 512;
   std::chrono::milliseconds head_timeout{3000};
   std::chrono::milliseconds send_timeout{10000};
+  // How often the TLS certificate and key files are checked for a change.
+  std::chrono::milliseconds tls_check_interval{10000};
 };
 
 class HttpServer {
@@ -83,6 +94,10 @@ class HttpServer {
   // Registers a GET (and HEAD) handler for exactly `path`; only before Start().
   void Handle(const std::string& path, Handler handler);
 
+  // Serves TLS with this PEM certificate (chain) and key; only before Start().
+  // An error names the file and what OpenSSL said.
+  absl::Status UseTls(const std::string& cert_file, const std::string& key_file);
+
   // Binds and starts serving. Fails (naming the address) when the port is taken
   // or the address is not this host's.
   absl::Status Start();
@@ -95,6 +110,8 @@ class HttpServer {
   using Clock = std::chrono::steady_clock;
   struct Connection {
     int fd = -1;
+    ssl_st* ssl = nullptr;  // with TLS; owned
+    bool handshaken = false;
     bool writing = false;  // the request is read; `out` is being sent
     Clock::time_point deadline;
     std::string in;
@@ -114,6 +131,10 @@ class HttpServer {
   void Expire(Clock::time_point now);
   void Close(int fd);
   void CloseAll();
+  // Which events the connection waits for next (after a TLS call asked).
+  void Want(const Connection& c, uint32_t events);
+  // Loads a changed certificate and key for new connections (every 10 s at most).
+  void MaybeReloadTls();
   HttpResponse Answer(const detail::RequestHead& request) const;
 
   std::string bind_address_;
@@ -130,6 +151,11 @@ class HttpServer {
   Deadlines writers_;  // connections sending their answer, by deadline
   std::optional<Clock::time_point> accept_paused_until_;
   std::optional<Clock::time_point> last_limit_log_;
+  // TLS: the context new connections get, and the files it came from.
+  ssl_ctx_st* tls_ = nullptr;
+  std::string cert_file_, key_file_;
+  std::pair<int64_t, int64_t> tls_mtimes_{0, 0};
+  Clock::time_point next_tls_check_;
   size_t evicted_ = 0;
   std::thread loop_;
 };

@@ -1,22 +1,30 @@
 #include "src/metrics/http_server.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace gdp::metrics {
 namespace {
+
+using ::testing::HasSubstr;
 
 // Sends `request` raw over a new connection to 127.0.0.1:port and returns all
 // the server wrote before closing.
@@ -287,6 +295,110 @@ TEST(ParseRequestHeadTest, TakesThePathAndRefusesWhatIsNotHttp11) {
     EXPECT_EQ(r.path, c.path);
     EXPECT_EQ(r.reason.empty(), c.error == 0);
   }
+}
+
+// --- TLS ------------------------------------------------------------------------
+
+// A self-signed certificate for 127.0.0.1 with this common name, made by the
+// openssl command, as <dir>/<name>.crt and .key.
+void MakeCertificate(const std::string& dir, const std::string& name, const std::string& cn) {
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + cn +
+                          " -addext subjectAltName=IP:127.0.0.1 -keyout " + dir + "/" + name +
+                          ".key -out " + dir + "/" + name + ".crt 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;  // NOLINT(concurrency-mt-unsafe)
+}
+
+// GET /healthz over TLS; the answer's status line and the server certificate's subject.
+std::pair<std::string, std::string> TlsGet(int port) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  const int fd = Connect(port);
+  SSL_set_fd(ssl, fd);
+  std::string status, subject;
+  if (SSL_connect(ssl) == 1) {
+    if (X509* cert = SSL_get1_peer_certificate(ssl)) {
+      char name[256];
+      X509_NAME_oneline(X509_get_subject_name(cert), name, sizeof name);
+      subject = name;
+      X509_free(cert);
+    }
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    SSL_write(ssl, req.data(), static_cast<int>(req.size()));
+    std::string out;
+    char buf[512];
+    for (int n; (n = SSL_read(ssl, buf, sizeof buf)) > 0;) out.append(buf, n);
+    status = out.substr(0, out.find("\r\n"));
+  }
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+  return {status, subject};
+}
+
+class TempFolder {
+ public:
+  TempFolder() {
+    char tmpl[] = "/tmp/gdp-tls-XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempFolder() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// TLS serves the probe; a plain HTTP client gets nothing; a renewed certificate
+// is served to new connections; a broken renewal keeps the last good pair.
+TEST(HttpServerTlsTest, ServesTlsAndReloadsARenewedCertificate) {
+  TempFolder dir;
+  MakeCertificate(dir.path(), "a", "first");
+  MakeCertificate(dir.path(), "b", "second");
+  const std::string crt = dir.path() + "/tls.crt", key = dir.path() + "/tls.key";
+  std::filesystem::copy_file(dir.path() + "/a.crt", crt);
+  std::filesystem::copy_file(dir.path() + "/a.key", key);
+  HttpLimits limits;
+  limits.tls_check_interval = std::chrono::milliseconds(50);
+  HttpServer server("127.0.0.1", 0, limits);
+  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  ASSERT_TRUE(server.UseTls(crt, key).ok());
+  ASSERT_TRUE(server.Start().ok());
+  EXPECT_EQ(TlsGet(server.port()),
+            std::make_pair(std::string("HTTP/1.1 200 OK"), std::string("/CN=first")));
+  EXPECT_EQ(Exchange(server.port(), "GET /healthz HTTP/1.1\r\n\r\n").find("HTTP/1.1"),
+            std::string::npos);
+  // Renewed (as a Secret's files are: replaced, not edited in place).
+  std::filesystem::copy_file(dir.path() + "/b.crt", crt + ".new");
+  std::filesystem::copy_file(dir.path() + "/b.key", key + ".new");
+  std::filesystem::rename(key + ".new", key);
+  std::filesystem::rename(crt + ".new", crt);
+  bool renewed = false;
+  for (int i = 0; i < 200 && !renewed; ++i) {
+    renewed = TlsGet(server.port()).second == "/CN=second";
+    if (!renewed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(renewed);
+  // A certificate that no longer matches its key: the last good pair stays.
+  std::filesystem::copy_file(dir.path() + "/a.crt", crt,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(TlsGet(server.port()),
+            std::make_pair(std::string("HTTP/1.1 200 OK"), std::string("/CN=second")));
+}
+
+TEST(HttpServerTlsTest, ABadCertificateOrKeyIsAClearError) {
+  TempFolder dir;
+  MakeCertificate(dir.path(), "a", "first");
+  MakeCertificate(dir.path(), "b", "second");
+  HttpServer server("127.0.0.1", 0);
+  absl::Status s = server.UseTls(dir.path() + "/missing.crt", dir.path() + "/a.key");
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("cannot load the TLS certificate " + dir.path() + "/missing.crt"));
+  s = server.UseTls(dir.path() + "/a.crt", dir.path() + "/b.key");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cannot load the TLS key " + dir.path() +
+                                                  "/b.key (is it the PEM key of "
+                                                  "the certificate " +
+                                                  dir.path() + "/a.crt?)"));
 }
 
 }  // namespace

@@ -73,6 +73,20 @@ class MetricsTest : public ::testing::Test {
     std::string out;
     ASSERT_EQ(RunCommand(argv, &out), 0) << out;
   }
+  // Starts a real Prometheus scraping every second with these scrape_configs
+  // entries; its port.
+  int StartPrometheus(const std::string& scrape_configs) {
+    const int port = FreeLocalPort();
+    const std::string config = dir_ + "/prometheus.yml";
+    std::ofstream(config) << "global:\n  scrape_interval: 1s\nscrape_configs:\n" << scrape_configs;
+    prometheus_ = std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + config,
+                                 "--storage.tsdb.path=" + dir_ + "/tsdb",
+                                 "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+        std::map<std::string, std::string>{}, dir_ + "/prometheus.log");
+    return port;
+  }
+
   void LayRoot(const std::string& profile) {
     Run({GDP_GPUSIM_BIN, "root", root_, "--profile", profile, "--no-mknod"});
   }
@@ -221,18 +235,11 @@ TEST_F(MetricsTest, PrometheusScrapesSimulatedValueWithPodLabels) {
   Gpusim({"set", "--gpu", "3", "temp=87", "util=42"});
 
   // The brief's scrape job, as written, against the daemon.
-  const int prom_port = FreeLocalPort();
-  const std::string config = dir_ + "/prometheus.yml";
-  std::ofstream(config) << "global:\n  scrape_interval: 1s\n"
-                        << "scrape_configs:\n"
-                        << "  - job_name: \"k8s-nvidia-device-plugin\"\n"
-                        << "    static_configs:\n"
-                        << "      - targets: [\"127.0.0.1:" << port << "\"]\n";
-  prometheus_ = std::make_unique<Process>(
-      std::vector<std::string>{"/usr/bin/prometheus", "--config.file=" + config,
-                               "--storage.tsdb.path=" + dir_ + "/tsdb",
-                               "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
-      std::map<std::string, std::string>{}, dir_ + "/prometheus.log");
+  const int prom_port = StartPrometheus(
+      "  - job_name: \"k8s-nvidia-device-plugin\"\n"
+      "    static_configs:\n"
+      "      - targets: [\"127.0.0.1:" +
+      std::to_string(port) + "\"]\n");
 
   std::string last;
   EXPECT_TRUE(WaitForQuery(prom_port, "gdp_gpu_temperature_celsius{gpu=\"3\"}",
@@ -268,6 +275,52 @@ TEST_F(MetricsTest, PrometheusScrapesSimulatedValueWithPodLabels) {
   // AddressSanitizer malloc is not glibc's).
   EXPECT_NE(body->body.find("\ngdp_process_heap_bytes{state=\"in_use\"} "), std::string::npos);
   EXPECT_NE(body->body.find("\ngdp_process_heap_bytes{state=\"free\"} "), std::string::npos);
+}
+
+// The metrics port with TLS (metrics.tls.certFile/keyFile): a real Prometheus
+// scrapes it over HTTPS, verifying the certificate against its CA, and a
+// plain-HTTP client gets no answer.
+TEST_F(MetricsTest, PrometheusScrapesOverTls) {
+  LayRoot("dgx-h100");
+  stub_ = std::make_unique<KubeletStub>(plugin_dir_);
+  ASSERT_TRUE(stub_->Start().ok());
+  const std::string crt = dir_ + "/tls.crt", key = dir_ + "/tls.key";
+  const std::string make_cert =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + crt + " 2>/dev/null";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0);  // NOLINT(concurrency-mt-unsafe)
+  const int port = FreeLocalPort();
+  daemon_ = std::make_unique<Process>(
+      std::vector<std::string>{GDP_DAEMON_BIN, "--driver-root", root_, "--plugin-directory",
+                               plugin_dir_, "--metrics-port", std::to_string(port),
+                               "--metrics-bind-address", "127.0.0.1", "--metrics-sample-interval",
+                               "250ms", "--metrics-tls-cert-file", crt, "--metrics-tls-key-file",
+                               key},
+      std::map<std::string, std::string>{}, dir_ + "/daemon.log");
+  ASSERT_TRUE(stub_->WaitForRegistration("nvidia.com/gpu", In(seconds(30)))) << daemon_->Output();
+  EXPECT_THAT(daemon_->Output(), HasSubstr("tls=true"));
+  httplib::Client plain("127.0.0.1", port);
+  plain.set_read_timeout(2);
+  auto res = plain.Get("/healthz");
+  EXPECT_TRUE(!res || res->status != 200) << "plain HTTP answered on the TLS port";
+
+  const int prom_port = StartPrometheus(
+      "  - job_name: gpu\n"
+      "    scheme: https\n"
+      "    tls_config: {ca_file: " +
+      crt +
+      "}\n"
+      "    static_configs:\n"
+      "      - targets: [\"127.0.0.1:" +
+      std::to_string(port) + "\"]\n");
+  std::string last;
+  EXPECT_TRUE(WaitForQuery(prom_port, "up", {{"job", "gpu"}}, "1", &last))
+      << "last answer: " << last << "\nprometheus:\n"
+      << prometheus_->Output() << "\ndaemon:\n"
+      << daemon_->Output();
+  EXPECT_TRUE(WaitForQuery(prom_port, "count(gdp_gpu_temperature_celsius)", {}, "8", &last))
+      << last;
 }
 
 }  // namespace
