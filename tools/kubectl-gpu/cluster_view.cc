@@ -113,11 +113,16 @@ bool IsGpuResource(const std::string& name) { return absl::StartsWith(name, "nvi
 
 absl::StatusOr<nlohmann::json> HttpDaemonClient::Get(const std::string& host, int port,
                                                      const std::string& path) {
-  httplib::Client http(host, port);
+  const std::string scheme = tls_.enabled ? "https" : "http";
+  httplib::Client http(absl::StrCat(scheme, "://", host, ":", port));
   http.set_connection_timeout(timeout_seconds_);
   http.set_read_timeout(timeout_seconds_);
+  if (tls_.enabled) {
+    if (!tls_.ca_file.empty()) http.set_ca_cert_path(tls_.ca_file.c_str());
+    http.enable_server_certificate_verification(!tls_.skip_verify);
+  }
   auto res = http.Get(path.c_str());
-  const std::string url = absl::StrCat("http://", host, ":", port, path);
+  const std::string url = absl::StrCat(scheme, "://", host, ":", port, path);
   if (!res) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": ", httplib::to_string(res.error()),
                                                "; is gpu-device-plugin running on the node?"));

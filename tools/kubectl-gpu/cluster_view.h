@@ -30,7 +30,7 @@
 namespace gdp::kubectl_gpu {
 
 // Reaches a node's gpu-device-plugin HTTP endpoint. HttpDaemonClient is the
-// real one (GET http://<host>:<port><path>, short timeouts).
+// real one (GET http(s)://<host>:<port><path>, short timeouts).
 class DaemonClient {
  public:
   virtual ~DaemonClient() = default;
@@ -39,14 +39,23 @@ class DaemonClient {
                                              const std::string& path) = 0;
 };
 
+// How the daemons' endpoints are reached (their metrics.tls).
+struct DaemonTls {
+  bool enabled = false;      // https
+  std::string ca_file;       // verify the daemons' certificates with this CA (PEM)
+  bool skip_verify = false;  // do not verify them (a self-signed certificate, knowingly)
+};
+
 class HttpDaemonClient final : public DaemonClient {
  public:
-  explicit HttpDaemonClient(int timeout_seconds = 2) : timeout_seconds_(timeout_seconds) {}
+  explicit HttpDaemonClient(int timeout_seconds = 2, DaemonTls tls = {})
+      : timeout_seconds_(timeout_seconds), tls_(std::move(tls)) {}
   absl::StatusOr<nlohmann::json> Get(const std::string& host, int port,
                                      const std::string& path) override;
 
  private:
   int timeout_seconds_;
+  DaemonTls tls_;
 };
 
 struct ResourceCounts {

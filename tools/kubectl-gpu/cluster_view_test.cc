@@ -186,6 +186,43 @@ TEST(BuildClusterViewTest, ApiServerErrorIsReturned) {
   EXPECT_THAT(view.status().message(), HasSubstr("403"));
 }
 
+// The daemon client against an HTTPS endpoint: verified with the daemon's CA,
+// refused without it, and taken knowingly with verification off.
+TEST(HttpDaemonClientTest, ReadsDaemonsThatServeTls) {
+  char tmpl[] = "/tmp/gdp-kg-tls-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string crt = dir + "/tls.crt", key = dir + "/tls.key";
+  const std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + crt + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);  // NOLINT(concurrency-mt-unsafe)
+  httplib::SSLServer server(crt.c_str(), key.c_str());
+  server.Get("/allocations", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"resources": []})", "application/json");
+  });
+  const int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  ASSERT_TRUE(
+      testing::Eventually([&] { return server.is_running(); }, std::chrono::milliseconds(5000)));
+  DaemonTls tls;
+  tls.enabled = true;
+  tls.ca_file = crt;
+  auto got = HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/allocations");
+  EXPECT_TRUE(got.ok()) << got.status();
+  tls.ca_file.clear();  // the system's CAs do not know it
+  got = HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/allocations");
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("GET https://127.0.0.1:"));
+  tls.skip_verify = true;
+  EXPECT_TRUE(HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/allocations").ok());
+  // Plain HTTP to it gets no JSON.
+  EXPECT_FALSE(HttpDaemonClient(2).Get("127.0.0.1", port, "/allocations").ok());
+  server.stop();
+  thread.join();
+  std::filesystem::remove_all(dir);
+}
+
 // --- the binary against fake servers on 127.0.0.1 -----------------------------
 
 class FakeServer {

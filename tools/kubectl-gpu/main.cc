@@ -33,6 +33,14 @@ int main(int argc, char** argv) {
                  "port of gpu-device-plugin's HTTP endpoint (/allocations) on nodes without a "
                  "plugin pod naming its \"metrics\" port");
   app.add_option("--request-timeout", timeout_s, "seconds per API server request");
+  gdp::kubectl_gpu::DaemonTls tls;
+  app.add_flag("--daemon-tls", tls.enabled,
+               "the daemons serve their endpoint with TLS (metrics.tls): use https");
+  app.add_option("--daemon-ca-file", tls.ca_file,
+                 "with --daemon-tls: verify the daemons' certificates with this CA (PEM; default: "
+                 "the system's CAs)");
+  app.add_flag("--daemon-insecure-skip-tls-verify", tls.skip_verify,
+               "with --daemon-tls: do not verify the daemons' certificates");
   CLI11_PARSE(app, argc, argv);
 
   const gdp::FileSystem& fs = gdp::PosixFileSystem::Get();
@@ -48,7 +56,7 @@ int main(int argc, char** argv) {
   }
   rest->timeout = std::chrono::seconds(timeout_s);
   gdp::kube::OpenSslApiClient api(*std::move(rest), &fs);
-  gdp::kubectl_gpu::HttpDaemonClient daemon;
+  gdp::kubectl_gpu::HttpDaemonClient daemon(2, tls);
   absl::StatusOr<std::vector<gdp::kubectl_gpu::NodeView>> view =
       gdp::kubectl_gpu::BuildClusterView(api, daemon, options);
   if (!view.ok()) {
