@@ -671,16 +671,25 @@ int Register(const std::string& dir, const std::string& resource, int starts, in
 
 // --- scrape -----------------------------------------------------------------
 
-int Scrape(const std::string& url, int concurrency, int count, const std::string& label,
-           double limit_ms) {
-  // url: http://host:port/path
+struct Url {
+  std::string host;
+  int port = 0;
+  std::string path;
+};
+
+// http://host:port/path (the path "/" when absent).
+Url ParseUrl(const std::string& url) {
   const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
   const size_t slash = rest.find('/');
   const std::string hostport(rest.substr(0, slash));
-  const std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   const size_t colon = hostport.rfind(':');
-  const std::string host = hostport.substr(0, colon);
-  const int port = std::stoi(hostport.substr(colon + 1));
+  return {hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)),
+          slash == std::string_view::npos ? "/" : std::string(rest.substr(slash))};
+}
+
+int Scrape(const std::string& url, int concurrency, int count, const std::string& label,
+           double limit_ms) {
+  const auto [host, port, path] = ParseUrl(url);
   {
     httplib::Client probe(host, port);
     auto res = probe.Get(path.c_str());
@@ -768,13 +777,7 @@ std::optional<Clock::duration> Probe(const std::string& host, int port, const st
 // on a fresh connection, for `seconds`.
 int Abuse(const std::string& url, int idle, int slow, int reopen_per_s, int duration_s,
           double limit_ms) {
-  const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
-  const size_t slash = rest.find('/');
-  const std::string hostport(rest.substr(0, slash));
-  const std::string path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  const size_t colon = hostport.rfind(':');
-  const std::string host = hostport.substr(0, colon);
-  const int port = std::stoi(hostport.substr(colon + 1));
+  const auto [host, port, path] = ParseUrl(url);
   rlimit fds{};
   getrlimit(RLIMIT_NOFILE, &fds);
   fds.rlim_cur = fds.rlim_max;

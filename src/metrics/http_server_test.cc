@@ -26,15 +26,21 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Sends `request` raw over a new connection to 127.0.0.1:port and returns all
-// the server wrote before closing.
-std::string Exchange(int port, const std::string& request) {
+// A connected socket to 127.0.0.1:port.
+int Connect(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+// Sends `request` raw over a new connection to 127.0.0.1:port and returns all
+// the server wrote before closing.
+std::string Exchange(int port, const std::string& request) {
+  const int fd = Connect(port);
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
@@ -129,17 +135,6 @@ TEST_F(HttpServerTest, ARequestSplitAcrossWritesIsReadWhole) {
   for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, n);
   ::close(fd);
   EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 503");
-}
-
-// A connected socket to 127.0.0.1:port.
-int Connect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  return fd;
 }
 
 // Whether the server has closed `fd` (EOF or reset) within `wait`.

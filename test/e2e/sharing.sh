@@ -62,7 +62,7 @@ delete_test_pods
 # The driver's nvidia-persistenced (the simulator's stand-in) runs on the host, so the spec
 # the plugin writes mounts its socket into GPU containers, as NVIDIA's toolkit does.
 "$GPUROOT/usr/bin/nvidia-persistenced" || fail "S1 the nvidia-persistenced stand-in did not start"
-sharing_chart "flags:
+s1_config="flags:
   plugin:
     deviceListStrategy: cdi-cri
     passDeviceSpecs: false
@@ -72,7 +72,8 @@ sharing:
   timeSlicing:
     resources:
     - name: nvidia.com/gpu
-      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi}"
+      replicas: 4"
+sharing_chart "$s1_config" "cdi: {enabled: true, hostPath: /var/run/cdi}"
 t=$SECONDS
 if wait_until 90 resource_is nvidia.com/gpu 32; then
   pass "S1 time-slicing x4: capacity and allocatable nvidia.com/gpu = 32 after $((SECONDS - t))s"
@@ -124,18 +125,8 @@ delete_test_pods
 # Four time-sliced pods on one GPU (the packed policy fills one GPU first): each sees that
 # GPU alone, and their loads add up on it. This spec names NVIDIA's nvidia-cdi-hook (built
 # from the toolkit's Go module): the libraries' links and the ld cache are its work.
-sharing_chart "flags:
-  plugin:
-    deviceListStrategy: cdi-cri
-    passDeviceSpecs: false
-health:
-  probeInterval: 1s
-sharing:
-  allocationPolicy: packed
-  timeSlicing:
-    resources:
-    - name: nvidia.com/gpu
-      replicas: 4" "cdi: {enabled: true, hostPath: /var/run/cdi, hookPath: $TOOLKIT_BIN/nvidia-cdi-hook}"
+sharing_chart "${s1_config/sharing:/sharing:
+  allocationPolicy: packed}" "cdi: {enabled: true, hostPath: /var/run/cdi, hookPath: $TOOLKIT_BIN/nvidia-cdi-hook}"
 wait_until 90 resource_is nvidia.com/gpu 32 || fail "S1 packed: expected 32/32 within 90s, saw $(capacity_of nvidia.com/gpu)"
 for i in 0 1 2 3; do
   GPU_POD_IMAGE=gpu-workload \
