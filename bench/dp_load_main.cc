@@ -21,9 +21,11 @@
 //       kubelet does) and times each re-registration.
 //   dp-load scrape --url http://127.0.0.1:9101/metrics [--concurrency C] [--count N]
 //       HTTP GET latency of a metrics endpoint ("not measured" when it is 404).
-//   dp-load abuse --url http://127.0.0.1:9101/healthz [--idle N] [--slow M] [--seconds S]
+//   dp-load abuse --url http(s)://127.0.0.1:9101/healthz [--idle N] [--slow M] [--seconds S]
+//                 [--scrape-url https://127.0.0.1:9101/metrics --token-file F]
 //       Probe latency (a fresh connection every 100 ms) while N idle or
-//       half-sent connections and M slow-loris clients are held open.
+//       half-sent connections and M slow-loris clients are held open, and
+//       optionally scrapers with a bearer token run alongside.
 //   dp-load change --socket S --step 'CMD A' --step 'CMD B' [--rounds N] [--label L]
 //                  [--pause-ms P]
 //       Runs each step command in turn (each must change the number of devices
@@ -675,21 +677,34 @@ struct Url {
   std::string host;
   int port = 0;
   std::string path;
+  bool tls = false;  // https
 };
 
-// http://host:port/path (the path "/" when absent).
+// http(s)://host:port/path (the path "/" when absent).
 Url ParseUrl(const std::string& url) {
   const std::string_view rest = std::string_view(url).substr(url.find("://") + 3);
   const size_t slash = rest.find('/');
   const std::string hostport(rest.substr(0, slash));
   const size_t colon = hostport.rfind(':');
   return {hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)),
-          slash == std::string_view::npos ? "/" : std::string(rest.substr(slash))};
+          slash == std::string_view::npos ? "/" : std::string(rest.substr(slash)),
+          url.rfind("https://", 0) == 0};
+}
+
+// A client for the URL's scheme, host and port; a bench tool trusts any certificate.
+std::unique_ptr<httplib::Client> ClientFor(const Url& u, const std::string& token = "") {
+  auto c = std::make_unique<httplib::Client>(
+      absl::StrFormat("%s://%s:%d", u.tls ? "https" : "http", u.host, u.port));
+  if (u.tls) c->enable_server_certificate_verification(false);
+  c->set_connection_timeout(5);
+  c->set_read_timeout(5);
+  if (!token.empty()) c->set_bearer_token_auth(token);
+  return c;
 }
 
 int Scrape(const std::string& url, int concurrency, int count, const std::string& label,
            double limit_ms) {
-  const auto [host, port, path] = ParseUrl(url);
+  const auto [host, port, path, tls] = ParseUrl(url);
   {
     httplib::Client probe(host, port);
     auto res = probe.Get(path.c_str());
@@ -752,9 +767,15 @@ int ConnectTcp(const std::string& host, int port) {
 }
 
 // GET `path` on a new connection; the time to the whole answer, or nullopt
-// unless it is a 200 within 5 s.
-std::optional<Clock::duration> Probe(const std::string& host, int port, const std::string& path) {
+// unless it is a 200 within 5 s. Over TLS, the handshake is part of the time.
+std::optional<Clock::duration> Probe(const Url& u) {
+  const auto& [host, port, path, tls] = u;
   const auto t0 = Clock::now();
+  if (tls) {
+    auto res = ClientFor(u)->Get(path.c_str());
+    if (!res || res->status != 200) return std::nullopt;
+    return Clock::now() - t0;
+  }
   const int fd = ConnectTcp(host, port);
   if (fd < 0) return std::nullopt;
   timeval tv{5, 0};
@@ -775,14 +796,38 @@ std::optional<Clock::duration> Probe(const std::string& host, int port, const st
 // `slow` ones that send a header byte a second, reopening any the server
 // closes (at most `reopen_per_s` a second), while probing `path` every 100 ms
 // on a fresh connection, for `seconds`.
+// With `scrape.url`: `scrape.scrapers` threads also GET it every
+// `scrape.every_ms`, each on a new connection with the token, and the row says
+// how many reviews the daemon made for them (from its own counters).
+struct AbuseScrapes {
+  std::string url;
+  std::string token_file;
+  int scrapers = 4;
+  int every_ms = 1000;
+};
+
+// The value of the sample `name` (with its labels, as written) in an exposition; -1 if absent.
+double SampleValue(const std::string& text, const std::string& name) {
+  const size_t at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(text.c_str() + at + name.size() + 2, nullptr);
+}
+
 int Abuse(const std::string& url, int idle, int slow, int reopen_per_s, int duration_s,
-          double limit_ms) {
-  const auto [host, port, path] = ParseUrl(url);
+          double limit_ms, const AbuseScrapes& scrape) {
+  const Url target = ParseUrl(url);
+  const auto& [host, port, path, tls] = target;
   rlimit fds{};
   getrlimit(RLIMIT_NOFILE, &fds);
   fds.rlim_cur = fds.rlim_max;
   setrlimit(RLIMIT_NOFILE, &fds);
-  if (!Probe(host, port, path)) return Fail("cannot GET " + url);
+  if (!Probe(target)) return Fail("cannot GET " + url);
+  std::string token;
+  if (!scrape.token_file.empty()) {
+    std::ifstream in(scrape.token_file);
+    std::getline(in, token);
+    if (token.empty()) return Fail("no token in " + scrape.token_file);
+  }
 
   std::atomic<bool> done{false};
   std::atomic<long> reopened{0};
@@ -834,12 +879,26 @@ int Abuse(const std::string& url, int idle, int slow, int reopen_per_s, int dura
     }
   });
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the connections are up
+  const auto end = Clock::now() + std::chrono::seconds(duration_s);
+  std::atomic<long> scrapes_ok{0}, scrapes_failed{0};
+  std::vector<std::jthread> scrapers;
+  if (!scrape.url.empty()) {
+    const Url su = ParseUrl(scrape.url);
+    for (int s = 0; s < scrape.scrapers; ++s) {
+      scrapers.emplace_back([&, su] {
+        for (auto t = Clock::now(); t < end; t += std::chrono::milliseconds(scrape.every_ms)) {
+          auto res = ClientFor(su, token)->Get(su.path.c_str());
+          (res && res->status == 200 ? scrapes_ok : scrapes_failed).fetch_add(1);
+          std::this_thread::sleep_until(t + std::chrono::milliseconds(scrape.every_ms));
+        }
+      });
+    }
+  }
   Samples lat;
   int failed = 0;
-  const auto end = Clock::now() + std::chrono::seconds(duration_s);
   while (Clock::now() < end) {
     const auto t = Clock::now();
-    if (auto d = Probe(host, port, path)) {
+    if (auto d = Probe(target)) {
       lat.Add(*d);
     } else {
       ++failed;
@@ -848,13 +907,30 @@ int Abuse(const std::string& url, int idle, int slow, int reopen_per_s, int dura
   }
   done = true;
   attacker.join();
-  Row(absl::StrFormat("%s under abuse: %d idle or half-sent connections and %d slow-loris "
+  scrapers.clear();  // joined
+  std::string scraped;
+  if (!scrape.url.empty()) {
+    // The daemon's counters are sampled: give it a round (the bench samples every 500 ms).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    const Url su = ParseUrl(scrape.url);
+    auto res = ClientFor(su, token)->Get(su.path.c_str());
+    const std::string text = res && res->status == 200 ? "\n" + res->body : "";
+    scraped = absl::StrFormat(
+        "; alongside, %ld scrapes of %s with a bearer token (%ld failed), which cost %.0f "
+        "TokenReviews and %.0f SubjectAccessReviews (%.0f answered from the cache)",
+        scrapes_ok.load(), su.path, scrapes_failed.load(),
+        SampleValue(text, "gdp_http_auth_reviews_total{review=\"token\"}"),
+        SampleValue(text, "gdp_http_auth_reviews_total{review=\"access\"}"),
+        SampleValue(text, "gdp_http_auth_cache_hits_total"));
+  }
+  Row(absl::StrFormat("%s%s under abuse: %d idle or half-sent connections and %d slow-loris "
                       "clients (each reopened when closed, at most %d/s) for %d s",
-                      path, idle, slow, reopen_per_s, duration_s),
+                      path, tls ? " over TLS (a new connection and handshake per probe)" : "", idle,
+                      slow, reopen_per_s, duration_s),
       absl::StrFormat("p50 %s, p99 %s, max %s over %zu probes, %d failed; %ld connections "
-                      "reopened after the server closed them",
+                      "reopened after the server closed them%s",
                       Fmt(lat.Median()), Fmt(lat.P99()), Fmt(lat.Max()), lat.size(), failed,
-                      reopened.load()),
+                      reopened.load(), scraped),
       absl::StrFormat("every probe answered, max < %.0f ms", limit_ms),
       failed == 0 ? Verdict(lat.Max() / 1000, limit_ms) : "**missed**");
   return 0;
@@ -955,6 +1031,13 @@ int main(int argc, char** argv) {
   abuse->add_option("--reopen-per-s", reopen_per_s, "reopen rate of closed connections");
   abuse->add_option("--seconds", abuse_seconds, "how long");
   abuse->add_option("--limit-ms", abuse_limit_ms, "target max probe latency in ms");
+  AbuseScrapes abuse_scrapes;
+  abuse->add_option("--scrape-url", abuse_scrapes.url,
+                    "also scrape this URL (https://host:port/metrics) all along");
+  abuse->add_option("--token-file", abuse_scrapes.token_file,
+                    "the scrapes' bearer token (the file's first line)");
+  abuse->add_option("--scrapers", abuse_scrapes.scrapers, "concurrent scrapers");
+  abuse->add_option("--scrape-every-ms", abuse_scrapes.every_ms, "each scraper's interval");
 
   CLI11_PARSE(app, argc, argv);
   signal(SIGPIPE, SIG_IGN);
@@ -970,7 +1053,9 @@ int main(int argc, char** argv) {
     return Register(dir, resource, starts, restarts, cmd, log, start_limit_ms, restart_limit_ms);
   }
   if (*scrape) return Scrape(url, concurrency, scrapes, label, scrape_limit_ms);
-  if (*abuse) return Abuse(url, idle, slow, reopen_per_s, abuse_seconds, abuse_limit_ms);
+  if (*abuse) {
+    return Abuse(url, idle, slow, reopen_per_s, abuse_seconds, abuse_limit_ms, abuse_scrapes);
+  }
   if (*change)
     return Change(socket, steps, step_labels, rounds, change_label, change_limit_ms,
                   change_pause_ms);

@@ -6,9 +6,10 @@
 #   BENCH_SOAK_ALLOCATES   Allocate calls in the soak          (default 100000; full: 1000000)
 #   BENCH_SOAK_ROUNDS      flap rounds of 64 GPUs in the soak  (default 10 = 640 flaps; full: 157)
 #   BENCH_IDLE_SECONDS     idle-CPU window                     (default 60)
-#   BENCH_ABUSE_SECONDS    /healthz under connection abuse     (default 60; the recorded run: 600)
+#   BENCH_ABUSE_SECONDS    /healthz under connection abuse, with TLS and token scrapes
+#                          alongside                           (default 60; the recorded run: 600)
 #   BENCH_RUNS / BENCH_CALLS   Allocate latency runs x calls   (default 5 x 2000)
-#   BENCH_ONLY             sections to run (default all): envvar cdi register scale preferred changes soak
+#   BENCH_ONLY             sections to run (default all): envvar secure cdi register scale preferred changes soak
 #   BENCH_OUT / BENCH_DETAILS  also write the table / the tools' details to these files
 # Latencies are medians and p99 over repeated runs; the machine is shared and
 # noisy, so Allocate is also given as a ratio to a trivial gRPC call over the
@@ -23,7 +24,7 @@ IDLE_SECONDS="${BENCH_IDLE_SECONDS:-60}"
 ABUSE_SECONDS="${BENCH_ABUSE_SECONDS:-60}"
 RUNS="${BENCH_RUNS:-5}"
 CALLS="${BENCH_CALLS:-2000}"
-ONLY="${BENCH_ONLY:-envvar cdi register scale preferred changes soak}"
+ONLY="${BENCH_ONLY:-envvar secure cdi register scale preferred changes soak}"
 RSS_LIMIT_KIB=19531 # 20 MB (20,000,000 bytes) in KiB
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 started=$(date +%s)
@@ -43,7 +44,7 @@ table="$work/table.md"
 pids=()
 cleanup() {
   local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" ${review_pid:-}; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -163,10 +164,37 @@ row "Resident memory under load (4 clients Allocating, sampled every 100 ms)" \
   "peak $(mib "$peak"), $(mib "$(status_kib "$DAEMON_PID" VmRSS)") after; $(threads "$DAEMON_PID") threads; VmHWM $(mib "$(status_kib "$DAEMON_PID" VmHWM)")" \
   "< 20 MB (19.07 MiB)" "$(within "$peak" "$RSS_LIMIT_KIB")"
 scrape "8 GPUs" 8
-log "/healthz under connection abuse for ${ABUSE_SECONDS} s"
-measure "$LOAD" abuse --url "http://127.0.0.1:$PORT/healthz" --idle 1000 --slow 50 --seconds "$ABUSE_SECONDS"
+stop_node
+fi
+
+if want secure; then
+# --- TLS and Kubernetes authorisation on the metrics port, under abuse ------------------
+log "/healthz under connection abuse for ${ABUSE_SECONDS} s, TLS and token scrapes alongside"
+section "8 GPUs, metrics.tls and metrics.auth (reviews by hack/review_server.py, a stand-in API server)"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+echo "bench-scraper-token" >"$work/scraper.token"
+python3 hack/review_server.py --cert "$work/tls.crt" --key "$work/tls.key" --port-file "$work/api.port" \
+  --token bench-scraper-token 2>"$work/review_server.log" &
+review_pid=$!
+for _ in $(seq 100); do [ -s "$work/api.port" ] && break || sleep 0.05; done
+cat >"$work/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "https://127.0.0.1:$(cat "$work/api.port")", certificate-authority: $work/tls.crt}}]
+users: [{name: plugin, user: {token: plugin-token}}]
+contexts: [{name: bench, context: {cluster: bench, user: plugin}}]
+current-context: bench
+KC
+node secure dgx-h100 --metrics-tls-cert-file "$work/tls.crt" --metrics-tls-key-file "$work/tls.key" \
+  --metrics-auth --kubeconfig "$work/kubeconfig" --metrics-sample-interval 500ms
+measure "$LOAD" abuse --url "https://127.0.0.1:$PORT/healthz" --idle 1000 --slow 50 --seconds "$ABUSE_SECONDS" \
+  --scrape-url "https://127.0.0.1:$PORT/metrics" --token-file "$work/scraper.token" --scrapers 4 --scrape-every-ms 1000
 row "After the abuse" "$(threads "$DAEMON_PID") threads, $(fds "$DAEMON_PID") fds, $(mib "$(status_kib "$DAEMON_PID" VmRSS)") resident" "no growth" "-"
 stop_node
+kill "$review_pid" 2>/dev/null || true
+wait "$review_pid" 2>/dev/null || true
+row "Reviews the stand-in API server answered" "$(tail -1 "$work/review_server.log")" "-" "-"
 fi
 
 if want cdi; then

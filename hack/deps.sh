@@ -14,6 +14,7 @@ packages=(
   python3 python3-pip
   prometheus  # promtool (check metrics/rules) and a real server for the metrics integration test
   patchelf    # gpusim names the simulator library's dependencies for the driver's version
+  curl openssl  # the e2e suite reads the plugin's endpoints and makes its TLS certificates
 )
 
 install_debian_packages "${packages[@]}"

@@ -256,6 +256,11 @@ struct Config {
   // neither; reloaded when they change. Empty: plain HTTP.
   std::string metrics_tls_cert_file;
   std::string metrics_tls_key_file;
+  // /metrics, /allocations and /inventory need a bearer token whose user the
+  // API server allows to get the path (TokenReview, SubjectAccessReview);
+  // needs TLS. Allowed answers are cached for cache_ttl, refusals for 10 s at most.
+  bool metrics_auth_enabled = false;
+  std::chrono::seconds metrics_auth_cache_ttl{120};
 
   // --- log ---
   std::string log_level = "info";   // debug|info|warn|error

@@ -357,6 +357,19 @@ TEST(ValidateTest, MetricsTlsNeedsBothFilesAsAbsolutePaths) {
               HasSubstr("metrics.tls.certFile (line 3): \"tls.crt\" must be an absolute path"));
 }
 
+TEST(ValidateTest, MetricsAuthNeedsTlsAndAPositiveTtl) {
+  const Config c = Parse(
+      "version: v1\nmetrics:\n  tls: {certFile: /tls/tls.crt, keyFile: /tls/tls.key}\n"
+      "  auth: {enabled: true, cacheTtl: 30s}\n");
+  EXPECT_TRUE(c.metrics_auth_enabled);
+  EXPECT_EQ(c.metrics_auth_cache_ttl, std::chrono::seconds(30));
+  EXPECT_EQ(Config{}.metrics_auth_cache_ttl, std::chrono::seconds(120));
+  EXPECT_THAT(Errors("version: v1\nmetrics:\n  auth: {enabled: true}\n"),
+              HasSubstr("metrics.auth.enabled (line 3): needs metrics.tls.certFile and keyFile"));
+  EXPECT_THAT(Errors("version: v1\nmetrics:\n  auth: {cacheTtl: 0s}\n"),
+              HasSubstr("metrics.auth.cacheTtl (line 3): must be at least 1s"));
+}
+
 TEST(ValidateTest, NamesEveryBadField) {
   Config c;
   c.driver_root = "";
@@ -445,8 +458,9 @@ TEST(SchemaTest, SectionsAndKeys) {
                                                  "health", "metrics", "log", "labels"));
   EXPECT_THAT(detail::ChildKeys("metrics"),
               ElementsAre("bindAddress", "port", "sampleInterval", "podResourcesSocket",
-                          "dcgmCompatibility", "tls"));
+                          "dcgmCompatibility", "tls", "auth"));
   EXPECT_THAT(detail::ChildKeys("metrics.tls"), ElementsAre("certFile", "keyFile"));
+  EXPECT_THAT(detail::ChildKeys("metrics.auth"), ElementsAre("enabled", "cacheTtl"));
   EXPECT_TRUE(detail::IsSection("metrics.tls"));
   EXPECT_TRUE(detail::IsSection("flags.plugin"));
   EXPECT_FALSE(detail::IsSection("flags.migStrategy"));

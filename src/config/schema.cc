@@ -629,6 +629,20 @@ std::vector<FieldSpec> BuildFields() {
        .flag = "--metrics-tls-key-file",
        .env = "METRICS_TLS_KEY_FILE",
        .help = "the PEM key of metrics.tls.certFile"},
+      {.path = "metrics.auth.enabled",
+       .type = "bool",
+       .codec = BoolOf([](auto& c) -> auto& { return c.metrics_auth_enabled; }),
+       .flag = "--metrics-auth",
+       .env = "METRICS_AUTH",
+       .help = "/metrics, /allocations and /inventory need a bearer token whose user may get the "
+               "path (TokenReview and SubjectAccessReview with the API server; needs metrics.tls)"},
+      {.path = "metrics.auth.cacheTtl",
+       .type = "duration, whole seconds, > 0",
+       .codec = DurationOf<seconds>(
+           [](auto& c) -> auto& { return c.metrics_auth_cache_ttl; }, "seconds"),
+       .flag = "--metrics-auth-cache-ttl",
+       .env = "METRICS_AUTH_CACHE_TTL",
+       .help = "how long a token's user and an allowed path are cached (refusals: 10 s at most)"},
       {.path = "log.level",
        .type = "`debug` \\| `info` \\| `warn` \\| `error`",
        .codec = WordOf(

@@ -174,6 +174,14 @@ std::vector<std::string> Validate(const Config& c) {
   if (c.metrics_tls_cert_file.empty() != c.metrics_tls_key_file.empty()) {
     add("metrics.tls", "certFile and keyFile go together: set both for TLS, or neither");
   }
+  if (c.metrics_auth_enabled && c.metrics_tls_cert_file.empty()) {
+    add("metrics.auth.enabled",
+        "needs metrics.tls.certFile and keyFile: a bearer token must not cross the network in "
+        "clear text");
+  }
+  if (c.metrics_auth_cache_ttl.count() <= 0) {
+    add("metrics.auth.cacheTtl", "must be at least 1s");
+  }
   CheckPath(&problems, "flags.nvidiaDevRoot", c.dev_root, true);
   {
     // An annotation key prefix: a DNS subdomain and a slash ("cdi.k8s.io/").

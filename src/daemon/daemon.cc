@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "src/cdi/cdi.h"
 #include "src/common/backoff.h"
+#include "src/common/clock.h"
 #include "src/common/log.h"
 #include "src/config/config_watcher.h"
 #include "src/daemon/allocations.h"
@@ -28,6 +29,7 @@
 #include "src/metrics/collectors.h"
 #include "src/metrics/exposition.h"
 #include "src/metrics/http_server.h"
+#include "src/metrics/kube_authorizer.h"
 #include "src/metrics/pod_resources.h"
 #include "src/metrics/sampler.h"
 #include "src/mps/agent.h"
@@ -184,6 +186,10 @@ std::vector<std::string> RestartOnlyChanges(const config::Config& a, const confi
       a.metrics_tls_key_file != b.metrics_tls_key_file) {
     changed.emplace_back("metrics.tls");  // the files' contents are reloaded; their paths not
   }
+  if (a.metrics_auth_enabled != b.metrics_auth_enabled ||
+      a.metrics_auth_cache_ttl != b.metrics_auth_cache_ttl) {
+    changed.emplace_back("metrics.auth");
+  }
   if (a.metrics_sample_interval != b.metrics_sample_interval) {
     changed.emplace_back("metrics.sampleInterval");
   }
@@ -294,6 +300,10 @@ void ApplyLogSettings(const config::Config& c) {
 
 struct Daemon::Components {
   std::shared_ptr<const config::Config> config;
+  // metrics.auth: who may read the guarded paths, asked of the API server
+  // (declared before `http`, whose worker uses them, so they outlive it).
+  std::unique_ptr<kube::ApiClient> auth_kube;
+  std::unique_ptr<metrics::KubeAuthorizer> authorizer;
   std::unique_ptr<metrics::HttpServer> http;
   std::unique_ptr<nvml::DlNvml> nvml;
   bool nvml_up = false;
@@ -504,52 +514,86 @@ int Daemon::Run() {
     if (reason.empty()) return metrics::HttpResponse{200, "text/plain", "ready\n"};
     return metrics::HttpResponse{503, "text/plain", "not ready: " + reason + "\n"};
   });
-  c_->http->Handle("/inventory", [comps] {
-    std::lock_guard<std::mutex> lock(comps->mu);
-    if (comps->inventory_json.empty()) {
-      return metrics::HttpResponse{503, "text/plain", "NVML is not initialised yet\n"};
-    }
-    return metrics::HttpResponse{200, "application/json", comps->inventory_json};
-  });
-  c_->http->Handle("/metrics", [comps] {
-    // The last sample, rendered once by the sampler: no NVML, no kubelet here.
-    return metrics::HttpResponse{200, metrics::kContentType, *comps->metrics_store.Get()};
-  });
+  // The paths that tell who runs what are guarded (metrics.auth); /allocations
+  // asks the kubelet, so it runs on the server's worker thread.
+  const metrics::Route guarded{.guarded = true};
+  c_->http->Handle(
+      "/inventory",
+      [comps] {
+        std::lock_guard<std::mutex> lock(comps->mu);
+        if (comps->inventory_json.empty()) {
+          return metrics::HttpResponse{503, "text/plain", "NVML is not initialised yet\n"};
+        }
+        return metrics::HttpResponse{200, "application/json", comps->inventory_json};
+      },
+      guarded);
+  c_->http->Handle(
+      "/metrics",
+      [comps] {
+        // The last sample, rendered once by the sampler: no NVML, no kubelet here.
+        return metrics::HttpResponse{200, metrics::kContentType, *comps->metrics_store.Get()};
+      },
+      guarded);
   const std::string& pod_socket = cfg.metrics_pod_resources_socket;
   if (!pod_socket.empty()) {
     c_->pod_resources =
         std::make_unique<podresources::GrpcPodResourcesLister>(pod_socket, std::chrono::seconds(2));
   }
-  c_->http->Handle("/allocations", [comps, socket = pod_socket] {
-    // Resources() is a snapshot from the plugin manager's thread; List is one
-    // unix-socket call with a 2 s deadline.
-    plugin::PluginManager* plugins = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(comps->mu);
-      plugins = comps->serving;
-    }
-    std::vector<ResourceView> views;
-    if (plugins != nullptr) {
-      for (const plugin::PluginManager::ResourceInfo& r : plugins->Resources()) {
-        ResourceView view{r.resource_name, {}};
-        if (r.server != nullptr) {
-          const std::shared_ptr<const plugin::ResourceBackend> backend = r.server->backend();
-          for (const plugin::Device& d : r.server->Devices()) {
-            view.devices.push_back(DeviceView{d.id, backend->GpusBehind(d.id), d.healthy});
+  c_->http->Handle(
+      "/allocations",
+      [comps, socket = pod_socket] {
+        // Resources() is a snapshot from the plugin manager's thread; List is one
+        // unix-socket call with a 2 s deadline.
+        plugin::PluginManager* plugins = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(comps->mu);
+          plugins = comps->serving;
+        }
+        std::vector<ResourceView> views;
+        if (plugins != nullptr) {
+          for (const plugin::PluginManager::ResourceInfo& r : plugins->Resources()) {
+            ResourceView view{r.resource_name, {}};
+            if (r.server != nullptr) {
+              const std::shared_ptr<const plugin::ResourceBackend> backend = r.server->backend();
+              for (const plugin::Device& d : r.server->Devices()) {
+                view.devices.push_back(DeviceView{d.id, backend->GpusBehind(d.id), d.healthy});
+              }
+            }
+            views.push_back(std::move(view));
           }
         }
-        views.push_back(std::move(view));
-      }
+        return metrics::HttpResponse{
+            200, "application/json",
+            AllocationsJson(views,
+                            comps->pod_resources != nullptr
+                                ? comps->pod_resources->List()
+                                : absl::UnavailableError("pod attribution is off "
+                                                         "(metrics.podResourcesSocket is empty)"),
+                            socket)};
+      },
+      metrics::Route{.blocking = true, .guarded = true});
+  if (cfg.metrics_auth_enabled) {
+    absl::StatusOr<kube::RestConfig> rest =
+        kube::LoadRestConfig(*options_.fs, kube::ProcessEnv(), cfg.labels.kubeconfig);
+    if (!rest.ok()) {
+      log::Error("metrics.auth is on but there is no API server to check callers with",
+                 {{"error", rest.status().message()},
+                  {"fix",
+                   "run in a pod with a service-account token, or set labels.kubeconfig; or "
+                   "turn metrics.auth off"}});
+      return kExitBadConfig;
     }
-    return metrics::HttpResponse{
-        200, "application/json",
-        AllocationsJson(views,
-                        comps->pod_resources != nullptr
-                            ? comps->pod_resources->List()
-                            : absl::UnavailableError("pod attribution is off "
-                                                     "(metrics.podResourcesSocket is empty)"),
-                        socket)};
-  });
+    // A scrape waits for its review: a short deadline, so an API server that
+    // does not answer costs a scrape 5 s, not the client's 15.
+    rest->timeout = std::chrono::seconds(5);
+    c_->auth_kube = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), options_.fs);
+    c_->authorizer = std::make_unique<metrics::KubeAuthorizer>(
+        *c_->auth_kube, RealClock::Get(),
+        metrics::KubeAuthorizer::Options{
+            cfg.metrics_auth_cache_ttl,
+            std::min<std::chrono::seconds>(cfg.metrics_auth_cache_ttl, std::chrono::seconds(10))});
+    c_->http->UseAuthorizer(c_->authorizer.get());
+  }
   if (!cfg.metrics_tls_cert_file.empty()) {
     if (absl::Status s = c_->http->UseTls(cfg.metrics_tls_cert_file, cfg.metrics_tls_key_file);
         !s.ok()) {
@@ -1213,6 +1257,7 @@ void Daemon::StartMetrics() {
   }
   c_->plugin_collector = std::make_unique<PluginCollector>(*c_->plugins, monitor, reloads);
   collectors.push_back(c_->plugin_collector.get());
+  if (c_->authorizer) collectors.push_back(c_->authorizer.get());
   c_->sampler =
       std::make_unique<metrics::Sampler>(metrics::Sampler::Options{cfg.metrics_sample_interval},
                                          std::move(collectors), c_->metrics_store);

@@ -18,6 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "src/driver/driver_files.h"
+#include "src/kube/openssl_api_client.h"
+#include "src/kube/rest_config.h"
 #include "src/nvml/dl_nvml.h"
 
 namespace gdp::doctor {
@@ -97,6 +99,9 @@ Options Options::FromConfig(const config::Config& c) {
   }
   o.cdi_directory = c.cdi_root;
   o.mps_required = !c.sharing.mps.resources.empty();
+  o.metrics_tls = !c.metrics_tls_cert_file.empty();
+  o.metrics_auth = c.metrics_auth_enabled;
+  o.kubeconfig = c.labels.kubeconfig;
   return o;
 }
 
@@ -552,6 +557,58 @@ CheckResult CheckMig(const Options& o, const FileSystem& fs, const nvml::Invento
   return Ok(name, detail + "; /dev/nvidia-caps present");
 }
 
+CheckResult CheckMetricsAccess(const Options& o, kube::ApiClient* api,
+                               const std::string& api_error) {
+  const std::string name = "metrics access";
+  if (!o.metrics_auth) {
+    return Ok(name, o.metrics_tls ? "TLS; /metrics, /allocations and /inventory answer anyone "
+                                    "who reaches the port (metrics.auth is off)"
+                                  : "plain HTTP; /metrics, /allocations and /inventory answer "
+                                    "anyone who reaches the port (docs/metrics.md, \"Secure "
+                                    "serving\")");
+  }
+  if (api == nullptr) {
+    return Fail(name,
+                "metrics.auth is on but there is no API server to check callers with: " + api_error,
+                "run in a pod with its service-account token, or set labels.kubeconfig");
+  }
+  const std::pair<const char*, const char*> reviews[] = {
+      {"authentication.k8s.io", "tokenreviews"}, {"authorization.k8s.io", "subjectaccessreviews"}};
+  std::vector<std::string> missing;
+  for (const auto& [group, resource] : reviews) {
+    const nlohmann::json review = {
+        {"apiVersion", "authorization.k8s.io/v1"},
+        {"kind", "SelfSubjectAccessReview"},
+        {"spec",
+         {{"resourceAttributes", {{"group", group}, {"resource", resource}, {"verb", "create"}}}}}};
+    absl::StatusOr<nlohmann::json> answer =
+        api->Post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review);
+    if (!answer.ok()) {
+      return Warn(name, absl::StrCat("cannot ask the API server: ", answer.status().message()),
+                  "check that the API server is reachable from the node; until it is, scrapes "
+                  "get 503");
+    }
+    const nlohmann::json* allowed = nullptr;
+    if (answer->contains("status") && (*answer)["status"].contains("allowed")) {
+      allowed = &(*answer)["status"]["allowed"];
+    }
+    if (allowed == nullptr || !allowed->is_boolean() || !allowed->get<bool>()) {
+      missing.emplace_back(resource);
+    }
+  }
+  if (!missing.empty()) {
+    return Fail(name,
+                absl::StrCat("metrics.auth is on but this identity may not create ",
+                             absl::StrJoin(missing, " or "), ": every scrape would get 503"),
+                "bind the plugin's service account to the ClusterRole system:auth-delegator (the "
+                "chart does with metrics.auth.enabled)");
+  }
+  return Ok(name,
+            "TLS; callers of /metrics, /allocations and /inventory need a token allowed "
+            "to get the path (TokenReview and SubjectAccessReview; this identity may "
+            "create both)");
+}
+
 CheckResult CheckMps(const Options& o, const FileSystem& fs, const HostAccess& host) {
   const std::string name = "mps";
   std::vector<std::string> tried;
@@ -602,6 +659,21 @@ Report RunChecks(const Options& o, const Environment& env) {
   r.checks.push_back(CheckDriverUserSpace(o, *env.fs, inventory.get()));
   r.checks.push_back(CheckMig(o, *env.fs, inventory.get()));
   r.checks.push_back(CheckMps(o, *env.fs, *env.host));
+  kube::ApiClient* api = env.api;
+  std::unique_ptr<kube::ApiClient> own_api;
+  std::string api_error;
+  if (o.metrics_auth && api == nullptr) {
+    absl::StatusOr<kube::RestConfig> rest =
+        kube::LoadRestConfig(*env.fs, kube::ProcessEnv(), o.kubeconfig);
+    if (rest.ok()) {
+      rest->timeout = std::chrono::seconds(5);
+      own_api = std::make_unique<kube::OpenSslApiClient>(*std::move(rest), env.fs);
+      api = own_api.get();
+    } else {
+      api_error = std::string(rest.status().message());
+    }
+  }
+  r.checks.push_back(CheckMetricsAccess(o, api, api_error));
   return r;
 }
 

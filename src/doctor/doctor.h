@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "src/common/filesystem.h"
 #include "src/config/config.h"
+#include "src/kube/api_client.h"
 #include "src/nvml/inventory.h"
 #include "src/nvml/nvml_api.h"
 #include "src/podresources/podresources.h"
@@ -70,6 +71,11 @@ struct Options {
   bool mps_required = false;
   // A problem loading the configuration, reported as the first row (empty: none).
   std::string config_error;
+  // metrics.tls and metrics.auth are on; the kubeconfig to reach the API server
+  // with (empty: the pod's service account).
+  bool metrics_tls = false;
+  bool metrics_auth = false;
+  std::string kubeconfig;
 
   // driver root, library, versions, MIG strategy, device-list strategy and
   // plugin directory from `c`; the rest keeps its default.
@@ -106,6 +112,9 @@ struct Environment {
   NvmlOpener open_nvml = DlNvmlOpener();
   // nullptr: a GrpcPodResourcesLister on Options::pod_resources_socket.
   podresources::PodResourcesLister* pod_resources = nullptr;
+  // The API server, for "metrics access"; nullptr: one from Options::kubeconfig
+  // (or the service account) when metrics.auth is on.
+  kube::ApiClient* api = nullptr;
 };
 
 // --- The checks, one function per concern (exposed for tests). ---
@@ -137,6 +146,12 @@ CheckResult CheckDriverUserSpace(const Options& o, const FileSystem& fs,
 CheckResult CheckMig(const Options& o, const FileSystem& fs, const nvml::Inventory* inventory);
 // "mps": nvidia-cuda-mps-control under the driver root.
 CheckResult CheckMps(const Options& o, const FileSystem& fs, const HostAccess& host);
+// "metrics access": who may read /metrics, /allocations and /inventory; with
+// metrics.auth, whether this identity may create the TokenReviews and
+// SubjectAccessReviews that check callers (asked with SelfSubjectAccessReviews).
+// `api` is null when no API server could be configured (`api_error` says why).
+CheckResult CheckMetricsAccess(const Options& o, kube::ApiClient* api,
+                               const std::string& api_error);
 
 // Every check, in the order above.
 Report RunChecks(const Options& o, const Environment& env);

@@ -9,6 +9,7 @@
 #include "src/driver/ldcache.h"
 #include "tests/mocks/fake_filesystem.h"
 #include "tests/mocks/fake_gpus.h"
+#include "tests/mocks/mock_api_client.h"
 #include "tests/mocks/mock_nvml.h"
 
 namespace gdp::doctor {
@@ -561,6 +562,45 @@ TEST(CheckMpsTest, Cases) {
   }
 }
 
+TEST(CheckMetricsAccessTest, Cases) {
+  Options o;
+  EXPECT_EQ(CheckMetricsAccess(o, nullptr, "").severity, Severity::kOk);
+  o.metrics_tls = true;
+  o.metrics_auth = true;
+  CheckResult c = CheckMetricsAccess(o, nullptr, "no service-account token");
+  EXPECT_EQ(c.severity, Severity::kFail);
+  EXPECT_THAT(c.detail, HasSubstr("no service-account token"));
+
+  const std::string path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+  auto allowed = [](bool yes) { return nlohmann::json{{"status", {{"allowed", yes}}}}; };
+  {
+    StrictMock<kube::MockApiClient> api;
+    EXPECT_CALL(api, Post(path, _))
+        .WillRepeatedly([&](const std::string&, const nlohmann::json& body) {
+          EXPECT_EQ(body["spec"]["resourceAttributes"]["verb"], "create");
+          return absl::StatusOr<nlohmann::json>(allowed(true));
+        });
+    EXPECT_EQ(CheckMetricsAccess(o, &api, "").severity, Severity::kOk);
+  }
+  {
+    StrictMock<kube::MockApiClient> api;
+    EXPECT_CALL(api, Post(path, _))
+        .WillOnce(Return(allowed(true)))
+        .WillOnce(Return(allowed(false)));
+    c = CheckMetricsAccess(o, &api, "");
+    EXPECT_EQ(c.severity, Severity::kFail);
+    EXPECT_THAT(c.detail, HasSubstr("may not create subjectaccessreviews"));
+    EXPECT_THAT(c.fix, HasSubstr("system:auth-delegator"));
+  }
+  {
+    StrictMock<kube::MockApiClient> api;
+    EXPECT_CALL(api, Post(path, _)).WillOnce(Return(absl::UnavailableError("connection refused")));
+    c = CheckMetricsAccess(o, &api, "");
+    EXPECT_EQ(c.severity, Severity::kWarn);
+    EXPECT_THAT(c.detail, HasSubstr("connection refused"));
+  }
+}
+
 // --- the whole run and its rendering ---
 
 TEST(RunChecksTest, HealthyNodeHasNoFailure) {
@@ -568,10 +608,10 @@ TEST(RunChecksTest, HealthyNodeHasNoFailure) {
   // The driver's library as a real root has it: versioned, linked, in the ld cache.
   fs.AddFile(std::string(kLib).replace(std::string(kLib).size() - 1, 1, "550.54.15"), "");
   fs.AddSymlink(kLib, "libnvidia-ml.so.550.54.15");
-  fs.AddFile(std::string(kRoot) + "/etc/ld.so.cache",
-             driver::WriteLdCache({{"libnvidia-ml.so.1",
-                                    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
-                                    driver::NativeLdCacheFlags()}}));
+  fs.AddFile(
+      std::string(kRoot) + "/etc/ld.so.cache",
+      driver::WriteLdCache({{"libnvidia-ml.so.1", "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+                             driver::NativeLdCacheFlags()}}));
   for (unsigned i = 0; i < 2; ++i) {
     fs.AddCharDevice(std::string(kRoot) + "/dev/nvidia" + std::to_string(i), 195, i);
   }
@@ -593,7 +633,9 @@ TEST(RunChecksTest, HealthyNodeHasNoFailure) {
   Report r = RunChecks(o, env);
   EXPECT_FALSE(r.HasFailure()) << RenderTable(r);
   EXPECT_EQ(r.Count(Severity::kOk), static_cast<int>(r.checks.size())) << RenderTable(r);
-  EXPECT_EQ(r.checks.size(), 15u);
+  EXPECT_EQ(r.checks.size(), 16u);
+  EXPECT_EQ(r.checks.back().name, "metrics access");
+  EXPECT_THAT(r.checks.back().detail, HasSubstr("plain HTTP"));
 }
 
 TEST(RunChecksTest, ConfigErrorIsAFailureRow) {

@@ -77,6 +77,10 @@ const char* Reason(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
@@ -97,6 +101,19 @@ const char* Reason(int status) {
 bool IsTokenChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
          std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+bool SameWord(std::string_view a, std::string_view b) {  // ASCII, case-insensitive
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return absl::ascii_tolower(static_cast<unsigned char>(x)) ==
+                  absl::ascii_tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
 }
 
 detail::RequestHead Malformed(std::string reason) {
@@ -143,6 +160,7 @@ RequestHead ParseRequestHead(std::string_view head) {
     return r;
   }
   // Header lines: a name token, a colon, a value. Folded lines are refused (RFC 9112 5.2).
+  std::string bearer;
   while (eol != std::string_view::npos) {
     const size_t start = eol + 2;
     eol = head.find("\r\n", start);
@@ -156,9 +174,17 @@ RequestHead ParseRequestHead(std::string_view head) {
       for (char c : field.substr(0, colon)) {
         if (!IsTokenChar(c)) return Malformed("a header name is not an HTTP token");
       }
+      if (SameWord(field.substr(0, colon), "authorization")) {
+        // "Bearer <token>" (RFC 6750 2.1; the scheme is case-insensitive).
+        const std::string_view value = Trim(field.substr(colon + 1));
+        if (value.size() > 7 && SameWord(value.substr(0, 7), "bearer ")) {
+          bearer = std::string(Trim(value.substr(7)));
+        }
+      }
     }
   }
   RequestHead r;
+  r.bearer_token = std::move(bearer);
   r.method = std::string(method);
   r.path = std::string(target.substr(0, target.find_first_of("?#")));
   return r;
@@ -170,6 +196,7 @@ std::string RenderResponse(const RequestHead& request, const HttpResponse& respo
                    "\r\nContent-Type: ", response.content_type,
                    "\r\nContent-Length: ", response.body.size(), "\r\nConnection: close\r\n");
   if (response.status == 405) out += "Allow: GET, HEAD\r\n";
+  if (response.status == 401) out += "WWW-Authenticate: Bearer realm=\"gpu-device-plugin\"\r\n";
   out += "\r\n";
   if (request.method != "HEAD") out += response.body;
   return out;
@@ -185,8 +212,8 @@ HttpServer::~HttpServer() {
   if (tls_ != nullptr) SSL_CTX_free(tls_);
 }
 
-void HttpServer::Handle(const std::string& path, Handler handler) {
-  handlers_[path] = std::move(handler);
+void HttpServer::Handle(const std::string& path, Handler handler, Route route) {
+  handlers_[path] = Registered{std::move(handler), route};
 }
 
 absl::Status HttpServer::UseTls(const std::string& cert_file, const std::string& key_file) {
@@ -232,8 +259,9 @@ absl::Status HttpServer::Start() {
   auto fail = [&](const std::string& why) {
     if (listen_fd_ >= 0) ::close(listen_fd_);
     if (stop_fd_ >= 0) ::close(stop_fd_);
+    if (done_fd_ >= 0) ::close(done_fd_);
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
-    listen_fd_ = stop_fd_ = epoll_fd_ = -1;
+    listen_fd_ = stop_fd_ = done_fd_ = epoll_fd_ = -1;
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", bind_address_, ":", port_, ": ", why,
                      "; choose another with --metrics-port / --metrics-bind-address"));
@@ -270,10 +298,11 @@ absl::Status HttpServer::Start() {
       ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                                         : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stop_fd_ < 0) return fail(absl::StrCat("eventfd: ", ErrnoString(errno)));
+  done_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0 || done_fd_ < 0) return fail(absl::StrCat("eventfd: ", ErrnoString(errno)));
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) return fail(absl::StrCat("epoll_create1: ", ErrnoString(errno)));
-  for (int fd : {listen_fd_, stop_fd_}) {
+  for (int fd : {listen_fd_, stop_fd_, done_fd_}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -285,6 +314,7 @@ absl::Status HttpServer::Start() {
   log::Info("http endpoint listening", {{"address", bind_address_},
                                         {"port", bound_port_},
                                         {"tls", tls_ != nullptr},
+                                        {"authorization", authorizer_ != nullptr},
                                         {"max_connections", limits_.max_connections}});
   return absl::OkStatus();
 }
@@ -296,10 +326,19 @@ void HttpServer::Stop() {
     log::Error("http endpoint: cannot wake its thread", {{"error", ErrnoString(errno)}});
   }
   loop_.join();
+  if (worker_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      work_stop_ = true;
+    }
+    work_cv_.notify_one();
+    worker_.join();  // after the request it may be answering (its deadlines bound it)
+  }
   ::close(listen_fd_);
   ::close(stop_fd_);
+  ::close(done_fd_);
   ::close(epoll_fd_);
-  listen_fd_ = stop_fd_ = epoll_fd_ = -1;
+  listen_fd_ = stop_fd_ = done_fd_ = epoll_fd_ = -1;
 }
 
 void HttpServer::Loop() {
@@ -327,9 +366,15 @@ void HttpServer::Loop() {
         AcceptAll();
         continue;
       }
+      if (fd == done_fd_) {
+        TakeFinished();
+        continue;
+      }
       auto it = connections_.find(fd);
       if (it == connections_.end()) continue;  // closed earlier in this round
-      if (it->second.writing) {
+      if (it->second.waiting) {
+        Close(fd);  // the client hung up (or broke the protocol) while its answer was made
+      } else if (it->second.writing) {
         Write(it->second);
       } else {
         Read(it->second);
@@ -343,8 +388,8 @@ void HttpServer::Loop() {
 std::optional<HttpServer::Clock::time_point> HttpServer::NextDeadline() const {
   std::optional<Clock::time_point> next;
   if (!readers_.empty()) next = readers_.begin()->first;
-  if (!writers_.empty() && (!next || writers_.begin()->first < *next)) {
-    next = writers_.begin()->first;
+  for (const Deadlines* set : {&writers_, &waiters_}) {
+    if (!set->empty() && (!next || set->begin()->first < *next)) next = set->begin()->first;
   }
   if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) {
     next = accept_paused_until_;
@@ -383,6 +428,7 @@ void HttpServer::AcceptAll() {
     }
     Connection& c = connections_[fd];
     c.fd = fd;
+    c.serial = ++next_serial_;
     c.deadline = Clock::now() + limits_.head_timeout;  // the TLS handshake included
     readers_.insert({c.deadline, fd});
     if (tls_ != nullptr) {
@@ -458,9 +504,10 @@ void HttpServer::Read(Connection& c) {
     c.in.append(buf, static_cast<size_t>(n));
     const size_t end = c.in.find("\r\n\r\n", from);
     if (end <= kMaxHead) {  // found (npos is larger) and within the limit
-      const detail::RequestHead request =
-          detail::ParseRequestHead(std::string_view(c.in).substr(0, end));
-      Respond(c, detail::RenderResponse(request, Answer(request)));
+      detail::RequestHead request = detail::ParseRequestHead(std::string_view(c.in).substr(0, end));
+      if (std::optional<HttpResponse> answer = Answer(c, request); answer) {
+        Respond(c, detail::RenderResponse(request, *answer));
+      }
       return;
     }
     if (c.in.size() > kMaxHead) {
@@ -474,7 +521,8 @@ void HttpServer::Read(Connection& c) {
 }
 
 void HttpServer::Respond(Connection& c, std::string out) {
-  readers_.erase({c.deadline, c.fd});
+  (c.waiting ? waiters_ : readers_).erase({c.deadline, c.fd});
+  c.waiting = false;
   c.in.clear();
   c.in.shrink_to_fit();
   c.out = std::move(out);
@@ -517,6 +565,14 @@ void HttpServer::Write(Connection& c) {
 void HttpServer::Expire(Clock::time_point now) {
   while (!readers_.empty() && readers_.begin()->first <= now) Close(readers_.begin()->second);
   while (!writers_.empty() && writers_.begin()->first <= now) Close(writers_.begin()->second);
+  while (!waiters_.empty() && waiters_.begin()->first <= now) {
+    detail::RequestHead request;
+    request.method = "GET";
+    Respond(connections_.at(waiters_.begin()->second),
+            detail::RenderResponse(request, {503, "text/plain; charset=utf-8",
+                                             "no answer in time (the API server may be slow "
+                                             "or unreachable); try again\n"}));
+  }
   if (accept_paused_until_ && *accept_paused_until_ <= now) {
     accept_paused_until_.reset();
     epoll_event ev{};
@@ -529,7 +585,8 @@ void HttpServer::Expire(Clock::time_point now) {
 void HttpServer::Close(int fd) {
   auto it = connections_.find(fd);
   if (it == connections_.end()) return;
-  (it->second.writing ? writers_ : readers_).erase({it->second.deadline, fd});
+  const Connection& c = it->second;
+  (c.writing ? writers_ : c.waiting ? waiters_ : readers_).erase({c.deadline, fd});
   if (it->second.ssl != nullptr) SSL_free(it->second.ssl);
   ::close(fd);  // also takes it out of the epoll set
   connections_.erase(it);
@@ -539,20 +596,113 @@ void HttpServer::CloseAll() {
   while (!connections_.empty()) Close(connections_.begin()->first);
 }
 
-HttpResponse HttpServer::Answer(const detail::RequestHead& request) const {
-  if (request.error != 0) {
-    return {request.error, "text/plain; charset=utf-8", request.reason + "\n"};
-  }
+std::optional<HttpResponse> HttpServer::Answer(Connection& c, const detail::RequestHead& request) {
+  constexpr const char* kText = "text/plain; charset=utf-8";
+  if (request.error != 0) return HttpResponse{request.error, kText, request.reason + "\n"};
   if (request.method != "GET" && request.method != "HEAD") {
-    return {405, "text/plain; charset=utf-8", "only GET and HEAD are served\n"};
+    return HttpResponse{405, kText, "only GET and HEAD are served\n"};
   }
   auto it = handlers_.find(request.path);
-  if (it == handlers_.end()) return {404, "text/plain; charset=utf-8", "404 page not found\n"};
+  if (it == handlers_.end()) return HttpResponse{404, kText, "404 page not found\n"};
+  const Route route = it->second.route;
+  bool authorize = authorizer_ != nullptr && route.guarded;
+  if (authorize) {
+    if (request.bearer_token.empty()) {
+      return HttpResponse{401, kText,
+                          "this endpoint needs a Kubernetes bearer token (Authorization: Bearer "
+                          "<token>) whose user may get " +
+                              request.path + "\n"};
+    }
+    if (std::optional<RequestAuthorizer::Decision> d =
+            authorizer_->Cached(request.bearer_token, request.path);
+        d) {
+      if (d->status != 200) return HttpResponse{d->status, kText, d->reason + "\n"};
+      authorize = false;
+    }
+  }
+  if (!authorize && !route.blocking) return Run(request.path);
+  if (pending_ >= limits_.max_pending) {
+    return HttpResponse{503, kText,
+                        absl::StrCat("busy: ", pending_,
+                                     " requests are waiting for an answer already; try again\n")};
+  }
+  Enqueue(c, request, authorize);
+  return std::nullopt;
+}
+
+HttpResponse HttpServer::Run(const std::string& path) const {
   try {
-    return it->second();
+    return handlers_.find(path)->second.handler();
   } catch (const std::exception& e) {
-    log::Error("http handler failed", {{"path", request.path}, {"error", e.what()}});
+    log::Error("http handler failed", {{"path", path}, {"error", e.what()}});
     return {500, "text/plain; charset=utf-8", "internal error; see the daemon's log\n"};
+  }
+}
+
+void HttpServer::Enqueue(Connection& c, detail::RequestHead request, bool authorize) {
+  readers_.erase({c.deadline, c.fd});
+  c.in.clear();
+  c.in.shrink_to_fit();
+  c.waiting = true;
+  c.deadline = Clock::now() + limits_.work_timeout;
+  waiters_.insert({c.deadline, c.fd});
+  Want(c, EPOLLRDHUP);  // only a hang-up matters until the answer is ready
+  ++pending_;
+  {
+    std::lock_guard<std::mutex> lock(work_mu_);
+    jobs_.push_back(Job{c.fd, c.serial, std::move(request), authorize});
+  }
+  if (!worker_.joinable()) worker_ = std::thread([this] { Work(); });
+  work_cv_.notify_one();
+}
+
+void HttpServer::Work() {
+  ::pthread_setname_np(::pthread_self(), "gdp-http-work");
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(work_mu_);
+      work_cv_.wait(lock, [this] { return work_stop_ || !jobs_.empty(); });
+      if (work_stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    std::optional<HttpResponse> denied;
+    if (job.authorize) {
+      RequestAuthorizer::Decision d =
+          authorizer_->Authorize(job.request.bearer_token, job.request.path);
+      if (d.status != 200) {
+        denied = HttpResponse{d.status, "text/plain; charset=utf-8", std::move(d.reason) + "\n"};
+      }
+    }
+    std::string out = detail::RenderResponse(job.request, denied ? *denied : Run(job.request.path));
+    {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      finished_.push_back(Finished{job.fd, job.serial, std::move(out)});
+    }
+    const uint64_t one = 1;
+    if (::write(done_fd_, &one, sizeof one) != sizeof one) {
+      log::Error("http endpoint: the worker cannot wake the loop", {{"error", ErrnoString(errno)}});
+    }
+  }
+}
+
+void HttpServer::TakeFinished() {
+  uint64_t count = 0;
+  if (::read(done_fd_, &count, sizeof count) < 0 && errno != EAGAIN) {
+    log::Warn("http endpoint: reading its eventfd failed", {{"error", ErrnoString(errno)}});
+  }
+  std::vector<Finished> finished;
+  {
+    std::lock_guard<std::mutex> lock(work_mu_);
+    finished.swap(finished_);
+  }
+  for (Finished& f : finished) {
+    --pending_;
+    auto it = connections_.find(f.fd);
+    // Gone, timed out, or the descriptor reused by a newer connection: dropped.
+    if (it == connections_.end() || !it->second.waiting || it->second.serial != f.serial) continue;
+    Respond(it->second, std::move(f.out));
   }
 }
 

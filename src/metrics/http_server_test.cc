@@ -14,8 +14,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -222,6 +226,187 @@ TEST_F(HttpServerTest, StopEndsConnectionsThatSendNothing) {
     ::close(fd);
   }
   server_.Stop();  // idempotent
+}
+
+// A RequestAuthorizer from a table: "good" may read everything, "nobody" is
+// a valid token without the right, anything else is not a valid token. Each
+// answer is cached once made; Authorize waits while `hold` is set.
+class TableAuthorizer : public RequestAuthorizer {
+ public:
+  std::optional<Decision> Cached(std::string_view token, std::string_view path) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(std::string(token) + " " + std::string(path));
+    if (it == cache_.end()) return std::nullopt;
+    return it->second;
+  }
+  Decision Authorize(std::string_view token, std::string_view path) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++asked_;
+    cv_.wait(lock, [this] { return !hold_; });
+    Decision d = token == "good"     ? Decision{}
+                 : token == "nobody" ? Decision{403, "nobody may not get " + std::string(path)}
+                                     : Decision{401, "the token is not valid"};
+    cache_[std::string(token) + " " + std::string(path)] = d;
+    return d;
+  }
+  void Hold(bool hold) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_ = hold;
+    }
+    cv_.notify_all();
+  }
+  int asked() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return asked_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false;
+  int asked_ = 0;
+  std::map<std::string, Decision> cache_;
+};
+
+std::string Get(int port, const std::string& path, const std::string& token = "") {
+  std::string request = "GET " + path + " HTTP/1.1\r\n";
+  if (!token.empty()) request += "Authorization: Bearer " + token + "\r\n";
+  return Exchange(port, request + "\r\n");
+}
+
+TEST(HttpServerAuthTest, GuardedPathsNeedATokenWhoseUserMayReadThem) {
+  TableAuthorizer auth;
+  HttpServer server("127.0.0.1", 0);
+  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  server.Handle(
+      "/metrics",
+      [] {
+        return HttpResponse{200, "text/plain", "gpus 8\n"};
+      },
+      Route{.guarded = true});
+  server.UseAuthorizer(&auth);
+  ASSERT_TRUE(server.Start().ok());
+
+  const std::string none = Get(server.port(), "/metrics");
+  EXPECT_EQ(none.substr(0, 12), "HTTP/1.1 401");
+  EXPECT_THAT(none, HasSubstr("WWW-Authenticate: Bearer"));
+  EXPECT_THAT(none, HasSubstr("needs a Kubernetes bearer token"));
+  EXPECT_EQ(auth.asked(), 0) << "no token: nothing to ask";
+  EXPECT_EQ(Get(server.port(), "/metrics", "forged").substr(0, 12), "HTTP/1.1 401");
+  const std::string nobody = Get(server.port(), "/metrics", "nobody");
+  EXPECT_EQ(nobody.substr(0, 12), "HTTP/1.1 403");
+  EXPECT_THAT(nobody, HasSubstr("nobody may not get /metrics"));
+  const std::string good = Get(server.port(), "/metrics", "good");
+  EXPECT_EQ(good.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_THAT(good, HasSubstr("gpus 8"));
+  EXPECT_EQ(auth.asked(), 3);
+  // Cached answers are taken without asking again; the scheme's case does not matter.
+  EXPECT_EQ(
+      Exchange(server.port(), "GET /metrics HTTP/1.1\r\nauthorization: bearer   good \r\n\r\n")
+          .substr(0, 12),
+      "HTTP/1.1 200");
+  EXPECT_EQ(Get(server.port(), "/metrics", "nobody").substr(0, 12), "HTTP/1.1 403");
+  EXPECT_EQ(auth.asked(), 3);
+  // Probes stay open; a token that is not a bearer token is no token.
+  EXPECT_EQ(Get(server.port(), "/healthz").substr(0, 12), "HTTP/1.1 200");
+  EXPECT_EQ(
+      Exchange(server.port(), "GET /metrics HTTP/1.1\r\nAuthorization: Basic Z29vZA==\r\n\r\n")
+          .substr(0, 12),
+      "HTTP/1.1 401");
+}
+
+// An authorizer that takes long (an API server that does not answer) and a
+// handler that blocks delay no probe, and the requests behind them get their
+// answer once it comes; past max_pending a request is refused at once.
+TEST(HttpServerAuthTest, SlowAuthorizationAndBlockingHandlersDelayNoProbe) {
+  TableAuthorizer auth;
+  HttpLimits limits;
+  limits.max_pending = 1;
+  HttpServer server("127.0.0.1", 0, limits);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
+  server.Handle(
+      "/metrics",
+      [] {
+        return HttpResponse{200, "text/plain", "gpus 8\n"};
+      },
+      Route{.guarded = true});
+  server.Handle(
+      "/allocations",
+      [&] {
+        std::unique_lock<std::mutex> lock(mu);
+        entered = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return release; });
+        return HttpResponse{200, "application/json", "{}"};
+      },
+      Route{.blocking = true});
+  server.UseAuthorizer(&auth);
+  ASSERT_TRUE(server.Start().ok());
+
+  // An authorisation that does not come back.
+  auth.Hold(true);
+  std::string scraped;
+  std::thread scrape([&] { scraped = Get(server.port(), "/metrics", "good"); });
+  while (auth.asked() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Get(server.port(), "/healthz").substr(0, 12), "HTTP/1.1 200");
+  }
+  // One waits for the worker already: more are refused rather than queued.
+  const std::string busy = Get(server.port(), "/metrics", "other");
+  EXPECT_EQ(busy.substr(0, 12), "HTTP/1.1 503");
+  EXPECT_THAT(busy, HasSubstr("busy"));
+  EXPECT_EQ(Get(server.port(), "/allocations").substr(0, 12), "HTTP/1.1 503");
+  auth.Hold(false);
+  scrape.join();
+  EXPECT_EQ(scraped.substr(0, 12), "HTTP/1.1 200");
+
+  // A handler that blocks.
+  std::string allocations;
+  std::thread blocked([&] { allocations = Get(server.port(), "/allocations"); });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return entered; });
+  }
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Get(server.port(), "/healthz").substr(0, 12), "HTTP/1.1 200");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  blocked.join();
+  EXPECT_EQ(allocations.substr(0, 12), "HTTP/1.1 200");
+  EXPECT_THAT(allocations, HasSubstr("{}"));
+}
+
+// A request whose answer takes longer than work_timeout gets a 503; the
+// decision, made later, still serves the next request.
+TEST(HttpServerAuthTest, AnAnswerThatTakesTooLongIsA503) {
+  TableAuthorizer auth;
+  HttpLimits limits;
+  limits.work_timeout = std::chrono::milliseconds(200);
+  HttpServer server("127.0.0.1", 0, limits);
+  server.Handle(
+      "/metrics",
+      [] {
+        return HttpResponse{200, "text/plain", "gpus 8\n"};
+      },
+      Route{.guarded = true});
+  server.UseAuthorizer(&auth);
+  ASSERT_TRUE(server.Start().ok());
+  auth.Hold(true);
+  const std::string late = Get(server.port(), "/metrics", "good");
+  EXPECT_EQ(late.substr(0, 12), "HTTP/1.1 503");
+  EXPECT_THAT(late, HasSubstr("no answer in time"));
+  auth.Hold(false);
+  server.Stop();
+  // The decision made after the deadline is cached for the next request.
+  EXPECT_TRUE(auth.Cached("good", "/metrics").has_value());
 }
 
 TEST(HttpServerStartTest, PortInUseIsAClearError) {

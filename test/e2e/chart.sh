@@ -1,6 +1,6 @@
 # Sourced by run.sh before the cluster starts: the chart renders NVIDIA's chart
 # values with NVIDIA's meaning, and fails on ones it cannot honour, naming them.
-# C1-C4; uses run.sh's check/pass/fail and helm from the pinned components.
+# C1-C5; uses run.sh's check/pass/fail and helm from the pinned components.
 
 chart_helm=$(command -v helm || echo "$(hack/k8s-components.sh)/helm")
 # Its output, errors included; a refused install is a result here, not a failure.
@@ -43,3 +43,14 @@ chart_has "C4 gfd.enabled with the labeller off fails, saying why" "$out" \
   "gfd.enabled=true but nodeLabels.enabled=false"
 out=$(chart_render --set gfd.enabled=false)
 chart_has "C4 gfd.enabled=false turns the GFD labels off" "$out" "- --node-labels=false"
+
+out=$(chart_render --set metrics.tls.enabled=true,metrics.auth.enabled=true,metrics.serviceMonitor.enabled=true \
+  --set nodeLabels.enabled=false --set-json 'metrics.auth.readers=[{"kind":"ServiceAccount","name":"prom","namespace":"mon"}]')
+chart_has "C5 metrics.auth: the flags, the reviewer's and the reader's RBAC, the monitor's token" "$out" \
+  "- --metrics-auth" "- --metrics-auth-cache-ttl=2m" "name: system:auth-delegator" \
+  'nonResourceURLs: ["/metrics", "/allocations", "/inventory"]' "name: prom" \
+  "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token" \
+  "automountServiceAccountToken: true"
+out=$(chart_render --set metrics.auth.enabled=true)
+chart_has "C5 metrics.auth without metrics.tls fails, saying why" "$out" \
+  "metrics.auth.enabled=true needs metrics.tls.enabled=true"

@@ -423,4 +423,6 @@ source test/e2e/sharing.sh
 source test/e2e/dropin.sh
 # NVIDIA's container runtime in its CDI modes.
 source test/e2e/runtime.sh
+# TLS and Kubernetes authorisation on the metrics port.
+source test/e2e/secure.sh
 echo "scenarios done in $((SECONDS - t_start))s"

@@ -727,8 +727,7 @@ TEST_F(DaemonTest, StartsTheWayNvidiasChartStartsItsPlugin) {
   // passDeviceSpecs: the file says false, PASS_DEVICE_SPECS (higher) true.
   EXPECT_GT(resp.container_responses(0).devices_size(), 0);
   const std::string out = daemon_->Output();
-  EXPECT_THAT(out,
-              HasSubstr("config field accepted but not acted on field=flags.gfd.outputFile"));
+  EXPECT_THAT(out, HasSubstr("config field accepted but not acted on field=flags.gfd.outputFile"));
   EXPECT_THAT(out, HasSubstr("field=resources.gpus"));
   EXPECT_THAT(out, HasSubstr("pass_device_specs=true"));
   EXPECT_THAT(out, Not(HasSubstr("invalid config")));

@@ -128,7 +128,7 @@ TEST_F(DoctorTest, HealthySimulatedNodeIsAllOk) {
   int rc = -1;
   const auto status = DoctorJson({"--device-list-strategy", "cdi-cri"}, &rc);
   EXPECT_EQ(rc, 0);
-  ASSERT_EQ(status.size(), 15u);
+  ASSERT_EQ(status.size(), 16u);
   for (const auto& [name, s] : status) EXPECT_EQ(s, "OK") << name << ": " << details_[name];
   EXPECT_THAT(details_["gpus"], HasSubstr("8 x NVIDIA H100 80GB HBM3"));
   // The simulated root's ld cache names the library and its dependencies; the
@@ -137,7 +137,23 @@ TEST_F(DoctorTest, HealthySimulatedNodeIsAllOk) {
   EXPECT_THAT(details_["driver user space"], HasSubstr(" 2 firmware files"));
   EXPECT_THAT(details_["nvml library"], HasSubstr(root_ + "/usr/lib/x86_64-linux-gnu"));
   EXPECT_THAT(details_["device nodes"], HasSubstr("10 present"));
+  EXPECT_THAT(details_["metrics access"], HasSubstr("plain HTTP"));
   EXPECT_GE(pod_resources_stub_->ListCount(), 1u);
+}
+
+// metrics.auth with no API server to ask (no service-account token, no
+// kubeconfig): the row fails and says so, as every scrape would fail.
+TEST_F(DoctorTest, MetricsAuthWithoutAnApiServerIsAFailure) {
+  LayRoot("dgx-h100");
+  AddMpsControl();
+  StartKubelet();
+  int rc = -1;
+  auto status = DoctorJson({"--metrics-auth", "--metrics-tls-cert-file", "/tls/tls.crt",
+                            "--metrics-tls-key-file", "/tls/tls.key"},
+                           &rc);
+  EXPECT_EQ(status["metrics access"], "FAIL");
+  EXPECT_THAT(details_["metrics access"], HasSubstr("no API server to check callers with"));
+  EXPECT_EQ(rc, 1);
 }
 
 TEST_F(DoctorTest, MigProfileWithMixedStrategy) {

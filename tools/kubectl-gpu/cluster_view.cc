@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -113,19 +114,29 @@ bool IsGpuResource(const std::string& name) { return absl::StartsWith(name, "nvi
 
 absl::StatusOr<nlohmann::json> HttpDaemonClient::Get(const std::string& host, int port,
                                                      const std::string& path) {
-  const std::string scheme = tls_.enabled ? "https" : "http";
+  const std::string scheme = access_.tls ? "https" : "http";
   httplib::Client http(absl::StrCat(scheme, "://", host, ":", port));
   http.set_connection_timeout(timeout_seconds_);
   http.set_read_timeout(timeout_seconds_);
-  if (tls_.enabled) {
-    if (!tls_.ca_file.empty()) http.set_ca_cert_path(tls_.ca_file.c_str());
-    http.enable_server_certificate_verification(!tls_.skip_verify);
+  if (access_.tls) {
+    if (!access_.ca_file.empty()) http.set_ca_cert_path(access_.ca_file.c_str());
+    http.enable_server_certificate_verification(!access_.skip_verify);
   }
+  if (!access_.token.empty()) http.set_bearer_token_auth(access_.token);
   auto res = http.Get(path.c_str());
   const std::string url = absl::StrCat(scheme, "://", host, ":", port, path);
   if (!res) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": ", httplib::to_string(res.error()),
                                                "; is gpu-device-plugin running on the node?"));
+  }
+  if (res->status == 401 || res->status == 403) {
+    // The daemon's own words say why (metrics.auth): no token, a bad one, or no right.
+    std::string why(absl::StripAsciiWhitespace(res->body.substr(0, 300)));
+    return absl::PermissionDeniedError(
+        absl::StrCat("GET ", url, ": HTTP ", res->status, ": ", why,
+                     access_.token.empty()
+                         ? "; the daemons check callers (metrics.auth): pass --daemon-token-file"
+                         : ""));
   }
   if (res->status != 200) {
     return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", res->status));

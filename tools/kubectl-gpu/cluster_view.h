@@ -39,23 +39,24 @@ class DaemonClient {
                                              const std::string& path) = 0;
 };
 
-// How the daemons' endpoints are reached (their metrics.tls).
-struct DaemonTls {
-  bool enabled = false;      // https
+// How the daemons' endpoints are reached (their metrics.tls and metrics.auth).
+struct DaemonAccess {
+  bool tls = false;          // https
   std::string ca_file;       // verify the daemons' certificates with this CA (PEM)
   bool skip_verify = false;  // do not verify them (a self-signed certificate, knowingly)
+  std::string token;         // sent as "Authorization: Bearer <token>" when not empty
 };
 
 class HttpDaemonClient final : public DaemonClient {
  public:
-  explicit HttpDaemonClient(int timeout_seconds = 2, DaemonTls tls = {})
-      : timeout_seconds_(timeout_seconds), tls_(std::move(tls)) {}
+  explicit HttpDaemonClient(int timeout_seconds = 2, DaemonAccess access = {})
+      : timeout_seconds_(timeout_seconds), access_(std::move(access)) {}
   absl::StatusOr<nlohmann::json> Get(const std::string& host, int port,
                                      const std::string& path) override;
 
  private:
   int timeout_seconds_;
-  DaemonTls tls_;
+  DaemonAccess access_;
 };
 
 struct ResourceCounts {

@@ -201,12 +201,21 @@ TEST(HttpDaemonClientTest, ReadsDaemonsThatServeTls) {
   server.Get("/allocations", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"resources": []})", "application/json");
   });
+  // As a daemon with metrics.auth answers.
+  server.Get("/guarded", [](const httplib::Request& req, httplib::Response& res) {
+    if (req.get_header_value("Authorization") == "Bearer s3cret") {
+      res.set_content(R"({"resources": []})", "application/json");
+    } else {
+      res.status = 401;
+      res.set_content("this endpoint needs a Kubernetes bearer token\n", "text/plain");
+    }
+  });
   const int port = server.bind_to_any_port("127.0.0.1");
   std::thread thread([&] { server.listen_after_bind(); });
   ASSERT_TRUE(
       testing::Eventually([&] { return server.is_running(); }, std::chrono::milliseconds(5000)));
-  DaemonTls tls;
-  tls.enabled = true;
+  DaemonAccess tls;
+  tls.tls = true;
   tls.ca_file = crt;
   auto got = HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/allocations");
   EXPECT_TRUE(got.ok()) << got.status();
@@ -218,6 +227,15 @@ TEST(HttpDaemonClientTest, ReadsDaemonsThatServeTls) {
   EXPECT_TRUE(HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/allocations").ok());
   // Plain HTTP to it gets no JSON.
   EXPECT_FALSE(HttpDaemonClient(2).Get("127.0.0.1", port, "/allocations").ok());
+  // A daemon that checks callers: its reason, and what to pass.
+  got = HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/guarded");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(got.status().message(),
+              HasSubstr("HTTP 401: this endpoint needs a Kubernetes bearer token; the daemons "
+                        "check callers (metrics.auth): pass --daemon-token-file"));
+  tls.token = "s3cret";
+  EXPECT_TRUE(HttpDaemonClient(2, tls).Get("127.0.0.1", port, "/guarded").ok());
   server.stop();
   thread.join();
   std::filesystem::remove_all(dir);

@@ -92,9 +92,20 @@ default; fallbackStrategies).
 {{- fail (printf "config.%s is not a setting of NVIDIA's chart nor of this one: config is either this plugin's config file (a string) or NVIDIA's {name, map, default, fallbackStrategies}" $k) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.metrics.auth.enabled (not .Values.metrics.tls.enabled) -}}
+{{- fail "metrics.auth.enabled=true needs metrics.tls.enabled=true: a bearer token must not cross the network in clear text" -}}
+{{- end -}}
+{{- if and .Values.metrics.auth.enabled .Values.metrics.podMonitor.enabled (not .Values.metrics.auth.scrapeTokenSecret.name) -}}
+{{- fail "metrics.auth.enabled with metrics.podMonitor.enabled needs metrics.auth.scrapeTokenSecret {name, key}: a PodMonitor cannot send its Prometheus' own token (a ServiceMonitor can)" -}}
+{{- end -}}
 {{- if and (kindIs "map" .Values.gfd) .Values.gfd.enabled (not .Values.nodeLabels.enabled) -}}
 {{- fail "gfd.enabled=true but nodeLabels.enabled=false: GPU feature discovery's labels come from the plugin itself here (nodeLabels); drop one of the two" -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* Whether the plugin talks to the API server (its service account and token). */ -}}
+{{- define "gdp.apiAccess" -}}
+{{- if or (eq (include "gdp.nodeLabels.enabled" .) "true") (include "gdp.namedConfigs.enabled" .) .Values.metrics.auth.enabled -}}true{{- end -}}
 {{- end -}}
 
 {{- /* Node labels (GFD's set): ours, and off where NVIDIA's gfd.enabled says false. */ -}}
