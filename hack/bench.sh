@@ -9,7 +9,8 @@
 #   BENCH_ABUSE_SECONDS    /healthz under connection abuse, with TLS and token scrapes
 #                          alongside                           (default 60; the recorded run: 600)
 #   BENCH_RUNS / BENCH_CALLS   Allocate latency runs x calls   (default 5 x 2000)
-#   BENCH_ONLY             sections to run (default all): envvar secure cdi register scale preferred changes soak
+#   BENCH_ONLY             sections to run (default all): envvar secure idle cdi register scale
+#                          preferred changes soak
 #   BENCH_OUT / BENCH_DETAILS  also write the table / the tools' details to these files
 # Latencies are medians and p99 over repeated runs; the machine is shared and
 # noisy, so Allocate is also given as a ratio to a trivial gRPC call over the
@@ -24,13 +25,13 @@ IDLE_SECONDS="${BENCH_IDLE_SECONDS:-60}"
 ABUSE_SECONDS="${BENCH_ABUSE_SECONDS:-60}"
 RUNS="${BENCH_RUNS:-5}"
 CALLS="${BENCH_CALLS:-2000}"
-ONLY="${BENCH_ONLY:-envvar secure cdi register scale preferred changes soak}"
+ONLY="${BENCH_ONLY:-envvar secure idle cdi register scale preferred changes soak}"
 RSS_LIMIT_KIB=19531 # 20 MB (20,000,000 bytes) in KiB
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 started=$(date +%s)
 
 log "building (release preset)"
-hack/build.sh release gpu-device-plugin gpusim nvidia-ml kubelet-stub dp-load sim-injector \
+hack/build.sh release gpu-device-plugin gpusim nvidia-ml kubelet-stub dp-load sim-injector cores-shim \
   list_and_watch_bench preferred_allocation_bench >&2
 B="$PWD/build/release"
 DAEMON="$B/src/daemon/gpu-device-plugin"
@@ -195,6 +196,116 @@ stop_node
 kill "$review_pid" 2>/dev/null || true
 wait "$review_pid" 2>/dev/null || true
 row "Reviews the stand-in API server answered" "$(tail -1 "$work/review_server.log")" "-" "-"
+fi
+
+if want idle; then
+# --- idle cost: ours (metrics sampling off and on) and NVIDIA's, on the same node -----------
+log "idle cost over ${IDLE_SECONDS} s each: ours with sampling off and on, NVIDIA's"
+section "Idle cost over ${IDLE_SECONDS} s: 8 GPUs (dgx-h100), registered, a ListAndWatch stream open"
+# thread_cpu PID: "<tid> <name> <cpu ns> <wakeups>" per thread (schedstat: run time, timeslices).
+thread_cpu() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" "$(awk '{ print $1, $3 }' "$t/schedstat")"
+  done | sort
+}
+# idle_window PID: sleeps IDLE_SECONDS; sets IDLE_MS, IDLE_WAKEUPS and IDLE_BY (per thread
+# name: ms/wakeups, the busiest first).
+idle_window() {
+  local a b
+  a=$(thread_cpu "$1")
+  sleep "$IDLE_SECONDS"
+  b=$(thread_cpu "$1")
+  read -r IDLE_MS IDLE_WAKEUPS < <(join <(echo "$a") <(echo "$b") |
+    awk '{ ns += $6 - $3; w += $7 - $4 } END { printf "%.1f %d\n", ns / 1e6, w }')
+  IDLE_BY=$(join <(echo "$a") <(echo "$b") |
+    awk '{ ms[$2] += ($6 - $3) / 1e6; w[$2] += $7 - $4; n[$2]++ }
+         END { for (k in ms) if (ms[k] >= 0.05) printf "%.1f %s%s %.1f ms/%d\n", ms[k], k, (n[k] > 1 ? " x" n[k] : ""), ms[k], w[k] }' |
+    sort -rn | cut -d' ' -f2- | paste -sd, - | sed 's/,/, /g')
+  echo "idle window of $1: $IDLE_MS ms, $IDLE_WAKEUPS wakeups: $IDLE_BY" >>"$work/details.log"
+}
+# The threads of a process by name ("name xN, ...").
+thread_names() {
+  cat /proc/"$1"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s, ", $2, ($1 > 1 ? " x" $1 : "") }' | sed 's/, $//'
+}
+
+# NVIDIA's plugin, built from its Go module (hack/nvidia-device-plugin.sh), on the same node.
+nv_ms=""
+if nv_bin=$(hack/nvidia-device-plugin.sh 2>>"$work/details.log" | tail -n 1) && [ -x "$nv_bin/nvidia-device-plugin" ]; then
+  NODE_DIR="$work/idle-nvidia"
+  mkdir -p "$NODE_DIR/dp"
+  "$GPUSIM" root "$NODE_DIR/root" --profile dgx-h100 >/dev/null
+  "$STUB" --dir "$NODE_DIR/dp" >"$NODE_DIR/stub.log" 2>&1 &
+  STUB_PID=$!
+  pids+=("$STUB_PID")
+  for _ in $(seq 100); do [ -S "$NODE_DIR/dp/kubelet.sock" ] && break || sleep 0.05; done
+  # It always serves in /var/lib/kubelet/device-plugins: a mount namespace of its own puts
+  # the stand-in's directory there (over a tmpfs on /var/lib, so the host gains nothing).
+  # Its NVML comes from the library path, as the NVIDIA runtime gives it in a container.
+  unshare -m sh -c "mount --make-rprivate / && mount -t tmpfs tmpfs /var/lib &&
+    mkdir -p /var/lib/kubelet/device-plugins && mount --bind '$NODE_DIR/dp' /var/lib/kubelet/device-plugins &&
+    LD_LIBRARY_PATH='$NODE_DIR/root/usr/lib/x86_64-linux-gnu' exec '$nv_bin/nvidia-device-plugin' --driver-root '$NODE_DIR/root'" \
+    >"$NODE_DIR/nvidia.log" 2>&1 &
+  DAEMON_PID=$!
+  pids+=("$DAEMON_PID")
+  for _ in $(seq 200); do grep -q '^register ' "$NODE_DIR/stub.log" && break || sleep 0.05; done
+  if grep -q '^register ' "$NODE_DIR/stub.log"; then
+    sleep 3
+    nv_pid=$(pgrep -P "$DAEMON_PID" || echo "$DAEMON_PID")
+    idle_window "$nv_pid"
+    nv_ms=$IDLE_MS
+    row "NVIDIA's plugin $("$nv_bin/nvidia-device-plugin" --version 2>/dev/null | head -1 | awk '{ print $NF }')" \
+      "$IDLE_MS ms of CPU ($IDLE_WAKEUPS wakeups) in ${IDLE_SECONDS} s; $(threads "$nv_pid") threads" "-" "-"
+  else
+    row "NVIDIA's plugin" "not measured: it did not register; see the details log" "-" "-"
+    cat "$NODE_DIR/nvidia.log" >>"$work/details.log"
+  fi
+  stop_node
+else
+  row "NVIDIA's plugin" "not measured: hack/nvidia-device-plugin.sh could not build it (Go and the module proxy are needed)" "-" "-"
+fi
+
+# Ours with sampling off (sampled once an hour) and at the default 10 s.
+node idle-off dgx-h100 --metrics-sample-interval 1h
+sleep 3
+idle_window "$DAEMON_PID"
+off_ms=$IDLE_MS
+grpc_ms=$(tr ',' '\n' <<<"$IDLE_BY" | awk '/grpc_global_tim|timer_manager|nexting_thread|event_engine|executo/ { s += $(NF - 1) } END { printf "%.1f", s }')
+if [ -n "$nv_ms" ]; then
+  target="<= NVIDIA's in this run ($nv_ms ms)"
+  verdict=$(within "$off_ms" "$nv_ms")
+else
+  target="<= NVIDIA's (2-3 ms on this machine)"
+  verdict=$(within "$off_ms" 3)
+fi
+row "Idle CPU, metrics sampling off" "$off_ms ms of CPU ($IDLE_WAKEUPS wakeups) in ${IDLE_SECONDS} s, of which gRPC's own threads $grpc_ms ms; by thread (ms/wakeups): $IDLE_BY" "$target" "$verdict"
+ours_threads=$(threads "$DAEMON_PID")
+ours_names=$(thread_names "$DAEMON_PID")
+stop_node
+node idle-on dgx-h100
+sleep 3
+idle_window "$DAEMON_PID"
+sampler_ms=$(tr ',' '\n' <<<"$IDLE_BY" | awk '/gdp-metrics/ { print $(NF - 1) }')
+samples=$((IDLE_SECONDS / 10))
+per_gpu_us=$(awk -v s="${sampler_ms:-0}" -v n="$samples" 'BEGIN { printf "%.0f", s * 1000 / n / 8 }')
+row "Idle CPU, metrics sampling every 10 s (the default)" \
+  "$IDLE_MS ms of CPU ($IDLE_WAKEUPS wakeups) in ${IDLE_SECONDS} s: the sampler's thread ${sampler_ms:-0} ms for $samples samples of 8 GPUs, $per_gpu_us µs per GPU per sample; by thread: $IDLE_BY" \
+  "the sampler's cost alone over sampling off" \
+  "$(awk -v on="$IDLE_MS" -v off="$off_ms" -v s="${sampler_ms:-0}" 'BEGIN { d = on - off; if (d <= s + 1) printf "met (%.1f ms over off, the sampler %.1f ms)", d, s; else printf "MISSED (%.1f ms over off, the sampler only %.1f ms)", d, s }')"
+stop_node
+# The threads a node with more cores gets: gRPC reads the count with sysconf, which the
+# shim answers (bench/cores_shim.c).
+big=""
+for cores in 64 128; do
+  LD_PRELOAD="$B/bench/libcores-shim.so" GDP_FAKE_CORES=$cores node idle-$cores dgx-h100 --metrics-sample-interval 1h
+  sleep 2
+  big+="$cores cores: $(threads "$DAEMON_PID") ($(thread_names "$DAEMON_PID")); "
+  stop_node
+done
+ours_count=$(grep -o 'gdp-[a-z-]*' <<<"$ours_names" | wc -l)
+row "Threads" "this machine ($(nproc) cores): $ours_threads ($ours_names); as gRPC sizes them for ${big%; }" \
+  "ours (gdp-*) the same at any core count; gRPC's own as few as its API choice allows" \
+  "$(if [ "$(grep -o 'gdp-[a-z-]*' <<<"$big" | wc -l)" = $((ours_count * 2)) ]; then echo "met for ours; gRPC's event_engine pool grows with the cores (docs/benchmarks.md)"; else echo MISSED; fi)"
 fi
 
 if want cdi; then

@@ -1,11 +1,14 @@
 #include "src/plugin/device_plugin_server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "deviceplugin/v1beta1/api.grpc.pb.h"
@@ -43,9 +46,7 @@ namespace detail {
 
 using ListPtr = std::shared_ptr<const v1beta1::ListAndWatchResponse>;
 
-class ListAndWatchReactor;
-
-// State that outlives one grpc::Server: devices, health overlay, open streams.
+// State that outlives one grpc::Server: devices, health overlay, statistics.
 class ServerState {
  public:
   explicit ServerState(std::shared_ptr<const ResourceBackend> backend)
@@ -64,172 +65,37 @@ class ServerState {
     return devices_;
   }
 
+  // The list ListAndWatch sends now.
+  ListPtr List() const {
+    std::lock_guard lock(mu_);
+    return list_;
+  }
+
   void SetHealth(const std::map<std::string, bool>& health);
   void SwapBackend(std::shared_ptr<const ResourceBackend> backend,
                    const std::map<std::string, bool>& health);
 
-  // A new stream: registered and handed the current list, or refused when the
-  // server is closing (returns nullptr then).
-  ListPtr Attach(ListAndWatchReactor* reactor);
-  void Detach(ListAndWatchReactor* reactor);
-  // Accept streams again (Start) / end every stream and refuse new ones (Stop).
-  void Open();
-  void CloseAll();
+  // Called with the list, under the state's lock, now and whenever the list
+  // changes (the running server's; empty while stopped). Once SetWaker({})
+  // returns, the old one is never called again.
+  void SetWaker(std::function<void(ListPtr)> wake) {
+    std::lock_guard lock(mu_);
+    wake_ = std::move(wake);
+    if (wake_) wake_(list_);
+  }
 
   ServerStats stats;
 
  private:
-  // Recomputes devices_ from the backend and the overlay; true when changed.
+  // Recomputes devices_ and list_ from the backend and the overlay; true when changed.
   bool RebuildLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BroadcastLocked(std::vector<ListAndWatchReactor*>* to_start)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StartWrites(const std::vector<ListAndWatchReactor*>& to_start);
 
   mutable std::mutex mu_;
   std::shared_ptr<const ResourceBackend> backend_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, bool> overlay_ ABSL_GUARDED_BY(mu_);  // device ID -> healthy
   std::vector<Device> devices_ ABSL_GUARDED_BY(mu_);
   ListPtr list_ ABSL_GUARDED_BY(mu_);
-  std::set<ListAndWatchReactor*> streams_ ABSL_GUARDED_BY(mu_);
-  bool closing_ ABSL_GUARDED_BY(mu_) = true;
-};
-
-// One ListAndWatch stream. At most one write is outstanding; `latest_` is the
-// newest list, `sent_` the last one handed to gRPC. Finish is called exactly
-// once, and only while no write is outstanding, so the reactor (deleted in
-// OnDone) stays alive for whoever set `writing_`: that thread may call
-// StartWrite after dropping every lock. gRPC may run OnWriteDone inline inside
-// StartWrite, so no lock is ever held across StartWrite or Finish.
-class ListAndWatchReactor final : public grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse> {
- public:
-  explicit ListAndWatchReactor(std::shared_ptr<ServerState> state) : state_(std::move(state)) {
-    state_->stats.open_streams.fetch_add(1);
-    ListPtr first = state_->Attach(this);
-    if (first == nullptr) {
-      {
-        std::lock_guard lock(mu_);
-        finished_ = true;
-      }
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "device plugin is stopping"));
-      return;
-    }
-    // Attach set latest_ and writing_ for us (see Offer).
-    state_->stats.list_and_watch_sends.fetch_add(1);  // before: the peer may see it at once
-    StartWrite(first.get());
-  }
-
-  // Called with the state's mutex held. Records `list` as the newest; returns
-  // true when the caller must call KickWrite() after dropping its locks.
-  bool Offer(ListPtr list) {
-    std::lock_guard lock(mu_);
-    latest_ = std::move(list);
-    if (writing_ || closing_) return false;
-    writing_ = true;
-    sent_ = latest_;
-    return true;
-  }
-
-  // Only after Offer returned true.
-  void KickWrite() {
-    ListPtr msg;
-    {
-      std::lock_guard lock(mu_);
-      msg = sent_;
-    }
-    state_->stats.list_and_watch_sends.fetch_add(1);
-    StartWrite(msg.get());
-  }
-
-  // Called with the state's mutex held; true when the caller must call
-  // FinishNow() after dropping its locks.
-  bool RequestClose(grpc::Status status) {
-    std::lock_guard lock(mu_);
-    closing_ = true;
-    if (writing_ || finished_) return false;
-    finished_ = true;
-    status_ = std::move(status);
-    return true;
-  }
-
-  void FinishNow() {
-    grpc::Status status;
-    {
-      std::lock_guard lock(mu_);
-      status = status_;
-    }
-    Finish(status);
-  }
-
-  void OnWriteDone(bool ok) override {
-    ListPtr next;
-    bool finish = false;
-    grpc::Status status;
-    {
-      std::lock_guard lock(mu_);
-      writing_ = false;
-      if (!ok) closing_ = true;
-      if (closing_ && ok && status_.ok() && !finished_ && latest_ != sent_) {
-        // The server is closing the stream: its last list goes out first
-        // (a resource that leaves sends an empty list, so the kubelet drops
-        // its capacity rather than waiting for the stream to time out).
-        writing_ = true;
-        sent_ = latest_;
-        next = sent_;
-      } else if (closing_) {
-        if (!finished_) {
-          finished_ = true;
-          finish = true;
-          status = status_;
-        }
-      } else if (latest_ != sent_) {
-        writing_ = true;
-        sent_ = latest_;
-        next = sent_;
-      }
-    }
-    if (finish) {
-      Finish(status);
-    } else if (next != nullptr) {
-      state_->stats.list_and_watch_sends.fetch_add(1);
-      StartWrite(next.get());
-    }
-  }
-
-  void OnCancel() override {
-    bool finish = false;
-    {
-      std::lock_guard lock(mu_);
-      closing_ = true;
-      status_ = grpc::Status::CANCELLED;
-      if (!writing_ && !finished_) {
-        finished_ = true;
-        finish = true;
-      }
-    }
-    if (finish) Finish(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    {
-      // gRPC orders OnDone after everything else inside its (uninstrumented)
-      // library; taking our mutex makes that order visible to TSan too.
-      std::lock_guard lock(mu_);
-    }
-    state_->Detach(this);
-    state_->stats.open_streams.fetch_sub(1);
-    delete this;
-  }
-
- private:
-  friend class ServerState;
-  const std::shared_ptr<ServerState> state_;
-  std::mutex mu_;
-  ListPtr latest_ ABSL_GUARDED_BY(mu_);
-  ListPtr sent_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  std::function<void(ListPtr)> wake_ ABSL_GUARDED_BY(mu_);
 };
 
 bool ServerState::RebuildLocked() {
@@ -251,198 +117,372 @@ bool ServerState::RebuildLocked() {
   return true;
 }
 
-void ServerState::BroadcastLocked(std::vector<ListAndWatchReactor*>* to_start) {
-  for (ListAndWatchReactor* r : streams_) {
-    if (r->Offer(list_)) to_start->push_back(r);
-  }
-}
-
-void ServerState::StartWrites(const std::vector<ListAndWatchReactor*>& to_start) {
-  for (ListAndWatchReactor* r : to_start) r->KickWrite();
-}
-
 void ServerState::SetHealth(const std::map<std::string, bool>& health) {
-  std::vector<ListAndWatchReactor*> to_start;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, healthy] : health) overlay_[id] = healthy;
-    if (!RebuildLocked()) return;
-    BroadcastLocked(&to_start);
-  }
-  StartWrites(to_start);
+  std::lock_guard lock(mu_);
+  for (const auto& [id, healthy] : health) overlay_[id] = healthy;
+  if (RebuildLocked() && wake_) wake_(list_);
 }
 
 void ServerState::SwapBackend(std::shared_ptr<const ResourceBackend> backend,
                               const std::map<std::string, bool>& health) {
-  std::vector<ListAndWatchReactor*> to_start;
-  {
-    std::lock_guard lock(mu_);
-    backend_ = std::move(backend);
-    // Forget the health of devices the new backend no longer lists, so a
-    // device that comes back starts from what it is told, not from old news.
-    std::set<std::string> ids;
-    for (const Device& d : backend_->Devices()) ids.insert(d.id);
-    std::erase_if(overlay_, [&ids](const auto& kv) { return ids.count(kv.first) == 0; });
-    for (const auto& [id, healthy] : health) overlay_[id] = healthy;
-    if (!RebuildLocked()) return;
-    BroadcastLocked(&to_start);
-  }
-  StartWrites(to_start);
-}
-
-ListPtr ServerState::Attach(ListAndWatchReactor* reactor) {
   std::lock_guard lock(mu_);
-  if (closing_) return nullptr;
-  streams_.insert(reactor);
-  // The reactor is not yet visible to gRPC callbacks: set its state directly.
-  const bool start = reactor->Offer(list_);
-  (void)start;  // always true for a fresh reactor
-  return list_;
+  backend_ = std::move(backend);
+  // Forget the health of devices the new backend no longer lists, so a
+  // device that comes back starts from what it is told, not from old news.
+  std::set<std::string> ids;
+  for (const Device& d : backend_->Devices()) ids.insert(d.id);
+  std::erase_if(overlay_, [&ids](const auto& kv) { return ids.count(kv.first) == 0; });
+  for (const auto& [id, healthy] : health) overlay_[id] = healthy;
+  if (RebuildLocked() && wake_) wake_(list_);
 }
 
-void ServerState::Detach(ListAndWatchReactor* reactor) {
-  std::lock_guard lock(mu_);
-  streams_.erase(reactor);
-}
-
-void ServerState::Open() {
-  std::lock_guard lock(mu_);
-  closing_ = false;
-}
-
-void ServerState::CloseAll() {
-  std::vector<ListAndWatchReactor*> to_finish;
-  {
-    std::lock_guard lock(mu_);
-    closing_ = true;
-    for (ListAndWatchReactor* r : streams_) {
-      if (r->RequestClose(grpc::Status::OK)) to_finish.push_back(r);
+void Record(std::chrono::steady_clock::time_point start, const absl::Status& status,
+            std::atomic<uint64_t>& calls, std::atomic<uint64_t>& errors,
+            std::atomic<uint64_t>& latency_us, LatencyBuckets& buckets, const char* rpc) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  for (size_t i = 0; i < kLatencyBucketsUs.size(); ++i) {
+    if (static_cast<uint64_t>(us) <= kLatencyBucketsUs[i]) {
+      buckets[i].fetch_add(1);
+      break;
     }
   }
-  for (ListAndWatchReactor* r : to_finish) r->FinishNow();
+  latency_us.fetch_add(static_cast<uint64_t>(us));
+  calls.fetch_add(1);
+  if (!status.ok()) {
+    errors.fetch_add(1);
+    log::Warn("request refused", {{"rpc", rpc}, {"error", status.ToString()}});
+  }
 }
 
-// The gRPC service; one per grpc::Server (a service registers only once).
-class DevicePluginService final : public v1beta1::DevicePlugin::CallbackService {
+grpc::Status HandlePreferredAllocation(ServerState& state,
+                                       const v1beta1::PreferredAllocationRequest& req,
+                                       v1beta1::PreferredAllocationResponse* resp) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::shared_ptr<const ResourceBackend> backend = state.backend();
+  absl::Status status;
+  for (const auto& creq : req.container_requests()) {
+    std::vector<std::string> available(creq.available_deviceids().begin(),
+                                       creq.available_deviceids().end());
+    std::vector<std::string> must(creq.must_include_deviceids().begin(),
+                                  creq.must_include_deviceids().end());
+    auto chosen = backend->PreferredAllocation(available, must, creq.allocation_size());
+    if (!chosen.ok()) {
+      status = chosen.status();
+      break;
+    }
+    auto* out = resp->add_container_responses();
+    for (auto& id : *chosen) out->add_deviceids(std::move(id));
+  }
+  Record(start, status, state.stats.preferred_allocation_calls,
+         state.stats.preferred_allocation_errors, state.stats.preferred_allocation_latency_us,
+         state.stats.preferred_allocation_latency_buckets, "GetPreferredAllocation");
+  if (!status.ok()) resp->Clear();
+  return ToGrpcStatus(status);
+}
+
+grpc::Status HandleAllocate(ServerState& state, const v1beta1::AllocateRequest& req,
+                            v1beta1::AllocateResponse* resp) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::shared_ptr<const ResourceBackend> backend = state.backend();
+  absl::Status status;
+  if (req.container_requests().empty()) {
+    status = absl::InvalidArgumentError("Allocate for " + backend->ResourceName() +
+                                        ": the request has no container_requests");
+  }
+  for (const auto& creq : req.container_requests()) {
+    std::vector<std::string> ids(creq.devices_ids().begin(), creq.devices_ids().end());
+    auto alloc = backend->Allocate(ids);
+    if (!alloc.ok()) {
+      status = alloc.status();
+      break;
+    }
+    auto* out = resp->add_container_responses();
+    for (const auto& [k, v] : alloc->envs) (*out->mutable_envs())[k] = v;
+    for (const auto& [k, v] : alloc->annotations) (*out->mutable_annotations())[k] = v;
+    for (const Mount& m : alloc->mounts) {
+      auto* pm = out->add_mounts();
+      pm->set_container_path(m.container_path);
+      pm->set_host_path(m.host_path);
+      pm->set_read_only(m.read_only);
+    }
+    for (const DeviceSpec& d : alloc->devices) {
+      auto* pd = out->add_devices();
+      pd->set_container_path(d.container_path);
+      pd->set_host_path(d.host_path);
+      pd->set_permissions(d.permissions);
+    }
+    for (const std::string& name : alloc->cdi_devices) out->add_cdi_devices()->set_name(name);
+  }
+  Record(start, status, state.stats.allocate_calls, state.stats.allocate_errors,
+         state.stats.allocate_latency_us, state.stats.allocate_latency_buckets, "Allocate");
+  if (!status.ok()) resp->Clear();
+  return ToGrpcStatus(status);
+}
+
+// What the completion queue hands back: each pending operation's tag.
+class Tag {
  public:
-  explicit DevicePluginService(std::shared_ptr<ServerState> state) : state_(std::move(state)) {}
+  virtual ~Tag() = default;
+  virtual void Proceed(bool ok) = 0;
+};
 
-  grpc::ServerUnaryReactor* GetDevicePluginOptions(grpc::CallbackServerContext* ctx,
-                                                   const v1beta1::Empty*,
-                                                   v1beta1::DevicePluginOptions* resp) override {
-    resp->set_pre_start_required(false);
-    resp->set_get_preferred_allocation_available(true);
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+class StreamCall;
+
+// The gRPC service of one grpc::Server (a service registers only once).
+class DevicePluginService final : public v1beta1::DevicePlugin::AsyncService {};
+
+// One running server's event loop: a completion queue and the one thread that
+// serves it (`gdp-grpc`), which blocks in Next() until an operation completes.
+// Operations start on that thread (a request armed, an answer sent) or, for a
+// stream's next list, on the thread that changed the list: the async API lets
+// any thread start an operation, and completions come only through Next(), so
+// nothing runs inline under a lock. The streams and the flags below are under
+// mu_; the state's lock comes first where both are held (its waker takes mu_).
+class Loop {
+ public:
+  Loop(std::shared_ptr<ServerState> state, DevicePluginService* service,
+       std::unique_ptr<grpc::ServerCompletionQueue> cq)
+      : state_(std::move(state)), service_(service), cq_(std::move(cq)) {}
+  ~Loop() { Stop(); }
+
+  // Arms one request of each method, follows the state's list and starts the thread.
+  void Start();
+  // Ends every stream (status OK) after its newest list is out, and refuses
+  // new ones (UNAVAILABLE). Any thread.
+  void Close();
+  // After grpc::Server::Shutdown: shuts the queue down and joins the thread,
+  // which deletes every call as its last operation completes. Idempotent.
+  void Stop();
+
+  ServerState& state() { return *state_; }
+  DevicePluginService* service() { return service_; }
+  grpc::ServerCompletionQueue* cq() { return cq_.get(); }
+  std::mutex& mu() ABSL_LOCK_RETURNED(mu_) { return mu_; }
+  // Under mu().
+  bool stopped() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; }
+  bool closing() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closing_; }
+  const ListPtr& latest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return latest_; }
+  void Add(StreamCall* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { streams_.insert(s); }
+  void Remove(StreamCall* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { streams_.erase(s); }
+
+ private:
+  // The list changed (ServerState's waker, under the state's lock).
+  void Offer(ListPtr list);
+  void PumpAllLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Run();
+
+  const std::shared_ptr<ServerState> state_;
+  DevicePluginService* const service_;
+  const std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::thread thread_;
+  std::mutex mu_;
+  ListPtr latest_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // the queue is shut down: arm nothing more
+  std::set<StreamCall*> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+// One unary method: arms the next request when one arrives, answers with
+// `handle`, and is deleted when the answer is out.
+template <class Req, class Resp>
+class UnaryCall final : public Tag {
+ public:
+  using Request = void (DevicePluginService::*)(grpc::ServerContext*, Req*,
+                                                grpc::ServerAsyncResponseWriter<Resp>*,
+                                                grpc::CompletionQueue*,
+                                                grpc::ServerCompletionQueue*, void*);
+  using Handle = grpc::Status (*)(ServerState& state, const Req& req, Resp* resp);
+
+  // Under the loop's lock, before the queue is shut down.
+  static void Arm(Loop* loop, Request request, Handle handle) {
+    auto* call = new UnaryCall(loop, request, handle);
+    (loop->service()->*request)(&call->ctx_, &call->req_, &call->responder_, loop->cq(), loop->cq(),
+                                call);
   }
 
-  grpc::ServerWriteReactor<v1beta1::ListAndWatchResponse>* ListAndWatch(
-      grpc::CallbackServerContext*, const v1beta1::Empty*) override {
-    return new ListAndWatchReactor(state_);
-  }
-
-  grpc::ServerUnaryReactor* GetPreferredAllocation(
-      grpc::CallbackServerContext* ctx, const v1beta1::PreferredAllocationRequest* req,
-      v1beta1::PreferredAllocationResponse* resp) override {
-    const auto start = std::chrono::steady_clock::now();
-    const std::shared_ptr<const ResourceBackend> backend = state_->backend();
-    absl::Status status;
-    for (const auto& creq : req->container_requests()) {
-      std::vector<std::string> available(creq.available_deviceids().begin(),
-                                         creq.available_deviceids().end());
-      std::vector<std::string> must(creq.must_include_deviceids().begin(),
-                                    creq.must_include_deviceids().end());
-      auto chosen = backend->PreferredAllocation(available, must, creq.allocation_size());
-      if (!chosen.ok()) {
-        status = chosen.status();
-        break;
-      }
-      auto* out = resp->add_container_responses();
-      for (auto& id : *chosen) out->add_deviceids(std::move(id));
+  void Proceed(bool ok) override {
+    if (answered_ || !ok) {  // the answer is out, or the server is shutting down
+      delete this;
+      return;
     }
-    Record(start, status, state_->stats.preferred_allocation_calls,
-           state_->stats.preferred_allocation_errors, state_->stats.preferred_allocation_latency_us,
-           state_->stats.preferred_allocation_latency_buckets, "GetPreferredAllocation");
-    if (!status.ok()) resp->Clear();
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-
-  grpc::ServerUnaryReactor* Allocate(grpc::CallbackServerContext* ctx,
-                                     const v1beta1::AllocateRequest* req,
-                                     v1beta1::AllocateResponse* resp) override {
-    const auto start = std::chrono::steady_clock::now();
-    const std::shared_ptr<const ResourceBackend> backend = state_->backend();
-    absl::Status status;
-    if (req->container_requests().empty()) {
-      status = absl::InvalidArgumentError("Allocate for " + backend->ResourceName() +
-                                          ": the request has no container_requests");
+    {
+      std::lock_guard lock(loop_->mu());
+      if (!loop_->stopped()) Arm(loop_, request_, handle_);
     }
-    for (const auto& creq : req->container_requests()) {
-      std::vector<std::string> ids(creq.devices_ids().begin(), creq.devices_ids().end());
-      auto alloc = backend->Allocate(ids);
-      if (!alloc.ok()) {
-        status = alloc.status();
-        break;
-      }
-      auto* out = resp->add_container_responses();
-      for (const auto& [k, v] : alloc->envs) (*out->mutable_envs())[k] = v;
-      for (const auto& [k, v] : alloc->annotations) (*out->mutable_annotations())[k] = v;
-      for (const Mount& m : alloc->mounts) {
-        auto* pm = out->add_mounts();
-        pm->set_container_path(m.container_path);
-        pm->set_host_path(m.host_path);
-        pm->set_read_only(m.read_only);
-      }
-      for (const DeviceSpec& d : alloc->devices) {
-        auto* pd = out->add_devices();
-        pd->set_container_path(d.container_path);
-        pd->set_host_path(d.host_path);
-        pd->set_permissions(d.permissions);
-      }
-      for (const std::string& name : alloc->cdi_devices) out->add_cdi_devices()->set_name(name);
-    }
-    Record(start, status, state_->stats.allocate_calls, state_->stats.allocate_errors,
-           state_->stats.allocate_latency_us, state_->stats.allocate_latency_buckets, "Allocate");
-    if (!status.ok()) resp->Clear();
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
-
-  grpc::ServerUnaryReactor* PreStartContainer(grpc::CallbackServerContext* ctx,
-                                              const v1beta1::PreStartContainerRequest*,
-                                              v1beta1::PreStartContainerResponse*) override {
-    auto* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status::OK);
-    return reactor;
+    answered_ = true;
+    const grpc::Status status = handle_(loop_->state(), req_, &resp_);
+    responder_.Finish(resp_, status, this);
   }
 
  private:
-  void Record(std::chrono::steady_clock::time_point start, const absl::Status& status,
-              std::atomic<uint64_t>& calls, std::atomic<uint64_t>& errors,
-              std::atomic<uint64_t>& latency_us, LatencyBuckets& buckets, const char* rpc) {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - start)
-                        .count();
-    for (size_t i = 0; i < kLatencyBucketsUs.size(); ++i) {
-      if (static_cast<uint64_t>(us) <= kLatencyBucketsUs[i]) {
-        buckets[i].fetch_add(1);
-        break;
-      }
-    }
-    latency_us.fetch_add(static_cast<uint64_t>(us));
-    calls.fetch_add(1);
-    if (!status.ok()) {
-      errors.fetch_add(1);
-      log::Warn("request refused", {{"rpc", rpc}, {"error", status.ToString()}});
+  UnaryCall(Loop* loop, Request request, Handle handle)
+      : loop_(loop), request_(request), handle_(handle), responder_(&ctx_) {}
+
+  Loop* const loop_;
+  const Request request_;
+  const Handle handle_;
+  grpc::ServerContext ctx_;
+  Req req_;
+  Resp resp_;
+  grpc::ServerAsyncResponseWriter<Resp> responder_;
+  bool answered_ = false;
+};
+
+// One ListAndWatch stream: the whole list when it opens and after every
+// change, at most one write outstanding; a change during a write sends only
+// the newest list when the write completes. Deleted once gRPC says the call is
+// over (AsyncNotifyWhenDone) and none of its operations is outstanding. Its
+// fields are under the loop's lock.
+class StreamCall final {
+ public:
+  // Under the loop's lock, before the queue is shut down.
+  static void Arm(Loop* loop) {
+    auto* call = new StreamCall(loop);
+    call->ctx_.AsyncNotifyWhenDone(&call->done_op_);
+    loop->service()->RequestListAndWatch(&call->ctx_, &call->req_, &call->writer_, loop->cq(),
+                                         loop->cq(), &call->requested_);
+  }
+
+  // Sends the newest list, or ends the stream when the loop is closing and
+  // the newest list is out. Under the loop's lock, on any thread.
+  void Pump() {
+    if (!open_ || writing_ || finished_ || done_) return;
+    const ListPtr& latest = loop_->latest();
+    if (latest != sent_) {
+      sent_ = latest;
+      writing_ = true;
+      loop_->state().stats.list_and_watch_sends.fetch_add(1);
+      writer_.Write(*sent_, &written_);
+    } else if (loop_->closing()) {
+      Finish(grpc::Status::OK);
     }
   }
 
-  const std::shared_ptr<ServerState> state_;
+ private:
+  struct Op final : Tag {
+    Op(StreamCall* c, void (StreamCall::*f)(bool)) : call(c), fn(f) {}
+    void Proceed(bool ok) override {
+      StreamCall* c = call;  // `this` may go with the call
+      std::unique_lock lock(c->loop_->mu());
+      (c->*fn)(ok);
+      if (c->Over()) {
+        c->loop_->Remove(c);
+        if (c->open_) c->loop_->state().stats.open_streams.fetch_sub(1);
+        lock.unlock();
+        delete c;
+      }
+    }
+    StreamCall* call;
+    void (StreamCall::*fn)(bool);
+  };
+
+  explicit StreamCall(Loop* loop) : loop_(loop), writer_(&ctx_) {}
+
+  void OnRequested(bool ok) {
+    if (!ok) {  // the server is shutting down; no call, so no done notification either
+      gone_ = true;
+      return;
+    }
+    if (!loop_->stopped()) Arm(loop_);
+    open_ = true;
+    loop_->Add(this);
+    loop_->state().stats.open_streams.fetch_add(1);
+    if (loop_->closing()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "device plugin is stopping"));
+      return;
+    }
+    Pump();
+  }
+  void OnWritten(bool ok) {
+    writing_ = false;
+    if (ok) Pump();  // else the call is over: its done notification follows
+  }
+  void OnFinished(bool) { finishing_ = false; }
+  void OnDone(bool) { done_ = true; }
+  void Finish(const grpc::Status& status) {
+    finishing_ = true;
+    finished_ = true;
+    writer_.Finish(status, &finished_op_);
+  }
+  // Nothing more will come for this call.
+  bool Over() const { return gone_ || (done_ && !writing_ && !finishing_); }
+
+  Loop* const loop_;
+  grpc::ServerContext ctx_;
+  v1beta1::Empty req_;
+  grpc::ServerAsyncWriter<v1beta1::ListAndWatchResponse> writer_;
+  Op requested_{this, &StreamCall::OnRequested};
+  Op written_{this, &StreamCall::OnWritten};
+  Op finished_op_{this, &StreamCall::OnFinished};
+  Op done_op_{this, &StreamCall::OnDone};
+  ListPtr sent_;
+  bool open_ = false;       // the request arrived
+  bool gone_ = false;       // the request never arrived (shutdown)
+  bool writing_ = false;    // a Write is outstanding
+  bool finishing_ = false;  // Finish is outstanding
+  bool finished_ = false;   // Finish was called (never twice)
+  bool done_ = false;       // gRPC says the call is over
 };
+
+void Loop::Offer(ListPtr list) {
+  std::lock_guard lock(mu_);
+  latest_ = std::move(list);
+  PumpAllLocked();
+}
+
+void Loop::PumpAllLocked() {
+  for (StreamCall* s : streams_) s->Pump();
+}
+
+void Loop::Close() {
+  std::lock_guard lock(mu_);
+  closing_ = true;
+  PumpAllLocked();
+}
+
+void Loop::Start() {
+  using S = DevicePluginService;
+  // Follow the list first: the streams armed below send it when they open.
+  state_->SetWaker([this](ListPtr list) { Offer(std::move(list)); });
+  std::lock_guard lock(mu_);
+  UnaryCall<v1beta1::Empty, v1beta1::DevicePluginOptions>::Arm(
+      this, &S::RequestGetDevicePluginOptions,
+      [](ServerState&, const v1beta1::Empty&, v1beta1::DevicePluginOptions* resp) {
+        resp->set_pre_start_required(false);
+        resp->set_get_preferred_allocation_available(true);
+        return grpc::Status::OK;
+      });
+  UnaryCall<v1beta1::PreferredAllocationRequest, v1beta1::PreferredAllocationResponse>::Arm(
+      this, &S::RequestGetPreferredAllocation, &HandlePreferredAllocation);
+  UnaryCall<v1beta1::AllocateRequest, v1beta1::AllocateResponse>::Arm(this, &S::RequestAllocate,
+                                                                      &HandleAllocate);
+  UnaryCall<v1beta1::PreStartContainerRequest, v1beta1::PreStartContainerResponse>::Arm(
+      this, &S::RequestPreStartContainer,
+      [](ServerState&, const v1beta1::PreStartContainerRequest&,
+         v1beta1::PreStartContainerResponse*) { return grpc::Status::OK; });
+  StreamCall::Arm(this);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Loop::Stop() {
+  if (!thread_.joinable()) return;
+  state_->SetWaker({});
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;  // no request is armed after this, so none meets a shut-down queue
+    cq_->Shutdown();
+  }
+  thread_.join();
+}
+
+void Loop::Run() {
+  ::pthread_setname_np(::pthread_self(), "gdp-grpc");  // as top -H and perf show it
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_->Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
+}
 
 }  // namespace detail
 
@@ -473,21 +513,29 @@ absl::Status DevicePluginServer::Start() {
     return absl::UnavailableError("cannot remove stale socket " + socket_path_ + ": " +
                                   ErrnoString(err) + "; is the plugin directory writable?");
   }
-  auto service = std::make_unique<detail::DevicePluginService>(state_);
+  auto service = std::make_unique<detail::DevicePluginService>();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("unix://" + socket_path_, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service.get());
-  state_->Open();
+  // The async API on a queue of our own: one thread serves it, however many
+  // cores the node has (the callback API starts up to 16 polling threads).
+  std::unique_ptr<grpc::ServerCompletionQueue> cq = builder.AddCompletionQueue();
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    state_->CloseAll();
+    cq->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq->Next(&tag, &ok)) {
+    }
     const bool dir_ok = ::access(options_.plugin_dir.c_str(), W_OK) == 0;
     return absl::UnavailableError(
         "cannot serve the device plugin for " + resource_name_ + " on unix://" + socket_path_ +
         (dir_ok ? std::string(": bind failed")
                 : ": the plugin directory is missing or not writable; is it mounted?"));
   }
+  loop_ = std::make_unique<detail::Loop>(state_, service.get(), std::move(cq));
+  loop_->Start();
   service_ = std::move(service);
   server_ = std::move(server);
   log::Info("device plugin serving", {{"resource", resource_name_}, {"socket", socket_path_}});
@@ -499,10 +547,12 @@ void DevicePluginServer::Stop() {
   if (server_ == nullptr) return;
   // End the streams first: Shutdown would otherwise wait the whole deadline
   // for streams that never end by themselves.
-  state_->CloseAll();
+  loop_->Close();
   server_->Shutdown(std::chrono::system_clock::now() + options_.shutdown_deadline);
   server_->Wait();
+  loop_->Stop();  // every call's last event is in; the thread has deleted them
   server_.reset();
+  loop_.reset();  // the queue, after the server
   service_.reset();
   if (::unlink(socket_path_.c_str()) != 0 && errno != ENOENT) {
     const int err = errno;

@@ -3,11 +3,14 @@
 //
 // What it serves comes from a ResourceBackend; the server adds only a health
 // overlay (SetHealth) on top of the backend's device list. It uses gRPC's
-// callback API: a ListAndWatch stream holds no thread, sends the whole list
-// when it opens and again after every change, and coalesces bursts (a stream
-// that is still writing sends only the newest list when its write completes).
-// Any number of streams may be open at once. Unary handlers call the backend
-// inline; backends are CPU-only and quick, so no reactor callback blocks.
+// async API on a completion queue of its own, served by one thread
+// (`gdp-grpc`) that blocks until something happens: gRPC's callback API would
+// start clamp(cores / 2, 2, 16) polling threads per process, each waking every
+// second (docs/benchmarks.md, "Idle cost"). A ListAndWatch stream holds no
+// thread, sends the whole list when it opens and again after every change, and
+// coalesces bursts (a stream that is still writing sends only the newest list
+// when its write completes). Any number of streams may be open at once. Unary
+// handlers call the backend inline; backends are CPU-only and quick.
 //
 // Ownership: the server shares the backend (shared_ptr) with its owner.
 // Start/Stop may be repeated (a kubelet restart needs a fresh socket); the
@@ -78,6 +81,7 @@ struct ServerStats {
 namespace detail {
 class ServerState;
 class DevicePluginService;
+class Loop;
 }  // namespace detail
 
 class DevicePluginServer {
@@ -135,7 +139,8 @@ class DevicePluginServer {
   const std::shared_ptr<detail::ServerState> state_;
 
   mutable std::mutex mu_;  // serialises Start/Stop
-  std::unique_ptr<detail::DevicePluginService> service_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<detail::DevicePluginService> service_ ABSL_GUARDED_BY(mu_);  // outlives loop_
+  std::unique_ptr<detail::Loop> loop_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -137,7 +137,7 @@ std::string ThreadName(const std::filesystem::path& task) {
   return name;
 }
 // Threads other than gRPC's process-wide pools, which grow and shrink on their
-// own (event engine, executors, timers, callback-queue nexting threads).
+// own (event engine, executors, timers; nexting threads, were the callback API used).
 // Ours are named gdp-*; test threads keep the binary's name.
 size_t ThreadCount() {
   static const std::set<std::string> kGrpcPools = {"event_engine",    "default-executo",
@@ -326,6 +326,42 @@ TEST_F(ServerTest, TwentyConcurrentStreamsAllGetUpdates) {
   server.SetUnhealthy({"GPU-a"});
   const auto want = HealthIs({{"GPU-a", "Unhealthy"}, {"GPU-b", "Healthy"}, {"GPU-c", "Healthy"}});
   for (auto& s : streams) EXPECT_TRUE(s->WaitFor(want, In(seconds(5))));
+}
+
+// The server's own thread: one per running server, whatever the core count
+// (gRPC's callback API would start its nexting_thread pool), and it sleeps
+// until something happens: no wakeup while a stream is open and idle.
+std::vector<std::filesystem::path> ThreadsNamed(const std::string& name) {
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (ThreadName(e.path()) == name) out.push_back(e.path());
+  }
+  return out;
+}
+long Wakeups(const std::filesystem::path& task) {  // schedstat: run ns, wait ns, timeslices
+  std::ifstream in(task / "schedstat");
+  long run = 0, wait = 0, slices = -1;
+  in >> run >> wait >> slices;
+  return slices;
+}
+
+TEST_F(ServerTest, OneThreadPerServerThatSleepsWhileIdle) {
+  DevicePluginServer server(GpuBackend(), ServerOptions());
+  ASSERT_TRUE(server.Start().ok());
+  PluginClient client(server.socket_path());
+  auto stream = client.Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(5))));
+  const std::vector<std::filesystem::path> threads = ThreadsNamed("gdp-grpc");
+  ASSERT_EQ(threads.size(), 1U) << ThreadNames();
+  EXPECT_TRUE(ThreadsNamed("nexting_thread").empty()) << ThreadNames();
+  const long before = Wakeups(threads[0]);
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_EQ(Wakeups(threads[0]), before) << "the server's thread woke with nothing to do";
+  // A change wakes nobody on its way out: the changing thread starts the write.
+  server.SetUnhealthy({"GPU-a"});
+  EXPECT_TRUE(stream->WaitForCount(2, In(seconds(5))));
+  server.Stop();
+  EXPECT_TRUE(ThreadsNamed("gdp-grpc").empty()) << ThreadNames();
 }
 
 TEST_F(ServerTest, CancelledStreamEndsPromptly) {
