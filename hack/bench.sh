@@ -294,7 +294,7 @@ row "Idle CPU, metrics sampling every 10 s (the default)" \
   "$(awk -v on="$IDLE_MS" -v off="$off_ms" -v s="${sampler_ms:-0}" 'BEGIN { d = on - off; if (d <= s + 1) printf "met (%.1f ms over off, the sampler %.1f ms)", d, s; else printf "MISSED (%.1f ms over off, the sampler only %.1f ms)", d, s }')"
 stop_node
 # The threads a node with more cores gets: gRPC reads the count with sysconf, which the
-# shim answers (bench/cores_shim.c).
+# shim answers (bench/cores_shim.cc).
 big=""
 for cores in 64 128; do
   LD_PRELOAD="$B/bench/libcores-shim.so" GDP_FAKE_CORES=$cores node idle-$cores dgx-h100 --metrics-sample-interval 1h

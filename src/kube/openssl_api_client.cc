@@ -535,7 +535,8 @@ absl::StatusOr<nlohmann::json> OpenSslApiClient::Get(const std::string& path) {
 
 absl::StatusOr<nlohmann::json> OpenSslApiClient::Post(const std::string& path,
                                                       const nlohmann::json& body) {
-  std::string text = body.dump();
+  // Bad UTF-8 in a string (a token a client sent) is replaced, never thrown.
+  std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return Do("POST", path, "application/json", &text);
 }
 
@@ -555,7 +556,8 @@ absl::StatusOr<nlohmann::json> OpenSslApiClient::Patch(const std::string& path, 
   }
   if (type == PatchType::kApply && options.force)
     absl::StrAppend(&full, std::string(1, sep), "force=true");
-  std::string text = body.dump();  // JSON is YAML, so apply-patch+yaml accepts it
+  // JSON is YAML, so apply-patch+yaml accepts it; bad UTF-8 is replaced, never thrown.
+  std::string text = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return Do("PATCH", full, ContentType(type), &text);
 }
 

@@ -110,6 +110,18 @@ bool SameWord(std::string_view a, std::string_view b) {  // ASCII, case-insensit
          });
 }
 
+// RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+bool IsBearerToken(std::string_view t) {
+  size_t i = 0;
+  while (i < t.size() && (absl::ascii_isalnum(static_cast<unsigned char>(t[i])) ||
+                          std::strchr("-._~+/", t[i]) != nullptr)) {
+    ++i;
+  }
+  if (i == 0) return false;
+  while (i < t.size() && t[i] == '=') ++i;
+  return i == t.size();
+}
+
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -310,6 +322,14 @@ absl::Status HttpServer::Start() {
       return fail(absl::StrCat("epoll_ctl: ", ErrnoString(errno)));
     }
   }
+  {
+    std::lock_guard<std::mutex> lock(work_mu_);  // a restarted server starts clean
+    work_stop_ = false;
+    jobs_.clear();
+    finished_.clear();
+    abandoned_.clear();
+  }
+  pending_ = 0;
   loop_ = std::thread([this] { Loop(); });
   log::Info("http endpoint listening", {{"address", bind_address_},
                                         {"port", bound_port_},
@@ -587,6 +607,10 @@ void HttpServer::Close(int fd) {
   if (it == connections_.end()) return;
   const Connection& c = it->second;
   (c.writing ? writers_ : c.waiting ? waiters_ : readers_).erase({c.deadline, fd});
+  if (c.waiting) {
+    std::lock_guard<std::mutex> lock(work_mu_);
+    abandoned_.insert(c.serial);  // the worker skips it (or has it in hand)
+  }
   if (it->second.ssl != nullptr) SSL_free(it->second.ssl);
   ::close(fd);  // also takes it out of the epoll set
   connections_.erase(it);
@@ -612,6 +636,9 @@ std::optional<HttpResponse> HttpServer::Answer(Connection& c, const detail::Requ
                           "this endpoint needs a Kubernetes bearer token (Authorization: Bearer "
                           "<token>) whose user may get " +
                               request.path + "\n"};
+    }
+    if (!IsBearerToken(request.bearer_token)) {  // not worth asking the API server about
+      return HttpResponse{401, kText, "the token is not valid: not an RFC 6750 bearer token\n"};
     }
     if (std::optional<RequestAuthorizer::Decision> d =
             authorizer_->Cached(request.bearer_token, request.path);
@@ -646,11 +673,13 @@ void HttpServer::Enqueue(Connection& c, detail::RequestHead request, bool author
   c.waiting = true;
   c.deadline = Clock::now() + limits_.work_timeout;
   waiters_.insert({c.deadline, c.fd});
-  Want(c, EPOLLRDHUP);  // only a hang-up matters until the answer is ready
+  // Until the answer is ready only a reset matters (EPOLLHUP and EPOLLERR are always
+  // reported): a client that half-closed after its request still gets its answer.
+  Want(c, 0);
   ++pending_;
   {
     std::lock_guard<std::mutex> lock(work_mu_);
-    jobs_.push_back(Job{c.fd, c.serial, std::move(request), authorize});
+    jobs_.push_back(Job{c.fd, c.serial, std::move(request), authorize, c.deadline});
   }
   if (!worker_.joinable()) worker_ = std::thread([this] { Work(); });
   work_cv_.notify_one();
@@ -667,18 +696,34 @@ void HttpServer::Work() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    std::optional<HttpResponse> denied;
-    if (job.authorize) {
-      RequestAuthorizer::Decision d =
-          authorizer_->Authorize(job.request.bearer_token, job.request.path);
-      if (d.status != 200) {
-        denied = HttpResponse{d.status, "text/plain; charset=utf-8", std::move(d.reason) + "\n"};
+    // A request whose client is gone or whose deadline passed is not worth a review.
+    auto abandoned = [&] {
+      std::lock_guard<std::mutex> lock(work_mu_);
+      return abandoned_.count(job.serial) != 0 || Clock::now() >= job.deadline;
+    };
+    std::string out;
+    if (!abandoned()) {
+      std::optional<HttpResponse> denied;
+      if (job.authorize) {
+        RequestAuthorizer::Decision d;
+        try {
+          d = authorizer_->Authorize(job.request.bearer_token, job.request.path);
+        } catch (const std::exception& e) {
+          log::Error("http endpoint: checking a caller failed", {{"error", e.what()}});
+          d = RequestAuthorizer::Decision{503, "cannot check the token; see the daemon's log"};
+        }
+        if (d.status != 200) {
+          denied = HttpResponse{d.status, "text/plain; charset=utf-8", std::move(d.reason) + "\n"};
+        }
+      }
+      if (denied || !abandoned()) {
+        out = detail::RenderResponse(job.request, denied ? *denied : Run(job.request.path));
       }
     }
-    std::string out = detail::RenderResponse(job.request, denied ? *denied : Run(job.request.path));
     {
       std::lock_guard<std::mutex> lock(work_mu_);
-      finished_.push_back(Finished{job.fd, job.serial, std::move(out)});
+      abandoned_.erase(job.serial);
+      finished_.push_back(Finished{job.fd, job.serial, std::move(out)});  // empty: nobody waits
     }
     const uint64_t one = 1;
     if (::write(done_fd_, &one, sizeof one) != sizeof one) {
@@ -702,6 +747,12 @@ void HttpServer::TakeFinished() {
     auto it = connections_.find(f.fd);
     // Gone, timed out, or the descriptor reused by a newer connection: dropped.
     if (it == connections_.end() || !it->second.waiting || it->second.serial != f.serial) continue;
+    if (f.out.empty()) {  // skipped: its deadline passed as the worker took it
+      detail::RequestHead request;
+      request.method = "GET";
+      f.out = detail::RenderResponse(
+          request, {503, "text/plain; charset=utf-8", "no answer in time; try again\n"});
+    }
     Respond(it->second, std::move(f.out));
   }
 }

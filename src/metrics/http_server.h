@@ -196,6 +196,7 @@ class HttpServer {
     uint64_t serial = 0;
     detail::RequestHead request;
     bool authorize = false;
+    Clock::time_point deadline;  // the connection's; past it nobody waits
   };
   struct Finished {
     int fd = -1;
@@ -235,6 +236,7 @@ class HttpServer {
   std::condition_variable work_cv_;
   std::deque<Job> jobs_;
   std::vector<Finished> finished_;
+  std::set<uint64_t> abandoned_;  // serials of waiting connections closed before their answer
   bool work_stop_ = false;
   size_t pending_ = 0;  // the loop's count of jobs not yet answered
   int done_fd_ = -1;    // eventfd

@@ -275,9 +275,8 @@ std::string Get(int port, const std::string& path, const std::string& token = ""
   return Exchange(port, request + "\r\n");
 }
 
-TEST(HttpServerAuthTest, GuardedPathsNeedATokenWhoseUserMayReadThem) {
-  TableAuthorizer auth;
-  HttpServer server("127.0.0.1", 0);
+// An open /healthz and a /metrics that needs the authorizer's yes.
+void ServeGuardedMetrics(HttpServer& server) {
   server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
   server.Handle(
       "/metrics",
@@ -285,6 +284,12 @@ TEST(HttpServerAuthTest, GuardedPathsNeedATokenWhoseUserMayReadThem) {
         return HttpResponse{200, "text/plain", "gpus 8\n"};
       },
       Route{.guarded = true});
+}
+
+TEST(HttpServerAuthTest, GuardedPathsNeedATokenWhoseUserMayReadThem) {
+  TableAuthorizer auth;
+  HttpServer server("127.0.0.1", 0);
+  ServeGuardedMetrics(server);
   server.UseAuthorizer(&auth);
   ASSERT_TRUE(server.Start().ok());
 
@@ -308,6 +313,24 @@ TEST(HttpServerAuthTest, GuardedPathsNeedATokenWhoseUserMayReadThem) {
       "HTTP/1.1 200");
   EXPECT_EQ(Get(server.port(), "/metrics", "nobody").substr(0, 12), "HTTP/1.1 403");
   EXPECT_EQ(auth.asked(), 3);
+  // A token that is not RFC 6750's is refused without asking (nor throwing on bad UTF-8).
+  EXPECT_EQ(Get(server.port(), "/metrics", "\xff\xfe").substr(0, 12), "HTTP/1.1 401");
+  EXPECT_EQ(Get(server.port(), "/metrics", "a b").substr(0, 12), "HTTP/1.1 401");
+  EXPECT_EQ(auth.asked(), 3);
+  // A client that half-closes after its request still gets the answer, also one
+  // the worker makes.
+  {
+    const int fd = Connect(server.port());
+    const std::string req = "GET /metrics HTTP/1.0\r\nAuthorization: Bearer fresh\r\n\r\n";
+    ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    ::shutdown(fd, SHUT_WR);
+    std::string out;
+    char buf[512];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, n);
+    ::close(fd);
+    EXPECT_EQ(out.substr(0, 12), "HTTP/1.1 401") << out;  // "fresh" is not in the table
+    EXPECT_EQ(auth.asked(), 4);
+  }
   // Probes stay open; a token that is not a bearer token is no token.
   EXPECT_EQ(Get(server.port(), "/healthz").substr(0, 12), "HTTP/1.1 200");
   EXPECT_EQ(
@@ -327,13 +350,7 @@ TEST(HttpServerAuthTest, SlowAuthorizationAndBlockingHandlersDelayNoProbe) {
   std::mutex mu;
   std::condition_variable cv;
   bool entered = false, release = false;
-  server.Handle("/healthz", [] { return HttpResponse{200, "text/plain", "ok\n"}; });
-  server.Handle(
-      "/metrics",
-      [] {
-        return HttpResponse{200, "text/plain", "gpus 8\n"};
-      },
-      Route{.guarded = true});
+  ServeGuardedMetrics(server);
   server.Handle(
       "/allocations",
       [&] {
@@ -391,22 +408,30 @@ TEST(HttpServerAuthTest, AnAnswerThatTakesTooLongIsA503) {
   HttpLimits limits;
   limits.work_timeout = std::chrono::milliseconds(200);
   HttpServer server("127.0.0.1", 0, limits);
-  server.Handle(
-      "/metrics",
-      [] {
-        return HttpResponse{200, "text/plain", "gpus 8\n"};
-      },
-      Route{.guarded = true});
+  ServeGuardedMetrics(server);
   server.UseAuthorizer(&auth);
   ASSERT_TRUE(server.Start().ok());
   auth.Hold(true);
+  std::string queued;
+  std::thread second([&] {
+    while (auth.asked() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    queued = Get(server.port(), "/metrics", "nobody");  // behind the first, in the queue
+  });
   const std::string late = Get(server.port(), "/metrics", "good");
+  second.join();
   EXPECT_EQ(late.substr(0, 12), "HTTP/1.1 503");
   EXPECT_THAT(late, HasSubstr("no answer in time"));
+  EXPECT_EQ(queued.substr(0, 12), "HTTP/1.1 503");
   auth.Hold(false);
-  server.Stop();
-  // The decision made after the deadline is cached for the next request.
+  // The decision made after the deadline is cached for the next request; the
+  // queued one, past its deadline when the worker came to it, was never asked.
+  for (int i = 0; i < 200 && !auth.Cached("good", "/metrics").has_value(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_TRUE(auth.Cached("good", "/metrics").has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(auth.asked(), 1);
+  server.Stop();
 }
 
 TEST(HttpServerStartTest, PortInUseIsAClearError) {

@@ -299,7 +299,7 @@ class UnaryCall final : public Tag {
   static void Arm(Loop* loop, Request request, Handle handle) {
     auto* call = new UnaryCall(loop, request, handle);
     (loop->service()->*request)(&call->ctx_, &call->req_, &call->responder_, loop->cq(), loop->cq(),
-                                call);
+                                static_cast<Tag*>(call));
   }
 
   void Proceed(bool ok) override {
@@ -313,7 +313,7 @@ class UnaryCall final : public Tag {
     }
     answered_ = true;
     const grpc::Status status = handle_(loop_->state(), req_, &resp_);
-    responder_.Finish(resp_, status, this);
+    responder_.Finish(resp_, status, static_cast<Tag*>(this));
   }
 
  private:
@@ -340,9 +340,9 @@ class StreamCall final {
   // Under the loop's lock, before the queue is shut down.
   static void Arm(Loop* loop) {
     auto* call = new StreamCall(loop);
-    call->ctx_.AsyncNotifyWhenDone(&call->done_op_);
+    call->ctx_.AsyncNotifyWhenDone(static_cast<Tag*>(&call->done_op_));
     loop->service()->RequestListAndWatch(&call->ctx_, &call->req_, &call->writer_, loop->cq(),
-                                         loop->cq(), &call->requested_);
+                                         loop->cq(), static_cast<Tag*>(&call->requested_));
   }
 
   // Sends the newest list, or ends the stream when the loop is closing and
@@ -354,7 +354,7 @@ class StreamCall final {
       sent_ = latest;
       writing_ = true;
       loop_->state().stats.list_and_watch_sends.fetch_add(1);
-      writer_.Write(*sent_, &written_);
+      writer_.Write(*sent_, static_cast<Tag*>(&written_));
     } else if (loop_->closing()) {
       Finish(grpc::Status::OK);
     }
@@ -404,7 +404,7 @@ class StreamCall final {
   void Finish(const grpc::Status& status) {
     finishing_ = true;
     finished_ = true;
-    writer_.Finish(status, &finished_op_);
+    writer_.Finish(status, static_cast<Tag*>(&finished_op_));
   }
   // Nothing more will come for this call.
   bool Over() const { return gone_ || (done_ && !writing_ && !finishing_); }
@@ -481,6 +481,7 @@ void Loop::Run() {
   ::pthread_setname_np(::pthread_self(), "gdp-grpc");  // as top -H and perf show it
   void* tag = nullptr;
   bool ok = false;
+  // Every tag handed to gRPC is a Tag*, so it comes back as one.
   while (cq_->Next(&tag, &ok)) static_cast<Tag*>(tag)->Proceed(ok);
 }
 

@@ -329,8 +329,9 @@ TEST_F(ServerTest, TwentyConcurrentStreamsAllGetUpdates) {
 }
 
 // The server's own thread: one per running server, whatever the core count
-// (gRPC's callback API would start its nexting_thread pool), and it sleeps
-// until something happens: no wakeup while a stream is open and idle.
+// (gRPC's callback API would start its nexting_thread pool). That it sleeps
+// while idle is checked on the daemon (tests/integration/daemon_test.cc): in
+// this process the client's connection shares gRPC's poller with it.
 std::vector<std::filesystem::path> ThreadsNamed(const std::string& name) {
   std::vector<std::filesystem::path> out;
   for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
@@ -338,14 +339,8 @@ std::vector<std::filesystem::path> ThreadsNamed(const std::string& name) {
   }
   return out;
 }
-long Wakeups(const std::filesystem::path& task) {  // schedstat: run ns, wait ns, timeslices
-  std::ifstream in(task / "schedstat");
-  long run = 0, wait = 0, slices = -1;
-  in >> run >> wait >> slices;
-  return slices;
-}
 
-TEST_F(ServerTest, OneThreadPerServerThatSleepsWhileIdle) {
+TEST_F(ServerTest, OneThreadPerServer) {
   DevicePluginServer server(GpuBackend(), ServerOptions());
   ASSERT_TRUE(server.Start().ok());
   PluginClient client(server.socket_path());
@@ -354,10 +349,6 @@ TEST_F(ServerTest, OneThreadPerServerThatSleepsWhileIdle) {
   const std::vector<std::filesystem::path> threads = ThreadsNamed("gdp-grpc");
   ASSERT_EQ(threads.size(), 1U) << ThreadNames();
   EXPECT_TRUE(ThreadsNamed("nexting_thread").empty()) << ThreadNames();
-  const long before = Wakeups(threads[0]);
-  std::this_thread::sleep_for(milliseconds(1500));
-  EXPECT_EQ(Wakeups(threads[0]), before) << "the server's thread woke with nothing to do";
-  // A change wakes nobody on its way out: the changing thread starts the write.
   server.SetUnhealthy({"GPU-a"});
   EXPECT_TRUE(stream->WaitForCount(2, In(seconds(5))));
   server.Stop();

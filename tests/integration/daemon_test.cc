@@ -271,6 +271,38 @@ TEST_F(DaemonTest, AllocateGivesExactlyTheRequestedGpusAndTheirDeviceNodes) {
   EXPECT_EQ(gpu_nodes, 2);
 }
 
+// The device-plugin server runs on one thread of the daemon's own (gdp-grpc),
+// not on gRPC's callback-queue pool, and that thread sleeps while the node is
+// idle: registered, the kubelet's ListAndWatch stream open, sampling off.
+TEST_F(DaemonTest, TheServerThreadSleepsWhileIdle) {
+  LayRoot("dgx-h100");
+  StartRegistered({"--metrics-sample-interval", "1h"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+  const std::string tasks = "/proc/" + std::to_string(daemon_->pid()) + "/task";
+  std::vector<std::string> server_threads, nexting;
+  for (const auto& e : std::filesystem::directory_iterator(tasks)) {
+    std::string name;
+    std::getline(std::ifstream(e.path() / "comm"), name);
+    if (name == "gdp-grpc") server_threads.push_back(e.path());
+    if (name == "nexting_thread") nexting.push_back(e.path());
+  }
+  ASSERT_EQ(server_threads.size(), 1U);
+  EXPECT_TRUE(nexting.empty());
+  auto timeslices = [&] {
+    std::ifstream in(server_threads[0] + "/schedstat");
+    long run = 0, wait = 0, slices = -1;
+    in >> run >> wait >> slices;
+    return slices;
+  };
+  std::this_thread::sleep_for(milliseconds(500));
+  const long before = timeslices();
+  std::this_thread::sleep_for(seconds(3));
+  // One incidental wakeup is allowed; the callback API's threads woke twice a second each.
+  EXPECT_LE(timeslices() - before, 1) << "the server's thread woke with nothing to do";
+}
+
 TEST_F(DaemonTest, BadAllocateRequestsAreInvalidArgumentAndTheDaemonKeepsServing) {
   LayRoot("dgx-h100");
   StartRegistered();
