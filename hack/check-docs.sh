@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fails when the README, the docs, the chart or any script or source file names one of
-# the project's issues ("issue 5", "issue #12"): a reader does not know the tracker's
-# numbers, and text that says which change brought something rots. Describe what is.
+# Fails when the README, the docs, the chart or any script or source file refers to an
+# item of the project's tracker by its number: a reader does not know those numbers, and
+# text that says which change brought something rots. Describe what is.
 # Run by `make test` (ctest: docs_name_no_issue_numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."

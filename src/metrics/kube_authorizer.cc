@@ -39,6 +39,20 @@ std::string StringField(const json& j, const char* key) {
   return v != nullptr && v->is_string() ? v->get<std::string>() : std::string();
 }
 
+bool IsTrue(const json& j, const char* key) {
+  const json* v = Field(j, key);
+  return v != nullptr && v->is_boolean() && v->get<bool>();
+}
+
+json Object(const json& j, const char* key) {
+  const json* v = Field(j, key);
+  return v != nullptr && v->is_object() ? *v : json::object();
+}
+
+json Review(const char* api_version, const char* kind, json spec) {
+  return {{"apiVersion", api_version}, {"kind", kind}, {"spec", std::move(spec)}};
+}
+
 }  // namespace
 
 KubeAuthorizer::KubeAuthorizer(kube::ApiClient& api, const Clock& clock, Options options)
@@ -94,28 +108,17 @@ RequestAuthorizer::Decision KubeAuthorizer::Authorize(std::string_view token,
   // Who is it? (The API server's own audiences: a service-account token as a
   // Pod gets it, or one from `kubectl create token`.)
   if (user.is_null()) {
-    const json review = {{"apiVersion", "authentication.k8s.io/v1"},
-                         {"kind", "TokenReview"},
-                         {"spec", {{"token", std::string(token)}}}};
-    absl::StatusOr<json> answer = api_.Post(kTokenReviews, review);
+    absl::StatusOr<json> answer = api_.Post(
+        kTokenReviews,
+        Review("authentication.k8s.io/v1", "TokenReview", {{"token", std::string(token)}}));
     std::lock_guard<std::mutex> lock(mu_);
     ++counts_.token_reviews;
-    if (!answer.ok()) {
-      ++counts_.review_errors;
-      log::Warn("http endpoint: cannot check a bearer token (TokenReview)",
-                {{"error", answer.status().message()},
-                 {"fix",
-                  "the daemon's service account needs create on tokenreviews "
-                  "(ClusterRole system:auth-delegator)"}});
-      return Decision{503, absl::StrCat("cannot check the token with the API server: ",
-                                        answer.status().message())};
-    }
-    const json& status = Field(*answer, "status") ? (*answer)["status"] : json::object();
-    const json* authenticated = Field(status, "authenticated");
+    if (!answer.ok()) return UnansweredLocked(answer.status(), "TokenReview", "tokenreviews");
+    const json status = Object(*answer, "status");
     Trim();
     Identity& id = tokens_[key];
     id = Identity{};
-    if (authenticated == nullptr || !authenticated->is_boolean() || !authenticated->get<bool>()) {
+    if (!IsTrue(status, "authenticated")) {
       id.expires = clock_.Now() + options_.denied_ttl;
       id.error = StringField(status, "error");
       if (id.error.empty()) id.error = "the API server did not authenticate it";
@@ -123,7 +126,7 @@ RequestAuthorizer::Decision KubeAuthorizer::Authorize(std::string_view token,
     }
     id.valid = true;
     id.expires = clock_.Now() + options_.allowed_ttl;
-    id.user = Field(status, "user") ? status["user"] : json::object();
+    id.user = Object(status, "user");
     user = id.user;
   }
 
@@ -137,27 +140,17 @@ RequestAuthorizer::Decision KubeAuthorizer::Authorize(std::string_view token,
   if (const json* extra = Field(user, "extra"); extra != nullptr && extra->is_object()) {
     spec["extra"] = *extra;
   }
-  const json review = {{"apiVersion", "authorization.k8s.io/v1"},
-                       {"kind", "SubjectAccessReview"},
-                       {"spec", std::move(spec)}};
-  absl::StatusOr<json> answer = api_.Post(kAccessReviews, review);
+  absl::StatusOr<json> answer = api_.Post(
+      kAccessReviews, Review("authorization.k8s.io/v1", "SubjectAccessReview", std::move(spec)));
   std::lock_guard<std::mutex> lock(mu_);
   ++counts_.access_reviews;
   if (!answer.ok()) {
-    ++counts_.review_errors;
-    log::Warn("http endpoint: cannot check a caller's access (SubjectAccessReview)",
-              {{"error", answer.status().message()},
-               {"fix",
-                "the daemon's service account needs create on subjectaccessreviews "
-                "(ClusterRole system:auth-delegator)"}});
-    return Decision{
-        503, absl::StrCat("cannot check access with the API server: ", answer.status().message())};
+    return UnansweredLocked(answer.status(), "SubjectAccessReview", "subjectaccessreviews");
   }
-  const json& status = Field(*answer, "status") ? (*answer)["status"] : json::object();
-  const json* allowed = Field(status, "allowed");
+  const json status = Object(*answer, "status");
   Decision d;
   std::chrono::seconds ttl = options_.allowed_ttl;
-  if (allowed == nullptr || !allowed->is_boolean() || !allowed->get<bool>()) {
+  if (!IsTrue(status, "allowed")) {
     const std::string reason = StringField(status, "reason");
     const std::string p(path);
     d = Decision{403, UserName(user) + " may not get " + p +
@@ -171,6 +164,18 @@ RequestAuthorizer::Decision KubeAuthorizer::Authorize(std::string_view token,
     it->second.paths[std::string(path)] = PathDecision{clock_.Now() + ttl, d};
   }
   return d;
+}
+
+RequestAuthorizer::Decision KubeAuthorizer::UnansweredLocked(const absl::Status& error,
+                                                             const char* kind,
+                                                             const char* resource) {
+  ++counts_.review_errors;
+  log::Warn(absl::StrCat("http endpoint: cannot check a caller (", kind, ")"),
+            {{"error", error.message()},
+             {"fix", absl::StrCat("the daemon's service account needs create on ", resource,
+                                  " (ClusterRole system:auth-delegator)")}});
+  return Decision{503, absl::StrCat("cannot check the caller with the API server (", kind,
+                                    "): ", error.message())};
 }
 
 KubeAuthorizer::Counts KubeAuthorizer::counts() const {

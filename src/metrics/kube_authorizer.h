@@ -82,6 +82,8 @@ class KubeAuthorizer final : public RequestAuthorizer, public Collector {
   std::optional<Decision> Lookup(const Key& key, std::string_view path);
   // Makes room for one more token; mu_ held.
   void Trim();
+  // The 503 for a review the API server did not answer, counted and logged; mu_ held.
+  Decision UnansweredLocked(const absl::Status& error, const char* kind, const char* resource);
 
   kube::ApiClient& api_;
   const Clock& clock_;
