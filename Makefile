@@ -21,8 +21,9 @@ fuzz:
 e2e:
 	hack/e2e.sh
 
+# DEMO_FLAGS=--no-wait: run the story, tear down, exit 1 on a failed check (make e2e does).
 demo:
-	hack/demo.sh
+	hack/demo.sh $(DEMO_FLAGS)
 
 # Every hot path and the footprint, one table (docs/benchmarks.md); under 10 minutes.
 bench:

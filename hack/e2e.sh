@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real-node suite: builds what it needs (the release daemon, simulator and
-# tools; the Kubernetes components from Go modules, cached by version), then
-# runs test/e2e/run.sh: a local one-node Kubernetes, the chart installed as a
+# tools; the Kubernetes components from Go modules, cached by version), runs the
+# demo's story (hack/demo.sh --no-wait; GDP_E2E_DEMO=0 skips it), then
+# test/e2e/run.sh: a local one-node Kubernetes, the chart installed as a
 # DaemonSet over a simulated dgx-h100 driver root, and the scenarios of
 # docs/e2e.md. Ends with "N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
@@ -14,6 +15,15 @@ hack/k8s-components.sh >/dev/null
 GDP_NVIDIA_TOOLKIT_BIN=$(hack/nvidia-toolkit.sh | tail -n 1)
 export GDP_NVIDIA_TOOLKIT_BIN
 hack/render-static.sh --check
+# The demo's story first, checked step by step, with its commands recorded: every command the
+# docs attribute to the demo must be among them (hack/doc-commands.py), and every panel of the
+# dashboard must be drawn from its Prometheus. It takes and releases the real-node lock itself.
+if [ "${GDP_E2E_DEMO:-1}" = 1 ]; then
+  demo_out=$(mktemp -d)
+  GDP_DEMO_COMMANDS=$demo_out/commands.txt make demo DEMO_FLAGS="--no-wait --plots $demo_out/plots"
+  hack/doc-commands.py --demo-transcript "$demo_out/commands.txt"
+  rm -rf "$demo_out"
+fi
 # One real node per machine: a second suite (or `make demo`) waits for this one.
 exec 8>/var/tmp/gdp-e2e.lock
 flock -w 3600 8 || die "another real-node run (make e2e or make demo) held /var/tmp/gdp-e2e.lock for an hour"

@@ -263,7 +263,11 @@ CheckResult CheckDeviceNodes(const Options& o, const FileSystem& fs, const HostA
   }
   if (!denied.empty()) {
     return Fail(name, absl::StrJoin(denied, "; "),
-                "run the plugin privileged or with read-write access to /dev/nvidia*");
+                "the container's device cgroup denies the GPUs (EPERM) or their mode does: NVML "
+                "needs them read-write. Run the plugin under the NVIDIA container runtime with "
+                "NVIDIA_VISIBLE_DEVICES=all (the chart's default env; set runtimeClassName: nvidia "
+                "where it is not containerd's default runtime), or privileged "
+                "(securityContext.privileged: true) on nodes without it");
   }
   if (!not_char.empty()) {
     return Warn(name, absl::StrCat("not character devices: ", absl::StrJoin(not_char, ", ")),

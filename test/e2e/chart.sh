@@ -54,3 +54,10 @@ chart_has "C5 metrics.auth: the flags, the reviewer's and the reader's RBAC, the
 out=$(chart_render --set metrics.auth.enabled=true)
 chart_has "C5 metrics.auth without metrics.tls fails, saying why" "$out" \
   "metrics.auth.enabled=true needs metrics.tls.enabled=true"
+
+# C6: the plugin's own container asks the NVIDIA runtime for every GPU's device nodes (NVML
+# opens them), as NVIDIA's chart does; nothing else of the driver.
+out=$(chart_render)
+env_of() { grep -A1 -- "- name: $1\$" <<<"$out" | sed -n 's/^ *value: //p' | head -1; }
+check "C6 the plugin container's NVIDIA_VISIBLE_DEVICES and NVIDIA_DRIVER_CAPABILITIES" "all utility" \
+  "$(env_of NVIDIA_VISIBLE_DEVICES) $(env_of NVIDIA_DRIVER_CAPABILITIES)"

@@ -33,7 +33,8 @@ old=$(plugin_pod)
 e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 |
   sed "s|^metrics: {port: 9101, bindAddress: 0.0.0.0}\$|metrics: {port: 9101, bindAddress: 0.0.0.0, sampleInterval: 1s, tls: {enabled: true}, auth: {enabled: true, readers: [{kind: ServiceAccount, name: gdp-scraper, namespace: $TNS}]}}|" >"$values"
 grep -q 'auth: {enabled: true' "$values" || fail "M the values file did not take metrics.auth (e2e_values changed?)"
-helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+# As docs/metrics.md and the chart's README show it.
+helm upgrade --install gpu-device-plugin deployments/helm/gpu-device-plugin --namespace kube-system -f "$values" >/dev/null
 kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" \
   --wait=false >/dev/null 2>&1 || true
 if wait_until 90 plugin_replaced "$old"; then
