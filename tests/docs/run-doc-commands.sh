@@ -34,13 +34,20 @@ for g in "${groups[@]}"; do
   } >"$script"
   echo "=== group $g"
   # A fresh /tmp, loopback up, and the build under test at build/release (read-only bind).
+  # The checkout and the build are held on /mnt first: either may be under /tmp.
   if unshare --mount --net --pid --fork --mount-proc bash -c "
       set -e
       mount --make-rprivate /
+      mount -t tmpfs tmpfs /mnt
+      mkdir /mnt/repo /mnt/build
+      mount --bind '$root' /mnt/repo
+      mount --bind '$build' /mnt/build
       mount -t tmpfs tmpfs /tmp
-      ip link set lo up
+      mkdir -p '$root'
+      mount --bind /mnt/repo '$root'
       mkdir -p '$root/build/release'
-      [ '$build' = '$root/build/release' ] || mount --bind -o ro '$build' '$root/build/release'
+      mount --bind -o ro /mnt/build '$root/build/release'
+      ip link set lo up
       exec bash -s" <"$script" 2>&1 | sed 's/^/  /'; then
     echo "=== group $g: ok"
   else
