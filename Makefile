@@ -1,5 +1,5 @@
 # Thin wrappers over hack/: each target is one script.
-.PHONY: all deps build test test-tsan fuzz e2e demo bench format lint clean cluster-up cluster-down
+.PHONY: all deps build test test-tsan test-arm64 fuzz e2e demo image bench format lint clean cluster-up cluster-down
 
 all: build
 
@@ -15,6 +15,10 @@ test:
 test-tsan:
 	hack/test.sh tsan
 
+# The unit tests cross-built for linux/arm64, run under qemu-user.
+test-arm64:
+	hack/test-arm64.sh
+
 fuzz:
 	hack/fuzz.sh
 
@@ -26,6 +30,10 @@ demo:
 	hack/demo.sh $(DEMO_FLAGS)
 
 # Every hot path and the footprint, one table (docs/benchmarks.md); under 10 minutes.
+# The plugin's OCI image for linux/amd64 and linux/arm64, one multi-arch index (build/image).
+image:
+	hack/image.sh
+
 bench:
 	hack/bench.sh
 

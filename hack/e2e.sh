@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The real-node suite: builds what it needs (the release daemon, simulator and
-# tools; the Kubernetes components from Go modules, cached by version), runs the
-# demo's story (hack/demo.sh --no-wait; GDP_E2E_DEMO=0 skips it), then
+# tools; the Kubernetes components from Go modules, cached by version), builds and checks
+# the release image for amd64 and arm64 and runs the arm64 unit tests under qemu-user
+# (GDP_E2E_IMAGE=0 skips that), runs the demo's story (hack/demo.sh --no-wait;
+# GDP_E2E_DEMO=0 skips it), then
 # test/e2e/run.sh: a local one-node Kubernetes, the chart installed as a
 # DaemonSet over a simulated dgx-h100 driver root, and the scenarios of
 # docs/e2e.md. Ends with "N passed, M failed"; exits non-zero on any failure.
@@ -15,6 +17,15 @@ hack/k8s-components.sh >/dev/null
 GDP_NVIDIA_TOOLKIT_BIN=$(hack/nvidia-toolkit.sh | tail -n 1)
 export GDP_NVIDIA_TOOLKIT_BIN
 hack/render-static.sh --check
+# The release image for linux/amd64 and linux/arm64 (cross-built over Debian's arm64
+# libraries), checked layer by layer, each daemon run from its image's own files; the
+# Dockerfile builds the same files; the unit tests on arm64 under qemu-user.
+if [ "${GDP_E2E_IMAGE:-1}" = 1 ]; then
+  make image
+  tests/image/check_image.py
+  tests/image/dockerfile_test.sh
+  make test-arm64
+fi
 # The demo's story first, checked step by step, with its commands recorded: every command the
 # docs attribute to the demo must be among them (hack/doc-commands.py), and every panel of the
 # dashboard must be drawn from its Prometheus. It takes and releases the real-node lock itself.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the container images of the real-node tests as OCI image tarballs, without a
 # registry or an image builder: each image is one uncompressed layer (a deterministic
-# tar of a root filesystem) plus the OCI config, manifest and index written here, and
+# tar of a root filesystem) plus its OCI config, manifest and index (hack/oci.sh), and
 # optionally imports them into containerd's k8s.io namespace, where the kubelet finds
 # them (pods use imagePullPolicy: Never).
 #
@@ -24,6 +24,7 @@
 # image_gpu_device_plugin below is the real one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/oci.sh"
 
 root=$(repo_root)
 out="$GDP_CACHE/images"
@@ -127,14 +128,6 @@ image_gpu_device_plugin() {
   IMG_CMD='null'
 }
 
-blob() { # blob LAYOUT FILE: moves FILE into LAYOUT's blobs, prints "digest size"
-  local d s
-  d=$(sha256sum "$2" | cut -d' ' -f1)
-  s=$(stat -c %s "$2")
-  mv -f "$2" "$1/blobs/sha256/$d"
-  echo "sha256:$d $s"
-}
-
 build_image() {
   local name=$1 fn="image_${1//-/_}"  # gpu-device-plugin: image_gpu_device_plugin
   declare -F "$fn" >/dev/null || die "no image named '$name': define $fn in $0"
@@ -145,35 +138,17 @@ build_image() {
   IMG_ENTRYPOINT='null' IMG_CMD='null' IMG_ENV='["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
   "$fn" "$work/rootfs"
 
-  local layout="$work/layout"
-  mkdir -p "$layout/blobs/sha256"
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=posix \
-    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
-    -C "$work/rootfs" -cf "$work/layer.tar" .
-  local layer layer_digest layer_size
-  layer=$(blob "$layout" "$work/layer.tar")
-  read -r layer_digest layer_size <<<"$layer"
-
-  printf '{"architecture":"amd64","os":"linux","config":{"Env":%s,"Entrypoint":%s,"Cmd":%s,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["%s"]},"history":[{"created_by":"hack/images.sh %s"}]}' \
-    "$IMG_ENV" "$IMG_ENTRYPOINT" "$IMG_CMD" "$layer_digest" "$name" >"$work/config.json"
-  local config config_digest config_size
-  config=$(blob "$layout" "$work/config.json")
-  read -r config_digest config_size <<<"$config"
-
-  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
-    "$config_digest" "$config_size" "$layer_digest" "$layer_size" >"$work/manifest.json"
-  local manifest manifest_digest manifest_size
-  manifest=$(blob "$layout" "$work/manifest.json")
-  read -r manifest_digest manifest_size <<<"$manifest"
-
+  # One uncompressed layer (containerd unpacks it without decompressing).
+  local layout="$work/layout" manifest_digest manifest_size
+  read -r manifest_digest manifest_size < <(oci_image "$layout" "$work/rootfs" amd64 \
+    "$(printf '{"Env":%s,"Entrypoint":%s,"Cmd":%s,"WorkingDir":"/"}' "$IMG_ENV" "$IMG_ENTRYPOINT" "$IMG_CMD")" 0)
   local ref="localhost/gdp/$name:$tag"
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-    "$manifest_digest" "$manifest_size" "$ref" "$tag" >"$layout/index.json"
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$layout/oci-layout"
+  oci_layout_finish "$layout" "$(printf '{"schemaVersion":2,"manifests":[%s]}' "$(oci_manifest_entry \
+    "$manifest_digest" "$manifest_size" amd64 \
+    "$(printf '{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}' "$ref" "$tag")")")"
 
   mkdir -p "$out"
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$layout" -cf "$out/.$name.tar.tmp" .
-  mv -f "$out/.$name.tar.tmp" "$out/$name.tar"
+  oci_archive "$layout" "$out/$name.tar"
 
   if [ -n "$socket" ]; then
     local ctr

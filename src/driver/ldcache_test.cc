@@ -86,8 +86,14 @@ TEST(LdCacheTest, ReadsWhatGlibcsLdconfigWrites) {
   // A library folder with two real shared objects under their sonames.
   const fs::path lib = fs::path(dir.path()) / "lib";
   fs::create_directories(lib);
+  // This machine's libraries: ldconfig writes entries for the architecture of what it finds.
+#if defined(__aarch64__)
+  const fs::path libdir = "/usr/lib/aarch64-linux-gnu";
+#else
+  const fs::path libdir = "/usr/lib/x86_64-linux-gnu";
+#endif
   for (const char* name : {"libz.so.1", "libyaml-cpp.so.0.7"}) {
-    const fs::path src = fs::path("/usr/lib/x86_64-linux-gnu") / name;
+    const fs::path src = libdir / name;
     if (!fs::exists(src)) GTEST_SKIP() << src << " is not installed";
     fs::copy_file(fs::canonical(src), lib / name);
   }

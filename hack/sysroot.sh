@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Prepares cross-building for linux/arm64 (Grace Hopper and Grace Blackwell nodes) from Debian:
+# the cross toolchain (crossbuild-essential-arm64: aarch64-linux-gnu-g++ with its own glibc and
+# libstdc++ under /usr/aarch64-linux-gnu), qemu-user to run arm64 tests, and a sysroot with the
+# arm64 builds of the libraries the daemon links, taken from Debian's arm64 archive: the
+# packages are downloaded and unpacked (dpkg -x), never installed, so the host's amd64 -dev
+# packages stay as they are (some, like libyaml-cpp-dev, cannot be installed for two
+# architectures at once). Cached in $GDP_CACHE/sysroot/arm64, keyed by the package list and
+# the versions Debian has: with both unchanged this only checks.
+#
+# Usage: hack/sysroot.sh   (as root the first time: it adds the arm64 architecture to apt)
+# Prints the sysroot's path last. cmake/aarch64-linux-gnu.cmake takes it as GDP_SYSROOT.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+arch=arm64
+triple=aarch64-linux-gnu
+# What the build links or includes (hack/deps.sh has the amd64 ones); their dependencies come too.
+packages=(
+  libgrpc++-dev libgrpc-dev libprotobuf-dev libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
+  libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev
+  libc-ares-dev libre2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # gRPC's CMake package checks that its grpc_cpp_plugin exists; the build runs the host's.
+  protobuf-compiler-grpc
+)
+# The cross toolchain brings its own C library and C++ runtime: the archive's copies of those
+# would shadow them with linker scripts that name host paths.
+toolchain_owned='^(libc6|libc6-dev|libgcc-s1|libgcc-12-dev|libstdc\+\+6|libstdc\+\+-12-dev|linux-libc-dev|libcrypt1|libcrypt-dev|libnsl2|libnsl-dev|libtirpc3|libtirpc-dev|gcc-12-base|libasan8|libatomic1|libgomp1|libhwasan0|libitm1|liblsan0|libtsan2|libubsan1)$'
+
+if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+  [ "$(id -u)" -eq 0 ] || die "need root to add the $arch architecture to apt (dpkg --add-architecture $arch)"
+  log "adding the $arch architecture to apt (its package lists only; nothing of it is installed)"
+  dpkg --add-architecture "$arch"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+fi
+install_debian_packages crossbuild-essential-arm64 qemu-user
+
+root="$GDP_CACHE/sysroot/$arch"
+# Quick: the same package list and apt's package lists unchanged since the sysroot was made.
+lists=$(printf '%s\n' "${packages[@]}" "layout 2"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
+lists=$(sha256sum <<<"$lists" | cut -c1-16)
+if [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ]; then
+  echo "$root"
+  exit 0
+fi
+
+# The closure of the packages, for arm64, with the versions apt has now. Architecture-
+# independent packages (headers only) are named without the architecture.
+names=()
+for p in "${packages[@]}"; do
+  if apt-cache show "$p" 2>/dev/null | grep -qx 'Architecture: all'; then names+=("$p"); else names+=("$p:$arch"); fi
+done
+closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+  --no-replaces --no-enhances "${names[@]}" 2>/dev/null |
+  sed -n 's/^\([a-z0-9][a-z0-9.+-]*\)\(:'"$arch"'\)\?$/\1/p' | sort -u | grep -vE "$toolchain_owned" || true)
+[ -n "$closure" ] || die "apt knows no $arch packages: run apt-get update (the $arch lists may be missing)"
+# One apt-cache policy for all: "name:arm64:" then its Candidate (architecture-independent
+# packages answer for the plain name).
+want=$(apt-cache policy $(for p in $closure; do echo "$p:$arch" "$p"; done) 2>/dev/null | awk '
+  /^[^ ].*:$/ { name = substr($1, 1, length($1) - 1); sub(/:'"$arch"'$/, "", name); sub(/:amd64$/, "", name); next }
+  /^  Candidate: / && $2 != "(none)" && !(name in seen) { seen[name] = 1; print name "=" $2 }' | sort)
+[ -n "$want" ] || die "apt has no candidate for the $arch packages: run apt-get update"
+# The layout's version goes into the key too: a change to how it is laid out redoes it.
+key=$(printf 'layout 2\n%s' "$want" | sha256sum | cut -c1-16)
+if [ -f "$root/.stamp" ] && [ "$(sed -n 2p "$root/.stamp")" = "$key" ]; then
+  printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
+  echo "$root"
+  exit 0
+fi
+
+log "unpacking $(grep -c . <<<"$want") $arch packages into $root"
+debs=$(mktemp -d)
+trap 'rm -rf "$debs"' EXIT
+rm -rf "$root"
+mkdir -p "$root"
+# apt-get download picks the arm64 build for arch-specific packages and the :all one otherwise.
+(cd "$debs" && while IFS= read -r pv; do
+  [ -n "$pv" ] || continue
+  p=${pv%%=*} v=${pv#*=}
+  apt-get download -qq -o APT::Sandbox::User=root "$p:$arch=$v" 2>/dev/null ||
+    apt-get download -qq -o APT::Sandbox::User=root "$p=$v" ||
+    die "apt-get download $p=$v failed"
+done <<<"$want")
+for d in "$debs"/*.deb; do dpkg -x "$d" "$root"; done
+# Debian's usrmerge, as an installed system has it: /lib is /usr/lib (some packages still
+# ship their files under /lib).
+for d in lib lib64 bin sbin; do
+  if [ -d "$root/$d" ] && [ ! -L "$root/$d" ]; then
+    mkdir -p "$root/usr/$d"
+    cp -a "$root/$d/." "$root/usr/$d/"
+    rm -rf "${root:?}/$d"
+  fi
+  [ -e "$root/$d" ] || ln -s "usr/$d" "$root/$d"
+done
+# Absolute links (libfoo.so -> /lib/aarch64-linux-gnu/libfoo.so.1) point at the host: make
+# them relative to the sysroot.
+while IFS= read -r -d '' l; do
+  t=$(readlink "$l")
+  case "$t" in
+  /*) ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$root$t")" "$l" ;;
+  esac
+done < <(find "$root" -type l -print0)
+[ -d "$root/usr/lib/$triple" ] || die "$root has no usr/lib/$triple: the $arch packages did not unpack"
+printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
+echo "$root"
