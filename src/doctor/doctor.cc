@@ -267,7 +267,8 @@ CheckResult CheckDeviceNodes(const Options& o, const FileSystem& fs, const HostA
                 "needs them read-write. Run the plugin under the NVIDIA container runtime with "
                 "NVIDIA_VISIBLE_DEVICES=all (the chart's default env; set runtimeClassName: nvidia "
                 "where it is not containerd's default runtime), or privileged "
-                "(securityContext.privileged: true) on nodes without it");
+                "(securityContext privileged: true with allowPrivilegeEscalation: true) on nodes "
+                "without it");
   }
   if (!not_char.empty()) {
     return Warn(name, absl::StrCat("not character devices: ", absl::StrJoin(not_char, ", ")),

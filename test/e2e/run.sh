@@ -77,6 +77,22 @@ else
   exit 1
 fi
 
+# C7: a plugin with no NVIDIA runtime on its node runs privileged, as the docs say to set it:
+# the API server refuses privileged beside the chart's allowPrivilegeEscalation: false, and
+# takes the two together (server-side dry runs of the rendered DaemonSet).
+c7_apply() { helm template "$RELEASE" "$CHART" --namespace "$NS" --show-only templates/daemonset.yaml "$@" |
+  kc apply --dry-run=server -f - 2>&1; }
+c7_alone=$(c7_apply --set securityContext.privileged=true || true)
+c7_both=$(c7_apply --set securityContext.privileged=true --set securityContext.allowPrivilegeEscalation=true || true)
+case "$c7_alone" in
+*allowPrivilegeEscalation*) pass "C7 privileged alone is refused: $(grep -o 'cannot set .*' <<<"$c7_alone" | head -1 | cut -c1-120)" ;;
+*) fail "C7 privileged alone: expected the API server to refuse it, saw: $c7_alone" ;;
+esac
+case "$c7_both" in
+*"(server dry run)"*) pass "C7 privileged with allowPrivilegeEscalation: true is accepted" ;;
+*) fail "C7 privileged with allowPrivilegeEscalation: expected a server dry run to accept it, saw: $c7_both" ;;
+esac
+
 # 10. node labels and events; with two nodes also scheduling by label, the cluster's
 # capacity and a GPU failure that touches only its own node.
 labels_are() { # NODE KEY=VALUE...
