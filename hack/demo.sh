@@ -20,8 +20,8 @@
 #   --plots DIR  before tearing down, draw the dashboard's main panels from the demo's
 #                Prometheus into DIR (hack/plot-dashboard.py)
 # Env:   GDP_BUILD_DIR, GDP_GPU_ROOT, GDP_NODE_NAME as for test/e2e/run.sh
-#        GDP_DEMO_COMMANDS  a file to which each command shown is appended (hack/check-docs.sh
-#                           checks that the docs' commands are among them)
+#        GDP_DEMO_COMMANDS  a file to which each command shown is appended (hack/doc-commands.py
+#                           --demo-transcript checks that the docs' demo commands are among them)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(repo_root)"
@@ -150,7 +150,7 @@ export PATH="$(dirname "$KUBECTL_GPU"):$(dirname "$GPUSIM"):$PATH"
 # The chart over the simulated driver root, as e2e_values has it, with two named configs
 # picked by the node label $CONFIG_LABEL: `default` (whole GPUs) and `timeslice4` (four
 # time-sliced replicas per GPU, packed). Both give pods their GPUs through CDI with the
-# driver's user space (nvidia-smi, libcuda), so no NVIDIA runtime is needed, and recover a
+# driver's user space (nvidia-smi, libcuda), so pods need no NVIDIA runtime, and recover a
 # GPU after a 20 s quiet period (the default is 5m) so that the fault's end can be watched.
 log "installing the chart (named configs default and timeslice4; recovery quiet period $QUIET)"
 demo_config() { # EXTRA: one named config's YAML, indented for the values file
@@ -198,7 +198,7 @@ values=$DEMO_DIR/values.yaml
 # spec mounts its socket into GPU containers, and there the simulated driver finds its root.
 "$GPUROOT/usr/bin/nvidia-persistenced" || die "the nvidia-persistenced stand-in in $GPUROOT did not start"
 show "helm install $RELEASE ${CHART#"$E2E_ROOT"/} --namespace $NS -f $values"
-wait_until 90 gpus_are 8 || die "the node did not reach 8 nvidia.com/gpu within 90s: $(node_gpus capacity)/$(node_gpus allocatable)"
+wait_until 90 gpus_are 8 || die "the node did not reach 8 nvidia.com/gpu within 90s: $(node_gpus capacity)/$(node_gpus allocatable); helm said: $out"
 
 cat >"$DEMO_DIR/prometheus.yml" <<EOF
 global: {scrape_interval: 2s}
@@ -287,7 +287,7 @@ ok "kubectl gpu lists default/train/c with 2 GPUs and default/infer/c with 1" \
 say "kubectl gpu reads each node's /allocations (the kubelet's pod-resources, as JSON):"
 show "curl -s http://127.0.0.1:9101/allocations" 20
 ok "/allocations names train's two GPUs" \
-  test "$(grep -o '"pod": *"train"' <<<"$out" | wc -l)" -ge 1
+  test "$(grep -c '"pod": *"train"' <<<"$out")" = 2
 
 # --- 4. metrics ----------------------------------------------------------------------------
 step "/metrics: each GPU's use, attributed to the pod that holds it"
@@ -296,8 +296,14 @@ train_busy() {
 }
 wait_until 30 train_busy || true
 show "curl -s http://127.0.0.1:9101/metrics | grep -E '^gdp_gpu_(utilization_ratio|framebuffer_used_bytes|temperature_celsius)\\{' | grep 'pod=\"train\"'"
-ok "train's GPU is 70% busy with 30 GiB used, on series labelled pod=\"train\"" \
-  grep -qzE 'gdp_gpu_utilization_ratio\{[^}]*pod="train"[^}]*\} 0.7.*' <<<"$out"
+# One of train's GPUs has both: utilisation 0.7 and at least the workload's 30 GiB in use.
+train_gpu_busy() {
+  awk 'match($0, /uuid="[^"]*"/) { g = substr($0, RSTART, RLENGTH) }
+       /^gdp_gpu_utilization_ratio\{/ && $NF == "0.7" { u[g] = 1 }
+       /^gdp_gpu_framebuffer_used_bytes\{/ && $NF >= 30720 * 1048576 { m[g] = 1 }
+       END { for (g in u) if (g in m) exit 0; exit 1 }' <<<"$out"
+}
+ok "train's GPU is 70% busy with 30 GiB used, on series labelled pod=\"train\"" train_gpu_busy
 say "A Prometheus on 127.0.0.1:$PROM_PORT scrapes the plugin every 2s ($DEMO_DIR/prometheus.yml);"
 say "on a cluster, the chart's metrics.serviceMonitor.enabled=true (Prometheus Operator) does it."
 prom_train() {

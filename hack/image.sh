@@ -44,6 +44,10 @@ source_url=${GDP_IMAGE_SOURCE:-$(git remote get-url origin 2>/dev/null || echo "
 labels=$(printf '{"org.opencontainers.image.title":"%s","org.opencontainers.image.description":"%s","org.opencontainers.image.version":"%s","org.opencontainers.image.revision":"%s","org.opencontainers.image.source":"%s","org.opencontainers.image.created":"%s"}' \
   "$name" "Kubernetes device plugin for NVIDIA GPUs" "$version" "$revision" "$source_url" "$created")
 
+# The arm64 libraries (hack/sysroot.sh), once, when arm64 is built.
+sysroot=""
+[[ ",$platforms," != *,arm64,* ]] || sysroot=$(hack/sysroot.sh | tail -n 1)
+
 # build ARCH: the daemon for ARCH; prints its path.
 build() {
   case "$1" in
@@ -52,42 +56,21 @@ build() {
     echo build/release/src/daemon/gpu-device-plugin
     ;;
   arm64)
-    local sysroot
-    sysroot=$(hack/sysroot.sh | tail -n 1)
     GDP_SYSROOT=$sysroot hack/build.sh arm64 gpu-device-plugin >&2
     echo build/arm64/src/daemon/gpu-device-plugin
     ;;
   esac
 }
 
-# rootfs ARCH BINARY DIR: the image's root filesystem.
+# rootfs ARCH BINARY DIR: the image's root filesystem (oci_plugin_rootfs).
 rootfs() {
-  local arch=$1 bin=$2 dir=$3 triple strip search
-  case "$arch" in
-  amd64) triple=x86_64-linux-gnu strip=strip search=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu ;;
+  case "$1" in
+  amd64) oci_plugin_rootfs "$3" "$2" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" strip ;;
   arm64)
-    local sysroot
-    sysroot=$(hack/sysroot.sh | tail -n 1)
-    triple=aarch64-linux-gnu strip=aarch64-linux-gnu-strip
-    search=$sysroot/usr/lib/aarch64-linux-gnu:/usr/aarch64-linux-gnu/lib
+    oci_plugin_rootfs "$3" "$2" /lib/aarch64-linux-gnu \
+      "$sysroot/usr/lib/aarch64-linux-gnu:/usr/aarch64-linux-gnu/lib" aarch64-linux-gnu-strip
     ;;
   esac
-  rm -rf "$dir"
-  mkdir -p "$dir"/{etc,tmp,proc,sys,dev,run,var,root}
-  chmod 1777 "$dir/tmp"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' >"$dir/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$dir/etc/group"
-  install -D -m 0755 "$bin" "$dir/usr/bin/gpu-device-plugin"
-  # NVIDIA's chart runs nvidia-device-plugin (and config-manager for named configs): under
-  # those names the daemon takes NVIDIA's defaults where nothing else sets them.
-  ln -sf gpu-device-plugin "$dir/usr/bin/nvidia-device-plugin"
-  ln -sf gpu-device-plugin "$dir/usr/bin/config-manager"
-  oci_copy_libs "$dir" "/lib/$triple" "$search" "$bin"
-  local f
-  while IFS= read -r -d '' f; do
-    chmod u+w "$f"
-    "$strip" --strip-debug "$f"
-  done < <(find "$dir/usr/bin" "$dir/lib" "$dir/lib64" -type f -print0 2>/dev/null)
 }
 
 layout="$out/$name.oci"

@@ -18,7 +18,7 @@
 # if needed, IMG_ENV (JSON array of "K=V"); then `hack/images.sh NAME`. Example:
 #   image_hello() {
 #     install -D /usr/bin/hello "$1/usr/bin/hello"
-#     copy_libs "$1" "$1/usr/bin/hello"   # its shared libraries and the loader
+#     oci_copy_libs "$1" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" /usr/bin/hello   # its libraries and the loader
 #     IMG_ENTRYPOINT='["/usr/bin/hello"]'
 #   }
 # image_gpu_device_plugin below is the real one.
@@ -37,24 +37,6 @@ fi
 names=("$@")
 ((${#names[@]})) || names=(pause busybox)
 
-# copy_libs ROOTFS BINARY...: copies the shared libraries BINARY needs (ldd) and the
-# dynamic loader into ROOTFS at the same paths.
-copy_libs() {
-  local rootfs=$1
-  shift
-  local lib
-  for lib in $(ldd "$@" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
-    install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
-  done
-}
-
-base_files() {
-  mkdir -p "$1"/{etc,tmp,proc,sys,dev,run,var,root}
-  chmod 1777 "$1/tmp"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$1/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
-}
-
 # pause: the sandbox image containerd's CRI starts for every pod (see local-cluster.sh).
 image_pause() {
   local src="$root/test/e2e/images/pause/pause.c"
@@ -70,7 +52,7 @@ image_busybox() {
   local bb=/bin/busybox
   [ -x "$bb" ] && "$bb" --list >/dev/null 2>&1 || die "$bb not found: run hack/k8s-components.sh (installs busybox-static)"
   file -L "$bb" 2>/dev/null | grep -q 'dynamically linked' && die "$bb is dynamically linked: install busybox-static"
-  base_files "$1"
+  oci_base_files "$1"
   mkdir -p "$1/bin"
   install -m 0755 "$bb" "$1/bin/busybox"
   local applet
@@ -87,7 +69,7 @@ image_busybox() {
 # container gets those from the CDI spec or the NVIDIA runtime, never the image.
 image_gpu_workload() {
   image_busybox "$1"
-  copy_libs "$1" /usr/bin/env
+  oci_copy_libs "$1" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" /usr/bin/env
   local lib
   for lib in /lib/x86_64-linux-gnu/libm.so.6 /lib/x86_64-linux-gnu/libdl.so.2 \
     /lib/x86_64-linux-gnu/libstdc++.so.6 /lib/x86_64-linux-gnu/libgcc_s.so.1; do
@@ -103,27 +85,13 @@ image_gpu_workload() {
 }
 
 # gpu-device-plugin: the daemon from the release build (hack/build.sh release
-# gpu-device-plugin) and the shared libraries ldd names, with debug info stripped
-# (binary and libraries). It finds libnvidia-ml.so.1 under the driver root mounted
-# at runtime, never in the image. GDP_PLUGIN_BINARY overrides the binary's path.
+# gpu-device-plugin), laid out as make image lays out its amd64 image (oci_plugin_rootfs). It
+# finds libnvidia-ml.so.1 under the driver root mounted at runtime, never in the image.
+# GDP_PLUGIN_BINARY overrides the binary's path.
 image_gpu_device_plugin() {
   local bin=${GDP_PLUGIN_BINARY:-$root/build/release/src/daemon/gpu-device-plugin}
   [ -x "$bin" ] || die "$bin not found: run hack/build.sh release gpu-device-plugin"
-  command -v strip >/dev/null || die "strip not found: install binutils"
-  base_files "$1"
-  install -D -m 0755 "$bin" "$1/usr/bin/gpu-device-plugin"
-  # NVIDIA's chart runs the command nvidia-device-plugin: under that name the
-  # daemon takes NVIDIA's defaults (driver root mounted at /driver-root, no
-  # DeviceSpecs) where nothing else sets them.
-  ln -sf gpu-device-plugin "$1/usr/bin/nvidia-device-plugin"
-  # ... and config-manager for named configs (its init container and sidecar).
-  ln -sf gpu-device-plugin "$1/usr/bin/config-manager"
-  copy_libs "$1" "$bin"
-  local f
-  while IFS= read -r -d '' f; do
-    chmod u+w "$f"
-    strip --strip-debug "$f"
-  done < <(find "$1/usr" "$1/lib" "$1/lib64" -type f -print0 2>/dev/null)
+  oci_plugin_rootfs "$1" "$bin" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" strip
   IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
   IMG_CMD='null'
 }

@@ -73,7 +73,7 @@ oci_archive() {
 # ld.so.cache), and the program interpreter (PT_INTERP) at its path. Works for any
 # architecture readelf reads, so for cross-built binaries too.
 oci_copy_libs() {
-  local rootfs=$1 libdir=$2 dirs=$3 f lib d found interp
+  local rootfs=$1 libdir=$2 dirs=$3 f lib found interp
   shift 3
   local -a queue=("$@") seen=()
   while ((${#queue[@]})); do
@@ -81,19 +81,60 @@ oci_copy_libs() {
     queue=("${queue[@]:1}")
     interp=$(readelf -lW "$f" 2>/dev/null | sed -n 's/.*\[Requesting program interpreter: \(.*\)\]/\1/p')
     if [ -n "$interp" ] && [ ! -e "$rootfs$interp" ]; then
-      found=""
-      for d in ${dirs//:/ }; do [ -e "$d/$(basename "$interp")" ] && found="$d/$(basename "$interp")" && break; done
-      [ -n "$found" ] || die "the interpreter $interp of $f is in none of $dirs"
+      found=$(oci_find "$(basename "$interp")" "$dirs") || die "the interpreter $interp of $f is in none of $dirs"
       install -D -m 0755 "$(readlink -f "$found")" "$rootfs$interp"
     fi
     for lib in $(readelf -dW "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
       [[ " ${seen[*]} " == *" $lib "* ]] && continue
       seen+=("$lib")
-      found=""
-      for d in ${dirs//:/ }; do [ -e "$d/$lib" ] && found="$d/$lib" && break; done
-      [ -n "$found" ] || die "$lib (needed by $f) is in none of $dirs"
+      found=$(oci_find "$lib" "$dirs") || die "$lib (needed by $f) is in none of $dirs"
       install -D -m 0755 "$(readlink -f "$found")" "$rootfs$libdir/$lib"
       queue+=("$found")
     done
   done
+}
+
+# oci_find NAME DIRS: the first DIRS/NAME that exists (DIRS colon-separated); 1 when none.
+oci_find() {
+  local d
+  for d in ${2//:/ }; do
+    if [ -e "$d/$1" ]; then
+      echo "$d/$1"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# This machine's (amd64) library directory and where oci_copy_libs finds its libraries.
+OCI_NATIVE_LIBDIR=/lib/x86_64-linux-gnu
+OCI_NATIVE_SEARCH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+
+# oci_base_files ROOTFS: the directories and /etc files every image has (root and nobody).
+oci_base_files() {
+  mkdir -p "$1"/{etc,tmp,proc,sys,dev,run,var,root}
+  chmod 1777 "$1/tmp"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$1/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
+}
+
+# oci_plugin_rootfs ROOTFS BINARY LIBDIR SEARCH_DIRS STRIP: the plugin's image: the daemon,
+# its nvidia-device-plugin and config-manager names (NVIDIA's chart runs those commands:
+# under them the daemon takes NVIDIA's defaults where nothing else sets them), the shared
+# libraries it needs (oci_copy_libs), debug info stripped with STRIP (the strip of the
+# binary's architecture). hack/image.sh (the release) and hack/images.sh (the tests) use it,
+# so the tests run the release's files.
+oci_plugin_rootfs() {
+  local dir=$1 bin=$2 libdir=$3 search=$4 strip=$5 f
+  command -v "$strip" >/dev/null || die "$strip not found: install binutils (or the cross toolchain)"
+  rm -rf "$dir"
+  oci_base_files "$dir"
+  install -D -m 0755 "$bin" "$dir/usr/bin/gpu-device-plugin"
+  ln -sf gpu-device-plugin "$dir/usr/bin/nvidia-device-plugin"
+  ln -sf gpu-device-plugin "$dir/usr/bin/config-manager"
+  oci_copy_libs "$dir" "$libdir" "$search" "$bin"
+  while IFS= read -r -d '' f; do
+    chmod u+w "$f"
+    "$strip" --strip-debug "$f"
+  done < <(find "$dir/usr/bin" "$dir/lib" "$dir/lib64" -type f -print0 2>/dev/null)
 }

@@ -28,7 +28,7 @@ import tempfile
 
 MACHINE = {"amd64": "x86-64", "arm64": "ARM aarch64"}
 ALLOWED = re.compile(r"^\.$|^\./(usr/bin/(gpu-device-plugin|nvidia-device-plugin|config-manager)"
-                     r"|lib(64)?/.+\.so[.0-9]*|lib/[a-z0-9_-]+-linux-gnu/.+\.so[.0-9]*"
+                     r"|lib(64)?/.+\.so[.0-9]*"
                      r"|etc/(passwd|group)|(etc|tmp|proc|sys|dev|run|var|root|usr|usr/bin|lib|lib64"
                      r"|lib/[a-z0-9_-]+-linux-gnu)/?|)$")
 
