@@ -6,12 +6,14 @@
 # cross-built with Debian's cross toolchain over the arm64 libraries of hack/sysroot.sh.
 # No image builder, daemon or registry is needed (hack/oci.sh writes the layout).
 #
-# Usage: hack/image.sh [--platforms amd64,arm64] [--out DIR]
+# Usage: hack/image.sh [--platforms amd64,arm64] [--out DIR] [--version V]
+#   --version  the image's version label and tag (default: the chart's appVersion)
 # Writes, under DIR (default build/image):
 #   rootfs/<arch>/                      each image's root filesystem (deployments/container/
 #                                       Dockerfile builds the same image FROM scratch over it)
 #   gpu-device-plugin.oci/              the OCI image layout: index.json names the index
 #   gpu-device-plugin-<version>.tar     the same layout as one archive
+#   sbom-<arch>.spdx.json               each image's SBOM (SPDX 2.3, hack/sbom.py)
 # Prints, last, "<name>:<version> <index digest> <archive>".
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -21,11 +23,13 @@ cd "$root"
 
 platforms=amd64,arm64
 out=build/image
+version=""
 while (($#)); do
   case "$1" in
   --platforms) platforms=${2:?"--platforms needs a list, e.g. amd64,arm64"}; shift ;;
   --out) out=${2:?"--out needs a directory"}; shift ;;
-  *) die "unknown argument '$1': accepted are --platforms LIST and --out DIR" ;;
+  --version) version=${2:?"--version needs a version"}; shift ;;
+  *) die "unknown argument '$1': accepted are --platforms LIST, --out DIR and --version V" ;;
   esac
   shift
 done
@@ -34,7 +38,7 @@ for a in ${platforms//,/ }; do
 done
 
 name=gpu-device-plugin
-version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' deployments/helm/gpu-device-plugin/Chart.yaml)
+[ -n "$version" ] || version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' deployments/helm/gpu-device-plugin/Chart.yaml)
 [ -n "$version" ] || die "no appVersion in deployments/helm/gpu-device-plugin/Chart.yaml"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 # The commit's time, so that the same commit gives the same image.
@@ -85,6 +89,10 @@ for arch in ${platforms//,/ }; do
   read -r digest size < <(oci_image "$layout" "$out/rootfs/$arch" "$arch" "$config" 1)
   entries+="${entries:+,}$(oci_manifest_entry "$digest" "$size" "$arch" "{}")"
   log "$arch: $digest ($(du -sh "$out/rootfs/$arch" | cut -f1) unpacked)"
+  sysroot_arg=()
+  [ "$arch" = amd64 ] || sysroot_arg=(--sysroot "$sysroot")
+  hack/sbom.py --arch "$arch" --sources "$out/rootfs/$arch.sources" --version "$version" \
+    --revision "$revision" --created "$created" "${sysroot_arg[@]}" --out "$out/sbom-$arch.spdx.json" >&2
 done
 # The index, as its own blob (what a registry serves for the tag), and index.json naming it.
 work=$(mktemp -d)

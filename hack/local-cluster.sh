@@ -32,6 +32,9 @@
 #                     jit-cdi mode, the default since toolkit 1.18) and `nvidia-cdi` (its cdi
 #                     mode), as GPU Operator clusters have, over the driver root
 #   GDP_NVIDIA_DRIVER_ROOT  that driver root (default /); runc stays the default handler
+#   GDP_REGISTRY_HOSTS_DIR  where every node's containerd reads registries' hosts.toml (a
+#                     registry's CA, mirrors) at each pull, as <host:port>/hosts.toml (default
+#                     /var/tmp/gdp-registry/hosts.d, where hack/local-registry.sh writes its own)
 #
 # Network: every daemon listens on 127.0.0.1 only. Pods are meant to use hostNetwork;
 # the CNI config (needed for the node to report Ready) is a bridge with no gateway and
@@ -331,6 +334,9 @@ oom_score = 0
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "$snap"
+  # Registries' hosts.toml (CA, mirrors), read at each pull: hack/local-registry.sh writes one.
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "${GDP_REGISTRY_HOSTS_DIR:-/var/tmp/gdp-registry/hosts.d}"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "localhost/gdp/pause:e2e"
 

@@ -83,12 +83,15 @@ oci_copy_libs() {
     if [ -n "$interp" ] && [ ! -e "$rootfs$interp" ]; then
       found=$(oci_find "$(basename "$interp")" "$dirs") || die "the interpreter $interp of $f is in none of $dirs"
       install -D -m 0755 "$(readlink -f "$found")" "$rootfs$interp"
+      [ -z "${OCI_SOURCES:-}" ] || printf '%s\t%s\n' "$interp" "$found" >>"$OCI_SOURCES"
     fi
     for lib in $(readelf -dW "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
       [[ " ${seen[*]} " == *" $lib "* ]] && continue
       seen+=("$lib")
       found=$(oci_find "$lib" "$dirs") || die "$lib (needed by $f) is in none of $dirs"
       install -D -m 0755 "$(readlink -f "$found")" "$rootfs$libdir/$lib"
+      # Where each file came from, for the SBOM (hack/sbom.py).
+      [ -z "${OCI_SOURCES:-}" ] || printf '%s\t%s\n' "$libdir/$lib" "$found" >>"$OCI_SOURCES"
       queue+=("$found")
     done
   done
@@ -132,7 +135,9 @@ oci_plugin_rootfs() {
   install -D -m 0755 "$bin" "$dir/usr/bin/gpu-device-plugin"
   ln -sf gpu-device-plugin "$dir/usr/bin/nvidia-device-plugin"
   ln -sf gpu-device-plugin "$dir/usr/bin/config-manager"
-  oci_copy_libs "$dir" "$libdir" "$search" "$bin"
+  # ROOTFS.sources: each copied library and where it came from (hack/sbom.py reads it).
+  rm -f "$dir.sources"
+  OCI_SOURCES="$dir.sources" oci_copy_libs "$dir" "$libdir" "$search" "$bin"
   while IFS= read -r -d '' f; do
     chmod u+w "$f"
     "$strip" --strip-debug "$f"

@@ -37,7 +37,7 @@ install_debian_packages crossbuild-essential-arm64 qemu-user
 
 root="$GDP_CACHE/sysroot/$arch"
 # Quick: the same package list and apt's package lists unchanged since the sysroot was made.
-lists=$(printf '%s\n' "${packages[@]}" "layout 2"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
+lists=$(printf '%s\n' "${packages[@]}" "layout 4"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
 lists=$(sha256sum <<<"$lists" | cut -c1-16)
 if [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ]; then
   echo "$root"
@@ -61,7 +61,7 @@ want=$(apt-cache policy $(for p in $closure; do echo "$p:$arch" "$p"; done) 2>/d
   /^  Candidate: / && $2 != "(none)" && !(name in seen) { seen[name] = 1; print name "=" $2 }' | sort)
 [ -n "$want" ] || die "apt has no candidate for the $arch packages: run apt-get update"
 # The layout's version goes into the key too: a change to how it is laid out redoes it.
-key=$(printf 'layout 2\n%s' "$want" | sha256sum | cut -c1-16)
+key=$(printf 'layout 4\n%s' "$want" | sha256sum | cut -c1-16)
 if [ -f "$root/.stamp" ] && [ "$(sed -n 2p "$root/.stamp")" = "$key" ]; then
   printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
   echo "$root"
@@ -81,7 +81,12 @@ mkdir -p "$root"
     apt-get download -qq -o APT::Sandbox::User=root "$p=$v" ||
     die "apt-get download $p=$v failed"
 done <<<"$want")
-for d in "$debs"/*.deb; do dpkg -x "$d" "$root"; done
+# Which package brought each file (PACKAGE VERSION PATH), for the image's SBOM (hack/sbom.py).
+for d in "$debs"/*.deb; do
+  dpkg -x "$d" "$root"
+  pv=$(dpkg-deb -W --showformat='${Package} ${Version}' "$d")
+  dpkg-deb -c "$d" | awk -v pv="$pv" '{ p = $6; sub(/^\./, "", p); if (p != "/" && $1 !~ /^d/) print pv, p }'
+done >"$root/.files"
 # Debian's usrmerge, as an installed system has it: /lib is /usr/lib (some packages still
 # ship their files under /lib).
 for d in lib lib64 bin sbin; do

@@ -1,6 +1,6 @@
 # Sourced by run.sh before the cluster starts: the chart renders NVIDIA's chart
 # values with NVIDIA's meaning, and fails on ones it cannot honour, naming them.
-# C1-C5; uses run.sh's check/pass/fail and helm from the pinned components.
+# C1-C8; uses run.sh's check/pass/fail and helm from the pinned components.
 
 chart_helm=$(command -v helm || echo "$(hack/k8s-components.sh)/helm")
 # Its output, errors included; a refused install is a result here, not a failure.
@@ -61,3 +61,9 @@ out=$(chart_render)
 env_of() { grep -A1 -- "- name: $1\$" <<<"$out" | sed -n 's/^ *value: //p' | head -1; }
 check "C6 the plugin container's NVIDIA_VISIBLE_DEVICES and NVIDIA_DRIVER_CAPABILITIES" "all utility" \
   "$(env_of NVIDIA_VISIBLE_DEVICES) $(env_of NVIDIA_DRIVER_CAPABILITIES)"
+
+# C8: image.digest pins the image by digest (the plugin and the MPS agent), the tag ignored.
+d=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+out=$(chart_render --set image.repository=registry.example.com/gdp --set image.digest=$d --set mps.enabled=true)
+check "C8 image.digest: every image is repository@digest" "2 x registry.example.com/gdp@$d" \
+  "$(grep -o 'image: .*' <<<"$out" | sort | uniq -c | awk '{ print $1 " x " $3 }' | tr -d '"')"

@@ -104,11 +104,13 @@ e2e_install_chart() {
 # left behind ("" when nothing), e.g. " state dir; mounts;".
 e2e_teardown() {
   hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
+  hack/local-registry.sh down >/dev/null 2>&1 || echo "hack/local-registry.sh down failed" >&2
   rm -rf "$GPUROOT" "$GPUROOT1" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
   rm -f "${values:-}" "${values1:-}" /var/run/cdi/gpu-device-plugin.*
   local left=""
   [ ! -e "$STATE" ] || left+=" state dir;"
   [ ! -e "$GPUROOT" ] || left+=" driver root $GPUROOT;"
+  [ ! -e "${GDP_REGISTRY_DIR:-/var/tmp/gdp-registry}" ] || left+=" registry;"
   [ ! -e "$GPUROOT1" ] || left+=" driver root $GPUROOT1;"
   ! ls /var/run/cdi/gpu-device-plugin.* >/dev/null 2>&1 || left+=" CDI spec;"
   [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
@@ -158,6 +160,11 @@ plugin_replaced() {
 }
 gpus_are() { [ "$(node_gpus capacity "${2:-}")" = "$1" ] && [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
 alloc_is() { [ "$(node_gpus allocatable "${2:-}")" = "$1" ]; } # N [NODE]
+# RESOURCE's capacity / allocatable on $NODE; resource_is RESOURCE N: both are N.
+capacity_of() { kc get node "$NODE" -o jsonpath="{.status.capacity.${1//./\\.}}" 2>/dev/null || true; }
+allocatable_of() { kc get node "$NODE" -o jsonpath="{.status.allocatable.${1//./\\.}}" 2>/dev/null || true; }
+resource_is() { [ "$(capacity_of "$1")" = "$2" ] && [ "$(allocatable_of "$1")" = "$2" ]; }
+delete_test_pods() { kc -n "$TNS" delete pods -l gdp-e2e --wait=true >/dev/null 2>&1 || true; }
 pod_phase() { kc -n "$TNS" get pod "$1" -o jsonpath='{.status.phase}' 2>/dev/null; }
 pod_running() { [ "$(pod_phase "$1")" = Running ]; }
 # The pod's GPU as its log says: "NVD=<NVIDIA_VISIBLE_DEVICES>".

@@ -441,4 +441,6 @@ source test/e2e/dropin.sh
 source test/e2e/runtime.sh
 # TLS and Kubernetes authorisation on the metrics port.
 source test/e2e/secure.sh
+# The release from a registry: signed, verified, installed by digest, upgraded, rolled back.
+source test/e2e/release.sh
 echo "scenarios done in $((SECONDS - t_start))s"

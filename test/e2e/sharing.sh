@@ -44,9 +44,6 @@ sharing_chart() {
     --wait=false >/dev/null 2>&1 || true
   wait_until 90 plugin_replaced "$old" || echo "  (the plugin pod on $NODE was not replaced by a ready one within 90s)"
 }
-capacity_of() { kc get node "$NODE" -o jsonpath="{.status.capacity.${1//./\\.}}" 2>/dev/null || true; }
-allocatable_of() { kc get node "$NODE" -o jsonpath="{.status.allocatable.${1//./\\.}}" 2>/dev/null || true; }
-resource_is() { [ "$(capacity_of "$1")" = "$2" ] && [ "$(allocatable_of "$1")" = "$2" ]; }
 # The GPU index whose /dev/nvidiaN opens with ENXIO in a pod ("" when none or several).
 pod_own_gpu() {
   local own
@@ -54,7 +51,6 @@ pod_own_gpu() {
   [ "$(wc -w <<<"$own")" = 1 ] && echo "$own"
 }
 pod_field() { kc -n "$TNS" logs "$1" 2>/dev/null | sed -n "s/^$2=//p" | head -1; }
-delete_test_pods() { kc -n "$TNS" delete pods -l gdp-e2e --wait=true >/dev/null 2>&1 || true; }
 
 delete_test_pods
 

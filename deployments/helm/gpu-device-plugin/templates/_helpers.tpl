@@ -112,3 +112,13 @@ default; fallbackStrategies).
 {{- define "gdp.nodeLabels.enabled" -}}
 {{- if and .Values.nodeLabels.enabled (or (not (kindIs "map" .Values.gfd)) (not (hasKey .Values.gfd "enabled")) .Values.gfd.enabled) -}}true{{- else -}}false{{- end -}}
 {{- end -}}
+
+{{- /* The plugin's image: by digest when image.digest is set (what was verified is what runs),
+       else by tag (the chart's appVersion when image.tag is empty). */ -}}
+{{- define "gdp.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
