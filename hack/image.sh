@@ -66,17 +66,6 @@ build() {
   esac
 }
 
-# rootfs ARCH BINARY DIR: the image's root filesystem (oci_plugin_rootfs).
-rootfs() {
-  case "$1" in
-  amd64) oci_plugin_rootfs "$3" "$2" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" strip ;;
-  arm64)
-    oci_plugin_rootfs "$3" "$2" /lib/aarch64-linux-gnu \
-      "$sysroot/usr/lib/aarch64-linux-gnu:/usr/aarch64-linux-gnu/lib" aarch64-linux-gnu-strip
-    ;;
-  esac
-}
-
 layout="$out/$name.oci"
 rm -rf "$layout"
 mkdir -p "$layout"
@@ -84,15 +73,17 @@ entries=""
 for arch in ${platforms//,/ }; do
   bin=$(build "$arch")
   log "$arch: laying out the root filesystem"
-  rootfs "$arch" "$bin" "$out/rootfs/$arch"
+  oci_plugin_rootfs "$out/rootfs/$arch" "$bin" "$arch"
   config=$(printf '{"Env":["PATH=/usr/bin:/bin"],"Entrypoint":["/usr/bin/gpu-device-plugin"],"WorkingDir":"/","Labels":%s}' "$labels")
   read -r digest size < <(oci_image "$layout" "$out/rootfs/$arch" "$arch" "$config" 1)
   entries+="${entries:+,}$(oci_manifest_entry "$digest" "$size" "$arch" "{}")"
   log "$arch: $digest ($(du -sh "$out/rootfs/$arch" | cut -f1) unpacked)"
-  sysroot_arg=()
-  [ "$arch" = amd64 ] || sysroot_arg=(--sysroot "$sysroot")
+  # The SBOM: the libraries' packages from the archive's root, the statically linked ones
+  # from the -dev packages the build used (the host's for amd64, the sysroot's for arm64).
+  roots=(--root "$(hack/image-libs.sh "$arch" | tail -n 1)")
+  [ "$arch" = amd64 ] || roots+=(--root "$sysroot")
   hack/sbom.py --arch "$arch" --sources "$out/rootfs/$arch.sources" --version "$version" \
-    --revision "$revision" --created "$created" "${sysroot_arg[@]}" --out "$out/sbom-$arch.spdx.json" >&2
+    --revision "$revision" --created "$created" "${roots[@]}" --out "$out/sbom-$arch.spdx.json" >&2
 done
 # The index, as its own blob (what a registry serves for the tag), and index.json naming it.
 work=$(mktemp -d)

@@ -91,7 +91,7 @@ image_gpu_workload() {
 image_gpu_device_plugin() {
   local bin=${GDP_PLUGIN_BINARY:-$root/build/release/src/daemon/gpu-device-plugin}
   [ -x "$bin" ] || die "$bin not found: run hack/build.sh release gpu-device-plugin"
-  oci_plugin_rootfs "$1" "$bin" "$OCI_NATIVE_LIBDIR" "$OCI_NATIVE_SEARCH" strip
+  oci_plugin_rootfs "$1" "$bin" amd64
   IMG_ENTRYPOINT='["/usr/bin/gpu-device-plugin"]'
   IMG_CMD='null'
 }

@@ -89,3 +89,66 @@ go_module_build() {
     [ "${GO_BUILD_TIMES:-0}" != 1 ] || printf '%s %ss\n' "$c" "$took" >&2
   done
 }
+
+# debian_closure ARCH EXCLUDE_REGEX PACKAGE...: the packages and their dependency closure
+# (Depends and Pre-Depends) for ARCH, less the names EXCLUDE_REGEX matches (a regex that
+# matches nothing, e.g. '^$', keeps all), each at the version apt has now, as sorted
+# "name=version" lines. Architecture-independent packages are named without the architecture.
+debian_closure() {
+  local arch=$1 exclude=$2 p closure
+  shift 2
+  local names=()
+  for p in "$@"; do
+    if apt-cache show "$p" 2>/dev/null | grep -qx 'Architecture: all'; then names+=("$p"); else names+=("$p:$arch"); fi
+  done
+  closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances "${names[@]}" 2>/dev/null |
+    sed -n 's/^\([a-z0-9][a-z0-9.+-]*\)\(:'"$arch"'\)\?$/\1/p' | sort -u | grep -vE "$exclude" || true)
+  [ -n "$closure" ] || die "apt knows no $arch packages among $*: run apt-get update (the $arch lists may be missing)"
+  # One apt-cache policy for all: "name:ARCH:" then its Candidate (architecture-independent
+  # packages answer for the plain name).
+  # shellcheck disable=SC2046
+  apt-cache policy $(for p in $closure; do echo "$p:$arch" "$p"; done) 2>/dev/null | awk '
+    /^[^ ].*:$/ { name = substr($1, 1, length($1) - 1); sub(/:'"$arch"'$/, "", name); sub(/:amd64$/, "", name); next }
+    /^  Candidate: / && $2 != "(none)" && !(name in seen) { seen[name] = 1; print name "=" $2 }' | sort
+}
+
+# debian_unpack ARCH ROOT: downloads the "name=version" packages on stdin (debian_closure's
+# lines) for ARCH and unpacks them (dpkg -x: never installed) into ROOT, made afresh, as an
+# installed system lays them out: usrmerge (/lib is /usr/lib) and absolute links made
+# relative to ROOT. ROOT/.files says which package brought each file, "PACKAGE VERSION PATH"
+# (hack/sbom.py reads it).
+debian_unpack() {
+  local arch=$1 root=$2 debs pv p v d t l
+  debs=$(mktemp -d)
+  rm -rf "$root"
+  mkdir -p "$root"
+  # apt-get download picks the ARCH build for arch-specific packages and the :all one otherwise.
+  while IFS= read -r pv; do
+    [ -n "$pv" ] || continue
+    p=${pv%%=*} v=${pv#*=}
+    (cd "$debs" && { apt-get download -qq -o APT::Sandbox::User=root "$p:$arch=$v" 2>/dev/null ||
+      apt-get download -qq -o APT::Sandbox::User=root "$p=$v"; }) || { rm -rf "$debs"; die "apt-get download $p=$v failed"; }
+  done
+  for d in "$debs"/*.deb; do
+    dpkg -x "$d" "$root"
+    pv=$(dpkg-deb -W --showformat='${Package} ${Version}' "$d")
+    dpkg-deb -c "$d" | awk -v pv="$pv" '{ p = $6; sub(/^\./, "", p); if (p != "/" && $1 !~ /^d/) print pv, p }'
+  done >"$root/.files"
+  rm -rf "$debs"
+  for d in lib lib64 bin sbin; do
+    if [ -d "$root/$d" ] && [ ! -L "$root/$d" ]; then
+      mkdir -p "$root/usr/$d"
+      cp -a "$root/$d/." "$root/usr/$d/"
+      rm -rf "${root:?}/$d"
+    fi
+    [ -e "$root/$d" ] || ln -s "usr/$d" "$root/$d"
+  done
+  # Absolute links (libfoo.so -> /lib/<triple>/libfoo.so.1) point at the host.
+  while IFS= read -r -d '' l; do
+    t=$(readlink "$l")
+    case "$t" in
+    /*) ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$root$t")" "$l" ;;
+    esac
+  done < <(find "$root" -type l -print0)
+}

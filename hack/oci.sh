@@ -88,7 +88,7 @@ oci_copy_libs() {
     for lib in $(readelf -dW "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
       [[ " ${seen[*]} " == *" $lib "* ]] && continue
       seen+=("$lib")
-      found=$(oci_find "$lib" "$dirs") || die "$lib (needed by $f) is in none of $dirs"
+      found=$(oci_find "$lib" "$dirs") || die "$lib (needed by $f) is in none of $dirs${OCI_MISSING_HINT:+: $OCI_MISSING_HINT}"
       install -D -m 0755 "$(readlink -f "$found")" "$rootfs$libdir/$lib"
       # Where each file came from, for the SBOM (hack/sbom.py).
       [ -z "${OCI_SOURCES:-}" ] || printf '%s\t%s\n' "$libdir/$lib" "$found" >>"$OCI_SOURCES"
@@ -113,6 +113,11 @@ oci_find() {
 OCI_NATIVE_LIBDIR=/lib/x86_64-linux-gnu
 OCI_NATIVE_SEARCH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 
+# The Debian packages the daemon's shared libraries come from: hack/image-libs.sh takes them
+# and their dependencies from the archive for the plugin's image. Add one when the daemon
+# links a new shared library.
+OCI_RUNTIME_PACKAGES=(libc6 libgcc-s1 libstdc++6 libssl3 libspdlog1.10 libfmt9 zlib1g)
+
 # oci_base_files ROOTFS: the directories and /etc files every image has (root and nobody).
 oci_base_files() {
   mkdir -p "$1"/{etc,tmp,proc,sys,dev,run,var,root}
@@ -121,23 +126,29 @@ oci_base_files() {
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$1/etc/group"
 }
 
-# oci_plugin_rootfs ROOTFS BINARY LIBDIR SEARCH_DIRS STRIP: the plugin's image: the daemon,
-# its nvidia-device-plugin and config-manager names (NVIDIA's chart runs those commands:
-# under them the daemon takes NVIDIA's defaults where nothing else sets them), the shared
-# libraries it needs (oci_copy_libs), debug info stripped with STRIP (the strip of the
-# binary's architecture). hack/image.sh (the release) and hack/images.sh (the tests) use it,
-# so the tests run the release's files.
+# oci_plugin_rootfs ROOTFS BINARY ARCH: the plugin's image for ARCH (amd64, arm64): the
+# daemon, its nvidia-device-plugin and config-manager names (NVIDIA's chart runs those
+# commands: under them the daemon takes NVIDIA's defaults where nothing else sets them), the
+# shared libraries it needs (oci_copy_libs) from Debian's archive (hack/image-libs.sh), debug
+# info stripped. ROOTFS.sources says where each library came from (hack/sbom.py reads it).
+# hack/image.sh (the release) and hack/images.sh (the tests) use it, so the tests run the
+# release's files.
 oci_plugin_rootfs() {
-  local dir=$1 bin=$2 libdir=$3 search=$4 strip=$5 f
+  local dir=$1 bin=$2 arch=$3 triple strip libs f
+  case "$arch" in
+  amd64) triple=x86_64-linux-gnu strip=strip ;;
+  arm64) triple=aarch64-linux-gnu strip=aarch64-linux-gnu-strip ;;
+  *) die "oci_plugin_rootfs: architecture '$arch' is not one of amd64, arm64" ;;
+  esac
   command -v "$strip" >/dev/null || die "$strip not found: install binutils (or the cross toolchain)"
-  rm -rf "$dir"
+  libs=$("$(dirname "${BASH_SOURCE[0]}")/image-libs.sh" "$arch" | tail -n 1)
+  rm -rf "$dir" "$dir.sources"
   oci_base_files "$dir"
   install -D -m 0755 "$bin" "$dir/usr/bin/gpu-device-plugin"
   ln -sf gpu-device-plugin "$dir/usr/bin/nvidia-device-plugin"
   ln -sf gpu-device-plugin "$dir/usr/bin/config-manager"
-  # ROOTFS.sources: each copied library and where it came from (hack/sbom.py reads it).
-  rm -f "$dir.sources"
-  OCI_SOURCES="$dir.sources" oci_copy_libs "$dir" "$libdir" "$search" "$bin"
+  OCI_SOURCES="$dir.sources" OCI_MISSING_HINT="add its Debian package to OCI_RUNTIME_PACKAGES in hack/oci.sh" \
+    oci_copy_libs "$dir" "/lib/$triple" "$libs/usr/lib/$triple" "$bin"
   while IFS= read -r -d '' f; do
     chmod u+w "$f"
     "$strip" --strip-debug "$f"

@@ -3,14 +3,15 @@
 
 The image is the daemon and shared libraries (hack/image.sh records where each file came from
 in SOURCES: "IMAGE_PATH<TAB>SOURCE_PATH"). Each library's package is the Debian package that
-owns its source: dpkg's database for the host's files (amd64, and the cross toolchain's C
-library for arm64), the sysroot's list of unpacked packages (hack/sysroot.sh's .files) for
-the arm64 ones. The libraries the daemon links statically (gRPC, protobuf, abseil, c-ares,
-re2, yaml-cpp; cmake/GdpStaticDeps.cmake) are packages too, with STATIC_LINK relationships,
-at the versions of their Debian -dev packages that the build used.
+brought its source: the roots given with --root are unpacked Debian packages with a .files list
+("PACKAGE VERSION PATH": hack/image-libs.sh, the archive's runtime libraries; hack/sysroot.sh,
+the arm64 build's libraries), anything else is asked of dpkg's database. The libraries the
+daemon links statically (gRPC, protobuf, abseil, c-ares, re2, yaml-cpp; cmake/GdpStaticDeps.cmake)
+are packages too, with STATIC_LINK relationships, at the versions of their Debian -dev packages
+that the build used (from the roots, else, for amd64, the host's).
 
 Usage: hack/sbom.py --arch amd64|arm64 --sources SOURCES --version V --revision R
-                    [--sysroot DIR] [--created TIME] --out FILE
+                    [--root DIR]... [--created TIME] --out FILE
 """
 
 import argparse
@@ -40,9 +41,10 @@ def host_owner(path):
     return None
 
 
-def sysroot_files(sysroot):
+def root_files(root):
+    """{path under ROOT (usrmerged): (package, version)} from ROOT/.files."""
     owners = {}
-    with open(os.path.join(sysroot, ".files")) as f:
+    with open(os.path.join(root, ".files")) as f:
         for line in f:
             pkg, ver, path = line.rstrip("\n").split(" ", 2)
             owners[re.sub(r"^/lib/", "/usr/lib/", path)] = (pkg, ver)
@@ -55,17 +57,18 @@ def main():
     ap.add_argument("--sources", required=True)
     ap.add_argument("--version", required=True)
     ap.add_argument("--revision", required=True)
-    ap.add_argument("--sysroot", default="")
+    ap.add_argument("--root", action="append", default=[], help="an unpacked Debian root with a .files list")
     ap.add_argument("--out", required=True)
     ap.add_argument("--created", default="", help="the document's time (default now); the image's, for one SBOM per image")
     a = ap.parse_args()
-    owners = sysroot_files(a.sysroot) if a.sysroot else {}
+    roots = [(os.path.realpath(r), root_files(r)) for r in a.root]
 
     def owner(src):
-        if a.sysroot and os.path.realpath(src).startswith(os.path.realpath(a.sysroot) + "/"):
-            rel = "/" + os.path.relpath(os.path.realpath(src), os.path.realpath(a.sysroot))
-            rel = re.sub(r"^/lib/", "/usr/lib/", rel)
-            return owners.get(rel) or owners.get(re.sub(r"^/usr/lib/", "/lib/", rel))
+        real = os.path.realpath(src)
+        for root, owners in roots:
+            if real.startswith(root + "/"):
+                rel = re.sub(r"^/lib/", "/usr/lib/", "/" + os.path.relpath(real, root))
+                return owners.get(rel) or owners.get(re.sub(r"^/usr/lib/", "/lib/", rel))
         return host_owner(src)
 
     packages, rels = {}, []
@@ -96,10 +99,8 @@ def main():
                 continue
             add(o[0], o[1], "DEPENDS_ON")
     for dev in STATIC:
-        if a.sysroot:
-            hits = {pv for pv in owners.values() if pv[0] == dev}
-            o = next(iter(hits), None)
-        else:
+        o = next(iter({pv for _, owners in roots for pv in owners.values() if pv[0] == dev}), None)
+        if o is None and a.arch == "amd64":
             v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", dev], capture_output=True, text=True)
             o = (dev, v.stdout.strip()) if v.returncode == 0 else None
         if o is None:

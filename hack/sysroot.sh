@@ -44,21 +44,8 @@ if [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ]; then
   exit 0
 fi
 
-# The closure of the packages, for arm64, with the versions apt has now. Architecture-
-# independent packages (headers only) are named without the architecture.
-names=()
-for p in "${packages[@]}"; do
-  if apt-cache show "$p" 2>/dev/null | grep -qx 'Architecture: all'; then names+=("$p"); else names+=("$p:$arch"); fi
-done
-closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
-  --no-replaces --no-enhances "${names[@]}" 2>/dev/null |
-  sed -n 's/^\([a-z0-9][a-z0-9.+-]*\)\(:'"$arch"'\)\?$/\1/p' | sort -u | grep -vE "$toolchain_owned" || true)
-[ -n "$closure" ] || die "apt knows no $arch packages: run apt-get update (the $arch lists may be missing)"
-# One apt-cache policy for all: "name:arm64:" then its Candidate (architecture-independent
-# packages answer for the plain name).
-want=$(apt-cache policy $(for p in $closure; do echo "$p:$arch" "$p"; done) 2>/dev/null | awk '
-  /^[^ ].*:$/ { name = substr($1, 1, length($1) - 1); sub(/:'"$arch"'$/, "", name); sub(/:amd64$/, "", name); next }
-  /^  Candidate: / && $2 != "(none)" && !(name in seen) { seen[name] = 1; print name "=" $2 }' | sort)
+# The closure of the packages, for arm64, with the versions apt has now.
+want=$(debian_closure "$arch" "$toolchain_owned" "${packages[@]}")
 [ -n "$want" ] || die "apt has no candidate for the $arch packages: run apt-get update"
 # The layout's version goes into the key too: a change to how it is laid out redoes it.
 key=$(printf 'layout 4\n%s' "$want" | sha256sum | cut -c1-16)
@@ -69,42 +56,7 @@ if [ -f "$root/.stamp" ] && [ "$(sed -n 2p "$root/.stamp")" = "$key" ]; then
 fi
 
 log "unpacking $(grep -c . <<<"$want") $arch packages into $root"
-debs=$(mktemp -d)
-trap 'rm -rf "$debs"' EXIT
-rm -rf "$root"
-mkdir -p "$root"
-# apt-get download picks the arm64 build for arch-specific packages and the :all one otherwise.
-(cd "$debs" && while IFS= read -r pv; do
-  [ -n "$pv" ] || continue
-  p=${pv%%=*} v=${pv#*=}
-  apt-get download -qq -o APT::Sandbox::User=root "$p:$arch=$v" 2>/dev/null ||
-    apt-get download -qq -o APT::Sandbox::User=root "$p=$v" ||
-    die "apt-get download $p=$v failed"
-done <<<"$want")
-# Which package brought each file (PACKAGE VERSION PATH), for the image's SBOM (hack/sbom.py).
-for d in "$debs"/*.deb; do
-  dpkg -x "$d" "$root"
-  pv=$(dpkg-deb -W --showformat='${Package} ${Version}' "$d")
-  dpkg-deb -c "$d" | awk -v pv="$pv" '{ p = $6; sub(/^\./, "", p); if (p != "/" && $1 !~ /^d/) print pv, p }'
-done >"$root/.files"
-# Debian's usrmerge, as an installed system has it: /lib is /usr/lib (some packages still
-# ship their files under /lib).
-for d in lib lib64 bin sbin; do
-  if [ -d "$root/$d" ] && [ ! -L "$root/$d" ]; then
-    mkdir -p "$root/usr/$d"
-    cp -a "$root/$d/." "$root/usr/$d/"
-    rm -rf "${root:?}/$d"
-  fi
-  [ -e "$root/$d" ] || ln -s "usr/$d" "$root/$d"
-done
-# Absolute links (libfoo.so -> /lib/aarch64-linux-gnu/libfoo.so.1) point at the host: make
-# them relative to the sysroot.
-while IFS= read -r -d '' l; do
-  t=$(readlink "$l")
-  case "$t" in
-  /*) ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$root$t")" "$l" ;;
-  esac
-done < <(find "$root" -type l -print0)
+debian_unpack "$arch" "$root" <<<"$want"
 [ -d "$root/usr/lib/$triple" ] || die "$root has no usr/lib/$triple: the $arch packages did not unpack"
 printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
 echo "$root"

@@ -42,7 +42,7 @@ same() {
 # The current release: make image's (both platforms) when it was built from this commit,
 # else the amd64 image alone, built now.
 version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")
-current=build/image
+current=$E2E_ROOT/build/image
 if [ "$(jq -r '.manifests[0].digest' "$current/gpu-device-plugin.oci/index.json" 2>/dev/null | sed 's/^sha256://' |
   xargs -I{} jq -r '.annotations["org.opencontainers.image.revision"]' "$current/gpu-device-plugin.oci/blobs/sha256/{}" 2>/dev/null)" != "$(git rev-parse HEAD)" ]; then
   current=$rel_dir/current
@@ -100,6 +100,8 @@ if [ -n "${cur_image:-}" ]; then
   fi
 fi
 
+# P2-P4 need both releases in the registry.
+release_scenarios() {
 # --- P2: the previous release installed from the registry, verified first ---------------
 # A node with every kind of GPU: the mixed profile (GPUs 1 and 3 whole, 0 and 2 in MIG mode).
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true
@@ -276,6 +278,12 @@ transition P4 rollback "${prev_image:-}" helm rollback gpu-device-plugin 1 --nam
 check "P4 the third 1-GPU pod still waits after the rollback" Pending "$(pod_phase full3)"
 check "P4 helm history: install, upgrade, rollback" "deployed: 3 Rollback to 1" \
   "$(helm history gpu-device-plugin --namespace kube-system -o json 2>/dev/null | jq -r '.[-1] | "\(.status): \(.revision) \(.description)"')"
+}
+if [ -n "${cur_image:-}" ] && [ -n "${prev_image:-}" ]; then
+  release_scenarios
+else
+  fail "P2-P4 not run: P1 did not publish both releases"
+fi
 
 delete_test_pods
 helm uninstall "$RELEASE" --namespace "$NS" --wait >/dev/null 2>&1 || true

@@ -8,7 +8,11 @@ revision labels; each layer's digest and diff_id match its bytes; the layer hold
 (built for that architecture), its nvidia-device-plugin and config-manager names, the shared
 libraries it needs and a few empty directories and /etc files, nothing else; and the daemon
 runs from the layer's own files alone: `gpu-device-plugin --help` in a chroot of the unpacked
-layer on amd64, under qemu-aarch64 with the layer as its library prefix on arm64.
+layer on amd64, under qemu-aarch64 with the layer as its library prefix on arm64. Beside the
+layout, each platform's SBOM (sbom-<arch>.spdx.json) names the daemon and a Debian package for
+every shared library of the image, each at the version Debian's archive has now (apt's
+candidate: the image takes its libraries from the archive, security updates included, not
+from this machine), and the libraries linked in statically.
 
 Usage: tests/image/check_image.py [--platforms amd64,arm64] [DIR]   (as root: chroot)
 Prints one line per check; exits 1 when any failed.
@@ -48,6 +52,44 @@ def blob(layout, digest):
         data = f.read()
     check(f"blob {digest[:19]} matches its digest", hashlib.sha256(data).hexdigest() == hexd)
     return data
+
+
+def candidate(pkg, arch):
+    out = subprocess.run(["apt-cache", "policy", f"{pkg}:{arch}"], capture_output=True, text=True).stdout
+    m = re.search(r"^  Candidate: (\S+)", out, re.M)
+    return m.group(1) if m else None
+
+
+def check_sbom(out_dir, arch, libs):
+    path = os.path.join(out_dir, f"sbom-{arch}.spdx.json")
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        check(f"{arch}: the SBOM {path} reads", False, str(e))
+        return
+    pkgs = {p["SPDXID"]: p for p in doc["packages"]}
+    rels = {}
+    for r in doc["relationships"]:
+        rels.setdefault(r["relationshipType"], []).append(pkgs.get(r["relatedSpdxElement"]))
+    runtime = [p for p in rels.get("DEPENDS_ON", []) if p]
+    static = [p for p in rels.get("STATIC_LINK", []) if p]
+    check(f"{arch}: the SBOM is SPDX 2.3 and describes gpu-device-plugin",
+          doc.get("spdxVersion") == "SPDX-2.3" and [pkgs[i]["name"] for i in doc["documentDescribes"]] == ["gpu-device-plugin"])
+    # Every library's package: the image's libc6, libstdc++6, libssl3, ... with the sources
+    # file of make image naming one per library (hack/image.sh writes rootfs/<arch>.sources).
+    sources = os.path.join(out_dir, "rootfs", f"{arch}.sources")
+    with open(sources) as f:
+        recorded = sorted(line.split("\t")[0].lstrip("/") for line in f if line.strip())
+    check(f"{arch}: each of the image's {len(libs)} libraries is in the SBOM's sources",
+          set(recorded) == set(libs),
+          f"image {libs} sources {recorded}")
+    stale = [f"{p['name']} {p['versionInfo']} (archive {candidate(p['name'], arch)})" for p in runtime
+             if p["versionInfo"] != candidate(p["name"], arch)]
+    check(f"{arch}: the SBOM's {len(runtime)} runtime packages are at the archive's versions",
+          runtime and not stale, "; ".join(stale))
+    check(f"{arch}: the SBOM names the statically linked gRPC and protobuf",
+          {"libgrpc++-dev", "libprotobuf-dev"} <= {p["name"] for p in static})
 
 
 def main():
@@ -101,6 +143,8 @@ def main():
             r = subprocess.run(run, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
             check(f"{arch}: `gpu-device-plugin --help` runs from the image's own files",
                   r.returncode == 0 and "--driver-root" in r.stdout, (r.stderr or r.stdout).strip()[:200])
+            libs = sorted(n[2:] for n in names if re.match(r"^\./lib(64)?/.+\.so", n))
+        check_sbom(os.path.dirname(os.path.abspath(a.layout)), arch, libs)
     print(f"{'all checks passed' if not failed else str(failed) + ' checks FAILED'} ({a.layout})")
     return 1 if failed else 0
 
