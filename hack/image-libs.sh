@@ -20,21 +20,5 @@ if [ "$arch" = arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64;
 fi
 
 root="$GDP_CACHE/image-libs/$arch"
-lists=$(printf '%s\n' "${OCI_RUNTIME_PACKAGES[@]}" "layout 1"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
-lists=$(sha256sum <<<"$lists" | cut -c1-16)
-if [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ]; then
-  echo "$root"
-  exit 0
-fi
-want=$(debian_closure "$arch" '^$' "${OCI_RUNTIME_PACKAGES[@]}")
-[ -n "$want" ] || die "apt has no candidate for the $arch runtime packages: run apt-get update"
-key=$(printf 'layout 1\n%s' "$want" | sha256sum | cut -c1-16)
-if [ -f "$root/.stamp" ] && [ "$(sed -n 2p "$root/.stamp")" = "$key" ]; then
-  printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
-  echo "$root"
-  exit 0
-fi
-log "unpacking the image's $(grep -c . <<<"$want") $arch runtime packages into $root: $(tr '\n' ' ' <<<"$want")"
-debian_unpack "$arch" "$root" <<<"$want"
-printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
+debian_root "$arch" "$root" "layout 1" '^$' "${OCI_RUNTIME_PACKAGES[@]}"
 echo "$root"

@@ -152,3 +152,23 @@ debian_unpack() {
     esac
   done < <(find "$root" -type l -print0)
 }
+
+# debian_root ARCH ROOT LAYOUT EXCLUDE_REGEX PACKAGE...: makes ROOT hold the PACKAGEs and
+# their closure for ARCH (debian_closure, debian_unpack), again only when the packages, LAYOUT
+# (the caller's name for how it lays them out) or the versions apt has change: with apt's
+# lists unchanged since the last time it only checks a stamp.
+debian_root() {
+  local arch=$1 root=$2 layout=$3 exclude=$4 lists want key
+  shift 4
+  lists=$(printf '%s\n' "$@" "$layout"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
+  lists=$(sha256sum <<<"$lists" | cut -c1-16)
+  [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ] && return 0
+  want=$(debian_closure "$arch" "$exclude" "$@")
+  [ -n "$want" ] || die "apt has no candidate for the $arch packages $*: run apt-get update"
+  key=$(printf '%s\n%s' "$layout" "$want" | sha256sum | cut -c1-16)
+  if ! [ -f "$root/.stamp" ] || [ "$(sed -n 2p "$root/.stamp")" != "$key" ]; then
+    log "unpacking $(grep -c . <<<"$want") $arch packages into $root: $(tr '\n' ' ' <<<"$want")"
+    debian_unpack "$arch" "$root" <<<"$want"
+  fi
+  printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
+}

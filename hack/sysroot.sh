@@ -36,27 +36,6 @@ fi
 install_debian_packages crossbuild-essential-arm64 qemu-user
 
 root="$GDP_CACHE/sysroot/$arch"
-# Quick: the same package list and apt's package lists unchanged since the sysroot was made.
-lists=$(printf '%s\n' "${packages[@]}" "layout 4"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null)
-lists=$(sha256sum <<<"$lists" | cut -c1-16)
-if [ -f "$root/.stamp" ] && [ "$(sed -n 1p "$root/.stamp")" = "$lists" ]; then
-  echo "$root"
-  exit 0
-fi
-
-# The closure of the packages, for arm64, with the versions apt has now.
-want=$(debian_closure "$arch" "$toolchain_owned" "${packages[@]}")
-[ -n "$want" ] || die "apt has no candidate for the $arch packages: run apt-get update"
-# The layout's version goes into the key too: a change to how it is laid out redoes it.
-key=$(printf 'layout 4\n%s' "$want" | sha256sum | cut -c1-16)
-if [ -f "$root/.stamp" ] && [ "$(sed -n 2p "$root/.stamp")" = "$key" ]; then
-  printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
-  echo "$root"
-  exit 0
-fi
-
-log "unpacking $(grep -c . <<<"$want") $arch packages into $root"
-debian_unpack "$arch" "$root" <<<"$want"
+debian_root "$arch" "$root" "layout 4" "$toolchain_owned" "${packages[@]}"
 [ -d "$root/usr/lib/$triple" ] || die "$root has no usr/lib/$triple: the $arch packages did not unpack"
-printf '%s\n%s\n' "$lists" "$key" >"$root/.stamp"
 echo "$root"
