@@ -352,6 +352,11 @@ TEST_F(ServerTest, OneThreadPerServer) {
   server.SetUnhealthy({"GPU-a"});
   EXPECT_TRUE(stream->WaitForCount(2, In(seconds(5))));
   server.Stop();
+  // Joined; its task leaves /proc at once natively, a moment later under qemu-user (which
+  // wakes the joiner before its host thread has exited).
+  for (int i = 0; i < 100 && !ThreadsNamed("gdp-grpc").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_TRUE(ThreadsNamed("gdp-grpc").empty()) << ThreadNames();
 }
 
