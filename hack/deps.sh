@@ -19,28 +19,34 @@ packages=(
 
 install_debian_packages "${packages[@]}"
 
-# nvml.h: a CUDA toolkit's copy is not used on purpose, so that every build
-# compiles against the same pinned header.
-if [ ! -f "$NVML_INCLUDE_DIR/nvml.h" ]; then
-  log "fetching nvml.h from nvidia-nvml-dev==$NVML_DEV_VERSION"
+# nvml.h of every driver branch (NVML_BRANCHES in hack/lib.sh): a CUDA toolkit's copy is not
+# used on purpose, so that every build compiles against the same pinned headers.
+fetch_nvml_header() { # PACKAGE VERSION SHA256
+  local dir tmp whl
+  dir=$(nvml_header_dir "$2")
+  [ ! -f "$dir/nvml.h" ] || return 0
+  log "fetching nvml.h from $1==$2"
   tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
   python3 -m pip download -q --no-deps --only-binary=:all: \
-    --platform manylinux2014_x86_64 --python-version 3.11 \
-    -d "$tmp" "nvidia-nvml-dev==$NVML_DEV_VERSION"
-  whl=$(ls "$tmp"/nvidia_nvml_dev-*.whl)
-  echo "$NVML_DEV_SHA256  $whl" | sha256sum -c --quiet - ||
-    die "nvidia-nvml-dev wheel checksum mismatch: expected $NVML_DEV_SHA256"
-  mkdir -p "$NVML_INCLUDE_DIR"
-  python3 - "$whl" "$NVML_INCLUDE_DIR" <<'PY'
+    --platform manylinux2014_x86_64 --python-version 3.11 -d "$tmp" "$1==$2"
+  whl=$(ls "$tmp"/*.whl)
+  echo "$3  $whl" | sha256sum -c --quiet - || { rm -rf "$tmp"; die "$1==$2 wheel checksum mismatch: expected $3"; }
+  mkdir -p "$dir"
+  python3 - "$whl" "$dir" <<'PY'
 import sys, zipfile
 whl, out = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(whl) as z:
     names = [n for n in z.namelist() if n.endswith("/include/nvml.h")]
     if not names:
         sys.exit("nvml.h not found in " + whl)
-    with z.open(names[0]) as src, open(out + "/nvml.h", "wb") as dst:
+    with z.open(names[0]) as src, open(out + "/nvml.h.tmp", "wb") as dst:
         dst.write(src.read())
 PY
-fi
+  mv "$dir/nvml.h.tmp" "$dir/nvml.h"
+  rm -rf "$tmp"
+}
+for b in "${NVML_BRANCHES[@]}"; do
+  read -r _ package version sha <<<"$b"
+  fetch_nvml_header "$package" "$version" "$sha"
+done
 echo "$NVML_INCLUDE_DIR"

@@ -4,10 +4,21 @@
 # Where heavy, version-keyed downloads and builds live, outside the repo.
 GDP_CACHE="${GDP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-device-plugin}"
 
-# The pinned NVML header: NVIDIA's PyPI package nvidia-nvml-dev.
+# The NVML header of each driver branch, from NVIDIA's PyPI packages (the header of the CUDA
+# toolkit release that ships with the branch's drivers): BRANCH PACKAGE VERSION WHEEL_SHA256.
+# The build compiles against the newest; the simulator's library for each branch exports
+# exactly the functions that branch's header declares (docs/simulator.md).
+NVML_BRANCHES=(
+  "r535 nvidia-nvml-dev-cu12 12.2.140 5ddaace17f8f38112e20209df738499bbfaac895f40c7f77456242375f6c4bbd"
+  "r550 nvidia-nvml-dev-cu12 12.4.127 f3d070140734992f018d46b5fc1663495898637534b94a87cec64bf12bdc584c"
+  "r570 nvidia-nvml-dev-cu12 12.8.90 051ea91b21d08447d1c6bb0f6f7b3c50339e79d45ef60ae1f71ac800ca0b2f6e"
+  "r580 nvidia-nvml-dev 13.0.87 082871368275cf6620fc900f55d8eaf2563b263a38a00a5168e9650bce963ba1"
+)
+# The header the build compiles against: the newest branch's.
 NVML_DEV_VERSION="13.0.87"
-NVML_DEV_SHA256="082871368275cf6620fc900f55d8eaf2563b263a38a00a5168e9650bce963ba1"
 NVML_INCLUDE_DIR="$GDP_CACHE/nvml-dev-$NVML_DEV_VERSION/include"
+# nvml_header_dir VERSION: where hack/deps.sh puts that package version's nvml.h.
+nvml_header_dir() { echo "$GDP_CACHE/nvml-dev-$1/include"; }
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -750,8 +750,9 @@ int Main(int argc, char** argv) {
                        "override the profile's driver version (e.g. 450.80.02)");
   cmd_root->add_option("--cuda-version", layout.config.cuda_driver_version,
                        "override the CUDA driver version (1000*major+10*minor, e.g. 12040)");
-  cmd_root->add_option("--library", layout.library, "the libnvidia-ml.so.1 to install")
-      ->capture_default_str();
+  auto* library_option =
+      cmd_root->add_option("--library", layout.library, "the libnvidia-ml.so.1 to install")
+          ->capture_default_str();
   auto* mps_option = cmd_root
                          ->add_option("--mps-control", layout.mps_control,
                                       "the nvidia-cuda-mps-control stand-in to install in usr/bin "
@@ -783,6 +784,12 @@ int Main(int argc, char** argv) {
                    "device nodes of other drivers: gdrcopy (/dev/gdrdrv), gds "
                    "(/dev/nvidia-fs*), mofed (/dev/infiniband/*), imex (IMEX channel 0)")
       ->delimiter(',');
+  std::string driver_branch;
+  cmd_root->add_option("--driver-branch", driver_branch,
+                       "stand for a driver branch (" + DriverBranchNames() +
+                           "): its release's driver and CUDA versions unless given, its "
+                           "NVML's functions (the branch's library unless --library) and "
+                           "event types");
   bool no_change_events = false;
   cmd_root->add_flag("--no-change-events", no_change_events,
                      "an older driver: no driver bind/unbind system events and no MIG "
@@ -857,6 +864,28 @@ int Main(int argc, char** argv) {
       layout.mps_control.clear();  // the default is optional; an explicit path is not
     }
     layout.config.change_events = !no_change_events;
+    if (!driver_branch.empty()) {
+      const DriverBranch* branch = FindDriverBranch(driver_branch);
+      if (branch == nullptr) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--driver-branch '", driver_branch, "' is not one of ", DriverBranchNames())));
+      }
+      layout.config.driver_branch = branch->name;
+      if (layout.config.driver_version.empty())
+        layout.config.driver_version = branch->driver_version;
+      if (layout.config.cuda_driver_version == 0) {
+        layout.config.cuda_driver_version = branch->cuda_driver_version;
+      }
+      if (library_option->count() == 0) {
+        layout.library =
+            absl::StrCat(GPUSIM_BRANCH_LIBRARY_DIR, "/", branch->name, "/", "libnvidia-ml.so.1");
+        if (!std::filesystem::is_regular_file(layout.library, ec)) {
+          return Fail(absl::NotFoundError(
+              absl::StrCat(layout.library, " not found: build target nvidia-ml-", branch->name,
+                           " (hack/build.sh release gpusim builds every branch's library)")));
+        }
+      }
+    }
     auto r = LayoutRoot(layout_dir, layout);
     if (!r.ok()) return Fail(r.status());
     // The defaults are optional (built beside gpusim, or not); an explicit path is not.

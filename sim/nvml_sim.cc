@@ -108,14 +108,16 @@ constexpr unsigned long long kMiB = 1024ULL * 1024ULL;
 // error containment) need ECC, the MIG configuration event a MIG-capable GPU.
 // XIDs, MIG configuration changes and recovery actions are generated; the
 // others can merely be registered.
-unsigned long long SupportedEvents(const GpuSpec& g, bool change_events) {
+// Branches before R570 know none of the types R570 added (recovery action, GPU
+// unavailable, SBE storm, DRAM retirement, poison).
+unsigned long long SupportedEvents(const GpuSpec& g, bool change_events, bool r570_types) {
   unsigned long long types = nvmlEventTypePState | nvmlEventTypeXidCriticalError |
-                             nvmlEventTypeClock | nvmlEventTypePowerSourceChange |
-                             nvmlEventTypeGpuUnavailableError | nvmlEventTypeGpuRecoveryAction;
+                             nvmlEventTypeClock | nvmlEventTypePowerSourceChange;
+  if (r570_types) types |= nvmlEventTypeGpuUnavailableError | nvmlEventTypeGpuRecoveryAction;
   if (g.ecc) {
-    types |= nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError |
-             nvmlEventTypeSingleBitEccErrorStorm;
-    if (g.architecture >= NVML_DEVICE_ARCH_AMPERE) {
+    types |= nvmlEventTypeSingleBitEccError | nvmlEventTypeDoubleBitEccError;
+    if (r570_types) types |= nvmlEventTypeSingleBitEccErrorStorm;
+    if (r570_types && g.architecture >= NVML_DEVICE_ARCH_AMPERE) {
       types |= nvmlEventTypeDramRetirementEvent | nvmlEventTypeDramRetirementFailure |
                nvmlEventTypeNonFatalPoisonError | nvmlEventTypeFatalPoisonError;
     }
@@ -147,6 +149,9 @@ struct Generation {
   std::map<std::string, const nvmlDevice_st*> mig_by_uuid;
   std::shared_ptr<const Snapshot> snap;  // guarded by g_mu
   bool change_events = true;             // RootConfig::change_events, read at init
+  // The driver branch's NVML has the recovery action field and R570's event types
+  // (DriverBranch::recovery_action; the simulator's newest behaviour without a branch).
+  bool recovery_action = true;
   // What workloads (the simulated libcuda) hold; nullptr when it cannot be opened.
   std::unique_ptr<gdp::sim::Contexts> contexts;
 };
@@ -292,6 +297,9 @@ nvmlReturn_t Load(const std::string& root, std::shared_ptr<Generation>* out) {
     }
     if (auto config = gdp::sim::ReadConfig(root); config.ok()) {
       gen->change_events = config->change_events;
+      if (const auto* branch = gdp::sim::FindDriverBranch(config->driver_branch)) {
+        gen->recovery_action = branch->recovery_action;
+      }
     }
     auto state = SharedState::OpenOrCreate(gdp::sim::StatePath(root), gen->profile);
     if (!state.ok()) {
@@ -1450,7 +1458,7 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t device,
   SIM_DEVICE(c, device, d);
   SIM_NONNULL(types);
   SIM_ALIVE(c, d);
-  *types = SupportedEvents(*d->spec, c.gen->change_events);
+  *types = SupportedEvents(*d->spec, c.gen->change_events, c.gen->recovery_action);
   return NVML_SUCCESS;
 }
 
@@ -1477,7 +1485,8 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t device, unsigned l
   SIM_DEVICE(c, device, d);
   if (!LiveSet(set)) return NVML_ERROR_INVALID_ARGUMENT;
   SIM_ALIVE(c, d);
-  const unsigned long long supported = SupportedEvents(*d->spec, c.gen->change_events);
+  const unsigned long long supported =
+      SupportedEvents(*d->spec, c.gen->change_events, c.gen->recovery_action);
   if ((types & ~supported) != 0) return NVML_ERROR_NOT_SUPPORTED;
   std::lock_guard<std::mutex> lock(set->mu);
   set->registered[d] |= types;
@@ -1730,7 +1739,8 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t devi
 }
 
 // Two fields are simulated: NVML_FI_DEV_MEMORY_TEMP and
-// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION; every other field answers NOT_SUPPORTED
+// NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (from R570; a root of an older branch answers
+// NOT_SUPPORTED for it, an assumption: docs/simulator.md); every other field answers NOT_SUPPORTED
 // in its own nvmlReturn, as the real call does per value. On a lost (or
 // removed) GPU the call succeeds and each field answers GPU_IS_LOST, except
 // the recovery action, which is the driver's to tell (an assumption:
@@ -1750,13 +1760,16 @@ SIM_EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int values
     nvmlFieldValue_t& v = values[i];
     v.timestamp = now_us;
     v.latencyUsec = 0;
-    if (v.fieldId == NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
+    // The recovery action is a field of R570 on: older branches answer as for any other
+    // field they do not have (the else below).
+    const bool has_recovery = c.gen->recovery_action;
+    if (v.fieldId == NVML_FI_DEV_GET_GPU_RECOVERY_ACTION && has_recovery) {
       v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v.value.uiVal = t.recovery_action;
       v.nvmlReturn = NVML_SUCCESS;
-    } else if (lost) {
+    } else if (lost && v.fieldId != NVML_FI_DEV_GET_GPU_RECOVERY_ACTION) {
       v.nvmlReturn = NVML_ERROR_GPU_IS_LOST;
-    } else if (v.fieldId == NVML_FI_DEV_MEMORY_TEMP) {
+    } else if (v.fieldId == NVML_FI_DEV_MEMORY_TEMP && !lost) {
       v.valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v.value.uiVal = t.mem_temp_c;
       v.nvmlReturn = NVML_SUCCESS;

@@ -64,6 +64,30 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
 }
 }  // namespace
 
+namespace {
+// Each branch's release: the one its CUDA toolkit's release notes pair with it (CUDA 12.2
+// Update 2, 12.4 Update 1, 12.8 Update 1, 13.0 Update 1), whose nvml.h NVML_BRANCHES pins.
+constexpr DriverBranch kDriverBranches[] = {
+    {"r535", "535.216.03", 12020, false},
+    {"r550", "550.54.15", 12040, false},
+    {"r570", "570.124.06", 12080, true},
+    {"r580", "580.82.07", 13000, true},
+};
+}  // namespace
+
+const DriverBranch* FindDriverBranch(const std::string& name) {
+  for (const auto& b : kDriverBranches) {
+    if (name == b.name) return &b;
+  }
+  return nullptr;
+}
+
+std::string DriverBranchNames() {
+  std::string out;
+  for (const auto& b : kDriverBranches) absl::StrAppend(&out, out.empty() ? "" : ", ", b.name);
+  return out;
+}
+
 absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
   std::string path = ConfigPath(root);
   std::ifstream in(path);
@@ -90,6 +114,12 @@ absl::StatusOr<RootConfig> ReadConfig(const std::string& root) {
         c.layout = kv.second.as<std::string>();
       } else if (key == "changeEvents") {
         c.change_events = kv.second.as<bool>();
+      } else if (key == "driverBranch") {
+        c.driver_branch = kv.second.as<std::string>();
+        if (FindDriverBranch(c.driver_branch) == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(path, ": driverBranch '", c.driver_branch,
+                                                         "' is not one of ", DriverBranchNames()));
+        }
       } else if (key == "deviceNodes") {
         std::string v = kv.second.as<std::string>();
         if (v != "char" && v != "files") {
@@ -126,6 +156,8 @@ absl::Status WriteConfig(const std::string& root, const RootConfig& c) {
   if (!c.layout.empty()) out << YAML::Key << "layout" << YAML::Value << c.layout;
   out << YAML::Key << "deviceNodes" << YAML::Value << (c.char_devices ? "char" : "files");
   if (!c.change_events) out << YAML::Key << "changeEvents" << YAML::Value << false;
+  if (!c.driver_branch.empty())
+    out << YAML::Key << "driverBranch" << YAML::Value << c.driver_branch;
   out << YAML::EndMap;
   return WriteFileAtomically(path, std::string("# Written by gpusim: the profile this driver "
                                                "root simulates.\n") +
@@ -398,6 +430,18 @@ absl::StatusOr<LayoutResult> LayoutRoot(const std::string& root, const LayoutOpt
     if (!ec) fs::copy_file(o.mps_control, bin + ".tmp", fs::copy_options::overwrite_existing, ec);
     if (!ec) fs::rename(bin + ".tmp", bin, ec);  // atomic: a running daemon keeps the old one
     if (ec) return absl::InternalError(absl::StrCat("cannot install ", bin, ": ", ec.message()));
+  }
+
+  // The host's sysfs as it describes each GPU's PCI device (its NUMA node), for a daemon
+  // pointed at <root>/sys (--sysfs-root): what it reads where NVML cannot say.
+  for (const GpuSpec& g : profile->gpus) {
+    const std::string dir = root + "/sys/bus/pci/devices/" + BusIdString(g);
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+    if (auto st = WriteFileAtomically(dir + "/numa_node", absl::StrCat(g.numa_node, "\n"));
+        !st.ok()) {
+      return st;
+    }
   }
 
   RootConfig config = o.config;

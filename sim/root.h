@@ -13,6 +13,8 @@
 //   <root>/dev/nvidia0..N-1, nvidiactl, nvidia-modeset, nvidia-uvm,
 //   nvidia-uvm-tools, nvidia-caps/nvidia-cap*           device nodes
 //   <root>/proc/driver/nvidia-caps/mig-minors            MIG capability minors
+//   <root>/sys/bus/pci/devices/<bus id>/numa_node        each GPU's NUMA node, as the
+//                                                        host's sysfs says it
 //
 // The library finds its root from its own path (RootFromLibraryPath), or from
 // $GPUSIM_ROOT when set. Functions here are reentrant and thread-safe.
@@ -48,7 +50,26 @@ struct RootConfig {
   // bind/unbind events, nvmlEventMigConfigChange); false models an older
   // driver branch without them (`root --no-change-events`).
   bool change_events = true;
+  // The driver branch the root stands for (`root --driver-branch`; FindDriverBranch): empty
+  // for the simulator's newest behaviour.
+  std::string driver_branch;
 };
+
+// A driver branch the simulator can stand for: a release of it (driver and CUDA versions)
+// and what its NVML delivers beyond its functions (those come from the branch's own library,
+// built from its nvml.h: sim/CMakeLists.txt). Sources: docs/simulator.md.
+struct DriverBranch {
+  const char* name;            // "r535"
+  const char* driver_version;  // a release of the branch
+  int cuda_driver_version;     // 1000*major + 10*minor
+  // NVML_FI_DEV_GET_GPU_RECOVERY_ACTION and the event types R570 added (GPU recovery
+  // action, GPU unavailable, SBE storm, DRAM retirement, poison).
+  bool recovery_action;
+};
+// nullptr when `name` is no known branch.
+const DriverBranch* FindDriverBranch(const std::string& name);
+// "r535, r550, r570, r580"
+std::string DriverBranchNames();
 
 std::string ConfigPath(const std::string& root);
 std::string StatePath(const std::string& root);

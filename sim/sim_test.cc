@@ -642,6 +642,71 @@ TEST(SimMatchesRealH100, SupportedEventTypesPerProduct) {
   }
 }
 
+// Each driver branch's library (`root --driver-branch`): its release's versions, the
+// functions its nvml.h declares and no other, its event types and recovery-action field.
+TEST(SimDriverBranches, EachHasItsHeadersFunctionsVersionsEventTypesAndFields) {
+  struct Case {
+    std::string branch;
+    bool numa;                // nvmlDeviceGetNumaNodeId (from R550)
+    bool system_events;       // nvmlSystemEventSetCreate (from R575)
+    unsigned long long h100;  // an H100's event types
+    nvmlReturn_t recovery;    // NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (from R570)
+  };
+  const Case cases[] = {
+      {"r535", false, false, 0x19f, NVML_ERROR_NOT_SUPPORTED},
+      {"r550", true, false, 0x19f, NVML_ERROR_NOT_SUPPORTED},
+      {"r570", true, false, 0xff9f, NVML_SUCCESS},
+      {"r580", true, true, 0xff9f, NVML_SUCCESS},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.branch);
+    const DriverBranch* branch = FindDriverBranch(c.branch);
+    ASSERT_NE(branch, nullptr);
+    TempDir dir;
+    auto r = Gpusim("root " + dir.path() + " --profile dgx-h100 --driver-branch " + c.branch +
+                    (geteuid() == 0 ? "" : " --no-mknod"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    void* lib = dlopen(LibraryPath(dir.path()).c_str(), RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NE(lib, nullptr) << dlerror();
+    EXPECT_EQ(dlsym(lib, "nvmlDeviceGetNumaNodeId") != nullptr, c.numa);
+    EXPECT_EQ(dlsym(lib, "nvmlSystemEventSetCreate") != nullptr, c.system_events);
+    auto init = reinterpret_cast<decltype(&nvmlInit_v2)>(dlsym(lib, "nvmlInit_v2"));
+    auto version = reinterpret_cast<decltype(&nvmlSystemGetDriverVersion)>(
+        dlsym(lib, "nvmlSystemGetDriverVersion"));
+    auto cuda = reinterpret_cast<decltype(&nvmlSystemGetCudaDriverVersion_v2)>(
+        dlsym(lib, "nvmlSystemGetCudaDriverVersion_v2"));
+    auto handle = reinterpret_cast<decltype(&nvmlDeviceGetHandleByIndex_v2)>(
+        dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+    auto events = reinterpret_cast<decltype(&nvmlDeviceGetSupportedEventTypes)>(
+        dlsym(lib, "nvmlDeviceGetSupportedEventTypes"));
+    auto fields = reinterpret_cast<decltype(&nvmlDeviceGetFieldValues)>(
+        dlsym(lib, "nvmlDeviceGetFieldValues"));
+    auto shutdown = reinterpret_cast<decltype(&nvmlShutdown)>(dlsym(lib, "nvmlShutdown"));
+    ASSERT_TRUE(init && version && cuda && handle && events && fields && shutdown);
+    ASSERT_EQ(init(), NVML_SUCCESS);
+    char v[NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE];
+    ASSERT_EQ(version(v, sizeof v), NVML_SUCCESS);
+    EXPECT_EQ(Str(v), branch->driver_version);
+    int cuda_version = 0;
+    ASSERT_EQ(cuda(&cuda_version), NVML_SUCCESS);
+    EXPECT_EQ(cuda_version, branch->cuda_driver_version);
+    nvmlDevice_t d;
+    ASSERT_EQ(handle(0, &d), NVML_SUCCESS);
+    unsigned long long types = 0;
+    ASSERT_EQ(events(d, &types), NVML_SUCCESS);
+    EXPECT_EQ(types, c.h100) << std::hex << types;
+    nvmlFieldValue_t f{};
+    f.fieldId = NVML_FI_DEV_GET_GPU_RECOVERY_ACTION;
+    ASSERT_EQ(fields(d, 1, &f), NVML_SUCCESS);
+    EXPECT_EQ(f.nvmlReturn, c.recovery);
+    EXPECT_EQ(shutdown(), NVML_SUCCESS);
+    dlclose(lib);
+  }
+  auto bad = Gpusim("root /tmp/gdp-no-such-root --profile dgx-h100 --driver-branch r470");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_THAT(bad.output, ::testing::HasSubstr("'r470' is not one of r535, r550, r570, r580"));
+}
+
 TEST(SimArguments, EveryCallBeforeInitIsUninitialized) {
   SimRoot sim("dgx-h100");
   ASSERT_TRUE(sim.ok());

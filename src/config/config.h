@@ -172,6 +172,9 @@ struct Config {
   std::string container_driver_root;
   // Explicit path of libnvidia-ml.so.1; overrides the search under the driver root.
   std::string nvml_library;
+  // The host's sysfs: a GPU's NUMA node is read from <sysfs_root>/bus/pci/devices/<bus
+  // id>/numa_node when the driver's NVML lacks nvmlDeviceGetNumaNodeId.
+  std::string sysfs_root = "/sys";
   // Driver older than 450 or CUDA driver older than 10.0: refuse to start
   // (true) or only warn (false).
   bool require_minimum_versions = true;

@@ -250,6 +250,13 @@ std::vector<FieldSpec> BuildFields() {
        .env = "NVML_LIBRARY",
        .help = "explicit path of libnvidia-ml.so.1",
        .default_doc = "empty (search the driver root)"},
+      {.path = "flags.sysfsRoot",
+       .type = "absolute path",
+       .codec = StringOf([](auto& c) -> auto& { return c.sysfs_root; }),
+       .flag = "--sysfs-root",
+       .env = "SYSFS_ROOT",
+       .help = "where the host's sysfs is read: a GPU's NUMA node when the driver's NVML has no "
+               "nvmlDeviceGetNumaNodeId (R535)"},
       {.path = "flags.requireMinimumVersions",
        .type = "bool",
        .codec = BoolOf([](auto& c) -> auto& { return c.require_minimum_versions; }),

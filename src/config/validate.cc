@@ -166,6 +166,7 @@ std::vector<std::string> Validate(const Config& c) {
   CheckPath(&problems, "flags.nvidiaDriverRoot", c.driver_root, false);
   CheckPath(&problems, "flags.containerDriverRoot", c.container_driver_root, true);
   CheckPath(&problems, "flags.nvmlLibrary", c.nvml_library, true);
+  CheckPath(&problems, "flags.sysfsRoot", c.sysfs_root, false);
   CheckPath(&problems, "flags.plugin.pluginDirectory", c.plugin_directory, false);
   CheckPath(&problems, "flags.plugin.cdiRoot", c.cdi_root, false);
   CheckPath(&problems, "flags.plugin.nvidiaCTKPath", c.nvidia_cdi_hook_path, true);

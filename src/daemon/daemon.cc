@@ -46,6 +46,10 @@ namespace {
 
 using std::chrono::milliseconds;
 
+nvml::DiscoveryOptions Discovery(const config::Config& cfg) {
+  return nvml::DiscoveryOptions{.sysfs_root = cfg.sysfs_root};
+}
+
 // nvidia-smi topo -m style names.
 const char* PathName(nvml::PathKind p) {
   switch (p) {
@@ -821,7 +825,7 @@ bool Daemon::StartNvml() {
                                root, ")?")));
   }
   absl::StatusOr<std::shared_ptr<const nvml::Inventory>> inventory =
-      nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+      nvml::DiscoverInventory(*c_->nvml, Discovery(*c_->config));
   if (!inventory.ok()) {
     c_->nvml->Shutdown();
     c_->nvml.reset();
@@ -978,7 +982,7 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
   if (!new_session) {
     // A MIG re-layout shows in the running session: nothing needs to stop.
     absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
-        nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+        nvml::DiscoverInventory(*c_->nvml, Discovery(*c_->config));
     if (found.ok() && SameGpus(*c_->inventory, **found)) {
       const std::vector<std::string> changes = AdoptInventory(*std::move(found));
       if (c_->changes != nullptr) c_->changes->SetInventory(c_->inventory);
@@ -1014,7 +1018,7 @@ void Daemon::Rediscover(const std::string& reason, bool new_session) {
     return;
   }
   absl::StatusOr<std::shared_ptr<const nvml::Inventory>> found =
-      nvml::DiscoverInventory(*c_->nvml, nvml::DiscoveryOptions{});
+      nvml::DiscoverInventory(*c_->nvml, Discovery(*c_->config));
   if (found.ok()) {
     // Before the gate opens: the sampler's next read is of the new session.
     if (c_->gpu_collector != nullptr) c_->gpu_collector->SetInventory(*found);

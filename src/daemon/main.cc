@@ -139,8 +139,8 @@ std::variant<Node, int> LoadNode(const std::string& config_file,
     gdp::log::Error("cannot initialise NVML", {{"error", s.message()}});
     return 1;
   }
-  absl::StatusOr<std::shared_ptr<const gdp::nvml::Inventory>> inv =
-      gdp::nvml::DiscoverInventory(**nvml, gdp::nvml::DiscoveryOptions{});
+  absl::StatusOr<std::shared_ptr<const gdp::nvml::Inventory>> inv = gdp::nvml::DiscoverInventory(
+      **nvml, gdp::nvml::DiscoveryOptions{.sysfs_root = cfg->sysfs_root});
   (*nvml)->Shutdown();
   if (!inv.ok()) {
     gdp::log::Error("cannot discover the GPUs", {{"error", inv.status().message()}});

@@ -90,6 +90,7 @@ Options Options::FromConfig(const config::Config& c) {
   Options o;
   o.driver_root = c.EffectiveDriverRoot();
   o.nvml_library = c.nvml_library;
+  o.sysfs_root = c.sysfs_root;
   o.require_minimum_versions = c.require_minimum_versions;
   o.mig_strategy = c.mig_strategy;
   o.device_list_strategy = c.device_list_strategy;
@@ -187,7 +188,7 @@ std::vector<CheckResult> CheckNvml(const Options& o, const FileSystem& fs, const
     return rows;
   }
   absl::StatusOr<std::shared_ptr<const nvml::Inventory>> inv =
-      nvml::DiscoverInventory(nvml, nvml::DiscoveryOptions{});
+      nvml::DiscoverInventory(nvml, nvml::DiscoveryOptions{.sysfs_root = o.sysfs_root});
   nvml.Shutdown();
   if (!inv.ok()) {
     rows.push_back(Fail("nvml init",

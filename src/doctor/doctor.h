@@ -56,7 +56,8 @@ struct Report {
 struct Options {
   // Where this process sees the driver root (Config::EffectiveDriverRoot()).
   std::string driver_root = "/";
-  std::string nvml_library;  // explicit library path (Config::nvml_library)
+  std::string nvml_library;         // explicit library path (Config::nvml_library)
+  std::string sysfs_root = "/sys";  // Config::sysfs_root
   bool require_minimum_versions = true;
   config::MigStrategy mig_strategy = config::MigStrategy::kNone;
   std::vector<config::DeviceListStrategy> device_list_strategy = {

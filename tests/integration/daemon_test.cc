@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sim/profile.h"
+#include "sim/root.h"
 #include "tests/integration/process.h"
 #include "tests/kubelet_stub/kubelet_stub.h"
 #include "tests/kubelet_stub/pod_resources_stub.h"
@@ -230,6 +231,91 @@ INSTANTIATE_TEST_SUITE_P(BuiltinProfiles, ProfileTest,
                            }
                            return n;
                          });
+
+// --- driver branches ---------------------------------------------------------
+// Each branch's simulated library exports exactly what that branch's nvml.h declares
+// (sim/CMakeLists.txt), so the daemon meets the functions, event types and fields each
+// branch's driver has. It serves on each, with what each branch lacks named in its log.
+
+struct BranchCase {
+  std::string branch;
+  std::vector<std::string> missing;  // the NVML functions the daemon names as missing
+};
+
+void PrintTo(const BranchCase& c, std::ostream* os) { *os << c.branch; }
+
+class DriverBranchTest : public DaemonTest, public ::testing::WithParamInterface<BranchCase> {};
+
+TEST_P(DriverBranchTest, ServesWithWhatTheBranchHasAndNamesWhatItLacks) {
+  const BranchCase& p = GetParam();
+  const sim::DriverBranch* branch = sim::FindDriverBranch(p.branch);
+  ASSERT_NE(branch, nullptr);
+  auto profile = sim::BuiltinProfile("dgx-h100");
+  ASSERT_TRUE(profile.ok());
+  LayRoot("dgx-h100", {"--driver-branch", p.branch});
+  StartRegistered({"--health-recovery-quiet-period", "1s", "--health-probe-interval", "100ms",
+                   "--sysfs-root", root_ + "/sys"});
+  auto client = Client();
+  auto stream = client->Watch();
+  ASSERT_TRUE(stream->WaitForCount(1, In(seconds(10))));
+
+  // Discovery: every GPU, on its NUMA node (through NVML, or sysfs where the branch's NVML
+  // has no nvmlDeviceGetNumaNodeId), with the branch's driver and CUDA versions.
+  const auto first = stream->Updates().front();
+  ASSERT_EQ(first.devices_size(), 8);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(first.devices(i).id(), profile->gpus[i].uuid);
+    ASSERT_EQ(first.devices(i).topology().nodes_size(), 1);
+    EXPECT_EQ(first.devices(i).topology().nodes(0).id(),
+              static_cast<int64_t>(profile->gpus[i].numa_node))
+        << "GPU " << i;
+  }
+  auto inv = Get("/inventory");
+  ASSERT_TRUE(inv);
+  const nlohmann::json j = nlohmann::json::parse(inv->body);
+  EXPECT_EQ(j["driverVersion"], branch->driver_version);
+
+  // Metrics: the GPUs' series and the driver's version.
+  auto metrics = Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("gdp_gpu_temperature_celsius{"));
+  EXPECT_THAT(metrics->body, HasSubstr(std::string("driver_version=\"") + branch->driver_version));
+
+  // Health: XID 79 marks its GPU unhealthy; a reset brings it back, told by NVML's recovery
+  // action where the branch has the field, else by the GPU leaving the bus and coming back.
+  const std::string gpu5 = profile->gpus[5].uuid;
+  Gpusim({"xid", "--gpu", "5", "--xid", "79"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu5] == "Unhealthy"; },
+                              In(seconds(10))))
+      << daemon_->Output();
+  EXPECT_TRUE(daemon_->WaitForOutput(
+      branch->recovery_action ? "(NVML recovery action)" : "(documented action of the XID)",
+      seconds(5)))
+      << daemon_->Output();
+  const size_t seen = stream->UpdateCount();
+  EXPECT_FALSE(stream->WaitForCount(seen + 1, In(seconds(2)))) << "recovered without a reset";
+  if (!branch->recovery_action) Gpusim({"lose", "--gpu", "5"});
+  Gpusim({"reset", "--gpu", "5"});
+  ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu5] == "Healthy"; },
+                              In(seconds(10))))
+      << daemon_->Output();
+
+  // What the branch lacks is named, and nothing else.
+  for (const std::string fn : {"nvmlDeviceGetNumaNodeId", "nvmlSystemEventSetCreate"}) {
+    const bool lacks = std::find(p.missing.begin(), p.missing.end(), fn) != p.missing.end();
+    EXPECT_EQ(daemon_->Output().find("NVML symbol " + fn + " not found") != std::string::npos,
+              lacks)
+        << p.branch << " " << fn << "\n"
+        << daemon_->Output();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Branches, DriverBranchTest,
+    ::testing::Values(BranchCase{"r535", {"nvmlDeviceGetNumaNodeId", "nvmlSystemEventSetCreate"}},
+                      BranchCase{"r550", {"nvmlSystemEventSetCreate"}},
+                      BranchCase{"r570", {"nvmlSystemEventSetCreate"}}, BranchCase{"r580", {}}),
+    [](const auto& param_info) { return param_info.param.branch; });
 
 // --- Allocate and GetPreferredAllocation ------------------------------------
 
