@@ -1,5 +1,5 @@
 # Thin wrappers over hack/: each target is one script.
-.PHONY: all deps build test test-tsan test-arm64 fuzz e2e demo image bench format lint clean cluster-up cluster-down
+.PHONY: all deps build test test-tsan test-arm64 fuzz e2e e2e-matrix demo image bench format lint clean cluster-up cluster-down
 
 all: build
 
@@ -24,6 +24,10 @@ fuzz:
 
 e2e:
 	hack/e2e.sh
+
+# The reduced scenario set on every cell of the compatibility matrix, then the table.
+e2e-matrix:
+	hack/e2e-matrix.sh
 
 # DEMO_FLAGS=--no-wait: run the story, tear down, exit 1 on a failed check (make e2e does).
 demo:

@@ -100,6 +100,27 @@ e2e_install_chart() {
   fi
 }
 
+# sharing_chart CONFIG_BODY [EXTRA_VALUES]: upgrades the release with this config (the
+# lines under `version: v1`) and values, and restarts the plugin pod at once (the last
+# scenario may have left it in a crash-loop back-off). It returns once the new pod alone
+# serves the node: the old one may have reloaded the new config file before it went, and a
+# pod admitted against what it advertised would fail when it goes.
+sharing_chart() {
+  local body=$1 extra=${2:-} old
+  old=$(plugin_pod)
+  {
+    # The release's values for node $NODE (lib.sh), with this config instead.
+    e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet "" 9101 | sed '/^config: |$/,/^    probeInterval: 1s$/d'
+    echo "config: |"
+    echo "  version: v1"
+    sed 's/^/  /' <<<"$body"
+    echo "$extra"
+  } >"$values"
+  helm upgrade --install "$RELEASE" "$CHART" --namespace "$NS" -f "$values" >/dev/null
+  kc -n "$NS" delete pods -l app.kubernetes.io/name=gpu-device-plugin --field-selector "spec.nodeName=$NODE" \
+    --wait=false >/dev/null 2>&1 || true
+  wait_until 90 plugin_replaced "$old" || echo "  (the plugin pod on $NODE was not replaced by a ready one within 90s)"
+}
 # Tears the cluster down and removes the driver root and values file; prints what is
 # left behind ("" when nothing), e.g. " state dir; mounts;".
 e2e_teardown() {
