@@ -32,6 +32,10 @@
 #                     jit-cdi mode, the default since toolkit 1.18) and `nvidia-cdi` (its cdi
 #                     mode), as GPU Operator clusters have, over the driver root
 #   GDP_NVIDIA_DRIVER_ROOT  that driver root (default /); runc stays the default handler
+#   GDP_CONTAINERD_CONFIG   where node 0's containerd config is written and read (default
+#                     $GDP_CLUSTER_DIR/containerd/config.toml): a distribution's place, e.g. k3s'
+#                     /var/lib/rancher/k3s/agent/etc/containerd/config.toml. Directories it makes
+#                     for it, or for GDP_KUBELET_ROOT, go again on `down`.
 #   GDP_REGISTRY_HOSTS_DIR  where every node's containerd reads registries' hosts.toml (a
 #                     registry's CA, mirrors) at each pull, as <host:port>/hosts.toml (default
 #                     /var/tmp/gdp-registry/hosts.d, where hack/local-registry.sh writes its own)
@@ -75,8 +79,23 @@ select_node() {
     BRIDGE=gdp-cni1 CNI_NET=gdp-bridge1 POD_SUBNET=10.244.1.0/24 CGROOT=/gdp-$NODE1
   fi
   SOCK="$N/run/containerd.sock"
+  CCONF="$N/containerd/config.toml"
+  if [ "$1" = 0 ] && [ -n "${GDP_CONTAINERD_CONFIG:-}" ]; then CCONF=$GDP_CONTAINERD_CONFIG; fi
 }
 select_node 0
+
+# mkdir_tracked DIR: makes DIR and its missing parents, noting each it made in $S/made-dirs
+# (deepest last), so that `down` removes them again.
+mkdir_tracked() {
+  local d=$1 missing=()
+  while [ ! -e "$d" ]; do
+    missing=("$d" "${missing[@]}")
+    d=$(dirname "$d")
+  done
+  ((${#missing[@]})) || return 0
+  mkdir -p "${missing[-1]}"
+  printf '%s\n' "${missing[@]}" >>"$S/made-dirs"
+}
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -307,7 +326,9 @@ write_containerd_config() {
     die "GDP_NVIDIA_TOOLKIT_BIN=$GDP_NVIDIA_TOOLKIT_BIN has no nvidia-container-runtime: run hack/nvidia-toolkit.sh"
   fi
   mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
-  cat >"$N/containerd/config.toml" <<EOF
+  mkdir_tracked "$(dirname "$CCONF")"
+  case "$CCONF" in "$S"/*) ;; *) echo "$CCONF" >>"$S/made-files" ;; esac
+  cat >"$CCONF" <<EOF
 version = 3
 root = "$N/containerd/root"
 state = "$N/containerd/state"
@@ -382,8 +403,13 @@ EOF
 }
 
 write_kubelet_config() {
-  mkdir -p "$N/manifests" "$N/pod-logs" "$KROOT"
+  mkdir -p "$N/manifests" "$N/pod-logs"
+  mkdir_tracked "$(dirname "$KROOT")"
+  mkdir -p "$KROOT"
   touch "$KROOT/$MARKER"
+  # The kubelet's device manager listens at /var/lib/kubelet/device-plugins whatever its root
+  # dir: with another root dir, that directory is ours to make and remove too.
+  if [ "$KROOT" != /var/lib/kubelet ] && [ -z "$SFX" ]; then mkdir_tracked /var/lib/kubelet/device-plugins; fi
   local h
   if [ "$CGROOT" != / ]; then
     # The kubelet wants its cgroupRoot to exist in every hierarchy; cpuset needs the
@@ -534,6 +560,16 @@ do_down() {
     fi
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+  # A config written outside the state dir, and the directories made for it and the kubelet.
+  [ ! -f "$S/made-files" ] || xargs -r -d '\n' rm -f <"$S/made-files"
+  if [ -f "$S/made-dirs" ]; then
+    local d
+    while IFS= read -r d; do
+      # The device manager's directory holds its sockets and checkpoint: all ours.
+      case "$d" in */device-plugins) rm -rf --one-file-system "$d" ;; esac
+      [ ! -d "$d" ] || rmdir "$d" 2>/dev/null || log "left $d: not empty"
+    done < <(tac "$S/made-dirs")
+  fi
   rm -rf --one-file-system "$S"
   left=$(kubepods_pids; for i in 1 0; do select_node "$i"; shim_pids; done)
   [ -z "$left" ] || { log "teardown incomplete: processes still alive: $left"; ok=1; }
@@ -639,7 +675,7 @@ node_up() {
     healthy "mntns$SFX" ready 10 grep -q " /var/lib/kubelet/device-plugins " "/proc/$(cat "$run/mntns$SFX.pid")/mountinfo"
     ns=(nsenter "--mount=/proc/$(cat "$run/mntns$SFX.pid")/ns/mnt" --)
   fi
-  start "containerd$SFX" "${ns[@]}" "$BIN/containerd" --config "$N/containerd/config.toml" --log-level warn
+  start "containerd$SFX" "${ns[@]}" "$BIN/containerd" --config "$CCONF" --log-level warn
   healthy "containerd$SFX" serving 30 "$BIN/ctr" --address "$SOCK" version
 
   # The sandbox image must be there before the kubelet starts its first pod.

@@ -70,12 +70,13 @@ const char* SignalName(int sig) {
 // Host paths outside Config (the pod-resources socket and the CDI directory
 // are config fields), shared by the daemon and the doctor.
 struct HostPaths {
-  std::string containerd_config = "/etc/containerd/config.toml";
+  std::string containerd_config;  // empty: the doctor looks in each distribution's place
 };
 
 void RegisterHostPathFlags(CLI::App& app, HostPaths* p) {
   app.add_option("--containerd-config", p->containerd_config,
-                 "containerd's config file (checked by the doctor)")
+                 "containerd's config file, checked by the doctor (default: the first that "
+                 "exists of /etc/containerd/config.toml and k3s', RKE2's and MicroK8s' places)")
       ->envname("CONTAINERD_CONFIG");
 }
 

@@ -394,21 +394,51 @@ ContainerdFacts ParseContainerdConfig(const std::string& toml) {
   return f;
 }
 
+const std::vector<KnownContainerdConfig>& KnownContainerdConfigs() {
+  static const std::vector<KnownContainerdConfig> known = {
+      {"containerd", "/etc/containerd/config.toml"},
+      {"k3s", "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"},
+      {"RKE2", "/var/lib/rancher/rke2/agent/etc/containerd/config.toml"},
+      {"MicroK8s", "/var/snap/microk8s/current/args/containerd.toml"},
+  };
+  return known;
+}
+
 std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSystem& fs) {
   std::vector<CheckResult> rows;
-  absl::StatusOr<std::string> text = fs.ReadFile(o.containerd_config);
+  std::string path = o.containerd_config;
+  std::string whose;
+  absl::StatusOr<std::string> text = absl::NotFoundError("no path");
+  if (!path.empty()) {
+    text = fs.ReadFile(path);
+  } else {
+    // The distribution's own place: the first known config that reads.
+    std::vector<std::string> tried;
+    for (const auto& known : KnownContainerdConfigs()) {
+      text = fs.ReadFile(known.path);
+      if (text.ok()) {
+        path = known.path;
+        whose = absl::StrCat(known.distribution, "'s ");
+        break;
+      }
+      tried.push_back(known.path);
+    }
+    if (!text.ok()) path = absl::StrJoin(tried, ", ");
+  }
   if (!text.ok()) {
     const std::string fix =
-        "pass --containerd-config with the runtime's config file (ignore if the node runs "
-        "another runtime)";
+        "pass --containerd-config with the runtime's config file, or mount it (the chart's "
+        "distribution or containerdConfig value); ignore if the node runs another runtime";
     rows.push_back(Warn("containerd cdi",
-                        absl::StrCat("cannot read ", o.containerd_config, ": ", Msg(text.status())),
+                        o.containerd_config.empty()
+                            ? absl::StrCat("no containerd config at ", path)
+                            : absl::StrCat("cannot read ", path, ": ", Msg(text.status())),
                         fix));
     rows.push_back(Warn("nvidia runtime", "not checked: no containerd config", fix));
     return rows;
   }
   const ContainerdFacts f = ParseContainerdConfig(*text);
-  const std::string where = absl::StrCat(o.containerd_config, " (config version ", f.version, ")");
+  const std::string where = absl::StrCat(whose, path, " (config version ", f.version, ")");
   if (f.CdiEnabled()) {
     std::string detail = absl::StrCat("CDI enabled in ", where);
     if (!f.cdi_spec_dirs.empty()) {

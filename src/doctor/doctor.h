@@ -53,6 +53,14 @@ struct Report {
   int Count(Severity s) const;
 };
 
+// Where each Kubernetes distribution keeps the config its containerd reads: containerd's own
+// default (kubeadm and most), k3s, RKE2, MicroK8s (docs/compatibility.md).
+struct KnownContainerdConfig {
+  const char* distribution;
+  const char* path;
+};
+const std::vector<KnownContainerdConfig>& KnownContainerdConfigs();
+
 struct Options {
   // Where this process sees the driver root (Config::EffectiveDriverRoot()).
   std::string driver_root = "/";
@@ -65,7 +73,8 @@ struct Options {
   std::string plugin_directory = "/var/lib/kubelet/device-plugins";
   std::string kubelet_socket_name = "kubelet.sock";
   std::string pod_resources_socket = podresources::kDefaultSocket;
-  std::string containerd_config = "/etc/containerd/config.toml";
+  // containerd's config; empty: the first of KnownContainerdConfigs() that reads.
+  std::string containerd_config;
   std::string cdi_directory = "/var/run/cdi";
   // MPS sharing is configured: a missing nvidia-cuda-mps-control is a FAIL,
   // not a WARN.

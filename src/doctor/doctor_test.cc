@@ -425,6 +425,29 @@ TEST(CheckContainerRuntimeTest, Cases) {
   }
 }
 
+// Without --containerd-config the doctor looks where each distribution keeps the config.
+TEST(CheckContainerRuntimeTest, FindsEachDistributionsConfigWhenNoneIsNamed) {
+  for (const auto& known : KnownContainerdConfigs()) {
+    SCOPED_TRACE(known.distribution);
+    Options o = TestOptions();
+    o.containerd_config.clear();
+    FakeFileSystem fs;
+    fs.AddFile(known.path, "version = 3\n");
+    auto rows = CheckContainerRuntime(o, fs);
+    ASSERT_FALSE(rows.empty());
+    EXPECT_EQ(SeverityOf(rows, "containerd cdi"), Severity::kOk) << rows[0].detail;
+    EXPECT_THAT(rows[0].detail, HasSubstr(absl::StrCat(known.distribution, "'s ", known.path)));
+  }
+  Options o = TestOptions();
+  o.containerd_config.clear();
+  FakeFileSystem none;
+  auto rows = CheckContainerRuntime(o, none);
+  EXPECT_EQ(SeverityOf(rows, "containerd cdi"), Severity::kWarn);
+  for (const auto& known : KnownContainerdConfigs()) {
+    EXPECT_THAT(rows[0].detail, HasSubstr(known.path));
+  }
+}
+
 // --- CDI directory ---
 
 TEST(CheckCdiDirectoryTest, Cases) {

@@ -1,6 +1,6 @@
 # Sourced by run.sh before the cluster starts: the chart renders NVIDIA's chart
 # values with NVIDIA's meaning, and fails on ones it cannot honour, naming them.
-# C1-C8; uses run.sh's check/pass/fail and helm from the pinned components.
+# C1-C9; uses run.sh's check/pass/fail and helm from the pinned components.
 
 chart_helm=$(command -v helm || echo "$(hack/k8s-components.sh)/helm")
 # Its output, errors included; a refused install is a result here, not a failure.
@@ -67,3 +67,23 @@ d=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
 out=$(chart_render --set image.repository=registry.example.com/gdp --set image.digest=$d --set mps.enabled=true)
 check "C8 image.digest: every image is repository@digest" "2 x registry.example.com/gdp@$d" \
   "$(grep -o 'image: .*' <<<"$out" | sort | uniq -c | awk '{ print $1 " x " $3 }' | tr -d '"')"
+
+# C9: distribution presets: the pod-resources directory follows the kubelet's root dir, the
+# device-plugin directory stays where the kubelet listens, and the runtime's config is
+# mounted for the doctor; an unknown distribution fails, naming the accepted ones.
+c9() { # DISTRIBUTION POD_RESOURCES CONTAINERD_CONFIG
+  local out
+  out=$(chart_render --set distribution="$1")
+  chart_has "C9 distribution=$1: pod-resources $2, device plugins /var/lib/kubelet/device-plugins, containerd config $3" "$out" \
+    "path: $2" "- --plugin-directory=/var/lib/kubelet/device-plugins" "path: $(dirname "$3")" \
+    "- --containerd-config=/host/containerd/$(basename "$3")" "mountPath: /host/containerd"
+}
+c9 kubeadm /var/lib/kubelet/pod-resources /etc/containerd/config.toml
+c9 k3s /var/lib/kubelet/pod-resources /var/lib/rancher/k3s/agent/etc/containerd/config.toml
+c9 rke2 /var/lib/kubelet/pod-resources /var/lib/rancher/rke2/agent/etc/containerd/config.toml
+c9 microk8s /var/snap/microk8s/common/var/lib/kubelet/pod-resources /var/snap/microk8s/current/args/containerd.toml
+out=$(chart_render)
+check "C9 no distribution: no containerd config mounted" 0 "$(grep -c 'host/containerd' <<<"$out" || true)"
+out=$(chart_render --set distribution=openshift)
+chart_has "C9 an unknown distribution fails, naming the accepted ones" "$out" \
+  'distribution="openshift" is not one of kubeadm, k3s, rke2, microk8s'

@@ -68,6 +68,7 @@ e2e_values() { # NODE DRIVER_ROOT KUBELET_ROOT QUIET_PERIOD METRICS_PORT
   [ -z "$4" ] || quiet=$'\n'"    recoveryQuietPeriod: $4"
   cat <<EOF
 image: {pullPolicy: Never}
+distribution: "${E2E_DISTRIBUTION:-}"
 driverRoot: $2
 devicePluginPath: $3/device-plugins
 nodeSelector: {kubernetes.io/hostname: $1}

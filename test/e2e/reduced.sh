@@ -17,7 +17,9 @@ reduced_set() {
   rs_pass() { pass "[$cell] $*"; }
   rs_fail() { fail "[$cell] $*"; }
 
-  if wait_until 60 gpus_are 8; then
+  # The plugin ready and registered: one pod on the node, ready, and 8/8.
+  plugin_ready() { plugin_replaced none; }
+  if wait_until 60 plugin_ready && wait_until 60 gpus_are 8; then
     rs_pass "1 registration: capacity and allocatable nvidia.com/gpu = 8"
   else
     rs_fail "1 registration: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
@@ -36,7 +38,7 @@ reduced_set() {
       rs_fail "2 isolation: expected one ENXIO node, its GPU's, and no other open node; saw NVD=$nvd ENXIO=[$own] others=[$others]"
     fi
   else
-    rs_fail "2 isolation: expected the 1-GPU pod Running, saw $(pod_phase iso)"
+    rs_fail "2 isolation: expected the 1-GPU pod Running, saw $(pod_phase iso): $(kc -n "$TNS" get pod iso -o jsonpath='{.status.reason}: {.status.message}' 2>&1)"
     return
   fi
 

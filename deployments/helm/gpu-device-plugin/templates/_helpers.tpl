@@ -122,3 +122,26 @@ default; fallbackStrategies).
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
+
+{{- /* The distribution's host paths (values.yaml, distribution). */ -}}
+{{- define "gdp.kubeletRoot" -}}
+{{- $d := .Values.distribution | default "kubeadm" -}}
+{{- if not (has $d (list "kubeadm" "k3s" "rke2" "microk8s")) -}}
+{{- fail (printf "distribution=%q is not one of kubeadm, k3s, rke2, microk8s (or empty)" .Values.distribution) -}}
+{{- end -}}
+{{- if eq $d "microk8s" -}}/var/snap/microk8s/common/var/lib/kubelet{{- else -}}/var/lib/kubelet{{- end -}}
+{{- end -}}
+{{- /* The kubelet's device manager listens at /var/lib/kubelet/device-plugins whatever its
+       root dir (kubernetes/kubernetes#120626); its pod-resources socket follows the root dir. */ -}}
+{{- define "gdp.devicePluginPath" -}}
+{{- $_ := include "gdp.kubeletRoot" . -}}
+{{- .Values.devicePluginPath | default "/var/lib/kubelet/device-plugins" -}}
+{{- end -}}
+{{- define "gdp.podResourcesPath" -}}
+{{- .Values.metrics.podResources.path | default (printf "%s/pod-resources" (include "gdp.kubeletRoot" .)) -}}
+{{- end -}}
+{{- define "gdp.containerdConfig" -}}
+{{- $known := dict "kubeadm" "/etc/containerd/config.toml" "k3s" "/var/lib/rancher/k3s/agent/etc/containerd/config.toml" "rke2" "/var/lib/rancher/rke2/agent/etc/containerd/config.toml" "microk8s" "/var/snap/microk8s/current/args/containerd.toml" -}}
+{{- $_ := include "gdp.kubeletRoot" . -}}
+{{- .Values.containerdConfig | default (get $known .Values.distribution) -}}
+{{- end -}}
