@@ -124,6 +124,9 @@ for dist in ${layouts//,/ }; do
       fail "[$cell] doctor's containerd cdi row: expected OK on /host/containerd/..., saw: ${line:-nothing}"
     fi
   fi
+  # Torn down with the layout's settings, and nothing of it left.
+  left=$(e2e_teardown)
+  [ -z "$left" ] || fail "[$cell] teardown left:$left"
   row "$layout" "$newest" $((SECONDS - t))
   unset GDP_KUBELET_ROOT GDP_CONTAINERD_CONFIG E2E_DISTRIBUTION
 done

@@ -407,6 +407,8 @@ write_kubelet_config() {
   mkdir_tracked "$(dirname "$KROOT")"
   mkdir -p "$KROOT"
   touch "$KROOT/$MARKER"
+  # `down` tears down this root dir even when run with other settings.
+  [ -n "$SFX" ] || echo "$KROOT" >"$S/kubelet-root"
   # The kubelet's device manager listens at /var/lib/kubelet/device-plugins whatever its root
   # dir: with another root dir, that directory is ours to make and remove too.
   if [ "$KROOT" != /var/lib/kubelet ] && [ -z "$SFX" ]; then mkdir_tracked /var/lib/kubelet/device-plugins; fi
@@ -508,6 +510,11 @@ unmount_under() {
 
 do_down() {
   local bin=${BIN:-$(k8s_bin_dir)} i
+  # The kubelet root dir node 0 was brought up with (GDP_KUBELET_ROOT then), whatever now.
+  if [ -f "$S/kubelet-root" ]; then
+    KROOT0=$(cat "$S/kubelet-root")
+    select_node 0
+  fi
   for i in 1 0; do
     select_node "$i"
     stop_pid "kubelet$SFX"

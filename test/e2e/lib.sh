@@ -138,6 +138,9 @@ e2e_teardown() {
   [ ! -e /var/lib/kubelet/device-plugins ] || left+=" /var/lib/kubelet/device-plugins;"
   [ ! -e "$KROOT1" ] || left+=" $KROOT1;"
   ! grep -qE 'gdp-cluster|/var/lib/kubelet|gdp-gpuroot' /proc/mounts || left+=" mounts;"
+  [ -z "${GDP_KUBELET_ROOT:-}" ] || [ ! -e "$GDP_KUBELET_ROOT" ] || left+=" $GDP_KUBELET_ROOT;"
+  [ -z "${GDP_CONTAINERD_CONFIG:-}" ] || [ ! -e "$(dirname "$GDP_CONTAINERD_CONFIG")" ] ||
+    left+=" $(dirname "$GDP_CONTAINERD_CONFIG");"
   ! ip link show gdp-cni0 >/dev/null 2>&1 || left+=" bridge gdp-cni0;"
   ! ip link show gdp-cni1 >/dev/null 2>&1 || left+=" bridge gdp-cni1;"
   [ -z "$(find /sys/fs/cgroup -maxdepth 2 -name "gdp-$NODE1" 2>/dev/null)" ] || left+=" cgroup gdp-$NODE1;"
