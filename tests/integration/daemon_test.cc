@@ -275,8 +275,15 @@ TEST_P(DriverBranchTest, ServesWithWhatTheBranchHasAndNamesWhatItLacks) {
   const nlohmann::json j = nlohmann::json::parse(inv->body);
   EXPECT_EQ(j["driverVersion"], branch->driver_version);
 
-  // Metrics: the GPUs' series and the driver's version.
+  // Metrics: the GPUs' series (from the sampler's first round, which may still be running
+  // on a loaded machine) and the driver's version.
   auto metrics = Get("/metrics");
+  const auto metrics_deadline = std::chrono::steady_clock::now() + seconds(15);
+  while ((!metrics || metrics->body.find("gdp_gpu_temperature_celsius{") == std::string::npos) &&
+         std::chrono::steady_clock::now() < metrics_deadline) {
+    std::this_thread::sleep_for(milliseconds(100));
+    metrics = Get("/metrics");
+  }
   ASSERT_TRUE(metrics);
   EXPECT_THAT(metrics->body, HasSubstr("gdp_gpu_temperature_celsius{"));
   EXPECT_THAT(metrics->body, HasSubstr(std::string("driver_version=\"") + branch->driver_version));
