@@ -58,7 +58,7 @@ struct DaemonOptions {
   Clock* clock = &RealClock::Get();
   // Host paths that are not part of Config (flags of main.cc).
   std::string containerd_config;  // empty: the doctor's search (doctor::KnownContainerdConfigs)
-  bool run_doctor = true;  // run and log the doctor's checks at start
+  bool run_doctor = true;         // run and log the doctor's checks at start
   // After a node change is first noticed, how long to wait for more before
   // re-discovering, so a burst (a MIG re-layout is several instance
   // creations) is applied once.
