@@ -13,7 +13,7 @@
 # shellcheck shell=bash
 
 reduced_set() {
-  local cell=$1 nvd own others line cid
+  local cell=$1 nvd own others cid victim
   rs_pass() { pass "[$cell] $*"; }
   rs_fail() { fail "[$cell] $*"; }
 
@@ -42,14 +42,14 @@ reduced_set() {
     return
   fi
 
-  line() { curl -sf -m 2 http://127.0.0.1:9101/metrics | grep '^gdp_gpu_temperature_celsius{' | grep "uuid=\"$nvd\"" | grep 'pod="iso"'; }
-  if wait_until 30 line >/dev/null; then
+  own_series() { curl -sf -m 2 http://127.0.0.1:9101/metrics | grep '^gdp_gpu_temperature_celsius{' | grep "uuid=\"$nvd\"" | grep 'pod="iso"'; }
+  if wait_until 30 own_series >/dev/null; then
     rs_pass "3 pod-resources attribution: the pod's GPU series on /metrics carry pod=\"iso\""
   else
     rs_fail "3 attribution: expected a series of GPU $nvd with pod=\"iso\", saw $(curl -sf http://127.0.0.1:9101/metrics | grep -c 'pod="' || true) series with a pod"
   fi
 
-  local victim=$(((own + 1) % 8))
+  victim=$(((own + 1) % 8))
   gpusim xid --gpu "$victim" --xid 79 >/dev/null
   if wait_until 15 alloc_is 7; then
     rs_pass "4 XID 79 on GPU $victim: allocatable 7"
@@ -58,8 +58,13 @@ reduced_set() {
   fi
   # A reset takes the GPU off the bus and back (how drivers without NVML's recovery-action
   # field show it; docs/health.md).
+  # The reset only after the plugin saw the GPU gone, as it would a real one leave the bus.
   gpusim lose --gpu "$victim" >/dev/null
-  sleep 2
+  seen_lost() {
+    kc -n "$NS" logs "$(plugin_pod)" 2>/dev/null | grep 'unhealthy device is now lost' |
+      grep "$(uuid_of "$victim")" >/dev/null
+  }
+  wait_until 15 seen_lost || rs_fail "4 gpusim lose: expected the plugin to log GPU $victim lost"
   gpusim reset --gpu "$victim" >/dev/null
   if wait_until 60 alloc_is 8; then
     rs_pass "4 after the reset: allocatable 8"

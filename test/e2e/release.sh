@@ -19,13 +19,12 @@
 rel_dir=$(mktemp -d)
 RELEASE_BIN=$(hack/release-tools.sh | tail -n 1)
 COSIGN=$RELEASE_BIN/cosign
-install_debian_packages skopeo
 registry_env=$(hack/local-registry.sh up 2>"$rel_dir/registry.err") ||
   die "the local registry did not start: $(tail -n 3 "$rel_dir/registry.err")"
 eval "$registry_env"
 cosign() { SSL_CERT_FILE=$GDP_REGISTRY_CA "$COSIGN" "$@"; } # trusting the registry's CA
-cosign_verify() { # KEY REF [cosign verify's other arguments]
-  cosign verify --key "$1" --insecure-ignore-tlog=true "${@:3}" "$2" >"$rel_dir/verify.out" 2>&1
+cosign_verify() { # KEY REF
+  cosign verify --key "$1" --insecure-ignore-tlog=true "$2" >"$rel_dir/verify.out" 2>&1
 }
 
 # same NAME BEFORE AFTER: passes when the two texts are the same, naming how many lines;

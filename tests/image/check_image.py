@@ -84,8 +84,9 @@ def check_sbom(out_dir, arch, libs):
     check(f"{arch}: each of the image's {len(libs)} libraries is in the SBOM's sources",
           set(recorded) == set(libs),
           f"image {libs} sources {recorded}")
-    stale = [f"{p['name']} {p['versionInfo']} (archive {candidate(p['name'], arch)})" for p in runtime
-             if p["versionInfo"] != candidate(p["name"], arch)]
+    archive = {p["name"]: candidate(p["name"], arch) for p in runtime}
+    stale = [f"{p['name']} {p['versionInfo']} (archive {archive[p['name']]})" for p in runtime
+             if p["versionInfo"] != archive[p["name"]]]
     check(f"{arch}: the SBOM's {len(runtime)} runtime packages are at the archive's versions",
           runtime and not stale, "; ".join(stale))
     check(f"{arch}: the SBOM names the statically linked gRPC and protobuf",

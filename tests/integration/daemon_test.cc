@@ -301,7 +301,12 @@ TEST_P(DriverBranchTest, ServesWithWhatTheBranchHasAndNamesWhatItLacks) {
       << daemon_->Output();
   const size_t seen = stream->UpdateCount();
   EXPECT_FALSE(stream->WaitForCount(seen + 1, In(seconds(2)))) << "recovered without a reset";
-  if (!branch->recovery_action) Gpusim({"lose", "--gpu", "5"});
+  if (!branch->recovery_action) {
+    // Off the bus first, and seen so by the daemon: only then is the reset a reset to it.
+    Gpusim({"lose", "--gpu", "5"});
+    ASSERT_TRUE(daemon_->WaitForOutput("unhealthy device is now lost", seconds(10)))
+        << daemon_->Output();
+  }
   Gpusim({"reset", "--gpu", "5"});
   ASSERT_TRUE(stream->WaitFor([&](const auto& r) { return HealthById(r)[gpu5] == "Healthy"; },
                               In(seconds(10))))
