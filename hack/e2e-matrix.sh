@@ -93,6 +93,10 @@ done
 
 # Each distribution's layout: its own cluster, with the newest branch.
 newest=r580
+[ -z "$layouts" ] || {
+  left=$(e2e_teardown)
+  [ -z "$left" ] || fail "[$k8s / $runtime / kubeadm] teardown left:$left"
+}
 for dist in ${layouts//,/ }; do
   case "$dist" in
   k3s) conf=/var/lib/rancher/k3s/agent/etc/containerd/config.toml kroot=/var/lib/kubelet ;;
@@ -104,12 +108,12 @@ for dist in ${layouts//,/ }; do
   cell="$k8s / $runtime / $layout / $newest"
   cell_failed=0
   t=$SECONDS
-  left=$(e2e_teardown)
-  [ -z "$left" ] || fail "[$cell] the previous cell's teardown left:$left"
   export GDP_KUBELET_ROOT=$kroot GDP_CONTAINERD_CONFIG=$conf E2E_DISTRIBUTION=$dist
   e2e_lay_root
   e2e_cluster_up
-  e2e_install_chart 10s
+  # The release's values with the distribution's preset; relay installs it.
+  values=$(mktemp)
+  e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet 10s 9101 >"$values"
   if relay "$newest"; then
     reduced_set "$cell"
     # The doctor (run by the plugin at start) read the distribution's containerd config,
