@@ -6,7 +6,8 @@
 # GDP_E2E_DEMO=0 skips it), then
 # test/e2e/run.sh: a local one-node Kubernetes, the chart installed as a
 # DaemonSet over a simulated dgx-h100 driver root, and the scenarios of
-# docs/e2e.md. Ends with "N passed, M failed"; exits non-zero on any failure.
+# docs/e2e.md, then the reduced set on the oldest Kubernetes minor and on CRI-O
+# (hack/e2e-matrix.sh). Each ends with "N passed, M failed"; exits non-zero on any failure.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(repo_root)"
@@ -38,4 +39,13 @@ fi
 # One real node per machine: a second suite (or `make demo`) waits for this one.
 exec 8>/var/tmp/gdp-e2e.lock
 flock -w 3600 8 || die "another real-node run (make e2e or make demo) held /var/tmp/gdp-e2e.lock for an hour"
-exec test/e2e/run.sh
+rc=0
+test/e2e/run.sh || rc=$?
+exec 8>&- # hack/e2e-matrix.sh takes the lock itself
+# Both ends of the compatibility matrix and the second runtime, on every change: the reduced
+# set (test/e2e/reduced.sh) on the oldest Kubernetes minor and on CRI-O (GDP_E2E_MATRIX=0
+# skips it; `make e2e-matrix` runs every cell).
+if [ "${GDP_E2E_MATRIX:-1}" = 1 ]; then
+  hack/e2e-matrix.sh --branches "" --layouts "" --kubernetes "$(k8s_minors | cut -d' ' -f1)" --runtimes crio || rc=1
+fi
+exit "$rc"

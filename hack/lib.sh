@@ -39,13 +39,69 @@ install_debian_packages() {
 
 repo_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 
-# The pinned Kubernetes version (test/e2e/go.mod) and the bin dir hack/k8s-components.sh
-# builds its components into.
+# go_mod_require DIR MODULE: the version DIR/go.mod requires of MODULE.
+go_mod_require() {
+  awk -v m="$2" '($1 == "require" && $2 == m) { print $3; exit } ($1 == m && $2 ~ /^v/) { print $2; exit }' "$1/go.mod"
+}
+
+# The local cluster's Kubernetes: GDP_KUBERNETES picks a minor (e.g. 1.33), default the
+# newest, pinned by test/e2e/go.mod; each older minor is pinned by test/e2e/kubernetes/<minor>/go.mod.
+k8s_default_minor() {
+  local v
+  v=$(go_mod_require "$(repo_root)/test/e2e" k8s.io/kubernetes)
+  v=${v#v}
+  echo "${v%.*}"
+}
+k8s_minors() {
+  { (cd "$(repo_root)/test/e2e/kubernetes" && ls -d 1.*) 2>/dev/null; k8s_default_minor; } | sort -t. -k2,2n | tr '\n' ' ' | sed 's/ $//'
+}
+k8s_module_dir() {
+  local root m=${GDP_KUBERNETES:-}
+  root=$(repo_root)
+  if [ -z "$m" ] || [ "$m" = "$(k8s_default_minor)" ]; then
+    echo "$root/test/e2e"
+  elif [ -f "$root/test/e2e/kubernetes/$m/go.mod" ]; then
+    echo "$root/test/e2e/kubernetes/$m"
+  else
+    die "GDP_KUBERNETES=$m: no such Kubernetes minor here; accepted are $(k8s_minors)"
+  fi
+}
+# The pinned Kubernetes version of that minor, and the bin dir hack/k8s-components.sh
+# builds its components into (with etcd, containerd 2, crictl, helm and cdi-validate).
 k8s_version() {
-  awk '($1 == "require" && $2 == "k8s.io/kubernetes") { print $3; exit } ($1 == "k8s.io/kubernetes" && $2 ~ /^v/) { print $2; exit }' \
-    "$(repo_root)/test/e2e/go.mod"
+  local d
+  d=$(k8s_module_dir) || exit 1
+  go_mod_require "$d" k8s.io/kubernetes
 }
 k8s_bin_dir() { echo "$GDP_CACHE/k8s/$(k8s_version)/bin"; }
+
+# The local cluster's container runtime: GDP_RUNTIME is containerd (2.x, the default),
+# containerd-1.7 or crio (CRI-O, with Debian's conmon and runc). runtime_bin_dir is where
+# hack/k8s-components.sh builds it: the Kubernetes bin dir for containerd 2, else a dir of its own.
+RUNTIMES="containerd containerd-1.7 crio"
+runtime_name() {
+  local r=${GDP_RUNTIME:-containerd}
+  case " $RUNTIMES " in *" $r "*) echo "$r" ;; *) die "GDP_RUNTIME=$r: accepted are ${RUNTIMES// /, }" ;; esac
+}
+runtime_module_dir() {
+  local r
+  r=$(runtime_name) || exit 1
+  echo "$(repo_root)/test/e2e/tools/$r"
+}
+runtime_version() {
+  local r
+  r=$(runtime_name) || exit 1
+  case "$r" in
+  containerd) go_mod_require "$(runtime_module_dir)" github.com/containerd/containerd/v2 ;;
+  containerd-1.7) go_mod_require "$(runtime_module_dir)" github.com/containerd/containerd ;;
+  crio) go_mod_require "$(runtime_module_dir)" github.com/cri-o/cri-o ;;
+  esac
+}
+runtime_bin_dir() {
+  local r
+  r=$(runtime_name) || exit 1
+  if [ "$r" = containerd ]; then k8s_bin_dir; else echo "$GDP_CACHE/runtimes/$r-$(runtime_version)/bin"; fi
+}
 
 # go_module_build MODULE VERSION GO_VERSION DIR LDFLAGS COMMAND...
 # Builds each MODULE/cmd/COMMAND at VERSION into DIR/bin through the Go module proxy. A

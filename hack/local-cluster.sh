@@ -39,6 +39,11 @@
 #   GDP_REGISTRY_HOSTS_DIR  where every node's containerd reads registries' hosts.toml (a
 #                     registry's CA, mirrors) at each pull, as <host:port>/hosts.toml (default
 #                     /var/tmp/gdp-registry/hosts.d, where hack/local-registry.sh writes its own)
+#   GDP_KUBERNETES    the Kubernetes minor, 1.33 to 1.37 (default the newest; hack/lib.sh k8s_minors)
+#   GDP_RUNTIME       the container runtime: containerd (2.x, default), containerd-1.7 (its
+#                     version 2 config; CDI enabled) or crio (CRI-O with Debian's conmon and
+#                     runc; images copied into its store before it starts). The last two run
+#                     one node, without the NVIDIA runtime.
 #
 # Network: every daemon listens on 127.0.0.1 only. Pods are meant to use hostNetwork;
 # the CNI config (needed for the node to report Ready) is a bridge with no gateway and
@@ -55,6 +60,23 @@ NODE1="${GDP_NODE1_NAME:-gpu-node-1}"
 KROOT1="${GDP_KUBELET_ROOT1:-/var/lib/kubelet-$NODE1}"
 NODES="${GDP_NODES:-1}"
 [[ "$NODES" =~ ^[12]$ ]] || die "GDP_NODES=$NODES: 1 or 2 nodes are supported"
+# A cluster's Kubernetes minor and runtime are kept in $S, so that down, status, env and
+# restart-kubelet act on the cluster that runs, whatever GDP_KUBERNETES and GDP_RUNTIME say then.
+if [ "${1:-}" != up ]; then
+  if [ -f "$S/kubernetes" ]; then GDP_KUBERNETES=$(cat "$S/kubernetes") && export GDP_KUBERNETES; fi
+  if [ -f "$S/runtime" ]; then GDP_RUNTIME=$(cat "$S/runtime") && export GDP_RUNTIME; fi
+fi
+# use_runtime NAME: RUNTIME, and RT, the runtime daemon's name (its pid and log files).
+use_runtime() {
+  RUNTIME=$1 RT=containerd
+  [ "$RUNTIME" != crio ] || RT=crio
+}
+runtime=$(runtime_name) || exit 1
+use_runtime "$runtime"
+if [ "$RUNTIME" != containerd ] && [ "${1:-}" = up ]; then
+  [ "$NODES" = 1 ] || die "GDP_RUNTIME=$RUNTIME runs one node; GDP_NODES=2 needs containerd (2.x)"
+  [ -z "${GDP_NVIDIA_TOOLKIT_BIN:-}" ] || die "GDP_NVIDIA_TOOLKIT_BIN: the NVIDIA runtime is set up for containerd 2.x only, not $RUNTIME"
+fi
 READY_TIMEOUT="${GDP_READY_TIMEOUT:-120}"
 ETCD_PORT=2379 ETCD_PEER_PORT=2380 API_PORT=6443
 KCM_PORT=10257 SCHED_PORT=10259 SERVICE_RANGE=10.96.0.0/24
@@ -78,7 +100,7 @@ select_node() {
     NODE=$NODE1 KROOT=$KROOT1 N=$S/node1 SFX=-1 KUBELET_PORT=11250 KUBELET_HEALTHZ_PORT=11248
     BRIDGE=gdp-cni1 CNI_NET=gdp-bridge1 POD_SUBNET=10.244.1.0/24 CGROOT=/gdp-$NODE1
   fi
-  SOCK="$N/run/containerd.sock"
+  SOCK="$N/run/$RT.sock"
   CCONF="$N/containerd/config.toml"
   if [ "$1" = 0 ] && [ -n "${GDP_CONTAINERD_CONFIG:-}" ]; then CCONF=$GDP_CONTAINERD_CONFIG; fi
 }
@@ -379,6 +401,11 @@ $(nvidia_runtimes)
     conf_dir = "$N/cni/net.d"
     max_conf_num = 1
 EOF
+}
+
+# The selected node's CNI config.
+write_cni_config() {
+  mkdir -p "$N/cni/net.d"
   # A bridge without gateway or masquerading: pods reach their own bridge and nothing else.
   cat >"$N/cni/net.d/10-$CNI_NET.conflist" <<EOF
 {
@@ -399,6 +426,157 @@ EOF
     }
   ]
 }
+EOF
+}
+
+# The selected node's containerd 1.7 config: the version 2 format of the same settings.
+write_containerd17_config() {
+  local snap=$1
+  mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
+  mkdir_tracked "$(dirname "$CCONF")"
+  case "$CCONF" in "$S"/*) ;; *) echo "$CCONF" >>"$S/made-files" ;; esac
+  local cri='plugins."io.containerd.grpc.v1.cri"'
+  cat >"$CCONF" <<EOF
+version = 2
+root = "$N/containerd/root"
+state = "$N/containerd/state"
+oom_score = 0
+
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = "$SOCK.debug"
+[metrics]
+  address = ""
+
+[$cri]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  sandbox_image = "localhost/gdp/pause:e2e"
+  # This machine strips CAP_SYS_RESOURCE: never ask for an oom_score_adj below ours.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  # CDI is off by default before containerd 2.0.
+  enable_cdi = true
+  cdi_spec_dirs = ["$N/cdi", "/etc/cdi", "/var/run/cdi"]
+  [$cri.containerd]
+    snapshotter = "$snap"
+    default_runtime_name = "runc"
+    [$cri.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [$cri.containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+  [$cri.cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$N/cni/net.d"
+    max_conf_num = 1
+  [$cri.registry]
+    config_path = "${GDP_REGISTRY_HOSTS_DIR:-/var/tmp/gdp-registry/hosts.d}"
+EOF
+}
+
+# has_cap_sys_resource: this shell's effective capabilities include CAP_SYS_RESOURCE (24).
+has_cap_sys_resource() {
+  local eff
+  eff=$(awk '$1 == "CapEff:" { print $2 }' /proc/self/status)
+  (((0x$eff >> 24) & 1))
+}
+
+# CRI-O sets hugetlb limits whenever /proc/cgroups lists the controller, and runc then fails
+# to start any container where that hierarchy is not mounted, as here (cgroup v1 without
+# hugetlb mounted): mount it for the cluster's life; `down` unmounts it (listed in $S/made-mounts).
+mount_hugetlb() {
+  local h=/sys/fs/cgroup/hugetlb
+  [ -d /sys/fs/cgroup/memory ] || return 0 # cgroup v2: one hierarchy
+  awk '$1 == "hugetlb" && $4 == 1 { found = 1 } END { exit !found }' /proc/cgroups || return 0
+  awk '$3 == "cgroup" && $4 ~ /(^|,)hugetlb(,|$)/ { found = 1 } END { exit !found }' /proc/self/mounts && return 0
+  mkdir -p "$h" && mount -t cgroup -o hugetlb hugetlb "$h" ||
+    die "could not mount the hugetlb cgroup hierarchy at $h, which CRI-O needs here"
+  echo "$h" >>"$S/made-mounts"
+}
+
+# The selected node's CRI-O config: every path under the node's state dir, cgroupfs, runc
+# watched by Debian's conmon; NRI and metrics off. (Debian 12's crun, 1.8.1, refuses the OCI
+# spec version CRI-O 1.36 writes: "unknown version specified".)
+write_crio_config() {
+  local snap=$1 c=$N/crio driver=overlay runc
+  runc=$(command -v runc)
+  [ "$snap" = overlayfs ] || driver=vfs
+  mkdir -p "$c"/{hooks.d,exits,attach,ns,pods,crio.conf.d} "$N/cni/net.d" "$N/cdi" "$N/run"
+  # CRI-O checks this policy at every container start, for images copied in as for pulled ones.
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$c/policy.json"
+  # No unqualified-search registries: every image name is complete (localhost/gdp/...).
+  echo 'unqualified-search-registries = []' >"$c/registries.conf"
+  # A pod's oom_score_adj below ours needs CAP_SYS_RESOURCE, which this machine may strip
+  # (critical pods get -997). containerd clamps it (restrict_oom_score_adj); CRI-O has no such
+  # setting, so there its runc is a wrapper that clamps it in each container's config.json.
+  if ! has_cap_sys_resource; then
+    runc=$c/runc
+    cat >"$runc" <<EOF
+#!/bin/sh
+# runc, with process.oomScoreAdj raised to this process's own where it is below.
+bundle="" prev=""
+for a in "\$@"; do
+  [ "\$prev" = --bundle ] || [ "\$prev" = -b ] && bundle=\$a
+  prev=\$a
+done
+if [ -n "\$bundle" ] && [ -f "\$bundle/config.json" ]; then
+  own=\$(cat /proc/self/oom_score_adj)
+  jq -c --argjson own "\$own" 'if (.process.oomScoreAdj // \$own) < \$own then .process.oomScoreAdj = \$own else . end' \
+    "\$bundle/config.json" >"\$bundle/config.json.tmp" && mv "\$bundle/config.json.tmp" "\$bundle/config.json"
+fi
+exec $(command -v runc) "\$@"
+EOF
+    chmod 755 "$runc"
+  fi
+  cat >"$c/crio.conf" <<EOF
+[crio]
+root = "$c/storage"
+runroot = "$c/run"
+storage_driver = "$driver"
+log_dir = "$c/pods"
+version_file = "$c/version"
+version_file_persist = "$c/version-persist"
+clean_shutdown_file = "$c/clean.shutdown"
+[crio.api]
+listen = "$SOCK"
+stream_address = "127.0.0.1"
+stream_port = "0"
+[crio.runtime]
+cgroup_manager = "cgroupfs"
+conmon_cgroup = "pod"
+log_level = "warn"
+selinux = false
+irqbalance_config_file = ""
+irqbalance_config_restore_file = "disable"
+cdi_spec_dirs = ["$N/cdi", "/etc/cdi", "/var/run/cdi"]
+hooks_dir = ["$c/hooks.d"]
+container_exits_dir = "$c/exits"
+container_attach_socket_dir = "$c/attach"
+namespaces_dir = "$c/ns"
+pinns_path = "$RBIN/pinns"
+enable_criu_support = false
+default_runtime = "runc"
+[crio.runtime.runtimes.runc]
+runtime_path = "$runc"
+runtime_root = "$c/runc-root"
+monitor_path = "$(command -v conmon)"
+monitor_cgroup = "pod"
+[crio.image]
+pause_image = "localhost/gdp/pause:e2e"
+pinned_images = ["localhost/gdp/pause:e2e"]
+signature_policy = "$c/policy.json"
+[crio.network]
+network_dir = "$N/cni/net.d"
+plugin_dirs = ["/usr/lib/cni"]
+[crio.nri]
+enable_nri = false
+[crio.metrics]
+enable_metrics = false
 EOF
 }
 
@@ -480,11 +658,13 @@ kubepods_pids() {
   done | sort -u
 }
 
-# Pids of containerd shims serving our containerd (they name its socket on their command line).
+# Pids of the runtime's per-container monitors: containerd shims serving our containerd (they
+# name its socket on their command line), CRI-O's conmons (they name its state dir).
 shim_pids() {
-  local p
+  local p cmd
   for p in /proc/[0-9]*; do
-    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "-address $SOCK " && basename "$p"
+    cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+    case "$cmd" in *"-address $SOCK "* | *conmon*" $N/crio/"*) basename "$p" ;; esac
   done
   return 0
 }
@@ -510,6 +690,8 @@ unmount_under() {
 
 do_down() {
   local bin=${BIN:-$(k8s_bin_dir)} i
+  # The runtime the cluster was brought up with (on `up`, a previous cluster's).
+  [ ! -f "$S/runtime" ] || use_runtime "$(cat "$S/runtime")"
   # The kubelet root dir node 0 was brought up with (GDP_KUBELET_ROOT then), whatever now.
   if [ -f "$S/kubelet-root" ]; then
     KROOT0=$(cat "$S/kubelet-root")
@@ -520,7 +702,7 @@ do_down() {
     stop_pid "kubelet$SFX"
     # Let the runtime stop and remove pods itself while it still runs: that unmounts
     # rootfs and network namespaces and releases CNI addresses properly.
-    if pid_alive "containerd$SFX" && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
+    if pid_alive "$RT$SFX" && [ -x "$bin/crictl" ] && [ -S "$SOCK" ]; then
       timeout 60 "$bin/crictl" --config "$N/crictl.yaml" rmp -fa >/dev/null 2>&1 ||
         log "crictl rmp -fa on $NODE failed; killing what is left instead"
     fi
@@ -530,7 +712,7 @@ do_down() {
   stop_pid kube-apiserver
   for i in 1 0; do
     select_node "$i"
-    stop_pid "containerd$SFX"
+    stop_pid "$RT$SFX"
     [ -z "$SFX" ] || stop_pid "mntns$SFX"
   done
   stop_pid etcd
@@ -545,6 +727,10 @@ do_down() {
   [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
   wait_for "the pods' processes to exit" 10 test -z "$(kubepods_pids)" || true
   remove_kubepods_cgroups
+  if [ -f "$S/made-mounts" ]; then
+    local m
+    while IFS= read -r m; do umount "$m" && rmdir "$m" || log "could not unmount $m"; done <"$S/made-mounts"
+  fi
   local id left ok=0
   for i in 1 0; do
     select_node "$i"
@@ -600,9 +786,15 @@ do_up() {
     do_down || die "could not clean up after the previous cluster (see above); fix that, then run $0 down"
   fi
   local t0=$SECONDS
+  use_runtime "$(runtime_name)"
+  select_node 0
   BIN=$("$root/hack/k8s-components.sh")
+  RBIN=$(runtime_bin_dir)
   mkdir -p "$S" "$logs" "$run"
-  export PATH="$BIN:$PATH"
+  echo "$RUNTIME" >"$S/runtime"
+  k8s_version >/dev/null && echo "${GDP_KUBERNETES:-$(k8s_default_minor)}" >"$S/kubernetes"
+  # containerd 1.7's ctr before containerd 2's, for hack/images.sh.
+  export PATH="$RBIN:$BIN:$PATH"
   command -v kubectl >/dev/null || die "kubectl not found: apt-get install kubectl, or build k8s.io/kubernetes/cmd/kubectl"
 
   make_pki
@@ -663,7 +855,15 @@ do_up() {
 node_up() {
   local snap=$1
   make_node_pki
-  write_containerd_config "$snap"
+  case "$RUNTIME" in
+  containerd) write_containerd_config "$snap" ;;
+  containerd-1.7) write_containerd17_config "$snap" ;;
+  crio)
+    write_crio_config "$snap"
+    mount_hugetlb
+    ;;
+  esac
+  write_cni_config
   printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 30\n' "$SOCK" "$SOCK" >"$N/crictl.yaml"
   local ns=()
   if [ -n "$SFX" ]; then
@@ -682,12 +882,23 @@ node_up() {
     healthy "mntns$SFX" ready 10 grep -q " /var/lib/kubelet/device-plugins " "/proc/$(cat "$run/mntns$SFX.pid")/mountinfo"
     ns=(nsenter "--mount=/proc/$(cat "$run/mntns$SFX.pid")/ns/mnt" --)
   fi
-  start "containerd$SFX" "${ns[@]}" "$BIN/containerd" --config "$CCONF" --log-level warn
-  healthy "containerd$SFX" serving 30 "$BIN/ctr" --address "$SOCK" version
-
-  # The sandbox image must be there before the kubelet starts its first pod.
-  # shellcheck disable=SC2086
-  CONTAINERD_SNAPSHOTTER=$snap "$root/hack/images.sh" -a "$SOCK" ${GDP_IMAGES:-pause busybox} >/dev/null
+  if [ "$RUNTIME" = crio ]; then
+    # The images go into CRI-O's store before it starts (the sandbox image among them).
+    local name ref tar refs=()
+    # shellcheck disable=SC2086
+    while read -r name ref tar; do refs+=("$ref=$tar"); done < <("$root/hack/images.sh" ${GDP_IMAGES:-pause busybox})
+    "$RBIN/imageload" --root "$N/crio/storage" --runroot "$N/crio/run" \
+      --driver "$([ "$snap" = overlayfs ] && echo overlay || echo vfs)" "${refs[@]}" ||
+      die "copying the images into CRI-O's store at $N/crio/storage failed (imageload's error above)"
+    start "crio$SFX" env CONTAINERS_REGISTRIES_CONF="$N/crio/registries.conf" "$RBIN/crio" --config "$N/crio/crio.conf" --config-dir "$N/crio/crio.conf.d"
+    healthy "crio$SFX" serving 30 "$BIN/crictl" --config "$N/crictl.yaml" version
+  else
+    start "containerd$SFX" "${ns[@]}" "$RBIN/containerd" --config "$CCONF" --log-level warn
+    healthy "containerd$SFX" serving 30 "$RBIN/ctr" --address "$SOCK" version
+    # The sandbox image must be there before the kubelet starts its first pod.
+    # shellcheck disable=SC2086
+    CONTAINERD_SNAPSHOTTER=$snap "$root/hack/images.sh" -a "$SOCK" ${GDP_IMAGES:-pause busybox} >/dev/null
+  fi
 
   write_kubelet_config
   # --cloud-provider=external: the kubelet leaves the Node's addresses to us, so they can
@@ -737,7 +948,7 @@ do_restart_kubelet() {
 
 do_status() {
   local n rc=0
-  local names="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
+  local names="etcd kube-apiserver kube-controller-manager kube-scheduler $RT kubelet"
   [ ! -d "$S/node1" ] || names+=" containerd-1 kubelet-1"
   for n in $names; do
     if pid_alive "$n"; then
@@ -764,7 +975,7 @@ case "${1:-}" in
   status) do_status ;;
   restart-kubelet) do_restart_kubelet ;;
   env)
-    echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(k8s_bin_dir):\$PATH"
+    echo "export KUBECONFIG=$S/admin.kubeconfig CRI_CONFIG_FILE=$S/crictl.yaml PATH=$(runtime_bin_dir):$(k8s_bin_dir):\$PATH"
     ;;
   *)
     echo "usage: $0 up|down|status|env|restart-kubelet" >&2

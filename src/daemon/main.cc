@@ -75,8 +75,10 @@ struct HostPaths {
 
 void RegisterHostPathFlags(CLI::App& app, HostPaths* p) {
   app.add_option("--containerd-config", p->containerd_config,
-                 "containerd's config file, checked by the doctor (default: the first that "
-                 "exists of /etc/containerd/config.toml and k3s', RKE2's and MicroK8s' places)")
+                 "the container runtime's config file, checked by the doctor: containerd's, or "
+                 "CRI-O's crio.conf with its crio.conf.d drop-ins (default: the first that exists "
+                 "of /etc/containerd/config.toml and k3s', RKE2's and MicroK8s' places, else "
+                 "/etc/crio/crio.conf)")
       ->envname("CONTAINERD_CONFIG");
 }
 

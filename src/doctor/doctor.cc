@@ -331,6 +331,7 @@ CheckResult CheckPodResources(const Options& o, const FileSystem& fs,
 }
 
 bool ContainerdFacts::CdiEnabled() const {
+  if (crio) return true;
   if (enable_cdi.has_value()) return *enable_cdi;
   return version >= 3;
 }
@@ -353,9 +354,10 @@ ContainerdFacts ParseContainerdConfig(const std::string& toml) {
       for (absl::string_view item : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
         f.cdi_spec_dirs.push_back(Unquote(item));
       }
-    } else if (key == "default_runtime_name") {
+    } else if (key == "default_runtime_name" || (f.crio && key == "default_runtime")) {
       f.default_runtime = Unquote(value);
-    } else if (key == "BinaryName" && absl::StrContains(value, "nvidia-container-runtime")) {
+    } else if ((key == "BinaryName" || (f.crio && key == "runtime_path")) &&
+               absl::StrContains(value, "nvidia-container-runtime")) {
       f.nvidia_runtime = true;
     }
   };
@@ -373,6 +375,7 @@ ContainerdFacts ParseContainerdConfig(const std::string& toml) {
     if (line.front() == '[') {
       table = std::string(absl::StripSuffix(absl::StripPrefix(line, "["), "]"));
       table = std::string(absl::StripSuffix(absl::StripPrefix(table, "["), "]"));
+      if (table == "crio" || absl::StartsWith(table, "crio.")) f.crio = true;
       for (absl::string_view suffix :
            {".runtimes.nvidia", ".runtimes.\"nvidia\"", ".runtimes.'nvidia'"}) {
         if (absl::EndsWith(table, suffix)) f.nvidia_runtime = true;
@@ -404,6 +407,36 @@ const std::vector<KnownContainerdConfig>& KnownContainerdConfigs() {
   return known;
 }
 
+namespace {
+
+// CRI-O's config at `path` followed by its drop-ins (crio.conf.d/*.conf beside it, in name
+// order, later ones overriding), and the files read, comma-separated; NotFound when none reads.
+absl::StatusOr<std::string> ReadCrioConfig(const FileSystem& fs, const std::string& path,
+                                           std::string* read) {
+  std::string text;
+  std::vector<std::string> files = {path};
+  const std::string dropins = absl::StrCat(path, ".d");
+  if (absl::StatusOr<std::vector<std::string>> names = fs.ListDir(dropins); names.ok()) {
+    std::vector<std::string> sorted = *names;
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& n : sorted) {
+      if (absl::EndsWith(n, ".conf")) files.push_back(absl::StrCat(dropins, "/", n));
+    }
+  }
+  std::vector<std::string> ok;
+  for (const auto& f : files) {
+    absl::StatusOr<std::string> t = fs.ReadFile(f);
+    if (!t.ok()) continue;
+    absl::StrAppend(&text, *t, "\n");
+    ok.push_back(f);
+  }
+  if (ok.empty()) return absl::NotFoundError(absl::StrCat("no CRI-O config at ", path));
+  *read = absl::StrJoin(ok, ", ");
+  return text;
+}
+
+}  // namespace
+
 std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSystem& fs) {
   std::vector<CheckResult> rows;
   std::string path = o.containerd_config;
@@ -411,6 +444,10 @@ std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSyste
   absl::StatusOr<std::string> text = absl::NotFoundError("no path");
   if (!path.empty()) {
     text = fs.ReadFile(path);
+    // CRI-O's crio.conf: its drop-ins count too.
+    std::string read;
+    if (text.ok() && ParseContainerdConfig(*text).crio) text = ReadCrioConfig(fs, path, &read);
+    if (text.ok() && !read.empty()) path = read;
   } else {
     // The distribution's own place: the first known config that reads.
     std::vector<std::string> tried;
@@ -421,9 +458,20 @@ std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSyste
         whose = absl::StrCat(known.distribution, "'s ");
         break;
       }
-      tried.push_back(known.path);
+      tried.emplace_back(known.path);
     }
-    if (!text.ok()) path = absl::StrJoin(tried, ", ");
+    if (!text.ok()) {
+      // No containerd: CRI-O's place (OpenShift and other CRI-O nodes).
+      std::string read;
+      text = ReadCrioConfig(fs, kCrioConfig, &read);
+      if (text.ok()) {
+        path = read;
+        whose = "CRI-O's ";
+      } else {
+        tried.push_back(absl::StrCat(kCrioConfig, "{,.d/*.conf}"));
+        path = absl::StrJoin(tried, ", ");
+      }
+    }
   }
   if (!text.ok()) {
     const std::string fix =
@@ -431,14 +479,17 @@ std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSyste
         "distribution or containerdConfig value); ignore if the node runs another runtime";
     rows.push_back(Warn("containerd cdi",
                         o.containerd_config.empty()
-                            ? absl::StrCat("no containerd config at ", path)
+                            ? absl::StrCat("no containerd or CRI-O config at ", path)
                             : absl::StrCat("cannot read ", path, ": ", Msg(text.status())),
                         fix));
     rows.push_back(Warn("nvidia runtime", "not checked: no containerd config", fix));
     return rows;
   }
   const ContainerdFacts f = ParseContainerdConfig(*text);
-  const std::string where = absl::StrCat(whose, path, " (config version ", f.version, ")");
+  if (f.crio && whose.empty()) whose = "CRI-O's ";
+  const std::string where = f.crio ? absl::StrCat(whose, path, " (always on in CRI-O)")
+                                   : absl::StrCat(whose, path, " (config version ", f.version, ")");
+  const char* row = f.crio ? "crio cdi" : "containerd cdi";
   if (f.CdiEnabled()) {
     std::string detail = absl::StrCat("CDI enabled in ", where);
     if (!f.cdi_spec_dirs.empty()) {
@@ -446,28 +497,28 @@ std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSyste
     }
     if (!f.cdi_spec_dirs.empty() && std::find(f.cdi_spec_dirs.begin(), f.cdi_spec_dirs.end(),
                                               o.cdi_directory) == f.cdi_spec_dirs.end()) {
-      const std::string fix = absl::StrCat("add ", o.cdi_directory,
-                                           " to cdi_spec_dirs, or point --cdi-root at one of them");
-      rows.push_back(o.UsesCdi() ? Fail("containerd cdi",
+      const std::string fix =
+          absl::StrCat("add ", o.cdi_directory, " to cdi_spec_dirs",
+                       f.crio ? " ([crio.runtime])" : "", ", or point --cdi-root at one of them");
+      rows.push_back(o.UsesCdi() ? Fail(row,
                                         detail + "; the CDI directory is not one "
                                                  "of them",
                                         fix)
-                                 : Warn("containerd cdi",
+                                 : Warn(row,
                                         detail + "; the CDI directory is not "
                                                  "one of them",
                                         fix));
     } else {
-      rows.push_back(Ok("containerd cdi", detail));
+      rows.push_back(Ok(row, detail));
     }
   } else {
     const std::string detail = absl::StrCat("CDI disabled in ", where);
     const std::string fix =
         "set enable_cdi = true in the CRI plugin's section (containerd 1.7+; on by default in 2.x) "
         "and restart containerd";
-    rows.push_back(o.UsesCdi()
-                       ? Fail("containerd cdi", detail + "; deviceListStrategy asks for CDI", fix)
-                       : Warn("containerd cdi",
-                              detail + "; only the cdi-* device list strategies need it", fix));
+    rows.push_back(
+        o.UsesCdi() ? Fail(row, detail + "; deviceListStrategy asks for CDI", fix)
+                    : Warn(row, detail + "; only the cdi-* device list strategies need it", fix));
   }
   if (f.nvidia_runtime) {
     rows.push_back(Ok("nvidia runtime",

@@ -60,6 +60,8 @@ struct KnownContainerdConfig {
   const char* path;
 };
 const std::vector<KnownContainerdConfig>& KnownContainerdConfigs();
+// CRI-O's config; its drop-ins, crio.conf.d/*.conf beside it, override it in name order.
+inline constexpr char kCrioConfig[] = "/etc/crio/crio.conf";
 
 struct Options {
   // Where this process sees the driver root (Config::EffectiveDriverRoot()).
@@ -73,7 +75,9 @@ struct Options {
   std::string plugin_directory = "/var/lib/kubelet/device-plugins";
   std::string kubelet_socket_name = "kubelet.sock";
   std::string pod_resources_socket = podresources::kDefaultSocket;
-  // containerd's config; empty: the first of KnownContainerdConfigs() that reads.
+  // The container runtime's config: containerd's, or CRI-O's crio.conf (read with the
+  // drop-ins of crio.conf.d beside it). Empty: the first of KnownContainerdConfigs() that
+  // reads, else CRI-O's kCrioConfig and its drop-ins.
   std::string containerd_config;
   std::string cdi_directory = "/var/run/cdi";
   // MPS sharing is configured: a missing nvidia-cuda-mps-control is a FAIL,
@@ -143,7 +147,7 @@ std::vector<CheckResult> CheckKubelet(const Options& o, const FileSystem& fs,
 // "pod-resources socket".
 CheckResult CheckPodResources(const Options& o, const FileSystem& fs,
                               podresources::PodResourcesLister& lister);
-// "containerd cdi" and "nvidia runtime", from the containerd config file.
+// "containerd cdi" (or "crio cdi" on CRI-O) and "nvidia runtime", from the runtime's config.
 std::vector<CheckResult> CheckContainerRuntime(const Options& o, const FileSystem& fs);
 // "cdi directory".
 CheckResult CheckCdiDirectory(const Options& o, const FileSystem& fs, const HostAccess& host);
@@ -175,15 +179,17 @@ std::string RenderJson(const Report& report);
 // What the containerd config says, parsed from its TOML without a TOML library
 // (table headers and key = value lines; enough for these keys).
 struct ContainerdFacts {
+  bool crio = false;                       // the file is CRI-O's (a [crio...] table)
   int version = 1;                         // the file's `version` (1 when absent)
   std::optional<bool> enable_cdi;          // the CRI plugin's enable_cdi, when set
   std::vector<std::string> cdi_spec_dirs;  // when set
   bool nvidia_runtime = false;  // a runtimes.nvidia table or an nvidia-container-runtime binary
-  std::string default_runtime;  // default_runtime_name
-  // CDI is on: enable_cdi when set, else the default of the config's
-  // generation (on for version 3 = containerd 2.x, off before).
+  std::string default_runtime;  // default_runtime_name (CRI-O: default_runtime)
+  // CDI is on: always in CRI-O; in containerd enable_cdi when set, else the
+  // default of the config's generation (on for version 3 = containerd 2.x, off before).
   bool CdiEnabled() const;
 };
+// Parses containerd's config, or CRI-O's (crio.conf then its drop-ins, concatenated).
 ContainerdFacts ParseContainerdConfig(const std::string& toml);
 
 }  // namespace gdp::doctor

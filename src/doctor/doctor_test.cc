@@ -425,6 +425,60 @@ TEST(CheckContainerRuntimeTest, Cases) {
   }
 }
 
+// Finds the row named `name`; nullptr when there is none.
+const CheckResult* Row(const std::vector<CheckResult>& rows, const std::string& name) {
+  for (const CheckResult& r : rows) {
+    if (r.name == name) return &r;
+  }
+  return nullptr;
+}
+
+// On a node without containerd, the doctor reads CRI-O's crio.conf and its drop-ins, later
+// drop-ins overriding earlier ones, as CRI-O does.
+TEST(CheckContainerRuntimeTest, ReadsCrioConfigAndItsDropIns) {
+  Options o = TestOptions();
+  o.containerd_config.clear();
+  o.device_list_strategy = {config::DeviceListStrategy::kCdiCri};
+  o.cdi_directory = "/var/run/cdi";
+  // Drop-ins alone, as CRI-O's packages ship it.
+  FakeFileSystem fs;
+  fs.AddFile("/etc/crio/crio.conf.d/20-nvidia.conf",
+             "[crio.runtime]\ncdi_spec_dirs = [\n  \"/etc/cdi\",\n  \"/var/run/cdi\",\n]\n"
+             "[crio.runtime.runtimes.nvidia]\n"
+             "runtime_path = \"/usr/bin/nvidia-container-runtime\"\n");
+  fs.AddFile("/etc/crio/crio.conf.d/10-crio.conf",
+             "[crio.runtime]\ndefault_runtime = \"crun\"\ncdi_spec_dirs = [\"/opt/cdi\"]\n");
+  fs.AddFile("/etc/crio/crio.conf.d/README", "[crio.runtime]\ncdi_spec_dirs = [\"/nowhere\"]\n");
+  auto rows = CheckContainerRuntime(o, fs);
+  ASSERT_NE(Row(rows, "crio cdi"), nullptr);
+  EXPECT_EQ(Row(rows, "containerd cdi"), nullptr);
+  EXPECT_EQ(SeverityOf(rows, "crio cdi"), Severity::kOk) << rows[0].detail;
+  EXPECT_THAT(rows[0].detail, HasSubstr("CRI-O's /etc/crio/crio.conf.d/10-crio.conf, "
+                                        "/etc/crio/crio.conf.d/20-nvidia.conf"));
+  EXPECT_THAT(rows[0].detail, HasSubstr("spec dirs /etc/cdi, /var/run/cdi"));
+  EXPECT_EQ(SeverityOf(rows, "nvidia runtime"), Severity::kOk);
+  EXPECT_THAT(Row(rows, "nvidia runtime")->detail, HasSubstr("default runtime crun"));
+
+  // The CDI directory among none of CRI-O's spec dirs: a CDI strategy fails, naming the table.
+  FakeFileSystem narrow;
+  narrow.AddFile(kCrioConfig, "[crio.runtime]\ncdi_spec_dirs = [\"/opt/cdi\"]\n");
+  rows = CheckContainerRuntime(o, narrow);
+  EXPECT_EQ(SeverityOf(rows, "crio cdi"), Severity::kFail);
+  EXPECT_THAT(rows[0].fix, HasSubstr("[crio.runtime]"));
+
+  // Named with --containerd-config (the chart's containerdConfig): read as CRI-O's by its
+  // tables, with the drop-ins beside it.
+  o.containerd_config = "/host/containerd/crio.conf";
+  FakeFileSystem named;
+  named.AddFile("/host/containerd/crio.conf", "[crio]\n[crio.runtime]\n");
+  named.AddFile("/host/containerd/crio.conf.d/01-cdi.conf",
+                "[crio.runtime]\ncdi_spec_dirs = [\"/opt/cdi\"]\n");
+  rows = CheckContainerRuntime(o, named);
+  EXPECT_EQ(SeverityOf(rows, "crio cdi"), Severity::kFail);
+  EXPECT_THAT(rows[0].detail, HasSubstr("/host/containerd/crio.conf, "
+                                        "/host/containerd/crio.conf.d/01-cdi.conf"));
+}
+
 // Without --containerd-config the doctor looks where each distribution keeps the config.
 TEST(CheckContainerRuntimeTest, FindsEachDistributionsConfigWhenNoneIsNamed) {
   for (const auto& known : KnownContainerdConfigs()) {
@@ -446,6 +500,7 @@ TEST(CheckContainerRuntimeTest, FindsEachDistributionsConfigWhenNoneIsNamed) {
   for (const auto& known : KnownContainerdConfigs()) {
     EXPECT_THAT(rows[0].detail, HasSubstr(known.path));
   }
+  EXPECT_THAT(rows[0].detail, HasSubstr(kCrioConfig));
 }
 
 // --- CDI directory ---

@@ -49,7 +49,7 @@ e2e_lay_root() {
 # and exports its environment (KUBECONFIG, CRI_CONFIG_FILE, PATH).
 e2e_cluster_up() {
   GDP_PLUGIN_BINARY="$PLUGIN_BIN" GDP_IMAGES="pause busybox gpu-workload gpu-device-plugin" \
-    GDP_NVIDIA_DRIVER_ROOT="$GPUROOT" hack/local-cluster.sh up >/dev/null
+    GDP_NVIDIA_DRIVER_ROOT="$GPUROOT" hack/local-cluster.sh up >/dev/null || return 1
   eval "$(hack/local-cluster.sh env)"
 }
 

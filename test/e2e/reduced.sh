@@ -10,6 +10,9 @@
 #     4 XID 79 on another GPU: allocatable 7; reset (off the bus and back): 8 again
 #     5 kubelet restart: registers again, 8/8, the pod keeps its container
 #     6 time-slicing, 2 replicas: 16/16, a replica pod runs on one GPU; back to 8
+#     7 CDI through the runtime (deviceListStrategy cdi-cri, no device specs of the plugin's
+#       own): nvidia-smi -L in a pod of an image with no driver file lists exactly the GPU
+#       pod-resources gives it
 # shellcheck shell=bash
 
 reduced_set() {
@@ -98,8 +101,37 @@ health:
     rs_fail "6 time-slicing x2: expected 16/16 and a running replica pod, saw $(node_gpus capacity)/$(node_gpus allocatable), $(pod_phase replica)"
   fi
   delete_test_pods
+
+  # The driver's nvidia-persistenced (the simulator's stand-in) runs on the host, so the spec
+  # the plugin writes mounts its socket, through which the simulated driver reaches the pod.
+  "$GPUROOT/usr/bin/nvidia-persistenced" || rs_fail "7 CDI: the nvidia-persistenced stand-in did not start"
+  sharing_chart "flags:
+  plugin:
+    deviceListStrategy: cdi-cri
+    passDeviceSpecs: false
+health:
+  recoveryQuietPeriod: 10s
+  probeInterval: 1s" "cdi: {enabled: true, hostPath: /var/run/cdi}"
+  wait_until 60 gpus_are 8 || rs_fail "7 CDI: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  GPU_POD_IMAGE=gpu-workload GPU_POD_RUN='nvidia-smi -L; echo "RC=$?"' gpu_pod smi 1
+  local want saw
+  if wait_until 60 pod_logged smi READY; then
+    want=$("$PODRESOURCES" 2>&1 | awk -v p="$TNS/smi/c" '$1 == p { print $3 }')
+    saw=$(kc -n "$TNS" logs smi 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | tr '\n' ' ' | sed 's/ $//')
+    if [ -n "$want" ] && [ "$saw" = "$want" ] && pod_logged smi RC=0; then
+      rs_pass "7 CDI: nvidia-smi -L in a pod of an image with no driver file lists its GPU $want alone"
+    else
+      rs_fail "7 CDI: expected nvidia-smi -L to list exactly pod-resources' GPU [$want], saw [$saw]: $(kc -n "$TNS" logs smi 2>&1 | tail -3 | tr '\n' ' ')"
+    fi
+  else
+    rs_fail "7 CDI: expected the pod Running, saw $(pod_phase smi): $(kc -n "$TNS" get pod smi -o jsonpath='{.status.containerStatuses[0].state}' 2>&1)"
+  fi
+  delete_test_pods
+  local pid
+  pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
   sharing_chart "health:
   recoveryQuietPeriod: 10s
   probeInterval: 1s"
-  wait_until 60 gpus_are 8 || rs_fail "6 back to no sharing: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
+  wait_until 60 gpus_are 8 || rs_fail "7 back to the default strategy: expected 8/8, saw $(node_gpus capacity)/$(node_gpus allocatable)"
 }
