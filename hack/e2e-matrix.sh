@@ -120,7 +120,7 @@ doctor_check() {
   has_doctor_row() { doctor_row "$1" | grep . >/dev/null; }
   wait_until 30 has_doctor_row "$1" || true
   local line
-  line=$(doctor_row "$1")
+  line=$(doctor_row "$1" || true)
   if grep 'status=OK' <<<"$line" | grep '/host/containerd/' >/dev/null; then
     pass "[$cell] doctor: $2 reads, CDI enabled"
   else
@@ -169,7 +169,7 @@ done
 for r in ${runtimes//,/ }; do
   if [ "$r" = crio ]; then
     # The doctor reads CRI-O's config (and its drop-ins) where the chart mounts it.
-    cell_values="containerdConfig: $STATE/crio/crio.conf" cell_extra=crio_doctor GDP_RUNTIME=$r own_cluster "$kubeadm"
+    cell_values="containerdConfig: $STATE/crio/etc/crio.conf" cell_extra=crio_doctor GDP_RUNTIME=$r own_cluster "$kubeadm"
   else
     GDP_RUNTIME=$r own_cluster "$kubeadm"
   fi

@@ -342,16 +342,15 @@ EOF
   done
 }
 
-write_containerd_config() {
-  local snap=$1
-  if [ -n "${GDP_NVIDIA_TOOLKIT_BIN:-}" ] && ! [ -x "$GDP_NVIDIA_TOOLKIT_BIN/nvidia-container-runtime" ]; then
-    die "GDP_NVIDIA_TOOLKIT_BIN=$GDP_NVIDIA_TOOLKIT_BIN has no nvidia-container-runtime: run hack/nvidia-toolkit.sh"
-  fi
+# containerd_config_top VERSION: makes the directories of the selected node's containerd and
+# writes the top of its config (state, sockets) in that config version; the caller appends
+# the CRI plugin's sections.
+containerd_config_top() {
   mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
   mkdir_tracked "$(dirname "$CCONF")"
   case "$CCONF" in "$S"/*) ;; *) echo "$CCONF" >>"$S/made-files" ;; esac
   cat >"$CCONF" <<EOF
-version = 3
+version = $1
 root = "$N/containerd/root"
 state = "$N/containerd/state"
 oom_score = 0
@@ -365,6 +364,16 @@ oom_score = 0
 [metrics]
   address = ""
 
+EOF
+}
+
+write_containerd_config() {
+  local snap=$1
+  if [ -n "${GDP_NVIDIA_TOOLKIT_BIN:-}" ] && ! [ -x "$GDP_NVIDIA_TOOLKIT_BIN/nvidia-container-runtime" ]; then
+    die "GDP_NVIDIA_TOOLKIT_BIN=$GDP_NVIDIA_TOOLKIT_BIN has no nvidia-container-runtime: run hack/nvidia-toolkit.sh"
+  fi
+  containerd_config_top 3
+  cat >>"$CCONF" <<EOF
 [plugins.'io.containerd.grpc.v1.cri']
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
@@ -431,26 +440,9 @@ EOF
 
 # The selected node's containerd 1.7 config: the version 2 format of the same settings.
 write_containerd17_config() {
-  local snap=$1
-  mkdir -p "$N/containerd" "$N/cni/net.d" "$N/cdi" "$N/run"
-  mkdir_tracked "$(dirname "$CCONF")"
-  case "$CCONF" in "$S"/*) ;; *) echo "$CCONF" >>"$S/made-files" ;; esac
-  local cri='plugins."io.containerd.grpc.v1.cri"'
-  cat >"$CCONF" <<EOF
-version = 2
-root = "$N/containerd/root"
-state = "$N/containerd/state"
-oom_score = 0
-
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = "$SOCK.ttrpc"
-[debug]
-  address = "$SOCK.debug"
-[metrics]
-  address = ""
-
+  local snap=$1 cri='plugins."io.containerd.grpc.v1.cri"'
+  containerd_config_top 2
+  cat >>"$CCONF" <<EOF
 [$cri]
   disable_tcp_service = true
   stream_server_address = "127.0.0.1"
@@ -506,11 +498,13 @@ write_crio_config() {
   local snap=$1 c=$N/crio driver=overlay runc
   runc=$(command -v runc)
   [ "$snap" = overlayfs ] || driver=vfs
-  mkdir -p "$c"/{hooks.d,exits,attach,ns,pods,crio.conf.d} "$N/cni/net.d" "$N/cdi" "$N/run"
+  # Its config in a directory of its own, as /etc/crio: a pod mounting it (the doctor's) must
+  # not include CRI-O's storage, or CRI-O makes that mount's propagation HostToContainer.
+  mkdir -p "$c"/{hooks.d,exits,attach,ns,pods,etc/crio.conf.d} "$N/cni/net.d" "$N/cdi" "$N/run"
   # CRI-O checks this policy at every container start, for images copied in as for pulled ones.
-  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$c/policy.json"
+  echo '{"default": [{"type": "insecureAcceptAnything"}]}' >"$c/etc/policy.json"
   # No unqualified-search registries: every image name is complete (localhost/gdp/...).
-  echo 'unqualified-search-registries = []' >"$c/registries.conf"
+  echo 'unqualified-search-registries = []' >"$c/etc/registries.conf"
   # A pod's oom_score_adj below ours needs CAP_SYS_RESOURCE, which this machine may strip
   # (critical pods get -997). containerd clamps it (restrict_oom_score_adj); CRI-O has no such
   # setting, so there its runc is a wrapper that clamps it in each container's config.json.
@@ -533,7 +527,7 @@ exec $(command -v runc) "\$@"
 EOF
     chmod 755 "$runc"
   fi
-  cat >"$c/crio.conf" <<EOF
+  cat >"$c/etc/crio.conf" <<EOF
 [crio]
 root = "$c/storage"
 runroot = "$c/run"
@@ -569,7 +563,7 @@ monitor_cgroup = "pod"
 [crio.image]
 pause_image = "localhost/gdp/pause:e2e"
 pinned_images = ["localhost/gdp/pause:e2e"]
-signature_policy = "$c/policy.json"
+signature_policy = "$c/etc/policy.json"
 [crio.network]
 network_dir = "$N/cni/net.d"
 plugin_dirs = ["/usr/lib/cni"]
@@ -890,7 +884,8 @@ node_up() {
     "$RBIN/imageload" --root "$N/crio/storage" --runroot "$N/crio/run" \
       --driver "$([ "$snap" = overlayfs ] && echo overlay || echo vfs)" "${refs[@]}" ||
       die "copying the images into CRI-O's store at $N/crio/storage failed (imageload's error above)"
-    start "crio$SFX" env CONTAINERS_REGISTRIES_CONF="$N/crio/registries.conf" "$RBIN/crio" --config "$N/crio/crio.conf" --config-dir "$N/crio/crio.conf.d"
+    start "crio$SFX" env CONTAINERS_REGISTRIES_CONF="$N/crio/etc/registries.conf" "$RBIN/crio" \
+      --config "$N/crio/etc/crio.conf" --config-dir "$N/crio/etc/crio.conf.d"
     healthy "crio$SFX" serving 30 "$BIN/crictl" --config "$N/crictl.yaml" version
   else
     start "containerd$SFX" "${ns[@]}" "$RBIN/containerd" --config "$CCONF" --log-level warn
