@@ -132,8 +132,8 @@ layout_doctor() { doctor_check "containerd cdi" "the containerd config of the $d
 crio_doctor() { doctor_check "crio cdi" "CRI-O's config (containerdConfig)"; }
 
 # own_cluster LAYOUT: a cell with a cluster of its own (brought up with the GDP_* settings
-# exported) and the newest branch: the reduced set (and the function $cell_extra names, with
-# $cell_values added to the chart's values), then the teardown, then its row.
+# exported) and the newest branch: the reduced set (and the function $cell_extra names), then
+# the teardown, then its row.
 own_cluster() {
   local layout=$1
   cell_failed=0
@@ -150,7 +150,6 @@ own_cluster() {
     cell="$k8s / $runtime / $layout / $newest"
     values=$(mktemp)
     e2e_values "$NODE" "$GPUROOT" /var/lib/kubelet 10s 9101 >"$values"
-    [ -z "${cell_values:-}" ] || echo "$cell_values" >>"$values"
     if relay "$newest"; then
       reduced_set "$cell"
       "${cell_extra:-true}"
@@ -169,7 +168,7 @@ done
 for r in ${runtimes//,/ }; do
   if [ "$r" = crio ]; then
     # The doctor reads CRI-O's config (and its drop-ins) where the chart mounts it.
-    cell_values="containerdConfig: $STATE/crio/etc/crio.conf" cell_extra=crio_doctor GDP_RUNTIME=$r own_cluster "$kubeadm"
+    E2E_EXTRA_VALUES="containerdConfig: $STATE/crio/etc/crio.conf" cell_extra=crio_doctor GDP_RUNTIME=$r own_cluster "$kubeadm"
   else
     GDP_RUNTIME=$r own_cluster "$kubeadm"
   fi

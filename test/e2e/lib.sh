@@ -63,6 +63,7 @@ e2e_cluster_up() {
 # The labeller reaches the API server on 127.0.0.1 (host network; this cluster runs no
 # kube-proxy, so the kubernetes Service address is not routed).
 # Sets $values and $values1 (the values files; teardown removes them).
+# E2E_EXTRA_VALUES (YAML lines) and E2E_DISTRIBUTION are added to every values file it makes.
 e2e_values() { # NODE DRIVER_ROOT KUBELET_ROOT QUIET_PERIOD METRICS_PORT
   local quiet=""
   [ -z "$4" ] || quiet=$'\n'"    recoveryQuietPeriod: $4"
@@ -87,6 +88,7 @@ extraVolumes:
 extraVolumeMounts:
   - name: gpusim-state
     mountPath: /driver-root/run/gpusim
+${E2E_EXTRA_VALUES:-}
 EOF
 }
 e2e_install_chart() {
@@ -127,6 +129,12 @@ sharing_chart() {
 e2e_teardown() {
   hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
   hack/local-registry.sh down >/dev/null 2>&1 || echo "hack/local-registry.sh down failed" >&2
+  # A driver root's nvidia-persistenced stand-in a failed scenario left running.
+  local root pid
+  for root in "$GPUROOT" "$GPUROOT1"; do
+    pid=$(cat "$root/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
+    [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+  done
   rm -rf "$GPUROOT" "$GPUROOT1" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
   rm -f "${values:-}" "${values1:-}" /var/run/cdi/gpu-device-plugin.*
   local left=""

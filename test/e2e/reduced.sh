@@ -104,7 +104,8 @@ health:
 
   # The driver's nvidia-persistenced (the simulator's stand-in) runs on the host, so the spec
   # the plugin writes mounts its socket, through which the simulated driver reaches the pod.
-  "$GPUROOT/usr/bin/nvidia-persistenced" || rs_fail "7 CDI: the nvidia-persistenced stand-in did not start"
+  # (8>&-: the daemon must not hold the real-node lock of the run.)
+  "$GPUROOT/usr/bin/nvidia-persistenced" 8>&- || rs_fail "7 CDI: the nvidia-persistenced stand-in did not start"
   sharing_chart "flags:
   plugin:
     deviceListStrategy: cdi-cri
@@ -116,8 +117,9 @@ health:
   GPU_POD_IMAGE=gpu-workload GPU_POD_RUN='nvidia-smi -L; echo "RC=$?"' gpu_pod smi 1
   local want saw
   if wait_until 60 pod_logged smi READY; then
-    want=$("$PODRESOURCES" 2>&1 | awk -v p="$TNS/smi/c" '$1 == p { print $3 }')
-    saw=$(kc -n "$TNS" logs smi 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | tr '\n' ' ' | sed 's/ $//')
+    want=$("$PODRESOURCES" "${GDP_KUBELET_ROOT:-/var/lib/kubelet}/pod-resources/kubelet.sock" 2>&1 |
+      awk -v p="$TNS/smi/c" '$1 == p { print $3 }' || true)
+    saw=$(kc -n "$TNS" logs smi 2>/dev/null | sed -n 's/^GPU [0-9]*: .*(UUID: \(GPU-[^)]*\))$/\1/p' | tr '\n' ' ' | sed 's/ $//' || true)
     if [ -n "$want" ] && [ "$saw" = "$want" ] && pod_logged smi RC=0; then
       rs_pass "7 CDI: nvidia-smi -L in a pod of an image with no driver file lists its GPU $want alone"
     else

@@ -24,7 +24,7 @@ kind: RuntimeClass
 metadata: {name: nvidia-cdi}
 handler: nvidia-cdi
 EOF
-"$GPUROOT/usr/bin/nvidia-persistenced" || fail "R the nvidia-persistenced stand-in did not start"
+"$GPUROOT/usr/bin/nvidia-persistenced" 8>&- || fail "R the nvidia-persistenced stand-in did not start"
 # NVIDIA's spec for the cdi mode, in place of ours (one spec per device name).
 rm -f /var/run/cdi/gpu-device-plugin.*
 "$TOOLKIT_BIN/nvidia-ctk" cdi generate --driver-root="$GPUROOT" \

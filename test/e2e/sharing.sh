@@ -36,7 +36,7 @@ delete_test_pods
 # --- S1: time-slicing x4 over CDI alone ------------------------------------------------
 # The driver's nvidia-persistenced (the simulator's stand-in) runs on the host, so the spec
 # the plugin writes mounts its socket into GPU containers, as NVIDIA's toolkit does.
-"$GPUROOT/usr/bin/nvidia-persistenced" || fail "S1 the nvidia-persistenced stand-in did not start"
+"$GPUROOT/usr/bin/nvidia-persistenced" 8>&- || fail "S1 the nvidia-persistenced stand-in did not start"
 s1_config="flags:
   plugin:
     deviceListStrategy: cdi-cri
