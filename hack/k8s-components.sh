@@ -34,7 +34,6 @@ command -v go >/dev/null || die "go not found: install Go 1.26 or newer (the mod
 # Never download a toolchain behind the user's back: a too-old Go fails here with a clear error.
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
-
 k8s_mod=$(k8s_module_dir)
 K8S_VERSION=$(k8s_version)
 [ -n "$K8S_VERSION" ] || die "no k8s.io/kubernetes requirement in $k8s_mod/go.mod"
@@ -142,7 +141,7 @@ crio)
   CGO_ENABLED=1 build imageload "$rt_mod" ./imageload \
     "$RUNTIME_VERSION-$(sha256sum "$rt_mod/imageload/main.go" | cut -c1-12)" "-s -w" "$crio_tags"
   # pinns (CRI-O's namespace pinner) is C in the same module: built as its Makefile does.
-  src="$(cd "$rt_mod" && go list -m -f '{{.Dir}}' github.com/cri-o/cri-o)/pinns/src"
+  src="$(cd "$rt_mod" && go mod download -json github.com/cri-o/cri-o | jq -r .Dir)/pinns/src"
   stamp="pinns $RUNTIME_VERSION $(gcc -dumpversion)"
   if ! [ -x "$out/pinns" ] || [ "$(cat "$out/.pinns.stamp" 2>/dev/null)" != "$stamp" ]; then
     gcc -std=c99 -Os -Wall -Werror -Wextra -static -o "$out/.pinns.tmp" "$src"/*.c ||
