@@ -24,9 +24,11 @@ source "$(dirname "$0")/lib.sh"
 root=$(repo_root)
 e2e="$root/test/e2e"
 
+# (conmon, jq and libseccomp-dev are CRI-O's, installed here too so that a build of it in the
+# background, as make e2e runs one, never runs apt.)
 packages=(
   runc containernetworking-plugins iptables conntrack socat ethtool iproute2
-  util-linux mount kmod openssl busybox-static curl
+  util-linux mount kmod openssl busybox-static curl conmon jq libseccomp-dev pkg-config
 )
 install_debian_packages "${packages[@]}"
 
@@ -130,9 +132,9 @@ containerd-1.7)
   ;;
 crio)
   # Debian's conmon monitors each container, and runc (as for containerd) runs it; jq is for
-  # local-cluster's runc wrapper. CRI-O needs cgo for seccomp (libseccomp); its image library verifies
-  # signatures in Go (containers_image_openpgp) and has no btrfs or device-mapper here.
-  install_debian_packages conmon jq libseccomp-dev pkg-config gcc libc6-dev
+  # local-cluster's runc wrapper (all installed above). CRI-O needs cgo for seccomp
+  # (libseccomp); its image library verifies signatures in Go (containers_image_openpgp) and
+  # has no btrfs or device-mapper here.
   crio_tags="containers_image_openpgp containers_image_ostree_stub exclude_graphdriver_btrfs"
   crio_tags+=" exclude_graphdriver_devicemapper seccomp"
   crio_ld="-s -w -X github.com/cri-o/cri-o/internal/version.buildCommit=$RUNTIME_VERSION"
