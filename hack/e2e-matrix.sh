@@ -43,6 +43,8 @@ done
 for m in ${minors//,/ }; do (GDP_KUBERNETES=$m k8s_module_dir >/dev/null) || exit 1; done
 for r in ${runtimes//,/ }; do (GDP_RUNTIME=$r runtime_name >/dev/null) || exit 1; done
 
+# The cells run without NVIDIA's container runtime (make e2e exports it for its own suite).
+unset GDP_NVIDIA_TOOLKIT_BIN
 hack/deps.sh >/dev/null
 hack/build.sh release gpu-device-plugin gpusim nvidia-ml cuda-workload podresources-list kubectl-gpu
 hack/k8s-components.sh >/dev/null
