@@ -425,7 +425,9 @@ refused() {
 if wait_until 60 refused; then
   np=$(plugin_pod)
   code=$(kc -n "$NS" get pod "$np" -o jsonpath='{.status.containerStatuses[0].state.terminated.exitCode}{.status.containerStatuses[0].lastState.terminated.exitCode}')
-  if [ "$code" != 0 ] && { kc -n "$NS" logs "$np" 2>/dev/null; kc -n "$NS" logs "$np" --previous 2>/dev/null; } | grep 'flags.migStrategy (line 3)' >/dev/null; then
+  # Its log, current or previous: the kubelet may be restarting the container as we ask.
+  names_field() { { kc -n "$NS" logs "$np" 2>/dev/null; kc -n "$NS" logs "$np" --previous 2>/dev/null; } | grep 'flags.migStrategy (line 3)' >/dev/null; }
+  if [ "$code" != 0 ] && wait_until 20 names_field; then
     pass "9 a fresh plugin pod with the invalid config exits with code $code, naming flags.migStrategy"
   else
     fail "9 fresh plugin pod with the invalid config: expected a non-zero exit and a log naming flags.migStrategy, saw exit '$code' and: $(kc -n "$NS" logs "$np" 2>&1 | tail -2 | tr '\n' ' ')"
