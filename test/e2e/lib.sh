@@ -124,17 +124,20 @@ sharing_chart() {
     --wait=false >/dev/null 2>&1 || true
   wait_until 90 plugin_replaced "$old" || echo "  (the plugin pod on $NODE was not replaced by a ready one within 90s)"
 }
+# stop_persistenced ROOT: stops the driver root's nvidia-persistenced stand-in, if it runs.
+stop_persistenced() {
+  local pid
+  pid=$(cat "$1/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+}
 # Tears the cluster down and removes the driver root and values file; prints what is
 # left behind ("" when nothing), e.g. " state dir; mounts;".
 e2e_teardown() {
   hack/local-cluster.sh down >/dev/null 2>&1 || echo "hack/local-cluster.sh down failed" >&2
   hack/local-registry.sh down >/dev/null 2>&1 || echo "hack/local-registry.sh down failed" >&2
   # A driver root's nvidia-persistenced stand-in a failed scenario left running.
-  local root pid
-  for root in "$GPUROOT" "$GPUROOT1"; do
-    pid=$(cat "$root/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
-    [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-  done
+  stop_persistenced "$GPUROOT"
+  stop_persistenced "$GPUROOT1"
   rm -rf "$GPUROOT" "$GPUROOT1" "${GDP_MPS_ROOT:-/var/tmp/gdp-mps}"
   rm -f "${values:-}" "${values1:-}" /var/run/cdi/gpu-device-plugin.*
   local left=""

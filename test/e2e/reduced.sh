@@ -129,9 +129,7 @@ health:
     rs_fail "7 CDI: expected the pod Running, saw $(pod_phase smi): $(kc -n "$TNS" get pod smi -o jsonpath='{.status.containerStatuses[0].state}' 2>&1)"
   fi
   delete_test_pods
-  local pid
-  pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
-  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+  stop_persistenced "$GPUROOT"
   sharing_chart "health:
   recoveryQuietPeriod: 10s
   probeInterval: 1s"

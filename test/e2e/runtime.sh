@@ -81,5 +81,4 @@ runtime_pods nvidia-cdi cdi
 
 rm -f /var/run/cdi/nvidia.yaml
 kc delete runtimeclass nvidia nvidia-cdi >/dev/null 2>&1 || true
-pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
-[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+stop_persistenced "$GPUROOT"

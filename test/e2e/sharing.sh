@@ -266,8 +266,7 @@ else
   fail "S2 MPS pods: expected Running, saw $(pod_phase mps0) $(pod_phase mps1): $(kc -n "$TNS" describe pod mps0 | tail -5 | tr '\n' ' ')"
 fi
 delete_test_pods
-pid=$(cat "$GPUROOT/run/nvidia-persistenced/nvidia-persistenced.pid" 2>/dev/null || true)
-[ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+stop_persistenced "$GPUROOT"
 
 # --- S3: MIG mixed on a100-mig ---------------------------------------------------------
 # A fresh driver root with the a100-mig profile: the plugin pod must not hold the old one.
